@@ -1,0 +1,169 @@
+//! One data file (`N.db`): appending records with `pwrite`, reading them through the map.
+
+use super::error::{OurDbError, Result};
+use super::format::{self, RecordHeader, DATA_FILE_PREAMBLE, HEADER_SIZE};
+use super::mmap::Map;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Address space reserved for each data file's map: records start below 4 GiB (u32
+/// positions) and one record may run past that by at most the largest record.
+pub const DATA_RESERVE: u64 =
+    format::MAX_POSITION + (format::MAX_RECORD_SIZE + HEADER_SIZE + format::EXT_SIZE) as u64 + 1;
+
+/// An open data file.
+pub struct DataFile {
+    path: PathBuf,
+    file: File,
+    map: Map,
+    known_len: AtomicU64,
+}
+
+impl DataFile {
+    /// Opens data file `nr` in `dir`; with `create`, creates it holding the one-byte preamble.
+    pub fn open(dir: &Path, nr: u16, create: bool) -> Result<DataFile> {
+        let path = dir.join(format::data_file_name(nr));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| OurDbError::io("open", &path, e))?;
+        let mut len = file
+            .metadata()
+            .map_err(|e| OurDbError::io("stat", &path, e))?
+            .len();
+        if len == 0 {
+            // A new file, or one whose creation was cut short before its preamble was written.
+            file.write_all_at(&[0u8], 0)
+                .map_err(|e| OurDbError::io("write", &path, e))?;
+            len = DATA_FILE_PREAMBLE;
+        } else {
+            let mut first = [0u8; 1];
+            file.read_exact_at(&mut first, 0)
+                .map_err(|e| OurDbError::io("read", &path, e))?;
+            if first[0] != 0 {
+                return Err(OurDbError::corrupt(
+                    &path,
+                    0,
+                    format!(
+                        "a data file starts with one zero byte; found {:#04x}: not an OurDB data file",
+                        first[0]
+                    ),
+                ));
+            }
+        }
+        let map =
+            Map::read_only(&file, DATA_RESERVE).map_err(|e| OurDbError::io("mmap", &path, e))?;
+        Ok(DataFile {
+            path,
+            file,
+            map,
+            known_len: AtomicU64::new(len),
+        })
+    }
+
+    /// Length this process knows the file to have.
+    pub fn known_len(&self) -> u64 {
+        self.known_len.load(Ordering::Acquire)
+    }
+
+    /// Asks the kernel for the current length.
+    pub fn refresh_len(&self) -> Result<u64> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| OurDbError::io("stat", &self.path, e))?
+            .len()
+            .min(self.map.reserve());
+        self.known_len.fetch_max(len, Ordering::AcqRel);
+        Ok(self.known_len())
+    }
+
+    /// Makes sure `[offset, offset + n)` lies inside the file, asking the kernel if our
+    /// knowledge is stale (another process appended).
+    fn ensure_readable(&self, offset: u64, n: u64, what: &str) -> Result<()> {
+        let end = offset.saturating_add(n);
+        if end <= self.known_len() || end <= self.refresh_len()? {
+            return Ok(());
+        }
+        Err(OurDbError::corrupt(
+            &self.path,
+            offset,
+            format!(
+                "{what} of {n} bytes runs past the end of the file ({} bytes)",
+                self.known_len()
+            ),
+        ))
+    }
+
+    /// Reads and parses the header at `pos`.
+    pub fn read_header(&self, pos: u32) -> Result<RecordHeader> {
+        let pos = pos as u64;
+        if pos < DATA_FILE_PREAMBLE {
+            return Err(OurDbError::corrupt(
+                &self.path,
+                pos,
+                "position 0 is the preamble, never a record",
+            ));
+        }
+        self.ensure_readable(pos, HEADER_SIZE as u64, "record header")?;
+        let avail = (self.known_len() - pos).min((HEADER_SIZE + format::EXT_SIZE) as u64);
+        let mut buf = [0u8; HEADER_SIZE + format::EXT_SIZE];
+        self.map.copy_out(pos, &mut buf[..avail as usize]);
+        format::parse_header(&buf[..avail as usize])
+            .map_err(|e| OurDbError::corrupt(&self.path, pos, e.to_string()))
+    }
+
+    /// Reads the record at `pos` into `out` (replacing its contents), verifies its CRC and
+    /// returns its header. `max` bounds the data length accepted.
+    pub fn read_record(&self, pos: u32, max: usize, out: &mut Vec<u8>) -> Result<RecordHeader> {
+        let header = self.read_header(pos)?;
+        let pos = pos as u64;
+        if header.data_len > max {
+            return Err(OurDbError::corrupt(
+                &self.path,
+                pos,
+                format!(
+                    "record claims {} bytes, more than the maximum record size {max}",
+                    header.data_len
+                ),
+            ));
+        }
+        self.ensure_readable(pos, header.total_len() as u64, "record")?;
+        out.clear();
+        out.resize(header.data_len, 0);
+        self.map.copy_out(pos + header.header_len as u64, out);
+        let computed = crc32fast::hash(out);
+        if computed != header.crc {
+            return Err(OurDbError::Crc {
+                path: self.path.clone(),
+                offset: pos,
+                stored: header.crc,
+                computed,
+            });
+        }
+        Ok(header)
+    }
+
+    /// Writes `bytes` at `offset` (a writer holding the write lock), then publishes the new
+    /// length to this process's readers.
+    pub fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all_at(bytes, offset)
+            .map_err(|e| OurDbError::io("write", &self.path, e))?;
+        self.known_len
+            .fetch_max(offset + bytes.len() as u64, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Flushes this file's data to stable storage.
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| OurDbError::io("fsync", &self.path, e))
+    }
+}

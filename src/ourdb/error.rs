@@ -1,0 +1,138 @@
+//! The errors OurDB reports. Every variant that comes from a file names the file, and where
+//! it makes sense the byte offset, so that a person can open a hex editor at the right place.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong opening, reading or writing an OurDB database.
+#[derive(Debug, thiserror::Error)]
+pub enum OurDbError {
+    /// An operating-system call on a file failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done ("open", "read", "fsync", ...).
+        op: &'static str,
+        /// The file or directory it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The id has no record (never written, or deleted).
+    #[error("record {id} not found")]
+    NotFound {
+        /// The id asked for.
+        id: u32,
+    },
+    /// Id 0 is reserved for "no id"; ids start at 1.
+    #[error("id 0 is not a valid record id (ids start at 1)")]
+    ZeroId,
+    /// In incremental mode only ids that `add` handed out can be `set`.
+    #[error("id {id} was never handed out (next id is {next}); use add() for new records")]
+    IdNotAllocated {
+        /// The id given to `set`.
+        id: u32,
+        /// The next id `add` would hand out.
+        next: u64,
+    },
+    /// `add` in key-value mode, where the caller chooses ids.
+    #[error("add() needs incremental mode; this database is key-value: use set(id, data)")]
+    NotIncremental,
+    /// Every u32 id has been handed out.
+    #[error("id space exhausted: all {} ids of this database are used; start a new database or compact into one", u32::MAX)]
+    IdSpaceExhausted,
+    /// The record is larger than this database accepts.
+    #[error("record of {size} bytes is larger than the maximum of {max} bytes")]
+    RecordTooLarge {
+        /// The size offered.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A location does not fit the lookup entry width (small keysizes address one small file).
+    #[error("database full for keysize {keysize}: location {location} does not fit a {keysize}-byte lookup entry")]
+    LocationOverflow {
+        /// The database's keysize.
+        keysize: u8,
+        /// The location that did not fit.
+        location: super::format::Location,
+    },
+    /// A record's bytes do not match its CRC.
+    #[error("{path} at offset {offset}: CRC mismatch (stored {stored:#010x}, computed {computed:#010x}): data corrupted")]
+    Crc {
+        /// The data file.
+        path: PathBuf,
+        /// Offset of the record header.
+        offset: u64,
+        /// CRC in the header.
+        stored: u32,
+        /// CRC of the bytes found.
+        computed: u32,
+    },
+    /// A file's contents do not follow the format.
+    #[error("{path} at offset {offset}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where in it.
+        offset: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// `lookup/.inc` (or the sparse dump's) does not hold a decimal number.
+    #[error("{path}: expected the next id as a decimal number, found {content:?}")]
+    IncNotNumber {
+        /// The `.inc` file.
+        path: PathBuf,
+        /// What it held (cut to 64 bytes).
+        content: String,
+    },
+    /// The database was opened with a keysize other than the one it was created with, or its
+    /// lookup file's length is not a multiple of the keysize.
+    #[error("{path}: keysize mismatch: {detail}")]
+    KeysizeMismatch {
+        /// The file that shows the mismatch.
+        path: PathBuf,
+        /// What disagreed.
+        detail: String,
+    },
+    /// A database with no recorded configuration (written by herolib) needs the keysize.
+    #[error("{dir}: no ourdb.json here, so the lookup keysize is unknown (herolib records none); open with an explicit keysize (CLI: --keysize N)")]
+    KeysizeUnknown {
+        /// The database directory.
+        dir: PathBuf,
+    },
+    /// The configuration asked for is not possible.
+    #[error("invalid OurDB configuration: {0}")]
+    InvalidConfig(String),
+    /// A previous fsync failed; the database refuses further durable writes rather than
+    /// pretend they are safe (after a failed fsync the kernel may have dropped dirty pages).
+    #[error("an earlier fsync failed ({0}); reopen the database")]
+    SyncFailed(String),
+}
+
+impl OurDbError {
+    /// Shorthand for an I/O error on a path.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        OurDbError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for a format violation.
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        OurDbError::Corrupt {
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Result with [`OurDbError`].
+pub type Result<T> = std::result::Result<T, OurDbError>;

@@ -1,0 +1,816 @@
+//! OurDB: a memory-mapped, append-only record store with herolib's on-disk layout.
+//!
+//! It owns files in one directory and knows nothing of jobs, Redis or the engine. The format
+//! is in `docs/ourdb-format.md` and, as constants, in [`format`].
+//!
+//! # Concurrency
+//!
+//! * Readers never lock: they read the lookup entry and the record through memory maps,
+//!   verify the CRC, and re-read the entry; if it changed meanwhile (an update or delete raced
+//!   them) they retry. See [`mmap`] for the memory-map contract.
+//! * Writers are serialised twice: by a mutex inside the process and by an exclusive `flock`
+//!   on `ourdb.lock` across processes. Under both they read the shared `ourdb.state` (next
+//!   id, append position, ...), append with `pwrite`, then publish the lookup entry.
+//! * Ordering of a write: record bytes → append position → lookup entry → next id → ack.
+//!   A process killed anywhere in that sequence leaves at worst an unreferenced tail, which
+//!   the next writer overwrites or compaction drops; acknowledged records are complete.
+//!
+//! # Example
+//! ```
+//! use herojobs::ourdb::{Config, OurDb};
+//! let dir = tempfile::tempdir().unwrap();
+//! let db = OurDb::open(dir.path(), Config::default())?;
+//! let id = db.add(b"first version")?;
+//! db.set(id, b"second version")?;
+//! assert_eq!(db.get(id)?, b"second version");
+//! assert_eq!(db.history(id, 10)?, vec![b"second version".to_vec(), b"first version".to_vec()]);
+//! db.close()?;
+//! # Ok::<(), herojobs::ourdb::OurDbError>(())
+//! ```
+
+mod compact;
+mod config;
+mod datafile;
+mod durability;
+mod error;
+pub mod format;
+mod lookup;
+pub mod mmap;
+mod state;
+
+pub use config::{Config, Durability, StoredConfig, CONFIG_FILE};
+pub use error::{OurDbError, Result};
+pub use format::Location;
+
+use arc_swap::ArcSwap;
+use datafile::DataFile;
+use durability::SyncCtl;
+use lookup::Lookup;
+use parking_lot::Mutex;
+use state::State;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Name of the writer lock file inside the database directory.
+pub const LOCK_FILE: &str = "ourdb.lock";
+/// Bytes of the lookup table scanned backwards on open for the last set entry (see
+/// [`lookup::GROW_MAX`]): protects the next id against a state file older than the table.
+const OPEN_SCAN_WINDOW: u64 = lookup::GROW_MAX + 64 * 1024;
+/// How often a reader retries when the entry it read keeps changing under it.
+const READ_RETRIES: usize = 16;
+
+/// The open files of one generation of the database.
+struct Maps {
+    generation: u64,
+    lookup: Arc<Lookup>,
+    files: Vec<Arc<DataFile>>,
+}
+
+/// What only the writer touches.
+struct Writer {
+    lock: File,
+    buf: Vec<u8>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    stored: StoredConfig,
+    durability: Durability,
+    maps: ArcSwap<Maps>,
+    reload: Mutex<()>,
+    state: State,
+    writer: Mutex<Writer>,
+    sync: SyncCtl,
+}
+
+/// A summary of a database, for `herojobs ourdb stats`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stats {
+    /// Database directory.
+    pub dir: PathBuf,
+    /// Lookup entry width.
+    pub keysize: u8,
+    /// Incremental or key-value mode.
+    pub incremental: bool,
+    /// Next id `add` hands out.
+    pub next_id: u64,
+    /// Ids with a record.
+    pub live_records: u64,
+    /// Number of data files.
+    pub data_files: usize,
+    /// Bytes in data files.
+    pub data_bytes: u64,
+    /// Bytes allocated for `lookup/data` (logical length; it is sparse).
+    pub lookup_bytes: u64,
+    /// Data file rollover size.
+    pub file_size: u64,
+    /// Compaction generation.
+    pub generation: u64,
+}
+
+/// One problem found by [`OurDb::check`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    /// The id whose record (or one of its history entries) is damaged.
+    pub id: u32,
+    /// Where the damaged record is.
+    pub location: String,
+    /// What is wrong.
+    pub error: String,
+}
+
+/// An open OurDB database. `Send + Sync`: share it between threads by reference or `Arc`.
+pub struct OurDb {
+    inner: Arc<Inner>,
+    syncer: Option<JoinHandle<()>>,
+}
+
+impl OurDb {
+    /// Opens the database in `dir`, creating it if `config.create` and none is there.
+    pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<OurDb> {
+        let dir = dir.as_ref().to_path_buf();
+        let inner = Arc::new(Inner::open(dir, &config)?);
+        let syncer = if config.durability == Durability::Periodic {
+            let inner2 = Arc::clone(&inner);
+            let interval = config.sync_interval;
+            let handle = std::thread::Builder::new()
+                .name("herojobs-ourdb-sync".into())
+                .spawn(move || {
+                    while !inner2.sync.sleep(interval) {
+                        if inner2.sync.dirty() {
+                            if let Err(e) = inner2.sync_all() {
+                                log::error!(
+                                    "ourdb {}: periodic fsync failed: {e}",
+                                    inner2.dir.display()
+                                );
+                            }
+                        }
+                    }
+                })
+                .map_err(|e| OurDbError::io("spawn sync thread for", &inner.dir, e))?;
+            Some(handle)
+        } else {
+            None
+        };
+        Ok(OurDb { inner, syncer })
+    }
+
+    /// The database directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The recorded configuration (keysize, file size, mode).
+    pub fn stored_config(&self) -> &StoredConfig {
+        &self.inner.stored
+    }
+
+    /// Appends a new record and returns its id (incremental mode).
+    pub fn add(&self, data: &[u8]) -> Result<u32> {
+        self.add_many(std::iter::once(data)).map(|ids| ids[0])
+    }
+
+    /// Appends several records under one lock acquisition and (in `Strict`) one fsync.
+    /// Ids are consecutive and returned in order.
+    pub fn add_many<'a>(&self, records: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u32>> {
+        let inner = &*self.inner;
+        if !inner.stored.incremental {
+            return Err(OurDbError::NotIncremental);
+        }
+        let (ids, seq) = inner.write(|w| {
+            let mut ids = Vec::new();
+            for data in records {
+                inner.check_size(data)?;
+                let next = inner.state.next_id().max(1);
+                if next > u32::MAX as u64 {
+                    return Err(OurDbError::IdSpaceExhausted);
+                }
+                let id = next as u32;
+                let loc = inner.append(w, data, Location::NONE)?;
+                inner.set_entry(id, loc)?;
+                inner.state.set_next_id(next + 1);
+                ids.push(id);
+            }
+            Ok(ids)
+        })?;
+        inner.after_write(seq)?;
+        Ok(ids)
+    }
+
+    /// Writes a new version of `id`; the previous one stays reachable through [`history`].
+    /// In incremental mode `id` must have been handed out by `add`; in key-value mode any
+    /// id from 1 up is accepted.
+    ///
+    /// [`history`]: OurDb::history
+    pub fn set(&self, id: u32, data: &[u8]) -> Result<()> {
+        let inner = &*self.inner;
+        if id == 0 {
+            return Err(OurDbError::ZeroId);
+        }
+        inner.check_size(data)?;
+        let ((), seq) = inner.write(|w| {
+            let next = inner.state.next_id().max(1);
+            if inner.stored.incremental && id as u64 >= next {
+                return Err(OurDbError::IdNotAllocated { id, next });
+            }
+            let prev = inner.entry(id)?.unwrap_or(Location::NONE);
+            let loc = inner.append(w, data, prev)?;
+            inner.set_entry(id, loc)?;
+            if id as u64 >= next {
+                inner.state.set_next_id(id as u64 + 1);
+            }
+            Ok(())
+        })?;
+        inner.after_write(seq)
+    }
+
+    /// Reads the current version of `id`.
+    pub fn get(&self, id: u32) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.get_into(id, &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads the current version of `id` into `out` (reusing its allocation).
+    pub fn get_into(&self, id: u32, out: &mut Vec<u8>) -> Result<()> {
+        self.inner.read(id, out).map(|_| ())
+    }
+
+    /// Where the current version of `id` is stored, `None` if it has no record.
+    pub fn location(&self, id: u32) -> Result<Option<Location>> {
+        if id == 0 {
+            return Err(OurDbError::ZeroId);
+        }
+        Ok(self.inner.entry(id)?.filter(|l| !l.is_none()))
+    }
+
+    /// Up to `depth` versions of `id`, newest first.
+    pub fn history(&self, id: u32, depth: usize) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        if depth == 0 {
+            return Ok(out);
+        }
+        let mut buf = Vec::new();
+        let (_, header) = self.inner.read(id, &mut buf)?;
+        out.push(std::mem::take(&mut buf));
+        let mut prev = header.prev;
+        while out.len() < depth && !prev.is_none() {
+            let file = self.inner.data_file(prev.file_nr)?;
+            let h = file.read_record(prev.position, self.inner.stored.record_size_max, &mut buf)?;
+            out.push(std::mem::take(&mut buf));
+            prev = h.prev;
+        }
+        Ok(out)
+    }
+
+    /// Deletes `id`: clears its lookup entry and zeroes its current record (as herolib does;
+    /// older versions stay until compaction).
+    pub fn delete(&self, id: u32) -> Result<()> {
+        let inner = &*self.inner;
+        if id == 0 {
+            return Err(OurDbError::ZeroId);
+        }
+        let ((), seq) = inner.write(|_w| {
+            let loc = match inner.entry(id)? {
+                Some(l) if !l.is_none() => l,
+                _ => return Err(OurDbError::NotFound { id }),
+            };
+            // The next id must survive even if `id` was the highest one set: .inc first.
+            lookup::write_inc(&inner.dir.join("lookup/.inc"), inner.state.next_id().max(1))?;
+            inner.lookup().set(id, Location::NONE)?;
+            let file = inner.data_file(loc.file_nr)?;
+            let total = match file.read_header(loc.position) {
+                Ok(h) => h.total_len(),
+                Err(_) => format::HEADER_SIZE,
+            } as u64;
+            let end = (loc.position as u64 + total).min(file.known_len());
+            let zeros = vec![0u8; 64 * 1024];
+            let mut at = loc.position as u64;
+            while at < end {
+                let n = (end - at).min(zeros.len() as u64) as usize;
+                file.write_at(at, &zeros[..n])?;
+                at += n as u64;
+            }
+            Ok(())
+        })?;
+        inner.after_write(seq)
+    }
+
+    /// The id `add` hands out next (`u32::MAX + 1` once the id space is exhausted).
+    pub fn next_id(&self) -> u64 {
+        self.inner.state.next_id().max(1)
+    }
+
+    /// The ids that currently have a record, ascending (a snapshot of the table as it is read).
+    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        let maps = self.inner.maps.load_full();
+        let _ = maps.lookup.refresh_len();
+        let entries = maps.lookup.entries().min(u32::MAX as u64 + 1);
+        let published = self.inner.state.lookup_len();
+        (1..entries).filter_map(move |id| match maps.lookup.get(id as u32, published) {
+            Ok(Some(l)) if !l.is_none() => Some(id as u32),
+            _ => None,
+        })
+    }
+
+    /// Verifies every live record and every version in its history. Returns the problems
+    /// found (empty when the database is intact).
+    pub fn check(&self) -> Result<Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut buf = Vec::new();
+        let max = self.inner.stored.record_size_max;
+        for id in self.ids() {
+            let mut loc = match self.inner.entry(id)? {
+                Some(l) => l,
+                None => continue,
+            };
+            let mut seen = 0usize;
+            while !loc.is_none() {
+                seen += 1;
+                if seen > 1_000_000 {
+                    problems.push(Problem {
+                        id,
+                        location: loc.to_string(),
+                        error: "history chain longer than 1,000,000 versions: a cycle".into(),
+                    });
+                    break;
+                }
+                let res = self
+                    .inner
+                    .data_file(loc.file_nr)
+                    .and_then(|f| f.read_record(loc.position, max, &mut buf));
+                match res {
+                    Ok(h) => loc = h.prev,
+                    Err(e) => {
+                        problems.push(Problem {
+                            id,
+                            location: loc.to_string(),
+                            error: e.to_string(),
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Figures for `herojobs ourdb stats` (counts live records: O(ids)).
+    pub fn stats(&self) -> Result<Stats> {
+        let maps = self.inner.current_maps()?;
+        let mut data_bytes = 0;
+        for f in &maps.files {
+            data_bytes += f.refresh_len()?;
+        }
+        Ok(Stats {
+            dir: self.inner.dir.clone(),
+            keysize: self.inner.stored.keysize,
+            incremental: self.inner.stored.incremental,
+            next_id: self.next_id(),
+            live_records: self.ids().count() as u64,
+            data_files: maps.files.len(),
+            data_bytes,
+            lookup_bytes: maps.lookup.refresh_len()?,
+            file_size: self.inner.stored.file_size,
+            generation: maps.generation,
+        })
+    }
+
+    /// Rewrites the live records (latest versions only: history is dropped) into new data
+    /// files and switches to them atomically. Writers wait while it runs; readers do not.
+    pub fn compact(&self) -> Result<compact::CompactReport> {
+        let inner = &*self.inner;
+        let (report, seq) = inner.write(|_w| compact::compact(inner))?;
+        inner.after_write(seq)?;
+        Ok(report)
+    }
+
+    /// Makes every write so far durable now, whatever the durability mode.
+    pub fn sync(&self) -> Result<()> {
+        self.inner.sync_all()
+    }
+
+    /// Number of fsync rounds this handle has run (for benchmarks and tests of group commit).
+    pub fn fsync_rounds(&self) -> u64 {
+        self.inner.sync.fsync_rounds()
+    }
+
+    /// Syncs and closes, reporting a failure of the final fsync (dropping also syncs, but can
+    /// only log a failure).
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        self.inner.sync.request_stop();
+        if let Some(h) = self.syncer.take() {
+            let _ = h.join();
+        }
+        self.inner.sync_all()
+    }
+}
+
+impl Drop for OurDb {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            log::error!(
+                "ourdb {}: final fsync failed: {e}",
+                self.inner.dir.display()
+            );
+        }
+    }
+}
+
+impl Inner {
+    fn open(dir: PathBuf, config: &Config) -> Result<Inner> {
+        let existed = dir.join(CONFIG_FILE).exists()
+            || dir.join("lookup").exists()
+            || dir.join("lookup_dump.db").exists()
+            || dir.join("0.db").exists();
+        if !existed && !config.create {
+            return Err(OurDbError::io(
+                "open",
+                &dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no OurDB database here"),
+            ));
+        }
+        std::fs::create_dir_all(dir.join("lookup"))
+            .map_err(|e| OurDbError::io("create directory", dir.join("lookup"), e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| OurDbError::io("open", &lock_path, e))?;
+        lock.lock()
+            .map_err(|e| OurDbError::io("lock", &lock_path, e))?;
+        let opened = Self::open_locked(&dir, config, existed);
+        let _ = lock.unlock();
+        let (stored, state, maps) = opened?;
+        Ok(Inner {
+            dir,
+            stored,
+            durability: config.durability,
+            maps: ArcSwap::from_pointee(maps),
+            reload: Mutex::new(()),
+            state,
+            writer: Mutex::new(Writer {
+                lock,
+                buf: Vec::with_capacity(4096),
+            }),
+            sync: SyncCtl::default(),
+        })
+    }
+
+    /// Open-time work that must not race another process's writer or compaction.
+    fn open_locked(
+        dir: &Path,
+        config: &Config,
+        existed: bool,
+    ) -> Result<(StoredConfig, State, Maps)> {
+        let recovered = compact::recover(dir)?;
+        let stored = match StoredConfig::load(dir)? {
+            Some(s) => {
+                if let Some(k) = config.keysize {
+                    if k != s.keysize {
+                        return Err(OurDbError::KeysizeMismatch {
+                            path: dir.join(CONFIG_FILE),
+                            detail: format!(
+                                "database was created with keysize {}, opened with {k}",
+                                s.keysize
+                            ),
+                        });
+                    }
+                }
+                s
+            }
+            None => {
+                let keysize = match config.keysize {
+                    Some(k) => k,
+                    None if existed => {
+                        return Err(OurDbError::KeysizeUnknown {
+                            dir: dir.to_path_buf(),
+                        })
+                    }
+                    None => {
+                        format::herolib_keysize(config.record_nr_max, config.record_size_max as u64)
+                    }
+                };
+                let s = StoredConfig {
+                    format: 1,
+                    keysize,
+                    file_size: config.file_size,
+                    incremental: config.incremental,
+                    record_size_max: config.record_size_max,
+                };
+                s.validate().map_err(OurDbError::InvalidConfig)?;
+                s.store(dir)?;
+                s
+            }
+        };
+        let dense = dir.join("lookup/data");
+        let dump = dir.join("lookup_dump.db");
+        let mut dump_inc = None;
+        if !dense.exists() && dump.join("data").exists() {
+            dump_inc = lookup::import_sparse(&dump, &dense, stored.keysize)?;
+        }
+        let lookup = Lookup::open(&dense, stored.keysize)?;
+        let mut files = vec![Arc::new(DataFile::open(dir, 0, true)?)];
+        while dir
+            .join(format::data_file_name(files.len() as u16))
+            .exists()
+        {
+            if files.len() > u16::MAX as usize {
+                break;
+            }
+            files.push(Arc::new(DataFile::open(dir, files.len() as u16, false)?));
+        }
+        let (state, valid) = State::open(dir)?;
+        let last = files.len() as u16 - 1;
+        let last_len = files[last as usize].known_len();
+        // Reconcile the shared state with the files: after a crash or power loss the files may
+        // be ahead of it (never trust a position that could overwrite a record).
+        let append = if valid && !recovered && state.file_nr() == last {
+            state.append_pos().max(last_len)
+        } else {
+            last_len
+        };
+        let inc = lookup::read_inc(&dir.join("lookup/.inc"))?
+            .into_iter()
+            .chain(dump_inc)
+            .max()
+            .unwrap_or(1);
+        let scanned = lookup
+            .last_set_id(OPEN_SCAN_WINDOW)
+            .map(|id| id as u64 + 1)
+            .unwrap_or(1);
+        let prior_next = if valid { state.next_id() } else { 1 };
+        let next = prior_next.max(inc).max(scanned).max(1);
+        state.set_next_id(next);
+        state.set_file_nr(last);
+        state.set_append_pos(append);
+        state.set_lookup_len(lookup.known_len());
+        if !valid {
+            state.set_generation(0);
+        } else if recovered {
+            // Other handles still map the files the interrupted compaction replaced.
+            state.set_generation(state.generation() + 1);
+        }
+        state.set_valid();
+        let maps = Maps {
+            generation: state.generation(),
+            lookup: Arc::new(lookup),
+            files,
+        };
+        Ok((stored, state, maps))
+    }
+
+    fn check_size(&self, data: &[u8]) -> Result<()> {
+        if data.len() > self.stored.record_size_max {
+            return Err(OurDbError::RecordTooLarge {
+                size: data.len(),
+                max: self.stored.record_size_max,
+            });
+        }
+        Ok(())
+    }
+
+    fn lookup(&self) -> Arc<Lookup> {
+        Arc::clone(&self.maps.load().lookup)
+    }
+
+    /// The maps of the current generation, reopening files if another handle compacted.
+    fn current_maps(&self) -> Result<Arc<Maps>> {
+        let maps = self.maps.load_full();
+        if maps.generation == self.state.generation() {
+            return Ok(maps);
+        }
+        let _guard = self.reload.lock();
+        let maps = self.maps.load_full();
+        let generation = self.state.generation();
+        if maps.generation == generation {
+            return Ok(maps);
+        }
+        let lookup = Lookup::open(&self.dir.join("lookup/data"), self.stored.keysize)?;
+        let mut files = Vec::new();
+        while self
+            .dir
+            .join(format::data_file_name(files.len() as u16))
+            .exists()
+        {
+            files.push(Arc::new(DataFile::open(
+                &self.dir,
+                files.len() as u16,
+                false,
+            )?));
+        }
+        let fresh = Arc::new(Maps {
+            generation,
+            lookup: Arc::new(lookup),
+            files,
+        });
+        self.maps.store(Arc::clone(&fresh));
+        Ok(fresh)
+    }
+
+    /// Data file `nr`, opening it if another handle created it since our maps were built.
+    fn data_file(&self, nr: u16) -> Result<Arc<DataFile>> {
+        let maps = self.current_maps()?;
+        if let Some(f) = maps.files.get(nr as usize) {
+            return Ok(Arc::clone(f));
+        }
+        let _guard = self.reload.lock();
+        let maps = self.maps.load_full();
+        if let Some(f) = maps.files.get(nr as usize) {
+            return Ok(Arc::clone(f));
+        }
+        let mut files = maps.files.clone();
+        while files.len() <= nr as usize {
+            let next = files.len() as u16;
+            if !self.dir.join(format::data_file_name(next)).exists() {
+                return Err(OurDbError::corrupt(
+                    self.dir.join(format::data_file_name(nr)),
+                    0,
+                    "a lookup entry points into this data file, which does not exist",
+                ));
+            }
+            files.push(Arc::new(DataFile::open(&self.dir, next, false)?));
+        }
+        let f = Arc::clone(&files[nr as usize]);
+        self.maps.store(Arc::new(Maps {
+            generation: maps.generation,
+            lookup: Arc::clone(&maps.lookup),
+            files,
+        }));
+        Ok(f)
+    }
+
+    /// The lookup entry of `id` (`None`: beyond the table).
+    fn entry(&self, id: u32) -> Result<Option<Location>> {
+        self.current_maps()?.lookup.get(id, self.state.lookup_len())
+    }
+
+    /// The lock-free read path: entry → record → CRC → entry unchanged.
+    fn read(&self, id: u32, out: &mut Vec<u8>) -> Result<(Location, format::RecordHeader)> {
+        if id == 0 {
+            return Err(OurDbError::ZeroId);
+        }
+        let mut last_err = None;
+        for _ in 0..READ_RETRIES {
+            let maps = self.current_maps()?;
+            let published = self.state.lookup_len();
+            let loc = match maps.lookup.get(id, published)? {
+                Some(l) if !l.is_none() => l,
+                _ => return Err(OurDbError::NotFound { id }),
+            };
+            let res = self
+                .data_file(loc.file_nr)
+                .and_then(|f| f.read_record(loc.position, self.stored.record_size_max, out));
+            let again = maps.lookup.get(id, published)?;
+            if again != Some(loc) || self.state.generation() != maps.generation {
+                last_err = res.err();
+                continue;
+            }
+            return res.map(|h| (loc, h));
+        }
+        Err(last_err.unwrap_or(OurDbError::NotFound { id }))
+    }
+
+    /// Runs `f` as the one writer of the database (process mutex + file lock), and notes the
+    /// write for durability. Returns `f`'s value and the write's sequence number.
+    fn write<R>(&self, f: impl FnOnce(&mut Writer) -> Result<R>) -> Result<(R, u64)> {
+        if self.durability != Durability::None {
+            self.sync.check_failed()?;
+        }
+        let mut w = self.writer.lock();
+        w.lock
+            .lock()
+            .map_err(|e| OurDbError::io("lock", self.dir.join(LOCK_FILE), e))?;
+        let res = self.current_maps().and_then(|_| f(&mut w));
+        let seq = self.sync.note_write();
+        let _ = w.lock.unlock();
+        res.map(|r| (r, seq))
+    }
+
+    /// Keeps the durability promise for write `seq` before it is acknowledged.
+    fn after_write(&self, seq: u64) -> Result<()> {
+        match self.durability {
+            Durability::Strict => self.sync.wait_durable(seq, || self.fsync_files()),
+            Durability::Periodic | Durability::None => Ok(()),
+        }
+    }
+
+    fn sync_all(&self) -> Result<()> {
+        self.sync.sync_all(|| {
+            self.fsync_files()?;
+            lookup::write_inc(&self.dir.join("lookup/.inc"), self.state.next_id().max(1))
+        })
+    }
+
+    /// fsyncs the files a write touches: the current data file and the lookup table.
+    /// (Earlier data files are synced when the writer moves past them; the state file need
+    /// not be: open reconciles it with the files.)
+    fn fsync_files(&self) -> Result<()> {
+        let maps = self.current_maps()?;
+        let current = self.data_file(self.state.file_nr())?;
+        current.sync()?;
+        maps.lookup
+            .file()
+            .sync_data()
+            .map_err(|e| OurDbError::io("fsync", maps.lookup.path(), e))
+    }
+
+    /// Appends one record at the end of the current data file (starting a new file when the
+    /// current one has reached the configured size). Caller holds the write lock.
+    fn append(&self, w: &mut Writer, data: &[u8], prev: Location) -> Result<Location> {
+        let mut nr = self.state.file_nr();
+        let mut pos = self.state.append_pos();
+        if self.stored.keysize == 6 && pos >= self.stored.file_size {
+            if nr == u16::MAX {
+                return Err(OurDbError::LocationOverflow {
+                    keysize: 6,
+                    location: Location {
+                        file_nr: nr,
+                        position: 0,
+                    },
+                });
+            }
+            // The file we leave is synced now, so that only the current file ever needs it.
+            if self.durability != Durability::None {
+                self.data_file(nr)?.sync()?;
+            }
+            nr += 1;
+            let created = Arc::new(DataFile::open(&self.dir, nr, true)?);
+            {
+                let _guard = self.reload.lock();
+                let maps = self.maps.load_full();
+                let mut files = maps.files.clone();
+                if files.len() == nr as usize {
+                    files.push(created);
+                }
+                self.maps.store(Arc::new(Maps {
+                    generation: maps.generation,
+                    lookup: Arc::clone(&maps.lookup),
+                    files,
+                }));
+            }
+            pos = format::DATA_FILE_PREAMBLE;
+            self.state.set_file_nr(nr);
+            self.state.set_append_pos(pos);
+        }
+        let loc = Location {
+            file_nr: nr,
+            position: u32::try_from(pos).map_err(|_| OurDbError::LocationOverflow {
+                keysize: self.stored.keysize,
+                location: Location {
+                    file_nr: nr,
+                    position: u32::MAX,
+                },
+            })?,
+        };
+        let mut probe = [0u8; 6];
+        if loc.encode_entry(self.stored.keysize, &mut probe).is_none() {
+            return Err(OurDbError::LocationOverflow {
+                keysize: self.stored.keysize,
+                location: loc,
+            });
+        }
+        let file = self.data_file(nr)?;
+        let header_len = format::encode_header(data, prev, &mut w.buf);
+        if data.len() <= 64 * 1024 {
+            w.buf.extend_from_slice(data);
+            file.write_at(pos, &w.buf)?;
+        } else {
+            file.write_at(pos, &w.buf)?;
+            file.write_at(pos + header_len as u64, data)?;
+        }
+        self.state
+            .set_append_pos(pos + (header_len + data.len()) as u64);
+        Ok(loc)
+    }
+
+    /// Points `id` at `loc`, growing the table if needed. Caller holds the write lock.
+    fn set_entry(&self, id: u32, loc: Location) -> Result<()> {
+        let lookup = self.lookup();
+        if let Some(len) = lookup.ensure_capacity(id, self.state.lookup_len())? {
+            self.state.set_lookup_len(len);
+        }
+        lookup.set(id, loc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handle_is_send_and_sync() {
+        assert_send_sync::<OurDb>();
+    }
+}

@@ -1,0 +1,118 @@
+//! `ourdb.state`: a 64-byte file every process that opens the database maps, holding what
+//! writers must agree on (next id, current data file and its append position, lookup length,
+//! compaction generation). It is a herojobs addition; herolib neither writes nor needs it,
+//! and a database without one gets it rebuilt from the other files on open.
+//!
+//! Fields are only changed under the writer file lock; anyone may read them at any time.
+
+use super::error::{OurDbError, Result};
+use super::mmap::Map;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Name of the state file inside the database directory.
+pub const STATE_FILE: &str = "ourdb.state";
+/// Length of the state file.
+pub const STATE_LEN: u64 = 64;
+/// First eight bytes of a valid state file.
+pub const STATE_MAGIC: u64 = u64::from_le_bytes(*b"HJODBST1");
+
+const OFF_MAGIC: u64 = 0;
+const OFF_NEXT_ID: u64 = 8;
+const OFF_APPEND_POS: u64 = 16;
+const OFF_FILE_NR: u64 = 24;
+const OFF_LOOKUP_LEN: u64 = 32;
+const OFF_GENERATION: u64 = 40;
+
+/// The mapped state file.
+pub struct State {
+    path: PathBuf,
+    file: File,
+    map: Map,
+}
+
+impl State {
+    /// Opens (creating if needed) the state file. Returns it and whether it held valid state.
+    pub fn open(dir: &Path) -> Result<(State, bool)> {
+        let path = dir.join(STATE_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| OurDbError::io("open", &path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| OurDbError::io("stat", &path, e))?
+            .len();
+        if len < STATE_LEN {
+            file.set_len(STATE_LEN)
+                .map_err(|e| OurDbError::io("grow", &path, e))?;
+        }
+        let map =
+            Map::read_write(&file, STATE_LEN).map_err(|e| OurDbError::io("mmap", &path, e))?;
+        let state = State { path, file, map };
+        let valid =
+            len >= STATE_LEN && state.word(OFF_MAGIC).load(Ordering::Acquire) == STATE_MAGIC;
+        Ok((state, valid))
+    }
+
+    fn word(&self, off: u64) -> &AtomicU64 {
+        self.map.atomic_u64(off)
+    }
+
+    /// Marks the file valid (after its fields are filled in).
+    pub fn set_valid(&self) {
+        self.word(OFF_MAGIC).store(STATE_MAGIC, Ordering::Release);
+    }
+
+    /// The next id `add` hands out.
+    pub fn next_id(&self) -> u64 {
+        self.word(OFF_NEXT_ID).load(Ordering::Acquire)
+    }
+    /// Sets the next id.
+    pub fn set_next_id(&self, v: u64) {
+        self.word(OFF_NEXT_ID).store(v, Ordering::Release)
+    }
+    /// Where the next record goes in the current data file.
+    pub fn append_pos(&self) -> u64 {
+        self.word(OFF_APPEND_POS).load(Ordering::Acquire)
+    }
+    /// Sets the append position.
+    pub fn set_append_pos(&self, v: u64) {
+        self.word(OFF_APPEND_POS).store(v, Ordering::Release)
+    }
+    /// The data file new records go to.
+    pub fn file_nr(&self) -> u16 {
+        self.word(OFF_FILE_NR).load(Ordering::Acquire) as u16
+    }
+    /// Sets the current data file.
+    pub fn set_file_nr(&self, v: u16) {
+        self.word(OFF_FILE_NR).store(v as u64, Ordering::Release)
+    }
+    /// Length of `lookup/data` as last grown by any writer.
+    pub fn lookup_len(&self) -> u64 {
+        self.word(OFF_LOOKUP_LEN).load(Ordering::Acquire)
+    }
+    /// Publishes a new lookup length (after the file was grown).
+    pub fn set_lookup_len(&self, v: u64) {
+        self.word(OFF_LOOKUP_LEN).store(v, Ordering::Release)
+    }
+    /// Bumped by every compaction, so other handles know to re-open the files.
+    pub fn generation(&self) -> u64 {
+        self.word(OFF_GENERATION).load(Ordering::Acquire)
+    }
+    /// Sets the compaction generation.
+    pub fn set_generation(&self, v: u64) {
+        self.word(OFF_GENERATION).store(v, Ordering::Release)
+    }
+
+    /// Flushes the state to stable storage.
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| OurDbError::io("fsync", &self.path, e))
+    }
+}

@@ -1,0 +1,207 @@
+//! OurDB's API contract on real files: add/get/set/history/delete, reopen, ids, modes,
+//! large records, compaction and the errors for bad use.
+
+use herojobs::ourdb::{Config, Durability, OurDb, OurDbError};
+
+fn open(dir: &std::path::Path) -> OurDb {
+    OurDb::open(dir, Config::default()).unwrap()
+}
+
+#[test]
+fn add_get_set_history_delete_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    assert_eq!(db.next_id(), 1);
+    let a = db.add(b"alpha").unwrap();
+    let b = db.add(b"beta").unwrap();
+    assert_eq!((a, b), (1, 2));
+    db.set(a, b"alpha v2").unwrap();
+    db.set(a, b"alpha v3").unwrap();
+    assert_eq!(db.get(a).unwrap(), b"alpha v3");
+    assert_eq!(
+        db.history(a, 10).unwrap(),
+        vec![
+            b"alpha v3".to_vec(),
+            b"alpha v2".to_vec(),
+            b"alpha".to_vec()
+        ]
+    );
+    assert_eq!(db.history(a, 2).unwrap().len(), 2);
+    db.delete(b).unwrap();
+    assert!(matches!(db.get(b), Err(OurDbError::NotFound { id: 2 })));
+    assert!(matches!(db.delete(b), Err(OurDbError::NotFound { id: 2 })));
+    assert_eq!(db.ids().collect::<Vec<_>>(), vec![1]);
+    db.close().unwrap();
+
+    let db = open(dir.path());
+    assert_eq!(db.get(a).unwrap(), b"alpha v3");
+    assert_eq!(db.history(a, 10).unwrap().len(), 3);
+    // The deleted id is never handed out again.
+    assert_eq!(db.add(b"gamma").unwrap(), 3);
+    assert!(db.check().unwrap().is_empty());
+}
+
+#[test]
+fn bad_use_gives_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    assert!(matches!(db.get(0), Err(OurDbError::ZeroId)));
+    assert!(matches!(db.get(99), Err(OurDbError::NotFound { id: 99 })));
+    assert!(matches!(
+        db.set(5, b"x"),
+        Err(OurDbError::IdNotAllocated { id: 5, next: 1 })
+    ));
+    let cfg = Config {
+        record_size_max: 1000,
+        ..Config::default()
+    };
+    let dir2 = tempfile::tempdir().unwrap();
+    let small = OurDb::open(dir2.path(), cfg).unwrap();
+    assert!(matches!(
+        small.add(&[0u8; 1001]),
+        Err(OurDbError::RecordTooLarge {
+            size: 1001,
+            max: 1000
+        })
+    ));
+}
+
+#[test]
+fn key_value_mode_takes_caller_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        incremental: false,
+        ..Config::default()
+    };
+    let db = OurDb::open(dir.path(), cfg).unwrap();
+    assert!(matches!(db.add(b"x"), Err(OurDbError::NotIncremental)));
+    db.set(1000, b"thousand").unwrap();
+    db.set(7, b"seven").unwrap();
+    assert_eq!(db.get(1000).unwrap(), b"thousand");
+    assert_eq!(db.ids().collect::<Vec<_>>(), vec![7, 1000]);
+}
+
+#[test]
+fn records_beyond_the_u16_size_field_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let sizes = [0usize, 1, 65_535, 65_536, 1 << 20, 16 << 20];
+    let mut ids = Vec::new();
+    for (i, n) in sizes.iter().enumerate() {
+        let data: Vec<u8> = (0..*n).map(|j| (j * 31 + i) as u8).collect();
+        ids.push((db.add(&data).unwrap(), data));
+    }
+    db.close().unwrap();
+    let db = open(dir.path());
+    for (id, data) in &ids {
+        assert_eq!(&db.get(*id).unwrap(), data, "id {id}");
+    }
+    assert!(db.check().unwrap().is_empty());
+}
+
+#[test]
+fn data_files_roll_over_at_the_configured_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        file_size: 4096,
+        ..Config::default()
+    };
+    let db = OurDb::open(dir.path(), cfg.clone()).unwrap();
+    let ids: Vec<u32> = (0..100).map(|i| db.add(&[i as u8; 200]).unwrap()).collect();
+    let stats = db.stats().unwrap();
+    assert!(stats.data_files > 3, "{stats:?}");
+    db.close().unwrap();
+    let db = OurDb::open(dir.path(), cfg).unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(db.get(*id).unwrap(), vec![i as u8; 200]);
+    }
+    // A reopened handle appends to the last file, not over the first.
+    let more = db.add(b"after reopen").unwrap();
+    assert_eq!(db.get(more).unwrap(), b"after reopen");
+    assert_eq!(db.get(ids[0]).unwrap(), vec![0u8; 200]);
+}
+
+#[test]
+fn compaction_keeps_latest_versions_and_reclaims_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        file_size: 64 * 1024,
+        ..Config::default()
+    };
+    let db = OurDb::open(dir.path(), cfg.clone()).unwrap();
+    for i in 0..500u32 {
+        let id = db.add(&[1u8; 300]).unwrap();
+        db.set(id, format!("v2 of {i}").as_bytes()).unwrap();
+        if i % 2 == 0 {
+            db.delete(id).unwrap();
+        }
+    }
+    let before = db.stats().unwrap();
+    let report = db.compact().unwrap();
+    assert_eq!(report.records, 250);
+    let after = db.stats().unwrap();
+    assert!(
+        after.data_bytes < before.data_bytes / 10,
+        "{before:?} {after:?}"
+    );
+    for id in db.ids() {
+        assert_eq!(db.get(id).unwrap(), format!("v2 of {}", id - 1).as_bytes());
+        assert_eq!(db.history(id, 5).unwrap().len(), 1);
+    }
+    let next = db.add(b"after compaction").unwrap();
+    assert_eq!(next, 501);
+    db.close().unwrap();
+    let db = OurDb::open(dir.path(), cfg).unwrap();
+    assert_eq!(db.get(next).unwrap(), b"after compaction");
+    assert_eq!(db.ids().count(), 251);
+    assert!(db.check().unwrap().is_empty());
+}
+
+#[test]
+fn strict_mode_group_commits_concurrent_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        durability: Durability::Strict,
+        ..Config::default()
+    };
+    let db = OurDb::open(dir.path(), cfg).unwrap();
+    let per_thread = 200;
+    std::thread::scope(|s| {
+        for t in 0..8u8 {
+            let db = &db;
+            s.spawn(move || {
+                for _ in 0..per_thread {
+                    db.add(&[t; 64]).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(db.next_id(), 8 * per_thread + 1);
+    // Group commit: fewer fsync rounds than acknowledged writes.
+    assert!(
+        db.fsync_rounds() < 8 * per_thread,
+        "rounds {}",
+        db.fsync_rounds()
+    );
+}
+
+#[test]
+fn readers_see_concurrent_writes_without_torn_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let id = db.add(&[0u8; 100]).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for v in 1..2000u32 {
+                db.set(id, &[(v % 251) as u8; 100]).unwrap();
+            }
+        });
+        s.spawn(|| {
+            for _ in 0..20_000 {
+                let got = db.get(id).unwrap();
+                assert_eq!(got.len(), 100);
+                assert!(got.iter().all(|b| *b == got[0]), "torn read");
+            }
+        });
+    });
+}
