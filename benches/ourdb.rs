@@ -1,1 +1,157 @@
-fn main() {}
+//! OurDB benchmarks: adds in each durability mode and thread count, random gets, history,
+//! open of a 1,000,000-record database, and bytes on disk per record.
+//!
+//! `cargo bench --bench ourdb`. Figures and the machine are recorded in docs/performance.md.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use herojobs::ourdb::{Config, Durability, OurDb};
+use std::time::{Duration, Instant};
+
+const RECORD: usize = 256;
+
+fn cfg(durability: Durability) -> Config {
+    Config {
+        durability,
+        ..Config::default()
+    }
+}
+
+/// Adds `total` records from `threads` threads, one call each; returns the elapsed time.
+fn add_parallel(db: &OurDb, threads: usize, total: u64) -> Duration {
+    let per = total / threads as u64;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                let data = [t as u8; RECORD];
+                for _ in 0..per {
+                    db.add(&data).expect("add");
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn adds(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ourdb_add_256B");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(1));
+    for (mode, name) in [
+        (Durability::Periodic, "periodic"),
+        (Durability::Strict, "strict"),
+        (Durability::None, "none"),
+    ] {
+        for threads in [1usize, 2, 8] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = OurDb::open(dir.path(), cfg(mode)).expect("open");
+            g.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {
+                b.iter_custom(|iters| {
+                    // Spread `iters` adds over the threads; time per add.
+                    let total = iters.max(threads as u64);
+                    add_parallel(&db, threads, total)
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn gets(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = OurDb::open(dir.path(), cfg(Durability::None)).expect("open");
+    let n = 1_000_000u32;
+    let data = [7u8; RECORD];
+    let records: Vec<&[u8]> = (0..10_000).map(|_| &data[..]).collect();
+    for _ in 0..n / 10_000 {
+        db.add_many(records.iter().copied()).expect("add");
+    }
+    let mut g = c.benchmark_group("ourdb_get_256B");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(1));
+    for threads in [1usize, 2] {
+        g.bench_with_input(
+            BenchmarkId::new("random", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| {
+                    let per = iters / threads as u64 + 1;
+                    let start = Instant::now();
+                    std::thread::scope(|s| {
+                        for t in 0..threads {
+                            let db = &db;
+                            s.spawn(move || {
+                                let mut buf = Vec::with_capacity(RECORD);
+                                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ t as u64;
+                                for _ in 0..per {
+                                    x ^= x << 13;
+                                    x ^= x >> 7;
+                                    x ^= x << 17;
+                                    let id = (x % n as u64) as u32 + 1;
+                                    db.get_into(id, &mut buf).expect("get");
+                                }
+                            });
+                        }
+                    });
+                    start
+                        .elapsed()
+                        .mul_f64(iters as f64 / (per * threads as u64) as f64)
+                })
+            },
+        );
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("ourdb_history");
+    g.sample_size(10);
+    let id = db.add(b"v0").expect("add");
+    for v in 1..10 {
+        db.set(id, format!("v{v}").as_bytes()).expect("set");
+    }
+    g.bench_function("depth_10", |b| {
+        b.iter(|| db.history(id, 10).expect("history"))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("ourdb_open");
+    g.sample_size(20);
+    db.close().expect("close");
+    g.bench_function("1m_records", |b| {
+        b.iter(|| {
+            let db = OurDb::open(dir.path(), cfg(Durability::None)).expect("open");
+            std::mem::forget(db); // exclude close (final fsync) from the open figure
+        })
+    });
+    g.finish();
+    let db = OurDb::open(dir.path(), cfg(Durability::None)).expect("open");
+    let stats = db.stats().expect("stats");
+    let on_disk = disk_usage(dir.path());
+    let raw = n as u64 * RECORD as u64;
+    eprintln!(
+        "ourdb_disk: {} records of {RECORD} B: {} bytes allocated on disk, {:.3}x the raw data ({} data bytes, lookup {} bytes logical)",
+        stats.live_records, on_disk, on_disk as f64 / raw as f64, stats.data_bytes, stats.lookup_bytes
+    );
+}
+
+/// Bytes actually allocated (st_blocks × 512) under `dir`.
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let m = e.metadata().expect("metadata");
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    total
+}
+
+criterion_group!(benches, adds, gets);
+criterion_main!(benches);

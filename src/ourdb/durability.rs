@@ -8,8 +8,21 @@
 
 use super::error::{OurDbError, Result};
 use parking_lot::{Condvar, Mutex};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+use std::time::Instant;
+
+/// Longest a group-commit leader waits for in-flight writers before it fsyncs.
+const GATHER_MAX: Duration = Duration::from_micros(100);
+
+/// Decrements the in-flight writer count on drop.
+pub struct InflightGuard<'a>(&'a SyncCtl);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 #[derive(Default)]
 struct SyncState {
@@ -23,12 +36,26 @@ struct SyncState {
 #[derive(Default)]
 pub struct SyncCtl {
     written: AtomicU64,
+    /// Writers between entering `write` and noting their write: a group-commit leader waits
+    /// briefly for them so that one fsync covers the whole group.
+    inflight: AtomicUsize,
     fsyncs: AtomicU64,
     state: Mutex<SyncState>,
     cv: Condvar,
 }
 
 impl SyncCtl {
+    /// Marks a writer in flight until the guard drops.
+    pub fn enter_write(&self) -> InflightGuard<'_> {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(self)
+    }
+
+    /// Wakes the background thread (it recomputes how long to sleep).
+    pub fn wake(&self) {
+        self.cv.notify_all();
+    }
+
     /// Called by a writer (under the write lock) after a write; returns its sequence number.
     pub fn note_write(&self) -> u64 {
         self.written.fetch_add(1, Ordering::AcqRel) + 1
@@ -66,6 +93,11 @@ impl SyncCtl {
             if !st.syncing {
                 st.syncing = true;
                 drop(st);
+                // Let writers already past the door join this fsync (bounded wait).
+                let gather = Instant::now();
+                while self.inflight.load(Ordering::Acquire) > 0 && gather.elapsed() < GATHER_MAX {
+                    std::thread::yield_now();
+                }
                 let target = self.written.load(Ordering::Acquire);
                 let outcome = fsync();
                 self.fsyncs.fetch_add(1, Ordering::Relaxed);
