@@ -1,0 +1,190 @@
+//! Crash safety with real processes: a child adds records and prints each acknowledged id;
+//! the test SIGKILLs it at a random moment, reopens, and checks that every acknowledged id
+//! reads back exactly and that the next id is above all of them. The same for a child that
+//! is compacting when it dies.
+//!
+//! The child is this test binary itself, re-run with `--exact child_*` and an environment
+//! variable that tells the child test to do its work (without it, the child tests return).
+
+use herojobs::ourdb::{Config, OurDb};
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DIR_VAR: &str = "HEROJOBS_TEST_CHILD_DIR";
+
+/// The content the child writes for id `id` at version `v`: derived, so the parent can check it.
+fn payload(id: u32, v: u32) -> Vec<u8> {
+    let len = if id % 97 == 0 {
+        70_000
+    } else {
+        (id as usize * 7 + v as usize) % 600
+    };
+    (0..len)
+        .map(|i| (id as usize * 31 + v as usize * 7 + i) as u8)
+        .collect()
+}
+
+fn small_files() -> Config {
+    Config {
+        file_size: 256 * 1024,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn child_writer() {
+    let Ok(dir) = std::env::var(DIR_VAR) else {
+        return;
+    };
+    let db = OurDb::open(&dir, small_files()).expect("child open");
+    loop {
+        let id = db.add(&payload(db.next_id() as u32, 0)).expect("add");
+        // The payload must match the id it got; re-set it if a racing id assignment differed.
+        if db.get(id).expect("get") != payload(id, 0) {
+            db.set(id, &payload(id, 0)).expect("set");
+        }
+        println!("ACK {id} 0");
+        if id % 5 == 0 {
+            db.set(id, &payload(id, 1)).expect("set");
+            println!("ACK {id} 1");
+        }
+    }
+}
+
+#[test]
+fn child_compactor() {
+    let Ok(dir) = std::env::var(DIR_VAR) else {
+        return;
+    };
+    let db = OurDb::open(&dir, small_files()).expect("child open");
+    loop {
+        db.compact().expect("compact");
+        println!("COMPACTED");
+    }
+}
+
+fn spawn_child(test: &str, dir: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().expect("current exe"))
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(DIR_VAR, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child")
+}
+
+/// Reads acknowledged `(id, version)` lines until `stop_after` of them arrived or the deadline.
+fn read_acks(child: &mut std::process::Child, stop_after: usize, acked: &mut BTreeMap<u32, u32>) {
+    let stdout = child.stdout.take().expect("stdout");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    // libtest prints "test name ... " without a newline before the first line of output.
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        if let Some(rest) = line.split_once("ACK ").map(|(_, r)| r) {
+            let mut parts = rest.split(' ');
+            let id: u32 = parts.next().and_then(|p| p.parse().ok()).expect("ack id");
+            let v: u32 = parts
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("ack version");
+            acked.insert(id, v);
+            n += 1;
+            if n >= stop_after || Instant::now() > deadline {
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn sigkill_at_random_points_loses_no_acknowledged_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rng = rand::thread_rng();
+    let mut acked: BTreeMap<u32, u32> = BTreeMap::new();
+    for round in 0..25 {
+        let mut child = spawn_child("child_writer", dir.path());
+        let stop_after = rng.gen_range(1..4000);
+        read_acks(&mut child, stop_after, &mut acked);
+        // Let it run on a little past the last ack we read, so the kill lands mid-write.
+        std::thread::sleep(Duration::from_micros(rng.gen_range(0..3000)));
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+
+        let db = OurDb::open(dir.path(), small_files()).expect("reopen after kill");
+        for (&id, &v) in &acked {
+            let got = db
+                .get(id)
+                .unwrap_or_else(|e| panic!("round {round}: id {id}: {e}"));
+            // A version newer than the acknowledged one may have landed before the kill.
+            assert!(
+                got == payload(id, v) || got == payload(id, v + 1),
+                "round {round}: id {id} holds wrong data"
+            );
+        }
+        let max = acked.keys().next_back().copied().unwrap_or(0);
+        assert!(
+            db.next_id() > max as u64,
+            "round {round}: next id {} <= acked {max}",
+            db.next_id()
+        );
+        let problems = db.check().expect("check");
+        assert!(problems.is_empty(), "round {round}: {problems:?}");
+        db.close().expect("close");
+    }
+    assert!(
+        acked.len() > 100,
+        "children acknowledged too little: {}",
+        acked.len()
+    );
+}
+
+#[test]
+fn sigkill_during_compaction_leaves_all_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut expected = BTreeMap::new();
+    {
+        let db = OurDb::open(dir.path(), small_files()).expect("open");
+        for i in 0..3000u32 {
+            let id = db.add(&payload(i + 1, 0)).expect("add");
+            expected.insert(id, payload(id, 0));
+            if i % 3 == 0 {
+                db.set(id, &payload(id, 1)).expect("set");
+                expected.insert(id, payload(id, 1));
+            }
+            if i % 7 == 0 {
+                db.delete(id).expect("delete");
+                expected.remove(&id);
+            }
+        }
+        db.close().expect("close");
+    }
+    let mut rng = rand::thread_rng();
+    for round in 0..12 {
+        let mut child = spawn_child("child_compactor", dir.path());
+        std::thread::sleep(Duration::from_millis(rng.gen_range(5..120)));
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        let db = OurDb::open(dir.path(), small_files()).expect("reopen after kill");
+        for (id, data) in &expected {
+            assert_eq!(
+                &db.get(*id)
+                    .unwrap_or_else(|e| panic!("round {round}: {id}: {e}")),
+                data
+            );
+        }
+        assert_eq!(db.ids().count(), expected.len(), "round {round}");
+        assert!(
+            !dir.path().join(".compact").exists(),
+            "round {round}: staging left behind"
+        );
+        // Writes continue after the interrupted compaction.
+        let id = db.add(b"after").expect("add");
+        expected.insert(id, b"after".to_vec());
+        db.close().expect("close");
+    }
+}
