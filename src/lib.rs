@@ -1,1 +1,27 @@
+//! herojobs: a job queue and processing engine for synchronous Rust programs.
+//!
+//! Programs submit jobs (HeroScript, Rhai scripts, OpenRPC calls, AI prompts) into Redis
+//! queues per circle and topic; every job is persisted in [`ourdb`], a memory-mapped
+//! append-only store that assigns its id and keeps its history after Redis forgets it.
+//! No async runtime: threads, blocking I/O, crossbeam channels, parking_lot locks.
+//!
+//! # Example: the store at the bottom
+//! ```
+//! use herojobs::ourdb::{Config, OurDb};
+//! let dir = tempfile::tempdir()?;
+//! let db = OurDb::open(dir.path(), Config::default())?;
+//! let id = db.add(b"{\"params\":\"!!fake.return_success\"}")?;
+//! assert_eq!(id, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Layout
+//! Dependencies point one way: storage at the bottom, the CLI on top.
+//! - [`ourdb`]: the record store (format, lookup table, data files, durability, compaction).
+//! - [`error`]: the crate-level error every module error converts into.
+//! - `src/bin/herojobs/`: the command line (`herojobs ourdb ...`).
+
+pub mod error;
 pub mod ourdb;
+
+pub use error::{Error, Result};

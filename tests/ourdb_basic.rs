@@ -132,7 +132,7 @@ fn compaction_keeps_latest_versions_and_reclaims_space() {
     for i in 0..500u32 {
         let id = db.add(&[1u8; 300]).unwrap();
         db.set(id, format!("v2 of {i}").as_bytes()).unwrap();
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             db.delete(id).unwrap();
         }
     }

@@ -18,7 +18,7 @@ const DIR_VAR: &str = "HEROJOBS_TEST_CHILD_DIR";
 
 /// The content the child writes for id `id` at version `v`: derived, so the parent can check it.
 fn payload(id: u32, v: u32) -> Vec<u8> {
-    let len = if id % 97 == 0 {
+    let len = if id.is_multiple_of(97) {
         70_000
     } else {
         (id as usize * 7 + v as usize) % 600
@@ -48,7 +48,7 @@ fn child_writer() {
             db.set(id, &payload(id, 0)).expect("set");
         }
         println!("ACK {id} 0");
-        if id % 5 == 0 {
+        if id.is_multiple_of(5) {
             db.set(id, &payload(id, 1)).expect("set");
             println!("ACK {id} 1");
         }
@@ -152,11 +152,11 @@ fn sigkill_during_compaction_leaves_all_data() {
         for i in 0..3000u32 {
             let id = db.add(&payload(i + 1, 0)).expect("add");
             expected.insert(id, payload(id, 0));
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 db.set(id, &payload(id, 1)).expect("set");
                 expected.insert(id, payload(id, 1));
             }
-            if i % 7 == 0 {
+            if i.is_multiple_of(7) {
                 db.delete(id).expect("delete");
                 expected.remove(&id);
             }

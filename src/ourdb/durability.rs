@@ -39,6 +39,8 @@ pub struct SyncCtl {
     /// Writers between entering `write` and noting their write: a group-commit leader waits
     /// briefly for them so that one fsync covers the whole group.
     inflight: AtomicUsize,
+    /// Size of the last group committed: the next leader waits (bounded) for as many.
+    last_group: AtomicU64,
     fsyncs: AtomicU64,
     state: Mutex<SyncState>,
     cv: Condvar,
@@ -92,13 +94,24 @@ impl SyncCtl {
             }
             if !st.syncing {
                 st.syncing = true;
+                let durable_before = st.durable;
                 drop(st);
-                // Let writers already past the door join this fsync (bounded wait).
+                // Gather the group: writers already past the door, and as many as the last
+                // group had (they are usually just being woken by it). Bounded, and the
+                // expected size adapts when writers go away.
+                let want = self.last_group.load(Ordering::Relaxed).max(1);
                 let gather = Instant::now();
-                while self.inflight.load(Ordering::Acquire) > 0 && gather.elapsed() < GATHER_MAX {
+                loop {
+                    let pending = self.written.load(Ordering::Acquire) - durable_before;
+                    let inflight = self.inflight.load(Ordering::Acquire);
+                    if (pending >= want && inflight == 0) || gather.elapsed() >= GATHER_MAX {
+                        break;
+                    }
                     std::thread::yield_now();
                 }
                 let target = self.written.load(Ordering::Acquire);
+                self.last_group
+                    .store(target - durable_before, Ordering::Relaxed);
                 let outcome = fsync();
                 self.fsyncs.fetch_add(1, Ordering::Relaxed);
                 st = self.state.lock();

@@ -45,7 +45,7 @@ impl Lookup {
             .metadata()
             .map_err(|e| OurDbError::io("stat", path, e))?
             .len();
-        if len % keysize as u64 != 0 {
+        if !len.is_multiple_of(keysize as u64) {
             return Err(OurDbError::KeysizeMismatch {
                 path: path.to_path_buf(),
                 detail: format!(

@@ -91,7 +91,7 @@ impl Map {
 
     /// An `AtomicU64` at an 8-aligned `offset` (used for the shared state file).
     pub fn atomic_u64(&self, offset: u64) -> &AtomicU64 {
-        assert!(offset % 8 == 0 && offset + 8 <= self.reserve());
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.reserve());
         // SAFETY: the map base is page-aligned, so an 8-aligned offset gives an aligned
         // pointer; the bytes are inside a writable mapping of a file at least that long, and
         // every access to them goes through AtomicU64, in this process and in others.

@@ -28,7 +28,7 @@
 //! # Ok::<(), herojobs::ourdb::OurDbError>(())
 //! ```
 
-mod compact;
+pub mod compact;
 mod config;
 mod datafile;
 mod durability;
@@ -698,15 +698,26 @@ impl Inner {
         }
         let mut last_err = None;
         for _ in 0..READ_RETRIES {
-            let maps = self.current_maps()?;
+            // A guard, not an `Arc` clone: no shared reference count is touched per read, so
+            // readers on different cores do not contend.
+            let maps = self.maps.load();
+            if maps.generation != self.state.generation() {
+                drop(maps);
+                self.current_maps()?;
+                continue;
+            }
             let published = self.state.lookup_len();
             let loc = match maps.lookup.get(id, published)? {
                 Some(l) if !l.is_none() => l,
                 _ => return Err(OurDbError::NotFound { id }),
             };
-            let res = self
-                .data_file(loc.file_nr)
-                .and_then(|f| f.read_record(loc.position, self.stored.record_size_max, out));
+            let Some(file) = maps.files.get(loc.file_nr as usize) else {
+                // Another process started a new data file (or the entry is damaged).
+                drop(maps);
+                self.data_file(loc.file_nr)?;
+                continue;
+            };
+            let res = file.read_record(loc.position, self.stored.record_size_max, out);
             let again = maps.lookup.get(id, published)?;
             if again != Some(loc) || self.state.generation() != maps.generation {
                 last_err = res.err();

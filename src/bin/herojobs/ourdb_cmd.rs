@@ -1,0 +1,203 @@
+//! `herojobs ourdb ...`: look inside an OurDB directory, for people and scripts.
+
+use crate::Failure;
+use clap::{Args, Subcommand};
+use herojobs::ourdb::{Config, OurDb};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Options every `ourdb` subcommand takes.
+#[derive(Args)]
+pub struct DbArgs {
+    /// Database directory.
+    dir: PathBuf,
+    /// Lookup keysize (2, 3, 4 or 6). Needed only for a database written by herolib, which
+    /// records none; one created by herojobs records it in ourdb.json.
+    #[arg(long)]
+    keysize: Option<u8>,
+}
+
+#[derive(Subcommand)]
+pub enum OurdbCommand {
+    /// Print a summary: keysize, next id, live records, files and bytes.
+    Stats {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the current version of a record to stdout, as raw bytes.
+    Get {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Record id.
+        id: u32,
+    },
+    /// Store stdin as a new record and print its id (creates the database if needed).
+    Add {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Print the versions of a record, newest first.
+    History {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Record id.
+        id: u32,
+        /// How many versions at most.
+        #[arg(long, default_value_t = 10)]
+        depth: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One JSON line per live id: id, length, file, position.
+    Dump {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Verify every record and its history; exit 0 only if all are intact.
+    Check {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Rewrite live records into fresh files, dropping history and deleted records.
+    Compact {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+fn open(args: &DbArgs, create: bool) -> Result<OurDb, Failure> {
+    if let Some(k) = args.keysize {
+        if ![2, 3, 4, 6].contains(&k) {
+            return Err(Failure {
+                message: format!("--keysize {k}: must be 2, 3, 4 or 6"),
+                code: 2,
+            });
+        }
+    }
+    let cfg = Config {
+        keysize: args.keysize,
+        create,
+        ..Config::default()
+    };
+    Ok(OurDb::open(&args.dir, cfg)?)
+}
+
+/// Text for a person: printable ASCII as is, everything else escaped.
+fn printable(data: &[u8]) -> String {
+    data.escape_ascii().to_string()
+}
+
+pub fn run(cmd: OurdbCommand) -> Result<ExitCode, Failure> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        OurdbCommand::Stats { db, json } => {
+            let db = open(&db, false)?;
+            let s = db.stats()?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&s)?)?;
+            } else {
+                writeln!(out, "directory     {}", s.dir.display())?;
+                writeln!(out, "keysize       {}", s.keysize)?;
+                writeln!(
+                    out,
+                    "mode          {}",
+                    if s.incremental {
+                        "incremental"
+                    } else {
+                        "key-value"
+                    }
+                )?;
+                writeln!(out, "next id       {}", s.next_id)?;
+                writeln!(out, "live records  {}", s.live_records)?;
+                writeln!(
+                    out,
+                    "data files    {} ({} bytes)",
+                    s.data_files, s.data_bytes
+                )?;
+                writeln!(out, "lookup table  {} bytes", s.lookup_bytes)?;
+                writeln!(out, "file size     {} bytes", s.file_size)?;
+                writeln!(out, "generation    {}", s.generation)?;
+            }
+        }
+        OurdbCommand::Get { db, id } => {
+            let db = open(&db, false)?;
+            let data = db.get(id)?;
+            out.write_all(&data)?;
+        }
+        OurdbCommand::Add { db } => {
+            let mut data = Vec::new();
+            std::io::stdin().read_to_end(&mut data)?;
+            let db = open(&db, true)?;
+            let id = db.add(&data)?;
+            db.close()?;
+            writeln!(out, "{id}")?;
+        }
+        OurdbCommand::History {
+            db,
+            id,
+            depth,
+            json,
+        } => {
+            let db = open(&db, false)?;
+            for (i, v) in db.history(id, depth)?.iter().enumerate() {
+                if json {
+                    let line = match std::str::from_utf8(v) {
+                        Ok(text) => serde_json::json!({"version": i, "len": v.len(), "utf8": text}),
+                        Err(_) => serde_json::json!({"version": i, "len": v.len(),
+                            "hex": v.iter().map(|b| format!("{b:02x}")).collect::<String>()}),
+                    };
+                    writeln!(out, "{line}")?;
+                } else {
+                    writeln!(out, "#{i} ({} bytes): {}", v.len(), printable(v))?;
+                }
+            }
+        }
+        OurdbCommand::Dump { db } => {
+            let db = open(&db, false)?;
+            for id in db.ids() {
+                let Some(loc) = db.location(id)? else {
+                    continue;
+                };
+                let len = match db.get(id) {
+                    Ok(v) => serde_json::json!(v.len()),
+                    Err(e) => serde_json::json!(format!("error: {e}")),
+                };
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"id": id, "length": len, "file": loc.file_nr, "position": loc.position})
+                )?;
+            }
+        }
+        OurdbCommand::Check { db } => {
+            let db = open(&db, false)?;
+            let problems = db.check()?;
+            let live = db.ids().count();
+            if problems.is_empty() {
+                writeln!(out, "ok: {live} live records, all intact")?;
+            } else {
+                for p in &problems {
+                    writeln!(out, "id {} at {}: {}", p.id, p.location, p.error)?;
+                }
+                writeln!(out, "{} of {live} live records damaged", problems.len())?;
+                return Ok(ExitCode::from(1));
+            }
+        }
+        OurdbCommand::Compact { db } => {
+            let db = open(&db, false)?;
+            let r = db.compact()?;
+            db.close()?;
+            writeln!(
+                out,
+                "compacted {} records: {} -> {} data bytes in {} file(s)",
+                r.records, r.bytes_before, r.bytes_after, r.files_after
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
