@@ -1,7 +1,11 @@
 //! The crate-level error: every module's error converts into it, so library users can match
 //! one type (or use `?` into `Box<dyn Error>`) and still see where a failure came from.
 
+use crate::broker::BrokerError;
+use crate::names::BadName;
 use crate::ourdb::OurDbError;
+use crate::store::StoreError;
+use std::time::Duration;
 
 /// Any herojobs failure.
 #[derive(Debug, thiserror::Error)]
@@ -9,6 +13,53 @@ pub enum Error {
     /// The OurDB store.
     #[error("ourdb: {0}")]
     OurDb(#[from] OurDbError),
+    /// The job store (OurDB per circle/topic).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The broker (Redis or in-process).
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// A circle or topic name that cannot be used.
+    #[error(transparent)]
+    Name(#[from] BadName),
+    /// No such job in the broker or in OurDB.
+    #[error("job {circle}/{topic}/{id} not found")]
+    NotFound {
+        /// Circle.
+        circle: String,
+        /// Topic.
+        topic: String,
+        /// Id.
+        id: u32,
+    },
+    /// The job was saved in OurDB but could not be queued; recovery will queue it.
+    #[error("job {circle}/{topic}/{id} is saved in OurDB but was not queued ({source}); a watchdog's recovery will queue it")]
+    NotQueued {
+        /// Circle.
+        circle: String,
+        /// Topic.
+        topic: String,
+        /// Id the job got.
+        id: u32,
+        /// Why queueing failed.
+        #[source]
+        source: Box<BrokerError>,
+    },
+    /// `wait` gave up.
+    #[error("job {circle}/{topic}/{id} did not finish within {waited:?}")]
+    WaitTimeout {
+        /// Circle.
+        circle: String,
+        /// Topic.
+        topic: String,
+        /// Id.
+        id: u32,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// An invalid argument or configuration.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Result with [`Error`].

@@ -18,10 +18,24 @@
 //! # Layout
 //! Dependencies point one way: storage at the bottom, the CLI on top.
 //! - [`ourdb`]: the record store (format, lookup table, data files, durability, compaction).
+//! - [`job`]: the job, its statuses and params types (pure data).
+//! - [`codec`]: job ↔ JSON (Redis) and versioned bincode (OurDB).
+//! - [`names`]: name fixing of circles, topics, actors.
+//! - [`store`]: one OurDB per circle/topic, opened once.
+//! - [`broker`]: the broker trait; [`broker::redis`]; [`broker::keys`] builds every Redis key.
+//! - [`client`]: the blocking `Client`: submit, get, wait, queue operations.
 //! - [`error`]: the crate-level error every module error converts into.
 //! - `src/bin/herojobs/`: the command line (`herojobs ourdb ...`).
 
+pub mod broker;
+pub mod client;
+pub mod codec;
 pub mod error;
+pub mod job;
+pub mod names;
 pub mod ourdb;
+pub mod store;
 
+pub use client::Client;
 pub use error::{Error, Result};
+pub use job::{Job, JobStatus, ParamsType};

@@ -1,0 +1,73 @@
+//! Every Redis key herojobs uses is built here and nowhere else. Circle and topic are
+//! name-fixed before they get here (they contain no `:`).
+
+/// The set of all queue keys (the registry the dispatcher reads instead of `KEYS`/`SCAN`).
+pub const REGISTRY: &str = "heroqueues";
+/// Prefix of queue keys.
+pub const QUEUE_PREFIX: &str = "heroqueue:";
+/// Sorted set of running attempts (member `circle:topic:id`, score: lease deadline in ms).
+pub const LEASES: &str = "herojobs-leases";
+/// Prefix of the hash where each engine publishes its counters.
+pub const STATS_PREFIX: &str = "herojobs-stats:";
+
+/// `herojobs:<circle>:<topic>:<id>`: the job hash (field `job` holds the JSON).
+pub fn job(circle: &str, topic: &str, id: u32) -> String {
+    format!("herojobs:{circle}:{topic}:{id}")
+}
+
+/// Prefix of job hashes of a queue (`herojobs:<circle>:<topic>:`), for scripts that add ids.
+pub fn job_prefix(circle: &str, topic: &str) -> String {
+    format!("herojobs:{circle}:{topic}:")
+}
+
+/// `herojobs:<circle>:<topic>:<id>:done`: a one-element list pushed when the job finishes;
+/// waiters block on it (rotating it, so every waiter sees it).
+pub fn done(circle: &str, topic: &str, id: u32) -> String {
+    format!("herojobs:{circle}:{topic}:{id}:done")
+}
+
+/// `heroqueue:<circle>:<topic>`: the list of waiting job ids (LPUSH in, RPOP out: FIFO).
+pub fn queue(circle: &str, topic: &str) -> String {
+    format!("{QUEUE_PREFIX}{circle}:{topic}")
+}
+
+/// Splits a queue key back into circle and topic.
+pub fn parse_queue(key: &str) -> Option<(String, String)> {
+    let rest = key.strip_prefix(QUEUE_PREFIX)?;
+    let (c, t) = rest.split_once(':')?;
+    if c.is_empty() || t.is_empty() || t.contains(':') {
+        return None;
+    }
+    Some((c.to_string(), t.to_string()))
+}
+
+/// Member of the lease set for one job.
+pub fn lease_member(circle: &str, topic: &str, id: u32) -> String {
+    format!("{circle}:{topic}:{id}")
+}
+
+/// Parses a lease member.
+pub fn parse_lease_member(m: &str) -> Option<(String, String, u32)> {
+    let mut parts = m.splitn(3, ':');
+    let c = parts.next()?;
+    let t = parts.next()?;
+    let id = parts.next()?.parse().ok()?;
+    Some((c.to_string(), t.to_string(), id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_contract() {
+        assert_eq!(job("c", "t", 5), "herojobs:c:t:5");
+        assert_eq!(queue("c", "t"), "heroqueue:c:t");
+        assert_eq!(parse_queue("heroqueue:c:t"), Some(("c".into(), "t".into())));
+        assert_eq!(parse_queue("heroqueue:c"), None);
+        assert_eq!(
+            parse_lease_member(&lease_member("c", "t", 9)),
+            Some(("c".into(), "t".into(), 9))
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! The broker: where queues and live job state are kept. The engine and the client talk to
+//! the [`Broker`] trait, so neither knows whether it runs on Redis ([`redis`]) or in-process.
+//! Key names live in [`keys`] only.
+
+pub mod keys;
+pub mod redis;
+
+use crate::job::Job;
+use std::time::Duration;
+
+/// A queue: a circle and a topic (both name-fixed).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueName {
+    /// Circle.
+    pub circle: String,
+    /// Topic.
+    pub topic: String,
+}
+
+impl QueueName {
+    /// A queue name from fixed circle and topic names.
+    pub fn new(circle: &str, topic: &str) -> QueueName {
+        QueueName {
+            circle: circle.to_string(),
+            topic: topic.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for QueueName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.circle, self.topic)
+    }
+}
+
+/// What went wrong talking to the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// Redis failed (or stayed unreachable through the retries).
+    #[error("redis {op} at {url}: {source}")]
+    Redis {
+        /// The operation.
+        op: &'static str,
+        /// The server.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: ::redis::RedisError,
+    },
+    /// A job hash that holds no valid job.
+    #[error("job hash {key}: {reason}")]
+    BadJob {
+        /// The Redis key.
+        key: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A bad URL or configuration.
+    #[error("broker configuration: {0}")]
+    Config(String),
+}
+
+/// Outcome of a guarded status change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// The change was applied.
+    Applied,
+    /// The job had already finished (done/error): first finisher wins, nothing was changed.
+    AlreadyFinished,
+    /// Another attempt owns the job now (its lease was reclaimed): nothing was changed.
+    Fenced,
+    /// The broker no longer holds the job (Redis restarted): nothing was changed; the caller
+    /// checks OurDB and may finish again with `restore`.
+    Missing,
+}
+
+/// Queues and live job state. One implementation talks to Redis; another keeps everything in
+/// process memory. All methods are blocking with bounded waits.
+pub trait Broker: Send + Sync {
+    /// For each job (id assigned): store it, push its id on its queue and register the
+    /// queue, atomically per job and in one round trip for the batch. A job already present
+    /// is left alone (so a retried submit never queues twice).
+    fn enqueue(&self, jobs: &[Job]) -> Result<(), BrokerError>;
+
+    /// The live job, `None` if the broker does not hold it.
+    fn get(&self, queue: &QueueName, id: u32) -> Result<Option<Job>, BrokerError>;
+
+    /// All registered queues.
+    fn queues(&self) -> Result<Vec<QueueName>, BrokerError>;
+
+    /// Blocks up to `timeout` for one id from any of `queues` (tried in the given order),
+    /// then takes up to `max - 1` more from the same queue without blocking.
+    fn pop(
+        &self,
+        queues: &[QueueName],
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<(QueueName, u32)>, BrokerError>;
+
+    /// Puts ids back at the head (next to be popped) of their queue: a job taken but not
+    /// started (shutdown).
+    fn requeue_front(&self, queue: &QueueName, ids: &[u32]) -> Result<(), BrokerError>;
+
+    /// Number of waiting ids.
+    fn queue_len(&self, queue: &QueueName) -> Result<u64, BrokerError>;
+
+    /// Waiting ids, next to run first.
+    fn queue_ids(&self, queue: &QueueName) -> Result<Vec<u32>, BrokerError>;
+
+    /// Removes every waiting id of a queue and those jobs' state; returns how many.
+    fn empty(&self, queue: &QueueName) -> Result<u64, BrokerError>;
+
+    /// Removes a job's state and its queue entry; `true` if it was there.
+    fn delete(&self, queue: &QueueName, id: u32) -> Result<bool, BrokerError>;
+
+    /// Marks a job active for `attempt` under a lease ending `lease` from now, unless it
+    /// already finished.
+    fn start(&self, job: &Job, attempt: u32, lease: Duration) -> Result<Transition, BrokerError>;
+
+    /// Records a finished job (done or error) for `attempt`: first finisher wins, a
+    /// reclaimed attempt is fenced off. Wakes waiters and drops the lease. If the broker no
+    /// longer holds the job it returns `Missing`, unless `restore` (then it writes it).
+    fn finish(&self, job: &Job, attempt: u32, restore: bool) -> Result<Transition, BrokerError>;
+
+    /// Blocks up to `timeout` until the job's completion is signalled (returns early if it
+    /// already was). `true` if signalled.
+    fn wait_done(&self, queue: &QueueName, id: u32, timeout: Duration)
+        -> Result<bool, BrokerError>;
+}

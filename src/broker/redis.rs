@@ -1,0 +1,569 @@
+//! The Redis broker: a small connection pool with reconnect-and-backoff, and the Lua scripts
+//! that make each multi-key change one atomic round trip.
+//!
+//! Round trips: enqueue of a batch = 1 (`EVALSHA`); pop = 1 (`BRPOP`) + 1 (`RPOP count`)
+//! only when more workers are free; start = 1; finish = 1; get = 1.
+
+use super::keys;
+use super::{Broker, BrokerError, QueueName, Transition};
+use crate::codec;
+use crate::job::{Job, JobStatus};
+use parking_lot::Mutex;
+use redis::{Connection, RedisError, RedisResult, Script};
+use std::time::{Duration, Instant};
+
+/// How the broker connects and how hard it retries.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]`, `rediss://` (if the redis crate was built with TLS) or
+    /// `unix:///path/to/socket` (also `redis+unix://`).
+    pub url: String,
+    /// Connect timeout per attempt.
+    pub connect_timeout: Duration,
+    /// Read/write timeout of ordinary commands (blocking pops add their own wait).
+    pub io_timeout: Duration,
+    /// How long a failing operation is retried (with exponential backoff from 20 ms) before
+    /// the error is reported.
+    pub retry_for: Duration,
+    /// Idle connections kept.
+    pub max_idle: usize,
+}
+
+impl RedisConfig {
+    /// Defaults for `url`: 1 s connect, 5 s I/O, retry for 2 s, keep 16 idle connections.
+    pub fn new(url: &str) -> RedisConfig {
+        RedisConfig {
+            url: url.to_string(),
+            connect_timeout: Duration::from_secs(1),
+            io_timeout: Duration::from_secs(5),
+            retry_for: Duration::from_secs(2),
+            max_idle: 16,
+        }
+    }
+}
+
+const ENQUEUE: &str = r#"
+local reg = KEYS[1]
+local n = 0
+for i = 1, #ARGV / 2 do
+  local h = KEYS[2 * i]
+  local q = KEYS[2 * i + 1]
+  if redis.call('EXISTS', h) == 0 then
+    redis.call('HSET', h, 'job', ARGV[2 * i], 'status', 'new', 'attempt', '0')
+    redis.call('LPUSH', q, ARGV[2 * i - 1])
+    redis.call('SADD', reg, q)
+    n = n + 1
+  end
+end
+return n
+"#;
+
+// KEYS: hash, leases. ARGV: json, attempt, lease deadline (ms), lease member.
+const START: &str = r#"
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'done' or st == 'error' then return 0 end
+redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', 'active', 'attempt', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 1
+"#;
+
+// KEYS: hash, done list, leases. ARGV: json, status, attempt, lease member, restore flag.
+const FINISH: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'status', 'attempt')
+if not cur[1] and ARGV[5] ~= '1' then return -2 end
+if cur[1] == 'done' or cur[1] == 'error' then return 0 end
+if cur[2] and cur[2] ~= ARGV[3] then return -1 end
+redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', ARGV[2], 'attempt', ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[4])
+redis.call('DEL', KEYS[2])
+redis.call('LPUSH', KEYS[2], '1')
+redis.call('EXPIRE', KEYS[2], 3600)
+return 1
+"#;
+
+// KEYS: queue. ARGV: job hash prefix.
+const EMPTY: &str = r#"
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+for _, id in ipairs(ids) do
+  redis.call('DEL', ARGV[1] .. id, ARGV[1] .. id .. ':done')
+end
+redis.call('DEL', KEYS[1])
+return #ids
+"#;
+
+// KEYS: hash, queue, done, leases. ARGV: id, lease member.
+const DELETE: &str = r#"
+local existed = redis.call('DEL', KEYS[1])
+redis.call('LREM', KEYS[2], 0, ARGV[1])
+redis.call('DEL', KEYS[3])
+redis.call('ZREM', KEYS[4], ARGV[2])
+return existed
+"#;
+
+/// One engine's published counters: its name and (counter, value) pairs.
+pub type EngineStats = (String, Vec<(String, u64)>);
+
+/// Redis behind a pool of blocking connections.
+pub struct RedisBroker {
+    config: RedisConfig,
+    client: redis::Client,
+    idle: Mutex<Vec<Connection>>,
+    enqueue: Script,
+    start: Script,
+    finish: Script,
+    empty: Script,
+    delete: Script,
+}
+
+/// Whether an error means the connection (not the command) failed, so a retry may work.
+fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
+impl RedisBroker {
+    /// A broker for `config.url`. Does not connect yet (the first command does).
+    pub fn new(config: RedisConfig) -> Result<RedisBroker, BrokerError> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| BrokerError::Config(format!("redis URL {:?}: {e}", config.url)))?;
+        Ok(RedisBroker {
+            config,
+            client,
+            idle: Mutex::new(Vec::new()),
+            enqueue: Script::new(ENQUEUE),
+            start: Script::new(START),
+            finish: Script::new(FINISH),
+            empty: Script::new(EMPTY),
+            delete: Script::new(DELETE),
+        })
+    }
+
+    /// The server URL.
+    pub fn url(&self) -> &str {
+        &self.config.url
+    }
+
+    fn connect(&self) -> RedisResult<Connection> {
+        let con = self
+            .client
+            .get_connection_with_timeout(self.config.connect_timeout)?;
+        con.set_read_timeout(Some(self.config.io_timeout))?;
+        con.set_write_timeout(Some(self.config.io_timeout))?;
+        Ok(con)
+    }
+
+    fn checkout(&self) -> RedisResult<Connection> {
+        if let Some(c) = self.idle.lock().pop() {
+            return Ok(c);
+        }
+        self.connect()
+    }
+
+    fn checkin(&self, con: Connection) {
+        let mut idle = self.idle.lock();
+        if idle.len() < self.config.max_idle {
+            idle.push(con);
+        }
+    }
+
+    /// Runs `f` on a pooled connection, retrying connection failures with backoff for up
+    /// to `retry_for` (only for operations that are safe to repeat).
+    pub fn run<T>(
+        &self,
+        op: &'static str,
+        retry: bool,
+        f: impl Fn(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, BrokerError> {
+        let deadline = Instant::now() + self.config.retry_for;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let res = self.checkout().and_then(|mut con| {
+                let r = f(&mut con);
+                match &r {
+                    Err(e) if is_connection_error(e) => {} // drop the broken connection
+                    _ => self.checkin(con),
+                }
+                r
+            });
+            match res {
+                Ok(v) => return Ok(v),
+                Err(e) if retry && is_connection_error(&e) && Instant::now() + delay < deadline => {
+                    log::debug!("redis {op}: {e}; retrying in {delay:?}");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                Err(source) => {
+                    return Err(BrokerError::Redis {
+                        op,
+                        url: self.config.url.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Runs a blocking command that waits up to `wait` on the server: the socket read
+    /// timeout is raised for it so the client never gives up before the server answers.
+    fn run_blocking<T>(
+        &self,
+        op: &'static str,
+        wait: Duration,
+        f: impl Fn(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, BrokerError> {
+        let io = self.config.io_timeout;
+        self.run(op, false, |con| {
+            con.set_read_timeout(Some(wait + io))?;
+            let r = f(con);
+            con.set_read_timeout(Some(io))?;
+            r
+        })
+    }
+
+    /// Extends the leases of running jobs (`members` from [`keys::lease_member`]) to `until_ms`.
+    pub fn renew_leases(&self, members: &[String], until_ms: u64) -> Result<(), BrokerError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        self.run("renew leases", true, |con| {
+            let mut cmd = redis::cmd("ZADD");
+            cmd.arg(keys::LEASES).arg("XX");
+            for m in members {
+                cmd.arg(until_ms).arg(m);
+            }
+            cmd.query::<i64>(con)
+        })?;
+        Ok(())
+    }
+
+    /// Lease members whose deadline passed before `now_ms`.
+    pub fn expired_leases(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, BrokerError> {
+        self.run("read expired leases", true, |con| {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(keys::LEASES)
+                .arg("-inf")
+                .arg(now_ms)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .query(con)
+        })
+    }
+
+    /// Atomically takes an expired lease (so only one engine reclaims it): `true` if taken.
+    pub fn claim_expired(
+        &self,
+        member: &str,
+        now_ms: u64,
+        new_deadline_ms: u64,
+    ) -> Result<bool, BrokerError> {
+        const CLAIM: &str = r#"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s or tonumber(s) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+"#;
+        let script = Script::new(CLAIM);
+        let n: i64 = self.run("claim lease", true, |con| {
+            script
+                .key(keys::LEASES)
+                .arg(member)
+                .arg(now_ms)
+                .arg(new_deadline_ms)
+                .invoke(con)
+        })?;
+        Ok(n == 1)
+    }
+
+    /// Publishes a hash of counters under `herojobs-stats:<name>` with a TTL.
+    pub fn publish_stats(
+        &self,
+        name: &str,
+        fields: &[(&str, u64)],
+        ttl: Duration,
+    ) -> Result<(), BrokerError> {
+        let key = format!("{}{name}", keys::STATS_PREFIX);
+        self.run("publish stats", true, |con| {
+            let mut p = redis::pipe();
+            p.atomic();
+            p.cmd("HSET").arg(&key);
+            for (k, v) in fields {
+                p.arg(*k).arg(*v);
+            }
+            p.ignore();
+            p.cmd("PEXPIRE")
+                .arg(&key)
+                .arg(ttl.as_millis() as u64)
+                .ignore();
+            p.query::<()>(con)
+        })
+    }
+
+    /// Every published stats hash: (engine name, counters).
+    pub fn read_stats(&self) -> Result<Vec<EngineStats>, BrokerError> {
+        let names: Vec<String> = self.run("list stats", true, |con| {
+            let mut out = Vec::new();
+            let mut cursor = 0u64;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{}*", keys::STATS_PREFIX))
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(con)?;
+                out.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            Ok(out)
+        })?;
+        let mut out = Vec::new();
+        for key in names {
+            let fields: Vec<(String, u64)> = self.run("read stats", true, |con| {
+                redis::cmd("HGETALL").arg(&key).query(con)
+            })?;
+            out.push((
+                key.trim_start_matches(keys::STATS_PREFIX).to_string(),
+                fields,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// `PING`: whether the server answers (used by the demo to choose Redis or embedded).
+    pub fn ping(&self) -> Result<(), BrokerError> {
+        self.run("ping", false, |con| redis::cmd("PING").query::<String>(con))
+            .map(|_| ())
+    }
+}
+
+fn transition(code: i64) -> Transition {
+    match code {
+        1 => Transition::Applied,
+        0 => Transition::AlreadyFinished,
+        -2 => Transition::Missing,
+        _ => Transition::Fenced,
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Broker for RedisBroker {
+    fn enqueue(&self, jobs: &[Job]) -> Result<(), BrokerError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut keys_ = Vec::with_capacity(jobs.len() * 2 + 1);
+        let mut args = Vec::with_capacity(jobs.len() * 2);
+        keys_.push(keys::REGISTRY.to_string());
+        for j in jobs {
+            keys_.push(keys::job(&j.circle, &j.topic, j.id));
+            keys_.push(keys::queue(&j.circle, &j.topic));
+            args.push(j.id.to_string());
+            args.push(codec::to_json(j));
+        }
+        // Safe to retry: the script skips jobs whose hash already exists.
+        self.run("enqueue", true, |con| {
+            let mut inv = self.enqueue.prepare_invoke();
+            for k in &keys_ {
+                inv.key(k);
+            }
+            for a in &args {
+                inv.arg(a);
+            }
+            inv.invoke::<i64>(con)
+        })?;
+        Ok(())
+    }
+
+    fn get(&self, q: &QueueName, id: u32) -> Result<Option<Job>, BrokerError> {
+        let key = keys::job(&q.circle, &q.topic, id);
+        let raw: Option<Vec<u8>> = self.run("get job", true, |con| {
+            redis::cmd("HGET").arg(&key).arg("job").query(con)
+        })?;
+        match raw {
+            None => Ok(None),
+            Some(bytes) => codec::from_json(&bytes)
+                .map(Some)
+                .map_err(|e| BrokerError::BadJob {
+                    key,
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    fn queues(&self) -> Result<Vec<QueueName>, BrokerError> {
+        let members: Vec<String> = self.run("list queues", true, |con| {
+            redis::cmd("SMEMBERS").arg(keys::REGISTRY).query(con)
+        })?;
+        let mut out: Vec<QueueName> = members
+            .iter()
+            .filter_map(|m| keys::parse_queue(m))
+            .map(|(c, t)| QueueName {
+                circle: c,
+                topic: t,
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn pop(
+        &self,
+        queues: &[QueueName],
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<(QueueName, u32)>, BrokerError> {
+        if queues.is_empty() || max == 0 {
+            std::thread::sleep(timeout.min(Duration::from_millis(100)));
+            return Ok(Vec::new());
+        }
+        let qkeys: Vec<String> = queues
+            .iter()
+            .map(|q| keys::queue(&q.circle, &q.topic))
+            .collect();
+        let secs = timeout.as_secs_f64().max(0.01);
+        let first: Option<(String, String)> = self.run_blocking("brpop", timeout, |con| {
+            redis::cmd("BRPOP").arg(&qkeys).arg(secs).query(con)
+        })?;
+        let Some((key, id)) = first else {
+            return Ok(Vec::new());
+        };
+        let Some((c, t)) = keys::parse_queue(&key) else {
+            return Ok(Vec::new());
+        };
+        let q = QueueName {
+            circle: c,
+            topic: t,
+        };
+        let mut out = Vec::with_capacity(max);
+        let push = |raw: &str, out: &mut Vec<(QueueName, u32)>| match raw.parse::<u32>() {
+            Ok(id) if id > 0 => out.push((q.clone(), id)),
+            _ => log::warn!("queue {key}: dropping entry {raw:?}, which is not a job id"),
+        };
+        push(&id, &mut out);
+        if max > 1 {
+            let more: Option<Vec<String>> = self.run("rpop", false, |con| {
+                redis::cmd("RPOP").arg(&key).arg(max - 1).query(con)
+            })?;
+            for raw in more.unwrap_or_default() {
+                push(&raw, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    fn requeue_front(&self, q: &QueueName, ids: &[u32]) -> Result<(), BrokerError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let key = keys::queue(&q.circle, &q.topic);
+        // RPUSH puts them at the pop end; push in reverse so the first id pops first.
+        self.run("requeue", true, |con| {
+            let mut cmd = redis::cmd("RPUSH");
+            cmd.arg(&key);
+            for id in ids.iter().rev() {
+                cmd.arg(*id);
+            }
+            cmd.query::<i64>(con)
+        })?;
+        Ok(())
+    }
+
+    fn queue_len(&self, q: &QueueName) -> Result<u64, BrokerError> {
+        let key = keys::queue(&q.circle, &q.topic);
+        self.run("llen", true, |con| redis::cmd("LLEN").arg(&key).query(con))
+    }
+
+    fn queue_ids(&self, q: &QueueName) -> Result<Vec<u32>, BrokerError> {
+        let key = keys::queue(&q.circle, &q.topic);
+        let raw: Vec<String> = self.run("lrange", true, |con| {
+            redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(con)
+        })?;
+        Ok(raw.iter().rev().filter_map(|s| s.parse().ok()).collect())
+    }
+
+    fn empty(&self, q: &QueueName) -> Result<u64, BrokerError> {
+        let key = keys::queue(&q.circle, &q.topic);
+        let prefix = keys::job_prefix(&q.circle, &q.topic);
+        self.run("empty queue", true, |con| {
+            self.empty.key(&key).arg(&prefix).invoke(con)
+        })
+    }
+
+    fn delete(&self, q: &QueueName, id: u32) -> Result<bool, BrokerError> {
+        let n: i64 = self.run("delete job", true, |con| {
+            self.delete
+                .key(keys::job(&q.circle, &q.topic, id))
+                .key(keys::queue(&q.circle, &q.topic))
+                .key(keys::done(&q.circle, &q.topic, id))
+                .key(keys::LEASES)
+                .arg(id)
+                .arg(keys::lease_member(&q.circle, &q.topic, id))
+                .invoke(con)
+        })?;
+        Ok(n > 0)
+    }
+
+    fn start(&self, job: &Job, attempt: u32, lease: Duration) -> Result<Transition, BrokerError> {
+        let json = codec::to_json(job);
+        let deadline = now_ms() + lease.as_millis() as u64;
+        let code: i64 = self.run("start job", true, |con| {
+            self.start
+                .key(keys::job(&job.circle, &job.topic, job.id))
+                .key(keys::LEASES)
+                .arg(&json)
+                .arg(attempt)
+                .arg(deadline)
+                .arg(keys::lease_member(&job.circle, &job.topic, job.id))
+                .invoke(con)
+        })?;
+        Ok(transition(code))
+    }
+
+    fn finish(&self, job: &Job, attempt: u32, restore: bool) -> Result<Transition, BrokerError> {
+        debug_assert!(job.status.is_finished());
+        let json = codec::to_json(job);
+        let status = if job.status == JobStatus::Done {
+            "done"
+        } else {
+            "error"
+        };
+        let code: i64 = self.run("finish job", true, |con| {
+            self.finish
+                .key(keys::job(&job.circle, &job.topic, job.id))
+                .key(keys::done(&job.circle, &job.topic, job.id))
+                .key(keys::LEASES)
+                .arg(&json)
+                .arg(status)
+                .arg(attempt)
+                .arg(keys::lease_member(&job.circle, &job.topic, job.id))
+                .arg(if restore { "1" } else { "0" })
+                .invoke(con)
+        })?;
+        Ok(transition(code))
+    }
+
+    fn wait_done(&self, q: &QueueName, id: u32, timeout: Duration) -> Result<bool, BrokerError> {
+        let key = keys::done(&q.circle, &q.topic, id);
+        let secs = timeout.as_secs_f64().max(0.01);
+        // Rotate the one-element list onto itself: non-destructive, so every waiter sees it.
+        let got: Option<String> = self.run_blocking("wait", timeout, |con| {
+            redis::cmd("BLMOVE")
+                .arg(&key)
+                .arg(&key)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .arg(secs)
+                .query(con)
+        })?;
+        Ok(got.is_some())
+    }
+}

@@ -1,0 +1,259 @@
+//! The blocking `Client`: the library's front door for submitting jobs, reading them back,
+//! waiting for them and managing queues. It writes OurDB (the record of truth, which assigns
+//! ids) first, then the broker in one round trip.
+
+use crate::broker::redis::{RedisBroker, RedisConfig};
+use crate::broker::{Broker, QueueName, Transition};
+use crate::error::{Error, Result};
+use crate::job::{unix_now, Job, JobStatus};
+use crate::ourdb::Durability;
+use crate::store::{fix_names, JobStore};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A job id with its status, or why its record could not be read.
+pub type ListedJob = (u32, std::result::Result<JobStatus, String>);
+
+/// Submits, reads and waits for jobs. Cheap to clone; share it between threads.
+#[derive(Clone)]
+pub struct Client {
+    broker: Arc<dyn Broker>,
+    store: Arc<JobStore>,
+}
+
+impl Client {
+    /// A client for the Redis at `redis_url` with job databases under `base`.
+    ///
+    /// ```no_run
+    /// use herojobs::{Client, Job, ParamsType};
+    /// let client = Client::connect("redis://127.0.0.1:6379", "/tmp/hero")?;
+    /// let id = client.submit(Job::new("demo", "default", ParamsType::HeroScript,
+    ///     "!!fake.return_success message:'hi'"))?;
+    /// let job = client.wait("demo", "default", id, std::time::Duration::from_secs(10))?;
+    /// println!("{}: {}", job.status, job.result);
+    /// # Ok::<(), herojobs::Error>(())
+    /// ```
+    pub fn connect(redis_url: &str, base: impl Into<PathBuf>) -> Result<Client> {
+        let broker = RedisBroker::new(RedisConfig::new(redis_url))?;
+        Ok(Client::with_parts(
+            Arc::new(broker),
+            Arc::new(JobStore::new(base, Durability::Periodic)),
+        ))
+    }
+
+    /// A client over an existing broker and job store (shared with an engine).
+    pub fn with_parts(broker: Arc<dyn Broker>, store: Arc<JobStore>) -> Client {
+        Client { broker, store }
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+
+    /// The job store.
+    pub fn store(&self) -> &Arc<JobStore> {
+        &self.store
+    }
+
+    /// Submits one job and returns its id: saved to OurDB (which assigns the id), then
+    /// stored, queued and its queue registered in one atomic round trip.
+    pub fn submit(&self, job: Job) -> Result<u32> {
+        Ok(self.submit_many(vec![job])?[0])
+    }
+
+    /// Submits many jobs: one OurDB batch per circle/topic and one broker round trip for
+    /// all. Ids are returned in input order (each is unique within its circle/topic).
+    pub fn submit_many(&self, jobs: Vec<Job>) -> Result<Vec<u32>> {
+        let now = unix_now();
+        let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        let mut prepared = Vec::with_capacity(jobs.len());
+        for (i, mut job) in jobs.into_iter().enumerate() {
+            let (c, t) = fix_names(&job.circle, &job.topic)?;
+            job.circle = c.clone();
+            job.topic = t.clone();
+            job.status = JobStatus::New;
+            job.time_scheduled = now;
+            job.time_start = 0;
+            job.time_end = 0;
+            job.attempts = 0;
+            job.error.clear();
+            job.result.clear();
+            groups.entry((c, t)).or_default().push(i);
+            prepared.push(job);
+        }
+        for ((c, t), idx) in &groups {
+            let batch: Vec<Job> = idx.iter().map(|&i| prepared[i].clone()).collect();
+            let ids = self.store.add(c, t, &batch)?;
+            for (&i, id) in idx.iter().zip(ids) {
+                prepared[i].id = id;
+            }
+        }
+        if let Err(source) = self.broker.enqueue(&prepared) {
+            let first = &prepared[0];
+            return Err(Error::NotQueued {
+                circle: first.circle.clone(),
+                topic: first.topic.clone(),
+                id: first.id,
+                source: Box::new(source),
+            });
+        }
+        Ok(prepared.iter().map(|j| j.id).collect())
+    }
+
+    fn queue(circle: &str, topic: &str) -> Result<QueueName> {
+        let (c, t) = fix_names(circle, topic)?;
+        Ok(QueueName {
+            circle: c,
+            topic: t,
+        })
+    }
+
+    /// A job: from the broker while it holds it, else from OurDB.
+    pub fn get(&self, circle: &str, topic: &str, id: u32) -> Result<Job> {
+        let q = Self::queue(circle, topic)?;
+        if let Some(job) = self.broker.get(&q, id)? {
+            return Ok(job);
+        }
+        self.store
+            .get(&q.circle, &q.topic, id)?
+            .ok_or(Error::NotFound {
+                circle: q.circle,
+                topic: q.topic,
+                id,
+            })
+    }
+
+    /// Blocks until the job is done or error (or `timeout` passes), without polling: it
+    /// blocks on the job's completion signal.
+    pub fn wait(&self, circle: &str, topic: &str, id: u32, timeout: Duration) -> Result<Job> {
+        let q = Self::queue(circle, topic)?;
+        let start = Instant::now();
+        loop {
+            let job = self.get(&q.circle, &q.topic, id)?;
+            if job.status.is_finished() {
+                return Ok(job);
+            }
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Err(Error::WaitTimeout {
+                    circle: q.circle,
+                    topic: q.topic,
+                    id,
+                    waited: timeout,
+                });
+            }
+            // Signalled or not, look again: the job decides, the signal only wakes us.
+            self.broker.wait_done(&q, id, left)?;
+        }
+    }
+
+    /// Number of waiting jobs in a queue.
+    pub fn queue_len(&self, circle: &str, topic: &str) -> Result<u64> {
+        Ok(self.broker.queue_len(&Self::queue(circle, topic)?)?)
+    }
+
+    /// Waiting job ids, next to run first.
+    pub fn queue_ids(&self, circle: &str, topic: &str) -> Result<Vec<u32>> {
+        Ok(self.broker.queue_ids(&Self::queue(circle, topic)?)?)
+    }
+
+    /// The next job to run from a queue, without taking it.
+    pub fn peek(&self, circle: &str, topic: &str) -> Result<Option<Job>> {
+        match self.queue_ids(circle, topic)?.first() {
+            Some(&id) => self.get(circle, topic, id).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes every waiting job of a queue (and their live state); returns how many. Their
+    /// OurDB records stay (history), marked error so recovery does not queue them again.
+    pub fn empty_queue(&self, circle: &str, topic: &str) -> Result<u64> {
+        let q = Self::queue(circle, topic)?;
+        let ids = self.broker.queue_ids(&q)?;
+        let n = self.broker.empty(&q)?;
+        for id in ids {
+            if let Some(mut job) = self.store.get(&q.circle, &q.topic, id)? {
+                if !job.status.is_finished() {
+                    job.status = JobStatus::Error;
+                    job.error = "removed from its queue (queue emptied)".into();
+                    job.time_end = unix_now();
+                    self.store.update(&job)?;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Registered queues.
+    pub fn queues(&self) -> Result<Vec<QueueName>> {
+        Ok(self.broker.queues()?)
+    }
+
+    /// Deletes a job everywhere; `false` if it existed nowhere.
+    pub fn delete(&self, circle: &str, topic: &str, id: u32) -> Result<bool> {
+        let q = Self::queue(circle, topic)?;
+        let live = self.broker.delete(&q, id)?;
+        let stored = self.store.delete(&q.circle, &q.topic, id)?;
+        Ok(live || stored)
+    }
+
+    /// Jobs of a circle/topic from OurDB with their status (or why the record is unreadable).
+    pub fn list(&self, circle: &str, topic: &str) -> Result<Vec<ListedJob>> {
+        let q = Self::queue(circle, topic)?;
+        Ok(self
+            .store
+            .list(&q.circle, &q.topic)?
+            .into_iter()
+            .map(|(id, s)| (id, s.map_err(|e| e.to_string())))
+            .collect())
+    }
+
+    /// Marks a job active for `attempt` (Redis, then OurDB). `AlreadyFinished` means the
+    /// job must not run.
+    pub fn set_active(&self, job: &mut Job, attempt: u32, lease: Duration) -> Result<Transition> {
+        job.status = JobStatus::Active;
+        job.time_start = unix_now();
+        job.attempts = attempt;
+        let t = self.broker.start(job, attempt, lease)?;
+        if t == Transition::Applied {
+            self.store.update(job)?;
+        }
+        Ok(t)
+    }
+
+    /// Records a job as done with `result` (first finisher wins; a fenced attempt loses).
+    pub fn set_done(&self, job: &mut Job, result: String, attempt: u32) -> Result<Transition> {
+        job.status = JobStatus::Done;
+        job.result = result;
+        self.finish(job, attempt)
+    }
+
+    /// Records a job as failed with `error` (first finisher wins; a fenced attempt loses).
+    pub fn set_error(&self, job: &mut Job, error: String, attempt: u32) -> Result<Transition> {
+        job.status = JobStatus::Error;
+        job.error = error;
+        self.finish(job, attempt)
+    }
+
+    fn finish(&self, job: &mut Job, attempt: u32) -> Result<Transition> {
+        job.time_end = unix_now();
+        let mut t = self.broker.finish(job, attempt, false)?;
+        if t == Transition::Missing {
+            // The broker forgot the job (restart): OurDB decides who finished first.
+            match self.store.get(&job.circle, &job.topic, job.id)? {
+                Some(stored) if stored.status.is_finished() => {
+                    return Ok(Transition::AlreadyFinished)
+                }
+                Some(stored) if stored.attempts > attempt => return Ok(Transition::Fenced),
+                _ => t = self.broker.finish(job, attempt, true)?,
+            }
+        }
+        if t == Transition::Applied {
+            self.store.update(job)?;
+        }
+        Ok(t)
+    }
+}

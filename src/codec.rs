@@ -1,0 +1,252 @@
+//! How a job becomes bytes: JSON for Redis (other clients read it), bincode for OurDB
+//! (compact and fast), with a leading format-version byte so that later versions of this
+//! crate still read records written by this one. bincode 1.x is pinned in Cargo.toml and
+//! used nowhere else.
+
+use crate::job::{Job, JobStatus, ParamsType};
+use serde::{Deserialize, Serialize};
+
+/// Version byte of the current OurDB job record layout.
+pub const RECORD_V1: u8 = 1;
+
+/// Why bytes could not be turned into a job.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// Not valid job JSON.
+    #[error("invalid job JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// An OurDB record with no bytes.
+    #[error("empty job record")]
+    Empty,
+    /// An OurDB record written by a newer (or foreign) version.
+    #[error("job record format version {0} is not known to this version of herojobs (it reads 1)")]
+    UnknownVersion(u8),
+    /// A record whose body does not decode.
+    #[error("job record v{version} does not decode: {reason}")]
+    Bincode {
+        /// The record version.
+        version: u8,
+        /// The decoder's message.
+        reason: String,
+    },
+}
+
+/// The job as stored in OurDB, version 1. Positional (bincode): fields are only ever added
+/// in a new version, never reordered.
+#[derive(Serialize, Deserialize)]
+struct RecordV1 {
+    session_key: String,
+    circle: String,
+    topic: String,
+    params: String,
+    params_type: String,
+    status: u8,
+    timeout: u64,
+    time_scheduled: i64,
+    time_start: i64,
+    time_end: i64,
+    error: String,
+    result: String,
+    log: bool,
+    attempts: u32,
+    logs: Vec<String>,
+}
+
+fn status_code(s: JobStatus) -> u8 {
+    match s {
+        JobStatus::New => 0,
+        JobStatus::Active => 1,
+        JobStatus::Error => 2,
+        JobStatus::Done => 3,
+    }
+}
+
+/// Encodes a job as JSON (for the Redis hash field `job`).
+pub fn to_json(job: &Job) -> String {
+    // Serialising a struct of strings and numbers cannot fail.
+    serde_json::to_string(job).unwrap_or_default()
+}
+
+/// Decodes job JSON; fields this version does not know are ignored, missing ones default.
+pub fn from_json(bytes: &[u8]) -> Result<Job, CodecError> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+/// Encodes a job as an OurDB record (version byte + bincode). The id is not stored: it is
+/// the record's OurDB id, which is not known before the record is added.
+pub fn to_record(job: &Job, out: &mut Vec<u8>) {
+    out.clear();
+    out.push(RECORD_V1);
+    let rec = RecordV1 {
+        session_key: job.session_key.clone(),
+        circle: job.circle.clone(),
+        topic: job.topic.clone(),
+        params: job.params.clone(),
+        params_type: job.params_type.as_str().to_string(),
+        status: status_code(job.status),
+        timeout: job.timeout,
+        time_scheduled: job.time_scheduled,
+        time_start: job.time_start,
+        time_end: job.time_end,
+        error: job.error.clone(),
+        result: job.result.clone(),
+        log: job.log,
+        attempts: job.attempts,
+        logs: job.logs.clone(),
+    };
+    // Writing into a Vec cannot fail for these types.
+    let _ = bincode::serialize_into(&mut *out, &rec);
+}
+
+/// Decodes an OurDB record into a job with id `id`.
+pub fn from_record(id: u32, bytes: &[u8]) -> Result<Job, CodecError> {
+    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    match version {
+        RECORD_V1 => {
+            let opts = bincode::DefaultOptions::new();
+            use bincode::Options;
+            // Same encoding as `bincode::serialize`, with a limit so a damaged length prefix
+            // cannot make us allocate more than the record holds.
+            let r: RecordV1 = opts
+                .with_fixint_encoding()
+                .allow_trailing_bytes()
+                .with_limit(bytes.len() as u64 * 2 + 1024)
+                .deserialize(body)
+                .map_err(|e| CodecError::Bincode {
+                    version,
+                    reason: e.to_string(),
+                })?;
+            let status = match r.status {
+                0 => JobStatus::New,
+                1 => JobStatus::Active,
+                2 => JobStatus::Error,
+                3 => JobStatus::Done,
+                n => {
+                    return Err(CodecError::Bincode {
+                        version,
+                        reason: format!("status code {n} is not one of 0..=3"),
+                    })
+                }
+            };
+            Ok(Job {
+                id,
+                session_key: r.session_key,
+                circle: r.circle,
+                topic: r.topic,
+                params: r.params,
+                params_type: r.params_type.parse::<ParamsType>().unwrap_or_default(),
+                status,
+                timeout: r.timeout,
+                time_scheduled: r.time_scheduled,
+                time_start: r.time_start,
+                time_end: r.time_end,
+                error: r.error,
+                result: r.result,
+                log: r.log,
+                attempts: r.attempts,
+                logs: r.logs,
+            })
+        }
+        v => Err(CodecError::UnknownVersion(v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_job() -> Job {
+        Job {
+            id: 42,
+            session_key: "sess".into(),
+            circle: "c1".into(),
+            topic: "t1".into(),
+            params: "!!fake.return_success message:'hi'".into(),
+            params_type: ParamsType::RhaiScript,
+            status: JobStatus::Done,
+            timeout: 7,
+            time_scheduled: 1,
+            time_start: 2,
+            time_end: 3,
+            error: "e".into(),
+            result: "r\nwith lines".into(),
+            log: true,
+            attempts: 2,
+            logs: vec!["one".into(), "two".into()],
+        }
+    }
+
+    #[test]
+    fn every_field_round_trips_through_json_and_bincode() {
+        let job = full_job();
+        assert_eq!(from_json(to_json(&job).as_bytes()).unwrap(), job);
+        let mut rec = Vec::new();
+        to_record(&job, &mut rec);
+        assert_eq!(rec[0], RECORD_V1);
+        assert_eq!(from_record(42, &rec).unwrap(), job);
+        let other = Job {
+            params_type: ParamsType::Other("wasm".into()),
+            ..full_job()
+        };
+        to_record(&other, &mut rec);
+        assert_eq!(from_record(42, &rec).unwrap(), other);
+        assert_eq!(from_json(to_json(&other).as_bytes()).unwrap(), other);
+    }
+
+    #[test]
+    fn json_uses_the_original_field_names() {
+        let v: serde_json::Value = serde_json::from_str(&to_json(&full_job())).unwrap();
+        for key in [
+            "jobid",
+            "sessionkey",
+            "circleid",
+            "topic",
+            "params",
+            "params_type",
+            "status",
+            "timeout",
+            "time_scheduled",
+            "time_start",
+            "time_end",
+            "error",
+            "result",
+            "log",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["status"], "done");
+        assert_eq!(v["params_type"], "rhaiscript");
+    }
+
+    #[test]
+    fn json_written_by_another_client_loads() {
+        let go = br#"{"jobid":7,"sessionkey":"","circleid":"c","topic":"t","params":"x",
+            "params_type":"heroscript","status":"new","timeout":0,"time_scheduled":1700000000,
+            "time_start":0,"time_end":0,"error":"","result":"","log":false,"future_field":[1,2]}"#;
+        let job = from_json(go).unwrap();
+        assert_eq!(job.id, 7);
+        assert_eq!(job.params_type, ParamsType::HeroScript);
+        assert_eq!(job.attempts, 0);
+        assert!(from_json(b"{not json").is_err());
+    }
+
+    #[test]
+    fn damaged_records_are_errors() {
+        assert!(matches!(from_record(1, &[]), Err(CodecError::Empty)));
+        assert!(matches!(
+            from_record(1, &[9, 1, 2]),
+            Err(CodecError::UnknownVersion(9))
+        ));
+        let mut rec = Vec::new();
+        to_record(&full_job(), &mut rec);
+        rec.truncate(20);
+        assert!(matches!(
+            from_record(1, &rec),
+            Err(CodecError::Bincode { .. })
+        ));
+        // A huge length prefix must not allocate.
+        let mut evil = vec![RECORD_V1];
+        evil.extend(u64::MAX.to_le_bytes());
+        assert!(from_record(1, &evil).is_err());
+    }
+}
