@@ -42,18 +42,30 @@ impl RedisConfig {
     }
 }
 
+// KEYS: registry, then one hash per job, then each distinct queue.
+// ARGV: job count, then per job: id, json, index of its queue (1-based among the queues).
+// A job hash with only `job` (no `status`/`attempt` fields) is a new job at attempt 0.
+// Per job one HSETNX; per queue one LPUSH (chunked: Lua's unpack has a stack limit) and
+// one SADD. HSETNX makes a retried batch skip jobs already stored.
 const ENQUEUE: &str = r#"
-local reg = KEYS[1]
-local n = 0
-for i = 1, #ARGV / 2 do
-  local h = KEYS[2 * i]
-  local q = KEYS[2 * i + 1]
-  if redis.call('EXISTS', h) == 0 then
-    redis.call('HSET', h, 'job', ARGV[2 * i], 'status', 'new', 'attempt', '0')
-    redis.call('LPUSH', q, ARGV[2 * i - 1])
-    redis.call('SADD', reg, q)
-    n = n + 1
+local n = tonumber(ARGV[1])
+local pending = {}
+for i = 1, n do
+  local id = ARGV[2 + 3 * (i - 1)]
+  local json = ARGV[3 + 3 * (i - 1)]
+  local qi = tonumber(ARGV[4 + 3 * (i - 1)])
+  if redis.call('HSETNX', KEYS[1 + i], 'job', json) == 1 then
+    local list = pending[qi]
+    if not list then list = {}; pending[qi] = list end
+    list[#list + 1] = id
   end
+end
+for qi, ids in pairs(pending) do
+  local q = KEYS[1 + n + qi]
+  for s = 1, #ids, 1000 do
+    redis.call('LPUSH', q, unpack(ids, s, math.min(s + 999, #ids)))
+  end
+  redis.call('SADD', KEYS[1], q)
 end
 return n
 "#;
@@ -70,7 +82,7 @@ return 1
 // KEYS: hash, done list, leases. ARGV: json, status, attempt, lease member, restore flag.
 const FINISH: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'status', 'attempt')
-if not cur[1] and ARGV[5] ~= '1' then return -2 end
+if redis.call('HEXISTS', KEYS[1], 'job') == 0 and ARGV[5] ~= '1' then return -2 end
 if cur[1] == 'done' or cur[1] == 'error' then return 0 end
 if cur[2] and cur[2] ~= ARGV[3] then return -1 end
 redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', ARGV[2], 'attempt', ARGV[3])
@@ -360,16 +372,27 @@ impl Broker for RedisBroker {
         if jobs.is_empty() {
             return Ok(());
         }
-        let mut keys_ = Vec::with_capacity(jobs.len() * 2 + 1);
-        let mut args = Vec::with_capacity(jobs.len() * 2);
+        let mut keys_ = Vec::with_capacity(jobs.len() + 2);
+        let mut args = Vec::with_capacity(jobs.len() * 3 + 1);
+        let mut queues: Vec<String> = Vec::new();
         keys_.push(keys::REGISTRY.to_string());
+        args.push(jobs.len().to_string());
         for j in jobs {
+            let q = keys::queue(&j.circle, &j.topic);
+            let qi = match queues.iter().position(|k| *k == q) {
+                Some(i) => i + 1,
+                None => {
+                    queues.push(q);
+                    queues.len()
+                }
+            };
             keys_.push(keys::job(&j.circle, &j.topic, j.id));
-            keys_.push(keys::queue(&j.circle, &j.topic));
             args.push(j.id.to_string());
             args.push(codec::to_json(j));
+            args.push(qi.to_string());
         }
-        // Safe to retry: the script skips jobs whose hash already exists.
+        keys_.extend(queues);
+        // Safe to retry: HSETNX skips jobs whose hash already exists.
         self.run("enqueue", true, |con| {
             let mut inv = self.enqueue.prepare_invoke();
             for k in &keys_ {
