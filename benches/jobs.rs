@@ -34,6 +34,8 @@ fn start_redis() -> Redis {
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server on PATH");
+    // Owned by the guard from here on, so it is killed and reaped whatever happens.
+    let mut guard = Redis(child, port);
     let url = format!("redis://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -42,10 +44,11 @@ fn start_redis() -> Redis {
             .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
             .is_ok()
         {
-            return Redis(child, port);
+            return guard;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = guard.0.kill();
     panic!("redis-server did not start");
 }
 
