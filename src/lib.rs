@@ -24,18 +24,23 @@
 //! - [`store`]: one OurDB per circle/topic, opened once.
 //! - [`broker`]: the broker trait; [`broker::redis`]; [`broker::keys`] builds every Redis key.
 //! - [`client`]: the blocking `Client`: submit, get, wait, queue operations.
+//! - [`processor`]: the `Processor` trait, the job context and the registry.
+//! - [`engine`]: the `WatchDog`: dispatcher, worker pool, finisher, watchdog, recovery.
 //! - [`error`]: the crate-level error every module error converts into.
 //! - `src/bin/herojobs/`: the command line (`herojobs ourdb ...`).
 
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod engine;
 pub mod error;
 pub mod job;
 pub mod names;
 pub mod ourdb;
+pub mod processor;
 pub mod store;
 
 pub use client::Client;
+pub use engine::{WatchDog, WatchDogBuilder};
 pub use error::{Error, Result};
 pub use job::{Job, JobStatus, ParamsType};

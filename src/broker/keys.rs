@@ -7,6 +7,8 @@ pub const REGISTRY: &str = "heroqueues";
 pub const QUEUE_PREFIX: &str = "heroqueue:";
 /// Sorted set of running attempts (member `circle:topic:id`, score: lease deadline in ms).
 pub const LEASES: &str = "herojobs-leases";
+/// Wake-up list: every enqueue pushes a token (trimmed to 64); idle dispatchers block on it.
+pub const SIGNAL: &str = "herojobs-signal";
 /// Prefix of the hash where each engine publishes its counters.
 pub const STATS_PREFIX: &str = "herojobs-stats:";
 

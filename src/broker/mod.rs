@@ -74,6 +74,32 @@ pub enum Transition {
     Missing,
 }
 
+/// A job taken off a queue for one attempt (already marked active, under a lease).
+#[derive(Debug, Clone)]
+pub struct Taken {
+    /// Its queue.
+    pub queue: QueueName,
+    /// Its id.
+    pub id: u32,
+    /// The job, or why the broker's copy could not be read (`None` with an empty reason: the
+    /// broker had no copy; the caller falls back to OurDB).
+    pub job: Result<Job, String>,
+    /// The attempt number this run is (1 for the first run); the fencing token.
+    pub attempt: u32,
+}
+
+/// What [`Broker::ensure_queued`] found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensure {
+    /// Queued, running under a lease, or finished: nothing to do.
+    Fine,
+    /// It was missing and has been queued again.
+    Requeued,
+    /// It looks lost (new but in no queue, or active without a lease); `requeue` was not
+    /// set, so nothing was changed. Look again after a grace period.
+    Suspect,
+}
+
 /// Queues and live job state. One implementation talks to Redis; another keeps everything in
 /// process memory. All methods are blocking with bounded waits.
 pub trait Broker: Send + Sync {
@@ -126,4 +152,46 @@ pub trait Broker: Send + Sync {
     /// already was). `true` if signalled.
     fn wait_done(&self, queue: &QueueName, id: u32, timeout: Duration)
         -> Result<bool, BrokerError>;
+
+    /// The engine's pop: takes up to `max` jobs from `queues` (the first queue first, then
+    /// the next) and marks each active for its next attempt under a lease of `lease`, in one
+    /// atomic step; when none is waiting, blocks up to `timeout` for a submit and tries once
+    /// more. Finished jobs are skipped.
+    fn take(
+        &self,
+        queues: &[QueueName],
+        max: usize,
+        timeout: Duration,
+        lease: Duration,
+    ) -> Result<Vec<Taken>, BrokerError>;
+
+    /// [`finish`](Broker::finish) for many jobs in one round trip (a job the broker forgot
+    /// is written back).
+    fn finish_many(&self, jobs: &[(Job, u32)]) -> Result<Vec<Transition>, BrokerError>;
+
+    /// Gives a started job back: status new, lease dropped, id at the head of its queue. Only
+    /// if `attempt` still owns it and it has not finished.
+    fn release(&self, job: &Job, attempt: u32) -> Result<Transition, BrokerError>;
+
+    /// Extends (or re-creates, after a broker restart) the leases of running jobs.
+    fn renew(&self, running: &[(QueueName, u32)], lease: Duration) -> Result<(), BrokerError>;
+
+    /// Takes up to `limit` leases that expired (their engine died), removing them atomically
+    /// so only one engine reclaims each; returns the jobs to queue again.
+    fn reclaim_expired(&self, limit: usize) -> Result<Vec<(QueueName, u32)>, BrokerError>;
+
+    /// Recovery: makes sure an unfinished job that OurDB holds is queued or running under a
+    /// lease. `job` is OurDB's copy. A missing new job is queued at once; one that only looks
+    /// lost is reported `Suspect` unless `requeue`.
+    fn ensure_queued(&self, job: &Job, requeue: bool) -> Result<Ensure, BrokerError>;
+
+    /// Publishes an engine's counters for `herojobs stats` (no-op where nobody can read them).
+    fn publish_stats(
+        &self,
+        _name: &str,
+        _fields: &[(&str, u64)],
+        _ttl: Duration,
+    ) -> Result<(), BrokerError> {
+        Ok(())
+    }
 }

@@ -5,7 +5,7 @@
 //! only when more workers are free; start = 1; finish = 1; get = 1.
 
 use super::keys;
-use super::{Broker, BrokerError, QueueName, Transition};
+use super::{Broker, BrokerError, Ensure, QueueName, Taken, Transition};
 use crate::codec;
 use crate::job::{Job, JobStatus};
 use parking_lot::Mutex;
@@ -42,7 +42,7 @@ impl RedisConfig {
     }
 }
 
-// KEYS: registry, then one hash per job, then each distinct queue.
+// KEYS: registry, then one hash per job, then each distinct queue, then the wake-up list.
 // ARGV: job count, then per job: id, json, index of its queue (1-based among the queues).
 // A job hash with only `job` (no `status`/`attempt` fields) is a new job at attempt 0.
 // Per job one HSETNX; per queue one LPUSH (chunked: Lua's unpack has a stack limit) and
@@ -67,6 +67,8 @@ for qi, ids in pairs(pending) do
   end
   redis.call('SADD', KEYS[1], q)
 end
+redis.call('LPUSH', KEYS[#KEYS], '1')
+redis.call('LTRIM', KEYS[#KEYS], 0, 63)
 return n
 "#;
 
@@ -112,6 +114,186 @@ redis.call('ZREM', KEYS[4], ARGV[2])
 return existed
 "#;
 
+// KEYS: leases, then the queues in the order to try them. ARGV: max, lease deadline (ms),
+// now (s). Pops up to `max` ids (from the first queue, then the next, ...) and marks each
+// active for its next attempt under a lease, atomically: an id is never out of its queue
+// without being active under a lease. Job hash keys are derived from queue keys here
+// (`heroqueue:c:t` -> `herojobs:c:t:<id>`), which is fine on a single Redis (not a cluster).
+// Returns per id: queue index, id, json ('' if no hash), attempt (0: skipped as finished,
+// -1: no hash).
+const TAKE: &str = r#"
+local max = tonumber(ARGV[1])
+local out = {}
+local taken = 0
+for qi = 2, #KEYS do
+  if taken >= max then break end
+  local ids = redis.call('RPOP', KEYS[qi], max - taken)
+  if ids then
+    local prefix = 'herojobs:' .. string.sub(KEYS[qi], 11) .. ':'
+    local member = string.sub(KEYS[qi], 11) .. ':'
+    for _, id in ipairs(ids) do
+      taken = taken + 1
+      local h = prefix .. id
+      local f = redis.call('HMGET', h, 'job', 'status', 'attempt')
+      if not f[1] then
+        out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = -1
+      elseif f[2] == 'done' or f[2] == 'error' then
+        out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = 0
+      else
+        local att = tonumber(f[3] or '0') + 1
+        local json = f[1]
+        local ok, j = pcall(cjson.decode, json)
+        if ok and type(j) == 'table' then
+          j['status'] = 'active'; j['time_start'] = tonumber(ARGV[3]); j['attempts'] = att
+          json = cjson.encode(j)
+        end
+        redis.call('HSET', h, 'job', json, 'status', 'active', 'attempt', att)
+        redis.call('ZADD', KEYS[1], ARGV[2], member .. id)
+        out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = json; out[#out + 1] = att
+      end
+    end
+  end
+end
+return out
+"#;
+
+// KEYS: leases, then per job: hash, done list. ARGV per job: json, status, attempt, member.
+const FINISH_MANY: &str = r#"
+local out = {}
+local n = (#KEYS - 1) / 2
+for i = 1, n do
+  local h = KEYS[2 * i]
+  local d = KEYS[2 * i + 1]
+  local json = ARGV[4 * i - 3]
+  local st = ARGV[4 * i - 2]
+  local att = ARGV[4 * i - 1]
+  local member = ARGV[4 * i]
+  local cur = redis.call('HMGET', h, 'status', 'attempt')
+  if cur[1] == 'done' or cur[1] == 'error' then
+    out[i] = 0
+  elseif cur[2] and cur[2] ~= att then
+    out[i] = -1
+  else
+    redis.call('HSET', h, 'job', json, 'status', st, 'attempt', att)
+    redis.call('ZREM', KEYS[1], member)
+    redis.call('DEL', d)
+    redis.call('LPUSH', d, '1')
+    redis.call('EXPIRE', d, 3600)
+    out[i] = 1
+  end
+end
+return out
+"#;
+
+// KEYS: hash, queue, leases, registry. ARGV: json (status new), attempt, member, id.
+const RELEASE: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'status', 'attempt')
+if cur[1] == 'done' or cur[1] == 'error' then return 0 end
+if cur[2] and cur[2] ~= ARGV[2] then return -1 end
+redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', 'new', 'attempt', ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('SADD', KEYS[4], KEYS[2])
+return 1
+"#;
+
+// KEYS: leases. ARGV: now (ms), limit. Removes and returns expired members.
+const RECLAIM: &str = r#"
+local m = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, x in ipairs(m) do redis.call('ZREM', KEYS[1], x) end
+return m
+"#;
+
+// KEYS: hash, queue, registry, leases. ARGV: json (OurDB's copy, status new), id, member,
+// OurDB status, attempts, requeue flag.
+// Returns 0 fine, 1 requeued, 2 suspect.
+const ENSURE: &str = r#"
+local requeue = ARGV[6] == '1'
+local function push()
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  redis.call('SADD', KEYS[3], KEYS[2])
+end
+if redis.call('HEXISTS', KEYS[1], 'job') == 0 then
+  if ARGV[4] == 'active' and not requeue then
+    if redis.call('ZSCORE', KEYS[4], ARGV[3]) then return 0 end
+    return 2
+  end
+  redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', 'new', 'attempt', ARGV[5])
+  push()
+  return 1
+end
+local st = redis.call('HGET', KEYS[1], 'status') or 'new'
+if st == 'active' then
+  if redis.call('ZSCORE', KEYS[4], ARGV[3]) then return 0 end
+  if not requeue then return 2 end
+  redis.call('HSET', KEYS[1], 'status', 'new')
+  push()
+  return 1
+end
+return 0
+"#;
+
+impl RedisBroker {
+    /// One `TAKE` script call: pops and starts up to `max` jobs without blocking.
+    fn take_now(
+        &self,
+        queues: &[QueueName],
+        qkeys: &[String],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Taken>, BrokerError> {
+        let deadline = now_ms() + lease.as_millis() as u64;
+        // Not retried: if the reply is lost the jobs are active under leases that expire, and
+        // lease recovery queues them again.
+        let reply: Vec<redis::Value> = self.run("take", false, |con| {
+            let mut inv = self.take.prepare_invoke();
+            inv.key(keys::LEASES);
+            for k in qkeys {
+                inv.key(k);
+            }
+            inv.arg(max).arg(deadline).arg(crate::job::unix_now());
+            inv.invoke(con)
+        })?;
+        let mut out = Vec::new();
+        for chunk in reply.chunks(4) {
+            let [qi, id, json, attempt] = chunk else {
+                break;
+            };
+            let qi: usize = redis::from_redis_value(qi).unwrap_or(0);
+            let id: u32 = redis::from_redis_value(id).unwrap_or(0);
+            let json: Vec<u8> = redis::from_redis_value(json).unwrap_or_default();
+            let attempt: i64 = redis::from_redis_value(attempt).unwrap_or(0);
+            let Some(queue) = qi.checked_sub(1).and_then(|i| queues.get(i)) else {
+                continue;
+            };
+            if id == 0 {
+                log::warn!("queue {queue}: dropped an entry that is not a job id");
+                continue;
+            }
+            if attempt == 0 {
+                continue; // finished already
+            }
+            let job = if attempt < 0 {
+                Err(String::new())
+            } else {
+                codec::from_json(&json).map_err(|e| {
+                    format!(
+                        "job hash {}: {e}",
+                        keys::job(&queue.circle, &queue.topic, id)
+                    )
+                })
+            };
+            out.push(Taken {
+                queue: queue.clone(),
+                id,
+                job,
+                attempt: attempt.max(0) as u32,
+            });
+        }
+        Ok(out)
+    }
+}
+
 /// One engine's published counters: its name and (counter, value) pairs.
 pub type EngineStats = (String, Vec<(String, u64)>);
 
@@ -121,6 +303,11 @@ pub struct RedisBroker {
     client: redis::Client,
     idle: Mutex<Vec<Connection>>,
     enqueue: Script,
+    take: Script,
+    finish_many: Script,
+    release: Script,
+    reclaim: Script,
+    ensure: Script,
     start: Script,
     finish: Script,
     empty: Script,
@@ -142,6 +329,11 @@ impl RedisBroker {
             client,
             idle: Mutex::new(Vec::new()),
             enqueue: Script::new(ENQUEUE),
+            take: Script::new(TAKE),
+            finish_many: Script::new(FINISH_MANY),
+            release: Script::new(RELEASE),
+            reclaim: Script::new(RECLAIM),
+            ensure: Script::new(ENSURE),
             start: Script::new(START),
             finish: Script::new(FINISH),
             empty: Script::new(EMPTY),
@@ -231,85 +423,6 @@ impl RedisBroker {
         })
     }
 
-    /// Extends the leases of running jobs (`members` from [`keys::lease_member`]) to `until_ms`.
-    pub fn renew_leases(&self, members: &[String], until_ms: u64) -> Result<(), BrokerError> {
-        if members.is_empty() {
-            return Ok(());
-        }
-        self.run("renew leases", true, |con| {
-            let mut cmd = redis::cmd("ZADD");
-            cmd.arg(keys::LEASES).arg("XX");
-            for m in members {
-                cmd.arg(until_ms).arg(m);
-            }
-            cmd.query::<i64>(con)
-        })?;
-        Ok(())
-    }
-
-    /// Lease members whose deadline passed before `now_ms`.
-    pub fn expired_leases(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, BrokerError> {
-        self.run("read expired leases", true, |con| {
-            redis::cmd("ZRANGEBYSCORE")
-                .arg(keys::LEASES)
-                .arg("-inf")
-                .arg(now_ms)
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit)
-                .query(con)
-        })
-    }
-
-    /// Atomically takes an expired lease (so only one engine reclaims it): `true` if taken.
-    pub fn claim_expired(
-        &self,
-        member: &str,
-        now_ms: u64,
-        new_deadline_ms: u64,
-    ) -> Result<bool, BrokerError> {
-        const CLAIM: &str = r#"
-local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not s or tonumber(s) > tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-return 1
-"#;
-        let script = Script::new(CLAIM);
-        let n: i64 = self.run("claim lease", true, |con| {
-            script
-                .key(keys::LEASES)
-                .arg(member)
-                .arg(now_ms)
-                .arg(new_deadline_ms)
-                .invoke(con)
-        })?;
-        Ok(n == 1)
-    }
-
-    /// Publishes a hash of counters under `herojobs-stats:<name>` with a TTL.
-    pub fn publish_stats(
-        &self,
-        name: &str,
-        fields: &[(&str, u64)],
-        ttl: Duration,
-    ) -> Result<(), BrokerError> {
-        let key = format!("{}{name}", keys::STATS_PREFIX);
-        self.run("publish stats", true, |con| {
-            let mut p = redis::pipe();
-            p.atomic();
-            p.cmd("HSET").arg(&key);
-            for (k, v) in fields {
-                p.arg(*k).arg(*v);
-            }
-            p.ignore();
-            p.cmd("PEXPIRE")
-                .arg(&key)
-                .arg(ttl.as_millis() as u64)
-                .ignore();
-            p.query::<()>(con)
-        })
-    }
-
     /// Every published stats hash: (engine name, counters).
     pub fn read_stats(&self) -> Result<Vec<EngineStats>, BrokerError> {
         let names: Vec<String> = self.run("list stats", true, |con| {
@@ -392,6 +505,7 @@ impl Broker for RedisBroker {
             args.push(qi.to_string());
         }
         keys_.extend(queues);
+        keys_.push(keys::SIGNAL.to_string());
         // Safe to retry: HSETNX skips jobs whose hash already exists.
         self.run("enqueue", true, |con| {
             let mut inv = self.enqueue.prepare_invoke();
@@ -588,5 +702,162 @@ impl Broker for RedisBroker {
                 .query(con)
         })?;
         Ok(got.is_some())
+    }
+
+    fn take(
+        &self,
+        queues: &[QueueName],
+        max: usize,
+        timeout: Duration,
+        lease: Duration,
+    ) -> Result<Vec<Taken>, BrokerError> {
+        if queues.is_empty() || max == 0 {
+            std::thread::sleep(timeout.min(Duration::from_millis(100)));
+            return Ok(Vec::new());
+        }
+        let qkeys: Vec<String> = queues
+            .iter()
+            .map(|q| keys::queue(&q.circle, &q.topic))
+            .collect();
+        let taken = self.take_now(queues, &qkeys, max, lease)?;
+        if !taken.is_empty() {
+            return Ok(taken);
+        }
+        // Nothing waiting: block until a submitter signals (or the timeout), then look again.
+        let secs = timeout.as_secs_f64().max(0.01);
+        let _: Option<(String, String)> = self.run_blocking("wait for jobs", timeout, |con| {
+            redis::cmd("BLPOP").arg(keys::SIGNAL).arg(secs).query(con)
+        })?;
+        self.take_now(queues, &qkeys, max, lease)
+    }
+
+    fn finish_many(&self, jobs: &[(Job, u32)]) -> Result<Vec<Transition>, BrokerError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let codes: Vec<i64> = self.run("finish jobs", true, |con| {
+            let mut inv = self.finish_many.prepare_invoke();
+            inv.key(keys::LEASES);
+            for (j, attempt) in jobs {
+                inv.key(keys::job(&j.circle, &j.topic, j.id));
+                inv.key(keys::done(&j.circle, &j.topic, j.id));
+                inv.arg(codec::to_json(j))
+                    .arg(if j.status == JobStatus::Done {
+                        "done"
+                    } else {
+                        "error"
+                    })
+                    .arg(*attempt)
+                    .arg(keys::lease_member(&j.circle, &j.topic, j.id));
+            }
+            inv.invoke(con)
+        })?;
+        Ok(codes.into_iter().map(transition).collect())
+    }
+
+    fn release(&self, job: &Job, attempt: u32) -> Result<Transition, BrokerError> {
+        let mut j = job.clone();
+        j.status = JobStatus::New;
+        let code: i64 = self.run("release job", true, |con| {
+            self.release
+                .key(keys::job(&j.circle, &j.topic, j.id))
+                .key(keys::queue(&j.circle, &j.topic))
+                .key(keys::LEASES)
+                .key(keys::REGISTRY)
+                .arg(codec::to_json(&j))
+                .arg(attempt)
+                .arg(keys::lease_member(&j.circle, &j.topic, j.id))
+                .arg(j.id)
+                .invoke(con)
+        })?;
+        Ok(transition(code))
+    }
+
+    fn renew(&self, running: &[(QueueName, u32)], lease: Duration) -> Result<(), BrokerError> {
+        if running.is_empty() {
+            return Ok(());
+        }
+        let until = now_ms() + lease.as_millis() as u64;
+        self.run("renew leases", true, |con| {
+            let mut cmd = redis::cmd("ZADD");
+            cmd.arg(keys::LEASES);
+            for (q, id) in running {
+                cmd.arg(until)
+                    .arg(keys::lease_member(&q.circle, &q.topic, *id));
+            }
+            cmd.query::<i64>(con)
+        })?;
+        Ok(())
+    }
+
+    fn reclaim_expired(&self, limit: usize) -> Result<Vec<(QueueName, u32)>, BrokerError> {
+        let members: Vec<String> = self.run("reclaim leases", true, |con| {
+            self.reclaim
+                .key(keys::LEASES)
+                .arg(now_ms())
+                .arg(limit)
+                .invoke(con)
+        })?;
+        Ok(members
+            .iter()
+            .filter_map(|m| keys::parse_lease_member(m))
+            .map(|(c, t, id)| {
+                (
+                    QueueName {
+                        circle: c,
+                        topic: t,
+                    },
+                    id,
+                )
+            })
+            .collect())
+    }
+
+    fn ensure_queued(&self, job: &Job, requeue: bool) -> Result<Ensure, BrokerError> {
+        let mut j = job.clone();
+        let stored_status = j.status;
+        j.status = JobStatus::New;
+        let code: i64 = self.run("recover job", true, |con| {
+            self.ensure
+                .key(keys::job(&j.circle, &j.topic, j.id))
+                .key(keys::queue(&j.circle, &j.topic))
+                .key(keys::REGISTRY)
+                .key(keys::LEASES)
+                .arg(codec::to_json(&j))
+                .arg(j.id)
+                .arg(keys::lease_member(&j.circle, &j.topic, j.id))
+                .arg(stored_status.as_str())
+                .arg(j.attempts)
+                .arg(if requeue { "1" } else { "0" })
+                .invoke(con)
+        })?;
+        Ok(match code {
+            1 => Ensure::Requeued,
+            2 => Ensure::Suspect,
+            _ => Ensure::Fine,
+        })
+    }
+
+    fn publish_stats(
+        &self,
+        name: &str,
+        fields: &[(&str, u64)],
+        ttl: Duration,
+    ) -> Result<(), BrokerError> {
+        let key = format!("{}{name}", keys::STATS_PREFIX);
+        self.run("publish stats", true, |con| {
+            let mut p = redis::pipe();
+            p.atomic();
+            p.cmd("HSET").arg(&key);
+            for (k, v) in fields {
+                p.arg(*k).arg(*v);
+            }
+            p.ignore();
+            p.cmd("PEXPIRE")
+                .arg(&key)
+                .arg(ttl.as_millis() as u64)
+                .ignore();
+            p.query::<()>(con)
+        })
     }
 }

@@ -137,3 +137,76 @@ pub fn base_dir() -> (tempfile::TempDir, PathBuf) {
     let p = d.path().to_path_buf();
     (d, p)
 }
+
+/// A processor for engine tests, on the heroscript params type. Params:
+/// `ok [text]` → done with `text` (or the job id); `sleep MS` → sleeps (cancellable) then
+/// done; `forever` → runs until cancelled; `fail MSG` → error; `panic` → panics;
+/// `record PATH` → appends the job id to PATH, then done.
+pub fn test_registry() -> herojobs::processor::Registry {
+    use herojobs::processor::{JobContext, Registry};
+    use herojobs::{Job, ParamsType};
+    let mut r = Registry::new();
+    r.register(ParamsType::HeroScript, |job: &Job, ctx: &JobContext| {
+        let (cmd, arg) = job
+            .params
+            .split_once(' ')
+            .unwrap_or((job.params.as_str(), ""));
+        match cmd {
+            "ok" => Ok(if arg.is_empty() {
+                job.id.to_string()
+            } else {
+                arg.to_string()
+            }),
+            "sleep" => {
+                let ms: u64 = arg.parse().map_err(|_| format!("bad sleep {arg:?}"))?;
+                ctx.sleep(Duration::from_millis(ms))
+                    .map_err(|_| "cancelled".to_string())?;
+                Ok("slept".into())
+            }
+            "forever" => {
+                while !ctx.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err("cancelled".into())
+            }
+            "fail" => Err(arg.to_string()),
+            "panic" => panic!("the test processor was told to panic"),
+            "record" => {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(arg)
+                    .map_err(|e| e.to_string())?;
+                writeln!(f, "{}", job.id).map_err(|e| e.to_string())?;
+                Ok(std::process::id().to_string())
+            }
+            other => Err(format!("unknown test command {other:?}")),
+        }
+    });
+    r
+}
+
+/// An engine builder for tests: Redis at `url`, jobs under `base`, short lease and recovery
+/// intervals so that crash recovery happens within seconds.
+pub fn test_engine(url: &str, base: &std::path::Path, workers: usize) -> herojobs::WatchDogBuilder {
+    let config = herojobs::engine::EngineConfig {
+        workers,
+        lease: Duration::from_secs(2),
+        grace: Duration::from_secs(5),
+        recovery_interval: Duration::from_millis(500),
+        recovery_grace: Duration::from_secs(1),
+        poll: Duration::from_millis(200),
+        ..Default::default()
+    };
+    herojobs::WatchDog::builder()
+        .redis_url(url)
+        .base(base)
+        .config(config)
+        .registry(test_registry())
+}
+
+/// A heroscript job with test-processor params.
+pub fn tjob(circle: &str, topic: &str, params: &str) -> herojobs::Job {
+    herojobs::Job::new(circle, topic, herojobs::ParamsType::HeroScript, params)
+}

@@ -1,0 +1,88 @@
+//! The watchdog thread: enforces deadlines (sets the job's cancel flag and records error
+//! "timeout after N s"; a result that arrives later is dropped), renews the leases of running
+//! jobs, and publishes the counters.
+
+use super::stats::Stats;
+use super::{Ending, Outcome, Shared};
+use crate::job::{unix_now, JobStatus};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often deadlines are checked.
+const TICK: Duration = Duration::from_millis(20);
+
+/// The watchdog's own state.
+pub struct Watchdog {
+    shared: Arc<Shared>,
+    last_renew: Instant,
+    last_publish: Option<Instant>,
+}
+
+/// The thread body: runs until the engine drains (so timeouts hold during the grace period).
+pub fn run(shared: Arc<Shared>) {
+    let mut w = Watchdog {
+        shared,
+        last_renew: Instant::now(),
+        last_publish: None,
+    };
+    while !w.shared.draining.load(Ordering::Acquire) {
+        w.run_once();
+        std::thread::sleep(TICK);
+    }
+    w.publish();
+}
+
+impl Watchdog {
+    /// One step: time out expired jobs, renew leases when due, publish counters when due.
+    pub fn run_once(&mut self) {
+        let s = Arc::clone(&self.shared);
+        let now = Instant::now();
+        {
+            let mut running = s.running.lock();
+            for r in running.values_mut() {
+                if r.timed_out || now < r.deadline {
+                    continue;
+                }
+                r.timed_out = true;
+                r.cancel.store(true, Ordering::Release);
+                let mut job = r.job.clone();
+                job.status = JobStatus::Error;
+                job.error = format!("timeout after {} s", s.timeout_of(&job).as_secs());
+                job.time_end = unix_now();
+                Stats::inc(&s.stats.timed_out);
+                let _ = s.outcomes.send(Outcome {
+                    job,
+                    attempt: r.attempt,
+                    ending: Ending::TimedOut,
+                });
+            }
+        }
+        if self.last_renew.elapsed() >= s.config.lease / 3 {
+            self.last_renew = Instant::now();
+            let keys: Vec<_> = s.running.lock().keys().cloned().collect();
+            if let Err(e) = s.broker.renew(&keys, s.config.lease) {
+                log::warn!("renewing {} lease(s): {e}", keys.len());
+            }
+        }
+        if self
+            .last_publish
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) {
+        self.last_publish = Some(Instant::now());
+        let s = &self.shared;
+        let snap = s.stats.snapshot(s);
+        let fields = snap.fields();
+        if let Err(e) = s
+            .broker
+            .publish_stats(&s.config.name, &fields, Duration::from_secs(5))
+        {
+            log::debug!("publishing counters: {e}");
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! The engine: a `WatchDog` that takes jobs off the broker and runs them.
+//!
+//! Threads (each a loop around a `run_once` step with bounded waits, so shutdown is prompt):
+//! - `herojobs-dispatcher` ([`dispatcher`]): takes as many jobs as workers are free, in one
+//!   atomic broker call per batch (popped and marked active under a lease together), writes
+//!   them active to OurDB and hands them to the pool. Never more than the pool has room for.
+//! - `herojobs-worker-N` ([`pool`]): runs the processor of the job's params type.
+//! - `herojobs-finisher` ([`finisher`]): records results in batches (one broker round trip
+//!   and one OurDB pass per batch); first finisher wins, fenced attempts lose.
+//! - `herojobs-watchdog` ([`deadlines`]): times out jobs at their deadline (cancel flag +
+//!   error "timeout after N s"), renews leases, publishes counters.
+//! - `herojobs-recovery` ([`recovery`]): re-queues jobs whose engine died (expired leases)
+//!   and jobs the broker lost (OurDB says unfinished, the broker does not know them).
+//!
+//! Delivery is at-least-once: a job whose engine dies mid-run is run again (up to
+//! `max_attempts`); a run whose lease was reclaimed cannot record its result over the new
+//! run's (the attempt number is a fencing token checked atomically when finishing).
+
+pub mod deadlines;
+pub mod dispatcher;
+pub mod finisher;
+pub mod pool;
+pub mod recovery;
+pub mod stats;
+
+use crate::broker::redis::{RedisBroker, RedisConfig};
+use crate::broker::{Broker, QueueName};
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::ourdb::Durability;
+use crate::processor::Registry;
+use crate::store::JobStore;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+use stats::Stats;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Worker threads.
+    pub workers: usize,
+    /// Timeout of jobs that say 0.
+    pub default_timeout: Duration,
+    /// How long a running job's lease lasts without renewal (renewed every third of it).
+    pub lease: Duration,
+    /// On shutdown, how long running jobs may finish before they are cancelled.
+    pub grace: Duration,
+    /// Runs of one job before it is failed for good (a run counts when its engine died).
+    pub max_attempts: u32,
+    /// How often recovery looks for lost jobs.
+    pub recovery_interval: Duration,
+    /// How long a job must look lost, seen twice, before recovery queues it again.
+    pub recovery_grace: Duration,
+    /// Longest a blocking broker call waits (bounds shutdown and queue-list refresh).
+    pub poll: Duration,
+    /// Name under which counters are published (default `hostname-pid`).
+    pub name: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 8,
+            default_timeout: Duration::from_secs(crate::job::DEFAULT_TIMEOUT_SECS),
+            lease: Duration::from_secs(30),
+            grace: Duration::from_secs(10),
+            max_attempts: 3,
+            recovery_interval: Duration::from_secs(5),
+            recovery_grace: Duration::from_secs(5),
+            poll: Duration::from_millis(500),
+            name: format!(
+                "{}-{}",
+                std::fs::read_to_string("/etc/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "host".into()),
+                std::process::id()
+            ),
+        }
+    }
+}
+
+/// Identifies a running job.
+pub type JobKey = (QueueName, u32);
+
+/// A job being run by this engine.
+pub struct Running {
+    /// The job as started.
+    pub job: Job,
+    /// Its attempt number (fencing token).
+    pub attempt: u32,
+    /// When it times out.
+    pub deadline: Instant,
+    /// Set to stop it (timeout or shutdown).
+    pub cancel: Arc<AtomicBool>,
+    /// The watchdog recorded a timeout; the worker's result is dropped.
+    pub timed_out: bool,
+}
+
+/// Work for a worker.
+pub struct Work {
+    /// The job, already active.
+    pub job: Job,
+    /// Its attempt.
+    pub attempt: u32,
+    /// Its cancel flag (shared with the watchdog).
+    pub cancel: Arc<AtomicBool>,
+    /// Its deadline (the same one the watchdog enforces).
+    pub deadline: Instant,
+}
+
+/// How a run ended, for the finisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Done or error, as the job's status says.
+    Finished,
+    /// The watchdog's timeout record.
+    TimedOut,
+    /// Not run (or cancelled by shutdown): give it back to its queue.
+    Release,
+}
+
+/// A job for the finisher to record.
+pub struct Outcome {
+    /// The job with status, result/error, end time and log set.
+    pub job: Job,
+    /// The attempt it was.
+    pub attempt: u32,
+    /// How it ended.
+    pub ending: Ending,
+}
+
+/// State every engine thread shares.
+pub struct Shared {
+    /// Queues and live state.
+    pub broker: Arc<dyn Broker>,
+    /// OurDB per circle/topic.
+    pub store: Arc<JobStore>,
+    /// Processors.
+    pub registry: Registry,
+    /// Settings.
+    pub config: EngineConfig,
+    /// Counters.
+    pub stats: Stats,
+    /// Set when shutting down: take no more jobs.
+    pub stopping: AtomicBool,
+    /// Set when the grace period is over: cancelled jobs go back to their queue.
+    pub cancelling: AtomicBool,
+    /// Set once the workers have exited: the watchdog, recovery and finisher threads finish
+    /// their last round and exit.
+    pub draining: AtomicBool,
+    /// Jobs running here.
+    pub running: Mutex<HashMap<JobKey, Running>>,
+    /// Workers free to take a job (the dispatcher's budget) and its wake-up.
+    pub free: Mutex<usize>,
+    /// Signalled when a worker frees up.
+    pub free_cv: Condvar,
+    /// To the finisher.
+    pub outcomes: Sender<Outcome>,
+    /// Wakes the watchdog and recovery threads early on shutdown.
+    pub stop_cv: Condvar,
+    /// Paired with `stop_cv`.
+    pub stop_lock: Mutex<()>,
+}
+
+impl Shared {
+    /// Sleeps up to `d` or until shutdown starts; `true` if shutting down.
+    pub fn nap(&self, d: Duration) -> bool {
+        let mut g = self.stop_lock.lock();
+        if !self.stopping.load(Ordering::Acquire) {
+            self.stop_cv.wait_for(&mut g, d);
+        }
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Gives a worker slot back to the dispatcher.
+    pub fn release_worker(&self) {
+        *self.free.lock() += 1;
+        self.free_cv.notify_one();
+    }
+
+    /// The timeout that applies to `job`.
+    pub fn timeout_of(&self, job: &Job) -> Duration {
+        if job.timeout == 0 {
+            self.config.default_timeout
+        } else {
+            Duration::from_secs(job.timeout)
+        }
+    }
+}
+
+/// Builds a [`WatchDog`].
+pub struct WatchDogBuilder {
+    redis_url: String,
+    base: PathBuf,
+    broker: Option<Arc<dyn Broker>>,
+    store: Option<Arc<JobStore>>,
+    durability: Durability,
+    registry: Registry,
+    config: EngineConfig,
+}
+
+impl WatchDogBuilder {
+    /// Redis URL (default `redis://127.0.0.1:6379`).
+    pub fn redis_url(mut self, url: &str) -> Self {
+        self.redis_url = url.to_string();
+        self
+    }
+    /// Base directory of the job databases (default `~/hero/var`).
+    pub fn base(mut self, base: impl Into<PathBuf>) -> Self {
+        self.base = base.into();
+        self
+    }
+    /// Use this broker instead of connecting to Redis.
+    pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+    /// Share this job store (e.g. with a `Client` in the same process).
+    pub fn store(mut self, store: Arc<JobStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+    /// OurDB durability of the job databases.
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+    /// Number of workers.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.config.workers = n.max(1);
+        self
+    }
+    /// Timeout of jobs that say 0.
+    pub fn default_timeout(mut self, d: Duration) -> Self {
+        self.config.default_timeout = d;
+        self
+    }
+    /// Lease length.
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.config.lease = d;
+        self
+    }
+    /// Shutdown grace period.
+    pub fn grace(mut self, d: Duration) -> Self {
+        self.config.grace = d;
+        self
+    }
+    /// All settings at once.
+    pub fn config(mut self, c: EngineConfig) -> Self {
+        self.config = c;
+        self
+    }
+    /// The processors.
+    pub fn registry(mut self, r: Registry) -> Self {
+        self.registry = r;
+        self
+    }
+
+    /// Builds the engine (not started).
+    pub fn build(self) -> Result<WatchDog> {
+        let broker: Arc<dyn Broker> = match self.broker {
+            Some(b) => b,
+            None => Arc::new(RedisBroker::new(RedisConfig::new(&self.redis_url))?),
+        };
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(JobStore::new(self.base, self.durability)));
+        if self.config.workers == 0 {
+            return Err(Error::Invalid("an engine needs at least one worker".into()));
+        }
+        let (tx, rx) = crossbeam_channel::bounded(4096);
+        let shared = Arc::new(Shared {
+            broker,
+            store,
+            registry: self.registry,
+            free: Mutex::new(self.config.workers),
+            config: self.config,
+            stats: Stats::default(),
+            stopping: AtomicBool::new(false),
+            cancelling: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            running: Mutex::new(HashMap::new()),
+            free_cv: Condvar::new(),
+            outcomes: tx,
+            stop_cv: Condvar::new(),
+            stop_lock: Mutex::new(()),
+        });
+        Ok(WatchDog {
+            shared,
+            outcomes_rx: Some(rx),
+            threads: Vec::new(),
+            work_tx: None,
+            started: false,
+        })
+    }
+}
+
+/// The engine. `start()` spawns its threads; `stop()` (or drop) shuts it down gracefully.
+pub struct WatchDog {
+    shared: Arc<Shared>,
+    outcomes_rx: Option<Receiver<Outcome>>,
+    threads: Vec<(String, JoinHandle<()>)>,
+    work_tx: Option<Sender<Work>>,
+    started: bool,
+}
+
+impl WatchDog {
+    /// A builder with defaults.
+    pub fn builder() -> WatchDogBuilder {
+        WatchDogBuilder {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            base: crate::store::default_base(),
+            broker: None,
+            store: None,
+            durability: Durability::Periodic,
+            registry: Registry::new(),
+            config: EngineConfig::default(),
+        }
+    }
+
+    /// The shared state (counters, broker, store).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> stats::Snapshot {
+        self.shared.stats.snapshot(&self.shared)
+    }
+
+    /// Spawns the threads. Runs recovery once first (synchronously), so jobs the broker lost
+    /// while no engine ran are queued before the first pop.
+    pub fn start(&mut self) -> Result<()> {
+        if self.started {
+            return Ok(());
+        }
+        self.started = true;
+        let shared = &self.shared;
+        let mut rec = recovery::Recovery::new(Arc::clone(shared));
+        if let Err(e) = rec.run_once() {
+            log::warn!("startup recovery: {e}");
+        }
+        // The work channel holds no backlog: the dispatcher only takes what free workers can
+        // start, so its capacity (one per worker) is never the limit.
+        let (work_tx, work_rx) = crossbeam_channel::bounded::<Work>(shared.config.workers);
+        let spawn =
+            |name: String, f: Box<dyn FnOnce() + Send>| -> Result<(String, JoinHandle<()>)> {
+                std::thread::Builder::new()
+                    .name(name.clone())
+                    .spawn(f)
+                    .map(|h| (name.clone(), h))
+                    .map_err(|e| Error::Invalid(format!("cannot spawn thread {name}: {e}")))
+            };
+        for i in 0..shared.config.workers {
+            let s = Arc::clone(shared);
+            let rx = work_rx.clone();
+            self.threads.push(spawn(
+                format!("herojobs-worker-{i}"),
+                Box::new(move || pool::run(s, rx)),
+            )?);
+        }
+        let outcomes_rx = self
+            .outcomes_rx
+            .take()
+            .ok_or_else(|| Error::Invalid("engine already started once".into()))?;
+        {
+            let s = Arc::clone(shared);
+            self.threads.push(spawn(
+                "herojobs-finisher".into(),
+                Box::new(move || finisher::run(s, outcomes_rx)),
+            )?);
+        }
+        {
+            let s = Arc::clone(shared);
+            let tx = work_tx.clone();
+            self.threads.push(spawn(
+                "herojobs-dispatcher".into(),
+                Box::new(move || dispatcher::run(s, tx)),
+            )?);
+        }
+        {
+            let s = Arc::clone(shared);
+            self.threads.push(spawn(
+                "herojobs-watchdog".into(),
+                Box::new(move || deadlines::run(s)),
+            )?);
+        }
+        {
+            let s = Arc::clone(shared);
+            self.threads.push(spawn(
+                "herojobs-recovery".into(),
+                Box::new(move || recovery::run(s, rec)),
+            )?);
+        }
+        self.work_tx = Some(work_tx);
+        log::info!(
+            "engine {} started: {} workers",
+            shared.config.name,
+            shared.config.workers
+        );
+        Ok(())
+    }
+
+    /// Graceful shutdown: take no more jobs, let running ones finish within the grace
+    /// period, then cancel them and give them back to their queues; record everything that
+    /// finished; stop all threads. Idempotent.
+    pub fn stop(&mut self) {
+        if !self.started {
+            return;
+        }
+        let s = &self.shared;
+        s.stopping.store(true, Ordering::Release);
+        {
+            let _g = s.stop_lock.lock();
+            s.stop_cv.notify_all();
+        }
+        s.free_cv.notify_all();
+        let take = |name: &str, threads: &mut Vec<(String, JoinHandle<()>)>| {
+            if let Some(i) = threads.iter().position(|(n, _)| n == name) {
+                let (_, h) = threads.remove(i);
+                let _ = h.join();
+            }
+        };
+        take("herojobs-dispatcher", &mut self.threads);
+        // Workers drain the work channel (each job is run or released) and exit once it is
+        // closed and empty.
+        self.work_tx = None;
+        let deadline = Instant::now() + s.config.grace;
+        while Instant::now() < deadline && !s.running.lock().is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !s.running.lock().is_empty() {
+            log::warn!(
+                "grace period over: cancelling {} running job(s)",
+                s.running.lock().len()
+            );
+            s.cancelling.store(true, Ordering::Release);
+            for r in s.running.lock().values() {
+                r.cancel.store(true, Ordering::Release);
+            }
+        }
+        let workers: Vec<String> = self
+            .threads
+            .iter()
+            .map(|(n, _)| n.clone())
+            .filter(|n| n.starts_with("herojobs-worker-"))
+            .collect();
+        for w in workers {
+            take(&w, &mut self.threads);
+        }
+        // No worker runs any more: the watchdog and recovery stop, then the finisher records
+        // what is left in its channel and stops.
+        s.draining.store(true, Ordering::Release);
+        take("herojobs-watchdog", &mut self.threads);
+        take("herojobs-recovery", &mut self.threads);
+        take("herojobs-finisher", &mut self.threads);
+        if let Err(e) = s.store.sync() {
+            log::error!("final OurDB sync: {e}");
+        }
+        self.started = false;
+        log::info!("engine {} stopped", s.config.name);
+    }
+}
+
+impl Drop for WatchDog {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

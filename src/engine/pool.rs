@@ -1,0 +1,99 @@
+//! The worker pool: each worker runs one job at a time with the processor of its params
+//! type. A processor that panics fails its job, not the worker.
+
+use super::{Ending, Outcome, Shared, Work};
+use crate::broker::QueueName;
+use crate::job::{unix_now, JobStatus};
+use crate::processor::JobContext;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The thread body: runs jobs until the work channel is closed and empty.
+pub fn run(shared: Arc<Shared>, work: Receiver<Work>) {
+    loop {
+        match work.recv_timeout(shared.config.poll) {
+            Ok(w) => run_one(&shared, w),
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+/// Runs one job and hands its outcome to the finisher.
+pub fn run_one(shared: &Shared, w: Work) {
+    let Work {
+        mut job,
+        attempt,
+        cancel,
+        deadline,
+    } = w;
+    let key = (QueueName::new(&job.circle, &job.topic), job.id);
+    if shared.stopping.load(Ordering::Acquire) {
+        // Taken but not started when shutdown began: give it back untouched.
+        shared.running.lock().remove(&key);
+        let _ = shared.outcomes.send(Outcome {
+            job,
+            attempt,
+            ending: Ending::Release,
+        });
+        shared.release_worker();
+        return;
+    }
+    super::stats::Stats::inc(&shared.stats.started);
+    let ctx = JobContext::with_deadline(deadline, shared.timeout_of(&job), Arc::clone(&cancel));
+    let result = match shared.registry.get(&job.params_type) {
+        None => Err(format!("unknown params type: {}", job.params_type)),
+        Some(p) => std::panic::catch_unwind(AssertUnwindSafe(|| p.process(&job, &ctx)))
+            .unwrap_or_else(|panic| Err(format!("processor panicked: {}", panic_message(&*panic)))),
+    };
+    job.logs.extend(ctx.take_log());
+    let entry = shared.running.lock().remove(&key);
+    let timed_out = entry.as_ref().is_some_and(|r| r.timed_out);
+    let ending = if timed_out {
+        None // the watchdog recorded the timeout; first finisher wins
+    } else if cancel.load(Ordering::Acquire) && shared.cancelling.load(Ordering::Acquire) {
+        Some(Ending::Release) // cancelled by shutdown: run it again elsewhere
+    } else if Instant::now() >= deadline {
+        // The processor saw its deadline before the watchdog's next tick did: the outcome is
+        // the same timeout the watchdog would have recorded.
+        job.time_end = unix_now();
+        job.status = JobStatus::Error;
+        job.error = format!("timeout after {} s", shared.timeout_of(&job).as_secs());
+        super::stats::Stats::inc(&shared.stats.timed_out);
+        Some(Ending::TimedOut)
+    } else {
+        job.time_end = unix_now();
+        match result {
+            Ok(r) => {
+                job.status = JobStatus::Done;
+                job.result = r;
+            }
+            Err(e) => {
+                job.status = JobStatus::Error;
+                job.error = e;
+            }
+        }
+        Some(Ending::Finished)
+    };
+    if let Some(ending) = ending {
+        let _ = shared.outcomes.send(Outcome {
+            job,
+            attempt,
+            ending,
+        });
+    }
+    shared.release_worker();
+}

@@ -1,0 +1,89 @@
+//! Engine counters: readable from the library and published in the broker for `herojobs
+//! stats`.
+
+use super::Shared;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Monotonic counters of one engine.
+#[derive(Default)]
+pub struct Stats {
+    /// Jobs taken off the queues.
+    pub taken: AtomicU64,
+    /// Runs started by a worker.
+    pub started: AtomicU64,
+    /// Recorded done.
+    pub done: AtomicU64,
+    /// Recorded error (timeouts included).
+    pub error: AtomicU64,
+    /// Recorded as timed out.
+    pub timed_out: AtomicU64,
+    /// Jobs queued again by recovery (lost by the broker or by a dead engine).
+    pub recovered: AtomicU64,
+    /// Jobs given back to their queue at shutdown.
+    pub released: AtomicU64,
+    /// Results dropped because another finisher or attempt won.
+    pub superseded: AtomicU64,
+}
+
+/// A point-in-time copy of the counters.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Snapshot {
+    /// See [`Stats::taken`].
+    pub taken: u64,
+    /// See [`Stats::started`].
+    pub started: u64,
+    /// See [`Stats::done`].
+    pub done: u64,
+    /// See [`Stats::error`].
+    pub error: u64,
+    /// See [`Stats::timed_out`].
+    pub timed_out: u64,
+    /// See [`Stats::recovered`].
+    pub recovered: u64,
+    /// See [`Stats::released`].
+    pub released: u64,
+    /// See [`Stats::superseded`].
+    pub superseded: u64,
+    /// Jobs running now.
+    pub running: u64,
+}
+
+impl Stats {
+    /// Adds one to a counter.
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Copies the counters.
+    pub fn snapshot(&self, shared: &Shared) -> Snapshot {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Snapshot {
+            taken: l(&self.taken),
+            started: l(&self.started),
+            done: l(&self.done),
+            error: l(&self.error),
+            timed_out: l(&self.timed_out),
+            recovered: l(&self.recovered),
+            released: l(&self.released),
+            superseded: l(&self.superseded),
+            running: shared.running.lock().len() as u64,
+        }
+    }
+}
+
+impl Snapshot {
+    /// (name, value) pairs for publishing.
+    pub fn fields(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("taken", self.taken),
+            ("started", self.started),
+            ("done", self.done),
+            ("error", self.error),
+            ("timed_out", self.timed_out),
+            ("recovered", self.recovered),
+            ("released", self.released),
+            ("superseded", self.superseded),
+            ("running", self.running),
+        ]
+    }
+}

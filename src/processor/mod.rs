@@ -1,0 +1,137 @@
+//! Processors: what runs a job of one params type. One trait, one registry keyed by params
+//! type; users register their own. A processor gets the job and a [`JobContext`] with its
+//! deadline, its cancel flag and its log, and returns the result text or an error text.
+
+use crate::job::{Job, ParamsType};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Runs jobs of one params type. Called from worker threads: implementations are `Send +
+/// Sync` and must honour [`JobContext::is_cancelled`] in anything that can take long.
+pub trait Processor: Send + Sync {
+    /// Runs `job`; `Ok(result)` or `Err(error message)`.
+    fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, String>;
+}
+
+impl<F> Processor for F
+where
+    F: Fn(&Job, &JobContext) -> Result<String, String> + Send + Sync,
+{
+    fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, String> {
+        self(job, ctx)
+    }
+}
+
+/// What a running job may look at and write to.
+pub struct JobContext {
+    deadline: Instant,
+    timeout: Duration,
+    cancel: Arc<AtomicBool>,
+    log: Mutex<Vec<String>>,
+}
+
+/// Returned by [`JobContext::sleep`] when the job was cancelled (timeout or shutdown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancelled;
+
+impl JobContext {
+    /// A context whose deadline is `timeout` from now.
+    pub fn new(timeout: Duration, cancel: Arc<AtomicBool>) -> JobContext {
+        JobContext::with_deadline(Instant::now() + timeout, timeout, cancel)
+    }
+
+    /// A context with an explicit deadline (the engine's, which its watchdog enforces).
+    pub fn with_deadline(
+        deadline: Instant,
+        timeout: Duration,
+        cancel: Arc<AtomicBool>,
+    ) -> JobContext {
+        JobContext {
+            deadline,
+            timeout,
+            cancel,
+            log: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// When the job's time is up.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The job's timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Time left before the deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether the job should stop now (timed out, or the engine is shutting down).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Acquire) || Instant::now() >= self.deadline
+    }
+
+    /// The shared cancel flag (for callbacks that outlive a borrow of the context).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cancel)
+    }
+
+    /// Sleeps up to `d`, waking early (with `Err`) if the job is cancelled.
+    pub fn sleep(&self, d: Duration) -> Result<(), Cancelled> {
+        let end = Instant::now() + d;
+        loop {
+            if self.is_cancelled() {
+                return Err(Cancelled);
+            }
+            let now = Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            std::thread::sleep((end - now).min(Duration::from_millis(10)));
+        }
+    }
+
+    /// Appends a line to the job's log.
+    pub fn log(&self, line: impl Into<String>) {
+        let mut log = self.log.lock();
+        if log.len() < 10_000 {
+            log.push(line.into());
+        }
+    }
+
+    /// Takes the log lines written so far.
+    pub fn take_log(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock())
+    }
+}
+
+/// Processors by params type.
+#[derive(Clone, Default)]
+pub struct Registry {
+    map: HashMap<String, Arc<dyn Processor>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Registers (or replaces) the processor of a params type.
+    pub fn register(&mut self, params_type: ParamsType, p: impl Processor + 'static) -> &mut Self {
+        self.map
+            .insert(params_type.as_str().to_string(), Arc::new(p));
+        self
+    }
+
+    /// The processor of a params type.
+    pub fn get(&self, params_type: &ParamsType) -> Option<Arc<dyn Processor>> {
+        self.map.get(params_type.as_str()).cloned()
+    }
+}
