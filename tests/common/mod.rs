@@ -178,7 +178,9 @@ pub fn test_registry() -> herojobs::processor::Registry {
                     .append(true)
                     .open(arg)
                     .map_err(|e| e.to_string())?;
-                writeln!(f, "{}", job.id).map_err(|e| e.to_string())?;
+                // One write per line: O_APPEND makes each write atomic between processes.
+                f.write_all(format!("{}\n", job.id).as_bytes())
+                    .map_err(|e| e.to_string())?;
                 Ok(std::process::id().to_string())
             }
             other => Err(format!("unknown test command {other:?}")),
