@@ -185,6 +185,14 @@ pub trait Broker: Send + Sync {
     /// lost is reported `Suspect` unless `requeue`.
     fn ensure_queued(&self, job: &Job, requeue: bool) -> Result<Ensure, BrokerError>;
 
+    /// [`ensure_queued`](Broker::ensure_queued) for many jobs (one round trip per batch
+    /// where the broker can).
+    fn ensure_queued_many(&self, jobs: &[(Job, bool)]) -> Result<Vec<Ensure>, BrokerError> {
+        jobs.iter()
+            .map(|(j, r)| self.ensure_queued(j, *r))
+            .collect()
+    }
+
     /// Publishes an engine's counters for `herojobs stats` (no-op where nobody can read them).
     fn publish_stats(
         &self,

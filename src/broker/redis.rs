@@ -83,16 +83,25 @@ return 1
 
 // KEYS: hash, done list, leases. ARGV: json, status, attempt, lease member, restore flag.
 const FINISH: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], 'status', 'attempt')
-if redis.call('HEXISTS', KEYS[1], 'job') == 0 and ARGV[5] ~= '1' then return -2 end
+local cur = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'waiting', 'job')
+if not cur[4] and ARGV[5] ~= '1' then return -2 end
 if cur[1] == 'done' or cur[1] == 'error' then return 0 end
 if cur[2] and cur[2] ~= ARGV[3] then return -1 end
 redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', ARGV[2], 'attempt', ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[4])
-redis.call('DEL', KEYS[2])
-redis.call('LPUSH', KEYS[2], '1')
-redis.call('EXPIRE', KEYS[2], 3600)
+if cur[3] then
+  redis.call('LPUSH', KEYS[2], '1')
+  redis.call('EXPIRE', KEYS[2], 3600)
+end
 return 1
+"#;
+
+// KEYS: hash. Registers a waiter and returns the job's status. Registers even when the
+// broker lost the job (a hash without `job` reads everywhere as "no copy"): recovery then
+// restores the job into this hash, keeping the registration, and its finish signals us.
+const WATCH: &str = r#"
+redis.call('HSET', KEYS[1], 'waiting', '1')
+return redis.call('HGET', KEYS[1], 'status') or 'new'
 "#;
 
 // KEYS: queue. ARGV: job hash prefix.
@@ -124,6 +133,7 @@ return existed
 const TAKE: &str = r#"
 local max = tonumber(ARGV[1])
 local out = {}
+local leases = {}
 local taken = 0
 for qi = 2, #KEYS do
   if taken >= max then break end
@@ -141,46 +151,58 @@ for qi = 2, #KEYS do
         out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = 0
       else
         local att = tonumber(f[3] or '0') + 1
-        local json = f[1]
-        local ok, j = pcall(cjson.decode, json)
-        if ok and type(j) == 'table' then
-          j['status'] = 'active'; j['time_start'] = tonumber(ARGV[3]); j['attempts'] = att
-          json = cjson.encode(j)
+        -- Our own JSON has exactly `"status":"new"` (quotes inside strings are escaped, so
+        -- this cannot match inside a value): patch it in place, which is far cheaper than a
+        -- decode/encode. JSON formatted otherwise (another client, a retry) goes via cjson.
+        local json, patched = string.gsub(f[1], '"status":"new"', '"status":"active"', 1)
+        if patched == 0 then
+          local ok, j = pcall(cjson.decode, f[1])
+          if ok and type(j) == 'table' then
+            j['status'] = 'active'; j['time_start'] = tonumber(ARGV[3]); j['attempts'] = att
+            json = cjson.encode(j)
+          end
         end
         redis.call('HSET', h, 'job', json, 'status', 'active', 'attempt', att)
-        redis.call('ZADD', KEYS[1], ARGV[2], member .. id)
+        leases[#leases + 1] = ARGV[2]; leases[#leases + 1] = member .. id
         out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = json; out[#out + 1] = att
       end
     end
   end
 end
+for s = 1, #leases, 1000 do
+  redis.call('ZADD', KEYS[1], unpack(leases, s, math.min(s + 999, #leases)))
+end
 return out
 "#;
 
 // KEYS: leases, then per job: hash, done list. ARGV per job: json, status, attempt, member.
+// The done list is pushed only when a waiter registered (field `waiting`, set before the
+// waiter reads the status, so no wake-up is lost). Leases are removed in one ZREM.
 const FINISH_MANY: &str = r#"
 local out = {}
+local gone = {}
 local n = (#KEYS - 1) / 2
 for i = 1, n do
   local h = KEYS[2 * i]
   local d = KEYS[2 * i + 1]
-  local json = ARGV[4 * i - 3]
-  local st = ARGV[4 * i - 2]
   local att = ARGV[4 * i - 1]
-  local member = ARGV[4 * i]
-  local cur = redis.call('HMGET', h, 'status', 'attempt')
+  local cur = redis.call('HMGET', h, 'status', 'attempt', 'waiting')
   if cur[1] == 'done' or cur[1] == 'error' then
     out[i] = 0
   elseif cur[2] and cur[2] ~= att then
     out[i] = -1
   else
-    redis.call('HSET', h, 'job', json, 'status', st, 'attempt', att)
-    redis.call('ZREM', KEYS[1], member)
-    redis.call('DEL', d)
-    redis.call('LPUSH', d, '1')
-    redis.call('EXPIRE', d, 3600)
+    redis.call('HSET', h, 'job', ARGV[4 * i - 3], 'status', ARGV[4 * i - 2], 'attempt', att)
+    gone[#gone + 1] = ARGV[4 * i]
+    if cur[3] then
+      redis.call('LPUSH', d, '1')
+      redis.call('EXPIRE', d, 3600)
+    end
     out[i] = 1
   end
+end
+for s = 1, #gone, 1000 do
+  redis.call('ZREM', KEYS[1], unpack(gone, s, math.min(s + 999, #gone)))
 end
 return out
 "#;
@@ -204,33 +226,41 @@ for _, x in ipairs(m) do redis.call('ZREM', KEYS[1], x) end
 return m
 "#;
 
-// KEYS: hash, queue, registry, leases. ARGV: json (OurDB's copy, status new), id, member,
-// OurDB status, attempts, requeue flag.
-// Returns 0 fine, 1 requeued, 2 suspect.
+// KEYS: registry, leases, then per job: hash, queue. ARGV per job: json (OurDB's copy,
+// status new), id, lease member, OurDB status, attempts, requeue flag.
+// Returns per job 0 fine, 1 requeued, 2 suspect.
 const ENSURE: &str = r#"
-local requeue = ARGV[6] == '1'
-local function push()
-  redis.call('LPUSH', KEYS[2], ARGV[2])
-  redis.call('SADD', KEYS[3], KEYS[2])
-end
-if redis.call('HEXISTS', KEYS[1], 'job') == 0 then
-  if ARGV[4] == 'active' and not requeue then
-    if redis.call('ZSCORE', KEYS[4], ARGV[3]) then return 0 end
-    return 2
+local out = {}
+local n = (#KEYS - 2) / 2
+for i = 1, n do
+  local h = KEYS[1 + 2 * i]
+  local q = KEYS[2 + 2 * i]
+  local a = 6 * (i - 1)
+  local json, id, member, status, attempts = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+  local requeue = ARGV[a + 6] == '1'
+  local r = 0
+  if redis.call('HEXISTS', h, 'job') == 0 then
+    if status == 'active' and not requeue then
+      if not redis.call('ZSCORE', KEYS[2], member) then r = 2 end
+    else
+      redis.call('HSET', h, 'job', json, 'status', 'new', 'attempt', attempts)
+      redis.call('LPUSH', q, id)
+      redis.call('SADD', KEYS[1], q)
+      r = 1
+    end
+  elseif redis.call('HGET', h, 'status') == 'active' and not redis.call('ZSCORE', KEYS[2], member) then
+    if requeue then
+      redis.call('HSET', h, 'status', 'new')
+      redis.call('LPUSH', q, id)
+      redis.call('SADD', KEYS[1], q)
+      r = 1
+    else
+      r = 2
+    end
   end
-  redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', 'new', 'attempt', ARGV[5])
-  push()
-  return 1
+  out[i] = r
 end
-local st = redis.call('HGET', KEYS[1], 'status') or 'new'
-if st == 'active' then
-  if redis.call('ZSCORE', KEYS[4], ARGV[3]) then return 0 end
-  if not requeue then return 2 end
-  redis.call('HSET', KEYS[1], 'status', 'new')
-  push()
-  return 1
-end
-return 0
+return out
 "#;
 
 impl RedisBroker {
@@ -308,6 +338,7 @@ pub struct RedisBroker {
     release: Script,
     reclaim: Script,
     ensure: Script,
+    watch: Script,
     start: Script,
     finish: Script,
     empty: Script,
@@ -334,6 +365,7 @@ impl RedisBroker {
             release: Script::new(RELEASE),
             reclaim: Script::new(RECLAIM),
             ensure: Script::new(ENSURE),
+            watch: Script::new(WATCH),
             start: Script::new(START),
             finish: Script::new(FINISH),
             empty: Script::new(EMPTY),
@@ -689,6 +721,14 @@ impl Broker for RedisBroker {
     }
 
     fn wait_done(&self, q: &QueueName, id: u32, timeout: Duration) -> Result<bool, BrokerError> {
+        let hash = keys::job(&q.circle, &q.topic, id);
+        // Register as a waiter, then look: a finish either happened before (we see it) or
+        // after (it sees the registration and signals).
+        let status: Option<String> =
+            self.run("watch job", true, |con| self.watch.key(&hash).invoke(con))?;
+        if matches!(status.as_deref(), Some("done") | Some("error")) {
+            return Ok(true);
+        }
         let key = keys::done(&q.circle, &q.topic, id);
         let secs = timeout.as_secs_f64().max(0.01);
         // Rotate the one-element list onto itself: non-destructive, so every waiter sees it.
@@ -814,28 +854,38 @@ impl Broker for RedisBroker {
     }
 
     fn ensure_queued(&self, job: &Job, requeue: bool) -> Result<Ensure, BrokerError> {
-        let mut j = job.clone();
-        let stored_status = j.status;
-        j.status = JobStatus::New;
-        let code: i64 = self.run("recover job", true, |con| {
-            self.ensure
-                .key(keys::job(&j.circle, &j.topic, j.id))
-                .key(keys::queue(&j.circle, &j.topic))
-                .key(keys::REGISTRY)
-                .key(keys::LEASES)
-                .arg(codec::to_json(&j))
-                .arg(j.id)
-                .arg(keys::lease_member(&j.circle, &j.topic, j.id))
-                .arg(stored_status.as_str())
-                .arg(j.attempts)
-                .arg(if requeue { "1" } else { "0" })
-                .invoke(con)
-        })?;
-        Ok(match code {
-            1 => Ensure::Requeued,
-            2 => Ensure::Suspect,
-            _ => Ensure::Fine,
-        })
+        let mut out = self.ensure_queued_many(&[(job.clone(), requeue)])?;
+        Ok(out.pop().unwrap_or(Ensure::Fine))
+    }
+
+    fn ensure_queued_many(&self, jobs: &[(Job, bool)]) -> Result<Vec<Ensure>, BrokerError> {
+        let mut out = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(500) {
+            let codes: Vec<i64> = self.run("recover jobs", true, |con| {
+                let mut inv = self.ensure.prepare_invoke();
+                inv.key(keys::REGISTRY).key(keys::LEASES);
+                for (job, requeue) in chunk {
+                    let mut j = job.clone();
+                    let stored_status = j.status;
+                    j.status = JobStatus::New;
+                    inv.key(keys::job(&j.circle, &j.topic, j.id));
+                    inv.key(keys::queue(&j.circle, &j.topic));
+                    inv.arg(codec::to_json(&j))
+                        .arg(j.id)
+                        .arg(keys::lease_member(&j.circle, &j.topic, j.id))
+                        .arg(stored_status.as_str())
+                        .arg(j.attempts)
+                        .arg(if *requeue { "1" } else { "0" });
+                }
+                inv.invoke(con)
+            })?;
+            out.extend(codes.into_iter().map(|c| match c {
+                1 => Ensure::Requeued,
+                2 => Ensure::Suspect,
+                _ => Ensure::Fine,
+            }));
+        }
+        Ok(out)
     }
 
     fn publish_stats(

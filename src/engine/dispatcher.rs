@@ -2,29 +2,33 @@
 //! not a backlog), rotating the queue order on every take so no queue starves another, and
 //! hands them to the pool.
 
+use super::handoff::Handoff;
 use super::{Ending, Outcome, Running, Shared, Work};
 use crate::broker::QueueName;
 use crate::job::{unix_now, Job, JobStatus};
-use crossbeam_channel::Sender;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Longest the dispatcher waits for more free workers before taking a partial batch.
+const GATHER: Duration = Duration::from_micros(200);
 /// How often the queue registry is re-read (new queues join within this).
 const REFRESH: Duration = Duration::from_millis(500);
 
 /// The dispatcher's own state.
 pub struct Dispatcher {
     shared: Arc<Shared>,
-    work: Sender<Work>,
+    work: Arc<Handoff<Work>>,
     queues: Vec<QueueName>,
     refreshed: Option<Instant>,
     rotation: usize,
     backoff: Duration,
+    /// The last take returned as many jobs as asked for: more are probably waiting.
+    last_full: bool,
 }
 
 /// The thread body.
-pub fn run(shared: Arc<Shared>, work: Sender<Work>) {
+pub fn run(shared: Arc<Shared>, work: Arc<Handoff<Work>>) {
     let mut d = Dispatcher::new(shared, work);
     while !d.shared.stopping.load(Ordering::Acquire) {
         d.run_once();
@@ -33,7 +37,7 @@ pub fn run(shared: Arc<Shared>, work: Sender<Work>) {
 
 impl Dispatcher {
     /// A dispatcher feeding `work`.
-    pub fn new(shared: Arc<Shared>, work: Sender<Work>) -> Dispatcher {
+    pub fn new(shared: Arc<Shared>, work: Arc<Handoff<Work>>) -> Dispatcher {
         Dispatcher {
             shared,
             work,
@@ -41,6 +45,7 @@ impl Dispatcher {
             refreshed: None,
             rotation: 0,
             backoff: Duration::from_millis(50),
+            last_full: false,
         }
     }
 
@@ -52,6 +57,15 @@ impl Dispatcher {
             let mut free = s.free.lock();
             if *free == 0 {
                 s.free_cv.wait_for(&mut free, s.config.poll);
+            }
+            // Under load (the last take was full), wait briefly for more workers to free up:
+            // a batch per round trip instead of a round trip per job. Bounded, so long jobs
+            // lose at most GATHER of a worker's time.
+            if self.last_full && *free > 0 && *free < s.config.workers {
+                let until = Instant::now() + GATHER;
+                while *free < s.config.workers && Instant::now() < until {
+                    s.free_cv.wait_until(&mut free, until);
+                }
             }
             *free
         };
@@ -84,26 +98,49 @@ impl Dispatcher {
             Err(e) => return self.failed(&e.to_string()),
         };
         self.backoff = Duration::from_millis(50);
+        self.last_full = taken.len() == free;
+        if !taken.is_empty() {
+            super::stats::Stats::inc(&s.stats.batches);
+        }
         {
             let mut f = s.free.lock();
             *f = f.saturating_sub(taken.len());
         }
-        let mut handed = 0;
+        let mut batch = Vec::with_capacity(taken.len());
         for t in taken {
             super::stats::Stats::inc(&s.stats.taken);
-            let job = match t.job {
-                Ok(job) => job,
+            let (job, attempt) = match t.job {
+                Ok(job) => (job, t.attempt),
                 Err(reason) => match self.fallback(&t.queue, t.id, t.attempt, &reason) {
-                    Some(job) => job,
+                    // The fallback restored it in the broker for the attempt it chose.
+                    Some(job) => {
+                        let a = job.attempts;
+                        (job, a)
+                    }
                     None => {
                         s.release_worker();
                         continue;
                     }
                 },
             };
-            if self.hand_out(job, t.attempt) {
-                handed += 1;
+            if let Some(w) = self.prepare(job, attempt) {
+                batch.push(w);
             }
+        }
+        let handed = batch.len();
+        if let Err(back) = self.work.send_all(batch) {
+            // Workers are gone (shutdown): give the jobs back.
+            for w in back {
+                s.running
+                    .lock()
+                    .remove(&(QueueName::new(&w.job.circle, &w.job.topic), w.job.id));
+                let _ = s.outcomes.send(Outcome {
+                    job: w.job,
+                    attempt: w.attempt,
+                    ending: Ending::Release,
+                });
+            }
+            return 0;
         }
         handed
     }
@@ -132,10 +169,16 @@ impl Dispatcher {
             if job.is_none() {
                 log::warn!("queue {q}: id {id} has no job in the broker or in OurDB; dropped");
             }
-            return job.map(|mut j| {
-                j.attempts = attempt.max(j.attempts + 1);
-                j
-            });
+            let mut job = job?;
+            job.attempts = attempt.max(job.attempts + 1);
+            job.status = JobStatus::Active;
+            // Put it back in the broker, active under a lease, so recovery sees it running.
+            match s.broker.start(&job, job.attempts, s.config.lease) {
+                Ok(crate::broker::Transition::Applied) => {}
+                Ok(_) => return None, // finished meanwhile
+                Err(e) => log::warn!("job {q}/{id}: restoring it in the broker: {e}"),
+            }
+            return Some(job);
         }
         log::warn!("{reason}");
         let mut job = stored.unwrap_or_else(|| Job {
@@ -155,8 +198,9 @@ impl Dispatcher {
         None
     }
 
-    /// Marks the job active in OurDB, registers its deadline and gives it to a worker.
-    fn hand_out(&self, mut job: Job, attempt: u32) -> bool {
+    /// Registers the job's deadline and makes the work item for a worker (which records it
+    /// active in OurDB: the broker already has it active under a lease).
+    fn prepare(&self, mut job: Job, attempt: u32) -> Option<Work> {
         let s = &self.shared;
         job.status = JobStatus::Active;
         job.attempts = attempt;
@@ -176,15 +220,7 @@ impl Dispatcher {
                 ending: Ending::Finished,
             });
             s.release_worker();
-            return false;
-        }
-        if let Err(e) = s.store.update(&job) {
-            log::error!(
-                "job {}/{}/{}: cannot record it active in OurDB: {e}",
-                job.circle,
-                job.topic,
-                job.id
-            );
+            return None;
         }
         let cancel = Arc::new(AtomicBool::new(false));
         let deadline = Instant::now() + s.timeout_of(&job);
@@ -199,24 +235,11 @@ impl Dispatcher {
                 timed_out: false,
             },
         );
-        if let Err(e) = self.work.send(Work {
+        Some(Work {
             job,
             attempt,
             cancel,
             deadline,
-        }) {
-            // Workers are gone (shutdown): give the job back.
-            let w = e.into_inner();
-            s.running
-                .lock()
-                .remove(&(QueueName::new(&w.job.circle, &w.job.topic), w.job.id));
-            let _ = s.outcomes.send(Outcome {
-                job: w.job,
-                attempt: w.attempt,
-                ending: Ending::Release,
-            });
-            return false;
-        }
-        true
+        })
     }
 }

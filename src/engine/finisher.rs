@@ -93,6 +93,7 @@ pub fn record(shared: &Shared, batch: Vec<Outcome>) {
         .iter()
         .map(|o| (o.job.clone(), o.attempt))
         .collect();
+    Stats::inc(&shared.stats.finish_batches);
     let transitions = with_retry(shared, "record finished jobs", || {
         shared.broker.finish_many(&pairs)
     });

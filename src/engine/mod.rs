@@ -19,6 +19,7 @@
 pub mod deadlines;
 pub mod dispatcher;
 pub mod finisher;
+pub mod handoff;
 pub mod pool;
 pub mod recovery;
 pub mod stats;
@@ -295,7 +296,7 @@ impl WatchDogBuilder {
             shared,
             outcomes_rx: Some(rx),
             threads: Vec::new(),
-            work_tx: None,
+            work: None,
             started: false,
         })
     }
@@ -306,7 +307,7 @@ pub struct WatchDog {
     shared: Arc<Shared>,
     outcomes_rx: Option<Receiver<Outcome>>,
     threads: Vec<(String, JoinHandle<()>)>,
-    work_tx: Option<Sender<Work>>,
+    work: Option<Arc<handoff::Handoff<Work>>>,
     started: bool,
 }
 
@@ -346,9 +347,8 @@ impl WatchDog {
         if let Err(e) = rec.run_once() {
             log::warn!("startup recovery: {e}");
         }
-        // The work channel holds no backlog: the dispatcher only takes what free workers can
-        // start, so its capacity (one per worker) is never the limit.
-        let (work_tx, work_rx) = crossbeam_channel::bounded::<Work>(shared.config.workers);
+        // The hand-off holds no backlog: the dispatcher only takes what free workers can start.
+        let work = Arc::new(handoff::Handoff::<Work>::new(shared.config.workers));
         let spawn =
             |name: String, f: Box<dyn FnOnce() + Send>| -> Result<(String, JoinHandle<()>)> {
                 std::thread::Builder::new()
@@ -359,7 +359,7 @@ impl WatchDog {
             };
         for i in 0..shared.config.workers {
             let s = Arc::clone(shared);
-            let rx = work_rx.clone();
+            let rx = Arc::clone(&work);
             self.threads.push(spawn(
                 format!("herojobs-worker-{i}"),
                 Box::new(move || pool::run(s, rx)),
@@ -378,7 +378,7 @@ impl WatchDog {
         }
         {
             let s = Arc::clone(shared);
-            let tx = work_tx.clone();
+            let tx = Arc::clone(&work);
             self.threads.push(spawn(
                 "herojobs-dispatcher".into(),
                 Box::new(move || dispatcher::run(s, tx)),
@@ -398,7 +398,7 @@ impl WatchDog {
                 Box::new(move || recovery::run(s, rec)),
             )?);
         }
-        self.work_tx = Some(work_tx);
+        self.work = Some(work);
         log::info!(
             "engine {} started: {} workers",
             shared.config.name,
@@ -430,7 +430,9 @@ impl WatchDog {
         take("herojobs-dispatcher", &mut self.threads);
         // Workers drain the work channel (each job is run or released) and exit once it is
         // closed and empty.
-        self.work_tx = None;
+        if let Some(w) = self.work.take() {
+            w.close();
+        }
         let deadline = Instant::now() + s.config.grace;
         while Instant::now() < deadline && !s.running.lock().is_empty() {
             std::thread::sleep(Duration::from_millis(10));

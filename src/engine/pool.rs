@@ -1,23 +1,23 @@
 //! The worker pool: each worker runs one job at a time with the processor of its params
 //! type. A processor that panics fails its job, not the worker.
 
+use super::handoff::{Handoff, Recv};
 use super::{Ending, Outcome, Shared, Work};
 use crate::broker::QueueName;
 use crate::job::{unix_now, JobStatus};
 use crate::processor::JobContext;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// The thread body: runs jobs until the work channel is closed and empty.
-pub fn run(shared: Arc<Shared>, work: Receiver<Work>) {
+pub fn run(shared: Arc<Shared>, work: Arc<Handoff<Work>>) {
     loop {
         match work.recv_timeout(shared.config.poll) {
-            Ok(w) => run_one(&shared, w),
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
+            Recv::Item(w) => run_one(&shared, w),
+            Recv::Timeout => continue,
+            Recv::Closed => return,
         }
     }
 }
@@ -53,6 +53,16 @@ pub fn run_one(shared: &Shared, w: Work) {
         return;
     }
     super::stats::Stats::inc(&shared.stats.started);
+    // The broker marked it active when it was taken; OurDB learns it here, in parallel
+    // across workers rather than serially in the dispatcher.
+    if let Err(e) = shared.store.update(&job) {
+        log::error!(
+            "job {}/{}/{}: cannot record it active in OurDB: {e}",
+            job.circle,
+            job.topic,
+            job.id
+        );
+    }
     let ctx = JobContext::with_deadline(deadline, shared.timeout_of(&job), Arc::clone(&cancel));
     let result = match shared.registry.get(&job.params_type) {
         None => Err(format!("unknown params type: {}", job.params_type)),

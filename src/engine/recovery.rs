@@ -131,6 +131,7 @@ impl Recovery {
         let q = QueueName::new(c, t);
         let ids: Vec<u32> = tracker.unfinished.iter().copied().collect();
         let mut finished = Vec::new();
+        let mut check = Vec::new();
         for id in ids {
             let job = match s.store.get(c, t, id) {
                 Ok(Some(j)) if !j.status.is_finished() => j,
@@ -143,21 +144,28 @@ impl Recovery {
                     continue;
                 }
             };
-            if self.shared.running.lock().contains_key(&(q.clone(), id)) {
+            if self.running_here(&q, id) {
                 continue;
             }
-            let sk = (q.clone(), id);
             let requeue = self
                 .suspects
-                .get(&sk)
+                .get(&(q.clone(), id))
                 .is_some_and(|seen| seen.elapsed() >= s.config.recovery_grace);
-            match s.broker.ensure_queued(&job, requeue)? {
+            check.push((job, requeue));
+        }
+        let results = s.broker.ensure_queued_many(&check)?;
+        for ((job, _), r) in check.iter().zip(results) {
+            let sk = (q.clone(), job.id);
+            match r {
                 Ensure::Fine => {
                     self.suspects.remove(&sk);
                 }
                 Ensure::Requeued => {
                     self.suspects.remove(&sk);
-                    log::info!("recovery: job {q}/{id} was lost by the broker; queued again");
+                    log::info!(
+                        "recovery: job {q}/{} was lost by the broker; queued again",
+                        job.id
+                    );
                     Stats::inc(&s.stats.recovered);
                 }
                 Ensure::Suspect => {

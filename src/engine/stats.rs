@@ -9,6 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     /// Jobs taken off the queues.
     pub taken: AtomicU64,
+    /// Broker calls that took at least one job (taken / batches = average batch).
+    pub batches: AtomicU64,
+    /// Finisher round trips (outcomes recorded per broker call = done / finish_batches).
+    pub finish_batches: AtomicU64,
     /// Runs started by a worker.
     pub started: AtomicU64,
     /// Recorded done.
@@ -30,6 +34,10 @@ pub struct Stats {
 pub struct Snapshot {
     /// See [`Stats::taken`].
     pub taken: u64,
+    /// See [`Stats::batches`].
+    pub batches: u64,
+    /// See [`Stats::finish_batches`].
+    pub finish_batches: u64,
     /// See [`Stats::started`].
     pub started: u64,
     /// See [`Stats::done`].
@@ -59,6 +67,8 @@ impl Stats {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Snapshot {
             taken: l(&self.taken),
+            batches: l(&self.batches),
+            finish_batches: l(&self.finish_batches),
             started: l(&self.started),
             done: l(&self.done),
             error: l(&self.error),
@@ -76,6 +86,8 @@ impl Snapshot {
     pub fn fields(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("taken", self.taken),
+            ("batches", self.batches),
+            ("finish_batches", self.finish_batches),
             ("started", self.started),
             ("done", self.done),
             ("error", self.error),

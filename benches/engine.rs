@@ -1,0 +1,147 @@
+//! The queue-to-OurDB hot path: N no-op jobs queued, then C workers drain them (pop →
+//! active → run → done in Redis and OurDB); and the idle round trip (submit → result
+//! visible). Against a private redis-server on loopback. `cargo bench --bench engine`.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use herojobs::engine::EngineConfig;
+use herojobs::processor::{JobContext, Registry};
+use herojobs::{Client, Job, ParamsType, WatchDog};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Redis(Child, u16);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis() -> Redis {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH");
+    let mut guard = Redis(child, port);
+    let url = format!("redis://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_ok()
+        {
+            return guard;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = guard.0.kill();
+    panic!("redis-server did not start");
+}
+
+fn noop_registry() -> Registry {
+    let mut r = Registry::new();
+    r.register(ParamsType::HeroScript, |_job: &Job, _ctx: &JobContext| {
+        Ok(String::new())
+    });
+    r
+}
+
+const N: u64 = 20_000;
+
+fn bench(c: &mut Criterion) {
+    let redis = start_redis();
+    let url = format!("redis://127.0.0.1:{}", redis.1);
+    let mut g = c.benchmark_group("engine");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Elements(N));
+    g.bench_function("drain_20000_noop_8_workers", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let base = tempfile::tempdir().expect("tempdir");
+                let client = Client::connect(&url, base.path()).expect("client");
+                let jobs: Vec<Job> = (0..N)
+                    .map(|_| Job::new("bench", "drain", ParamsType::HeroScript, "noop"))
+                    .collect();
+                for chunk in jobs.chunks(2000) {
+                    client.submit_many(chunk.to_vec()).expect("submit");
+                }
+                let mut engine = WatchDog::builder()
+                    .redis_url(&url)
+                    .store(client.store().clone())
+                    .config(EngineConfig {
+                        workers: 8,
+                        ..Default::default()
+                    })
+                    .registry(noop_registry())
+                    .build()
+                    .expect("engine");
+                let start = Instant::now();
+                engine.start().expect("start");
+                while engine.stats().done < N {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                total += start.elapsed();
+                engine.stop();
+                let _: () = redis::cmd("FLUSHALL")
+                    .query(
+                        &mut redis::Client::open(url.as_str())
+                            .and_then(|c| c.get_connection())
+                            .expect("conn"),
+                    )
+                    .expect("flush");
+            }
+            total
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("engine");
+    g.sample_size(50);
+    g.throughput(Throughput::Elements(1));
+    let base = tempfile::tempdir().expect("tempdir");
+    let client = Client::connect(&url, base.path()).expect("client");
+    let mut engine = WatchDog::builder()
+        .redis_url(&url)
+        .store(client.store().clone())
+        .config(EngineConfig {
+            workers: 8,
+            ..Default::default()
+        })
+        .registry(noop_registry())
+        .build()
+        .expect("engine");
+    engine.start().expect("start");
+    g.bench_function("roundtrip_submit_to_result", |b| {
+        b.iter(|| {
+            let id = client
+                .submit(Job::new("bench", "rt", ParamsType::HeroScript, "noop"))
+                .expect("submit");
+            client
+                .wait("bench", "rt", id, Duration::from_secs(10))
+                .expect("wait")
+        })
+    });
+    g.finish();
+    engine.stop();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
