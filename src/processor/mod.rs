@@ -2,6 +2,8 @@
 //! type; users register their own. A processor gets the job and a [`JobContext`] with its
 //! deadline, its cancel flag and its log, and returns the result text or an error text.
 
+pub mod heroscript;
+
 use crate::job::{Job, ParamsType};
 use parking_lot::Mutex;
 use std::collections::HashMap;
