@@ -2,7 +2,10 @@
 //! type; users register their own. A processor gets the job and a [`JobContext`] with its
 //! deadline, its cancel flag and its log, and returns the result text or an error text.
 
+pub mod ai;
 pub mod heroscript;
+pub mod openrpc;
+pub mod rhai;
 
 use crate::job::{Job, ParamsType};
 use parking_lot::Mutex;
@@ -123,6 +126,30 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Registry {
         Registry::default()
+    }
+
+    /// The four built-in processors: HeroScript (with the `fake` actor), Rhai, OpenRPC
+    /// (with `math.add`, `echo`, `job.info`) and AI (configured from the environment).
+    pub fn with_builtins() -> Registry {
+        let actors = heroscript::Actors::with_builtins();
+        let mut r = Registry::new();
+        r.register(
+            ParamsType::HeroScript,
+            heroscript::HeroScriptProcessor::new(actors.clone()),
+        );
+        r.register(
+            ParamsType::RhaiScript,
+            rhai::RhaiProcessor::new(rhai::RhaiLimits::default(), actors),
+        );
+        r.register(
+            ParamsType::OpenRpc,
+            openrpc::OpenRpcProcessor::with_builtins(),
+        );
+        r.register(
+            ParamsType::Ai,
+            ai::AiProcessor::new(ai::AiConfig::from_env()),
+        );
+        r
     }
 
     /// Registers (or replaces) the processor of a params type.
