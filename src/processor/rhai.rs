@@ -14,7 +14,7 @@ use super::{JobContext, Processor};
 use crate::job::Job;
 use parking_lot::Mutex;
 use rhai::{Dynamic, Engine, EvalAltResult, Scope};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -188,6 +188,7 @@ impl Processor for RhaiProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
 
     fn run(script: &str, timeout: Duration) -> (Result<String, String>, Vec<String>) {
         let job = Job {
