@@ -22,12 +22,14 @@
 //! - [`codec`]: job ↔ JSON (Redis) and versioned bincode (OurDB).
 //! - [`names`]: name fixing of circles, topics, actors.
 //! - [`store`]: one OurDB per circle/topic, opened once.
-//! - [`broker`]: the broker trait; [`broker::redis`]; [`broker::keys`] builds every Redis key.
+//! - [`broker`]: the broker trait; [`broker::redis`], [`broker::memory`] (embedded mode);
+//!   [`broker::keys`] builds every Redis key.
 //! - [`client`]: the blocking `Client`: submit, get, wait, queue operations.
 //! - [`processor`]: the `Processor` trait, the job context and the registry.
 //! - [`engine`]: the `WatchDog`: dispatcher, worker pool, finisher, watchdog, recovery.
 //! - [`error`]: the crate-level error every module error converts into.
-//! - `src/bin/herojobs/`: the command line (`herojobs ourdb ...`).
+//! - `src/bin/herojobs/`: the command line: `run`, `submit`, `get`, `wait`, `list`,
+//!   `queues`, `stats`, `demo`, `bench`, `ourdb ...`.
 
 pub mod broker;
 pub mod client;
@@ -41,6 +43,38 @@ pub mod processor;
 pub mod store;
 
 pub use client::Client;
+
+/// A single-process job queue with no Redis: an engine on the in-process broker and a
+/// client sharing that broker and the job store under `base`. OurDB stays the record of
+/// truth, so jobs submitted before a crash or restart are recovered (queued again) when the
+/// engine starts. Call `start()` on the engine.
+///
+/// ```
+/// use herojobs::{embedded, engine::EngineConfig, processor::Registry, Job, ParamsType};
+/// let dir = tempfile::tempdir()?;
+/// let (client, mut engine) = embedded(dir.path(), Registry::with_builtins(), EngineConfig::default())?;
+/// engine.start()?;
+/// let id = client.submit(Job::new("demo", "", ParamsType::RhaiScript, "6 * 7"))?;
+/// let job = client.wait("demo", "", id, std::time::Duration::from_secs(10))?;
+/// assert_eq!(job.result, "42");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn embedded(
+    base: impl Into<std::path::PathBuf>,
+    registry: processor::Registry,
+    config: engine::EngineConfig,
+) -> Result<(Client, WatchDog)> {
+    let broker: std::sync::Arc<dyn broker::Broker> =
+        std::sync::Arc::new(broker::memory::MemoryBroker::new());
+    let store = std::sync::Arc::new(store::JobStore::new(base, ourdb::Durability::Periodic));
+    let engine = WatchDog::builder()
+        .broker(broker.clone())
+        .store(store.clone())
+        .config(config)
+        .registry(registry)
+        .build()?;
+    Ok((Client::with_parts(broker, store), engine))
+}
 pub use engine::{WatchDog, WatchDogBuilder};
 pub use error::{Error, Result};
 pub use job::{Job, JobStatus, ParamsType};

@@ -3,6 +3,7 @@
 //! Key names live in [`keys`] only.
 
 pub mod keys;
+pub mod memory;
 pub mod redis;
 
 use crate::job::Job;

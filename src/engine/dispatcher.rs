@@ -98,6 +98,11 @@ impl Dispatcher {
             Err(e) => return self.failed(&e.to_string()),
         };
         self.backoff = Duration::from_millis(50);
+        if taken.is_empty() {
+            // Woken by a submit to a queue we do not know yet, or idle: re-read the registry
+            // now rather than at the next refresh.
+            self.refreshed = None;
+        }
         self.last_full = taken.len() == free;
         if !taken.is_empty() {
             super::stats::Stats::inc(&s.stats.batches);

@@ -1,21 +1,74 @@
 //! The `herojobs` command: one file per subcommand group; this file parses the command line,
 //! sets up logging and turns errors into a message on stderr and a non-zero exit status.
 
+mod bench;
+mod demo;
+mod jobs_cmd;
 mod ourdb_cmd;
+mod run_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// herojobs: a job queue and processing engine (Redis queues, OurDB persistence, a watchdog).
 #[derive(Parser)]
 #[command(name = "herojobs", version, about)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Options every command takes.
+#[derive(Args, Clone)]
+pub struct Global {
+    /// Redis URL (redis://, unix://).
+    #[arg(
+        long = "redis",
+        global = true,
+        env = "HEROJOBS_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis: String,
+    /// Base directory of the job databases [default: ~/hero/var].
+    #[arg(long = "base", global = true, env = "HEROJOBS_BASE")]
+    pub base: Option<PathBuf>,
+    /// Machine-readable output (JSON).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl Global {
+    /// The base directory, defaulting to `~/hero/var`.
+    pub fn base(&self) -> PathBuf {
+        self.base
+            .clone()
+            .unwrap_or_else(herojobs::store::default_base)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the watchdog: take jobs off the queues and run them until Ctrl-C / SIGTERM.
+    Run(run_cmd::RunArgs),
+    /// Submit a job; prints its id (with --wait, its result).
+    Submit(jobs_cmd::SubmitArgs),
+    /// Show a job.
+    Get(jobs_cmd::JobRef),
+    /// Wait for a job to finish; exit status 0 if done.
+    Wait(jobs_cmd::WaitArgs),
+    /// List the jobs of a circle/topic (from OurDB) with their status.
+    List(jobs_cmd::TopicArgs),
+    /// List the queues and how many jobs wait in each.
+    Queues,
+    /// Engine counters and queue depths (--watch for a live view).
+    Stats(jobs_cmd::StatsArgs),
+    /// Run a demo of the whole system (Redis if one answers, embedded otherwise).
+    Demo(demo::DemoArgs),
+    /// The standard benchmark: enqueue, drain, round trip.
+    Bench(bench::BenchArgs),
     /// Inspect and maintain an OurDB database directory.
     #[command(subcommand)]
     Ourdb(ourdb_cmd::OurdbCommand),
@@ -41,7 +94,17 @@ impl<E: std::fmt::Display> From<E> for Failure {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    let g = cli.global;
     let result = match cli.command {
+        Command::Run(a) => run_cmd::run(&g, a),
+        Command::Submit(a) => jobs_cmd::submit(&g, a),
+        Command::Get(a) => jobs_cmd::get(&g, a),
+        Command::Wait(a) => jobs_cmd::wait(&g, a),
+        Command::List(a) => jobs_cmd::list(&g, a),
+        Command::Queues => jobs_cmd::queues(&g),
+        Command::Stats(a) => jobs_cmd::stats(&g, a),
+        Command::Demo(a) => demo::run(&g, a),
+        Command::Bench(a) => bench::run(&g, a),
         Command::Ourdb(cmd) => ourdb_cmd::run(cmd),
     };
     match result {

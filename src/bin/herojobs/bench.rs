@@ -1,0 +1,213 @@
+//! `herojobs bench`: the standard protocol, so figures compare with other queues. N no-op
+//! jobs submitted one call at a time by one producer (enqueue/s); then C workers drain them
+//! (drain/s, from worker start to the last job done in the broker and OurDB); then 500
+//! sequential submit → result round trips on the idle engine (p50, p99).
+
+use crate::{Failure, Global};
+use clap::Args;
+use herojobs::engine::EngineConfig;
+use herojobs::ourdb::Durability;
+use herojobs::processor::{JobContext, Registry};
+use herojobs::store::JobStore;
+use herojobs::{Client, Job, ParamsType, WatchDog};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Options of `bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Jobs to enqueue and drain.
+    #[arg(long = "jobs", default_value_t = 20_000)]
+    jobs: u64,
+    /// Workers draining them.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// OurDB durability: periodic, strict or none.
+    #[arg(long, default_value = "periodic")]
+    durability: String,
+    /// Use the in-process broker instead of Redis.
+    #[arg(long)]
+    embedded: bool,
+    /// Bytes of params per job.
+    #[arg(long, default_value_t = 16)]
+    payload: usize,
+    /// Sequential round trips to time.
+    #[arg(long, default_value_t = 500)]
+    roundtrips: usize,
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn bar(n: u64, what: &str) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(n);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(&format!("{what:<9} {{bar:30}} {{pos}}/{{len}}"))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b
+}
+
+pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
+    let durability: Durability = a.durability.parse().map_err(|e: String| Failure {
+        message: e,
+        code: 2,
+    })?;
+    let base = tempfile::tempdir()?;
+    let mut registry = Registry::new();
+    registry.register(ParamsType::HeroScript, |_: &Job, _: &JobContext| {
+        Ok(String::new())
+    });
+    let config = EngineConfig {
+        workers: a.concurrency.max(1),
+        ..EngineConfig::default()
+    };
+    let store = Arc::new(JobStore::new(base.path(), durability));
+    let (client, mut engine) = if a.embedded {
+        let broker: Arc<dyn herojobs::broker::Broker> =
+            Arc::new(herojobs::broker::memory::MemoryBroker::new());
+        let engine = WatchDog::builder()
+            .broker(broker.clone())
+            .store(store.clone())
+            .config(config)
+            .registry(registry)
+            .build()?;
+        (Client::with_parts(broker, store), engine)
+    } else {
+        let broker: Arc<dyn herojobs::broker::Broker> =
+            Arc::new(herojobs::broker::redis::RedisBroker::new(
+                herojobs::broker::redis::RedisConfig::new(&g.redis),
+            )?);
+        let engine = WatchDog::builder()
+            .broker(broker.clone())
+            .store(store.clone())
+            .config(config)
+            .registry(registry)
+            .build()?;
+        (Client::with_parts(broker, store), engine)
+    };
+    let circle = format!("bench{}", std::process::id());
+    let params = "x".repeat(a.payload);
+
+    let b = bar(a.jobs, "enqueue");
+    let start = Instant::now();
+    for i in 0..a.jobs {
+        client.submit(Job::new(
+            &circle,
+            "drain",
+            ParamsType::HeroScript,
+            params.clone(),
+        ))?;
+        if i % 256 == 0 {
+            b.set_position(i);
+        }
+    }
+    let enqueue_s = start.elapsed().as_secs_f64();
+    b.finish_and_clear();
+
+    let rss_before = rss_kb();
+    let b = bar(a.jobs, "drain");
+    let start = Instant::now();
+    engine.start()?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let done = engine.stats().done;
+        b.set_position(done);
+        if done >= a.jobs {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(Failure {
+                message: format!("drain did not finish in 600 s ({done} of {} done)", a.jobs),
+                code: 1,
+            });
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let drain_s = start.elapsed().as_secs_f64();
+    b.finish_and_clear();
+    let rss_after = rss_kb();
+
+    let b = bar(a.roundtrips as u64, "roundtrip");
+    let mut rtts = Vec::with_capacity(a.roundtrips);
+    for _ in 0..a.roundtrips {
+        let t = Instant::now();
+        let id = client.submit(Job::new(
+            &circle,
+            "rt",
+            ParamsType::HeroScript,
+            params.clone(),
+        ))?;
+        client.wait(&circle, "rt", id, Duration::from_secs(30))?;
+        rtts.push(t.elapsed().as_secs_f64() * 1000.0);
+        b.inc(1);
+    }
+    b.finish_and_clear();
+    engine.stop();
+    rtts.sort_by(|x, y| x.total_cmp(y));
+    let pct = |p: f64| {
+        if rtts.is_empty() {
+            0.0
+        } else {
+            rtts[((rtts.len() - 1) as f64 * p).round() as usize]
+        }
+    };
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    let out = serde_json::json!({
+        "system": "herojobs",
+        "version": env!("CARGO_PKG_VERSION"),
+        "n": a.jobs,
+        "concurrency": a.concurrency,
+        "enqueue_per_s": round(a.jobs as f64 / enqueue_s),
+        "drain_per_s": round(a.jobs as f64 / drain_s),
+        "roundtrip_p50_ms": round(pct(0.50)),
+        "roundtrip_p99_ms": round(pct(0.99)),
+        "broker": if a.embedded { "embedded" } else { "redis" },
+        "durability": a.durability,
+        "rss_kb_before_drain": rss_before,
+        "rss_kb_after_drain": rss_after,
+    });
+    if g.json {
+        println!("{out}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    if !a.embedded {
+        cleanup(&g.redis, &circle);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Removes the bench's keys from Redis (not a hot path: SCAN is fine here).
+fn cleanup(url: &str, circle: &str) {
+    let Ok(mut con) = redis::Client::open(url).and_then(|c| c.get_connection()) else {
+        return;
+    };
+    for pattern in [
+        format!("herojobs:{circle}:*"),
+        format!("heroqueue:{circle}:*"),
+    ] {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query(&mut con)
+            .unwrap_or_default();
+        for chunk in keys.chunks(1000) {
+            let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut con);
+        }
+    }
+    for q in ["drain", "rt"] {
+        let _: Result<i64, _> = redis::cmd("SREM")
+            .arg("heroqueues")
+            .arg(format!("heroqueue:{circle}:{q}"))
+            .query(&mut con);
+    }
+}

@@ -1,0 +1,253 @@
+//! `herojobs submit | get | wait | list | queues | stats`: the client side, for people and
+//! scripts (`--json`).
+
+use crate::{Failure, Global};
+use clap::Args;
+use herojobs::broker::redis::{RedisBroker, RedisConfig};
+use herojobs::broker::Broker;
+use herojobs::{Client, Job, JobStatus, ParamsType};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Which circle and topic.
+#[derive(Args)]
+pub struct TopicArgs {
+    /// Circle.
+    #[arg(long, default_value = "default")]
+    circle: String,
+    /// Topic.
+    #[arg(long, default_value = "default")]
+    topic: String,
+}
+
+/// A job by id.
+#[derive(Args)]
+pub struct JobRef {
+    #[command(flatten)]
+    t: TopicArgs,
+    /// Job id.
+    id: u32,
+}
+
+/// Options of `wait`.
+#[derive(Args)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    job: JobRef,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+}
+
+/// Options of `submit`.
+#[derive(Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    t: TopicArgs,
+    /// Params type: heroscript, rhaiscript, openrpc or ai.
+    #[arg(long = "type", default_value = "heroscript")]
+    params_type: String,
+    /// Job timeout in seconds (0: the watchdog's default).
+    #[arg(long, default_value_t = 0)]
+    timeout: u64,
+    /// Wait for the job and print its result; exit status 0 only if it is done.
+    #[arg(long)]
+    wait: bool,
+    /// Read the params from a file.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// The params (`-` reads stdin).
+    params: Option<String>,
+}
+
+/// Options of `stats`.
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Refresh every second until Ctrl-C.
+    #[arg(long)]
+    watch: bool,
+}
+
+fn client(g: &Global) -> Result<Client, Failure> {
+    Ok(Client::connect(&g.redis, g.base())?)
+}
+
+fn print_job(g: &Global, job: &Job) {
+    if g.json {
+        println!("{}", herojobs::codec::to_json(job));
+        return;
+    }
+    println!("job        {}/{}/{}", job.circle, job.topic, job.id);
+    println!("status     {}", job.status);
+    println!("type       {}", job.params_type);
+    println!("attempts   {}", job.attempts);
+    println!("timeout    {} s", job.timeout);
+    println!(
+        "scheduled  {}  start {}  end {}",
+        job.time_scheduled, job.time_start, job.time_end
+    );
+    if !job.result.is_empty() {
+        println!("result     {}", job.result);
+    }
+    if !job.error.is_empty() {
+        println!("error      {}", job.error);
+    }
+    for l in &job.logs {
+        println!("log        {l}");
+    }
+}
+
+/// Exit status for a finished job: 0 done, 1 otherwise (the error on stderr).
+fn outcome(g: &Global, job: &Job) -> ExitCode {
+    if g.json {
+        println!("{}", herojobs::codec::to_json(job));
+    } else if job.status == JobStatus::Done {
+        println!("{}", job.result);
+    }
+    if job.status == JobStatus::Done {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "herojobs: job {}/{}/{} {}: {}",
+            job.circle, job.topic, job.id, job.status, job.error
+        );
+        ExitCode::from(1)
+    }
+}
+
+pub fn submit(g: &Global, a: SubmitArgs) -> Result<ExitCode, Failure> {
+    let params_type: ParamsType = a.params_type.parse().unwrap_or_default();
+    if let ParamsType::Other(t) = &params_type {
+        return Err(Failure {
+            message: format!("--type {t:?}: expected heroscript, rhaiscript, openrpc or ai"),
+            code: 2,
+        });
+    }
+    let params = match (&a.file, a.params.as_deref()) {
+        (Some(f), None) => {
+            std::fs::read_to_string(f).map_err(|e| format!("--file {}: {e}", f.display()))?
+        }
+        (None, Some("-")) => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            s
+        }
+        (None, Some(p)) => p.to_string(),
+        (Some(_), Some(_)) => {
+            return Err(Failure {
+                message: "give the params or --file, not both".into(),
+                code: 2,
+            })
+        }
+        (None, None) => {
+            return Err(Failure {
+                message: "no params: give them as an argument, --file F, or - for stdin".into(),
+                code: 2,
+            })
+        }
+    };
+    let c = client(g)?;
+    let job = Job::new(&a.t.circle, &a.t.topic, params_type, params).with_timeout(a.timeout);
+    let id = c.submit(job)?;
+    if !a.wait {
+        if g.json {
+            println!("{{\"jobid\":{id}}}");
+        } else {
+            println!("{id}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let wait_for = Duration::from_secs(if a.timeout == 0 { 60 } else { a.timeout } + 30);
+    let job = c.wait(&a.t.circle, &a.t.topic, id, wait_for)?;
+    Ok(outcome(g, &job))
+}
+
+pub fn get(g: &Global, a: JobRef) -> Result<ExitCode, Failure> {
+    let job = client(g)?.get(&a.t.circle, &a.t.topic, a.id)?;
+    print_job(g, &job);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn wait(g: &Global, a: WaitArgs) -> Result<ExitCode, Failure> {
+    let job = client(g)?.wait(
+        &a.job.t.circle,
+        &a.job.t.topic,
+        a.job.id,
+        Duration::from_secs(a.timeout),
+    )?;
+    Ok(outcome(g, &job))
+}
+
+pub fn list(g: &Global, a: TopicArgs) -> Result<ExitCode, Failure> {
+    for (id, status) in client(g)?.list(&a.circle, &a.topic)? {
+        match (g.json, status) {
+            (true, Ok(s)) => println!("{}", serde_json::json!({"jobid": id, "status": s.as_str()})),
+            (true, Err(e)) => println!("{}", serde_json::json!({"jobid": id, "error": e})),
+            (false, Ok(s)) => println!("{id}\t{s}"),
+            (false, Err(e)) => println!("{id}\tunreadable: {e}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn queues(g: &Global) -> Result<ExitCode, Failure> {
+    let c = client(g)?;
+    for q in c.queues()? {
+        let n = c.broker().queue_len(&q)?;
+        if g.json {
+            println!(
+                "{}",
+                serde_json::json!({"circle": q.circle, "topic": q.topic, "waiting": n})
+            );
+        } else {
+            println!("{q}\t{n}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode, Failure> {
+    let broker = RedisBroker::new(RedisConfig::new(&g.redis))?;
+    loop {
+        let engines = broker.read_stats()?;
+        let mut queues = Vec::new();
+        for q in broker.queues()? {
+            let n = broker.queue_len(&q)?;
+            queues.push((q, n));
+        }
+        if g.json {
+            let e: serde_json::Map<String, serde_json::Value> = engines
+                .iter()
+                .map(|(name, f)| {
+                    (
+                        name.clone(),
+                        serde_json::Value::Object(
+                            f.iter().map(|(k, v)| (k.clone(), (*v).into())).collect(),
+                        ),
+                    )
+                })
+                .collect();
+            let q: Vec<_> = queues.iter().map(|(q, n)| serde_json::json!({"circle": q.circle, "topic": q.topic, "waiting": n})).collect();
+            println!("{}", serde_json::json!({"engines": e, "queues": q}));
+        } else {
+            if a.watch {
+                print!("\x1b[2J\x1b[H");
+            }
+            println!("engines ({})", engines.len());
+            for (name, fields) in &engines {
+                let f: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("  {name}: {}", f.join(" "));
+            }
+            println!("queues ({})", queues.len());
+            for (q, n) in &queues {
+                println!("  {q}: {n} waiting");
+            }
+        }
+        if !a.watch {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,80 @@
+//! `herojobs run`: the watchdog as a daemon.
+
+use crate::{Failure, Global};
+use clap::Args;
+use herojobs::engine::EngineConfig;
+use herojobs::processor::Registry;
+use herojobs::WatchDog;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Options of `run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Worker threads.
+    #[arg(long, env = "HEROJOBS_WORKERS", default_value_t = 8)]
+    workers: usize,
+    /// Timeout (seconds) of jobs that give none.
+    #[arg(long, env = "HEROJOBS_TIMEOUT", default_value_t = 60)]
+    timeout: u64,
+    /// Lease of a running job (seconds); another watchdog reclaims it after this.
+    #[arg(long, env = "HEROJOBS_LEASE", default_value_t = 30)]
+    lease: u64,
+    /// On shutdown, seconds running jobs get to finish before they are cancelled and re-queued.
+    #[arg(long, env = "HEROJOBS_GRACE", default_value_t = 10)]
+    grace: u64,
+    /// Use the in-process broker instead of Redis (recovers and runs what OurDB holds).
+    #[arg(long)]
+    embedded: bool,
+}
+
+pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    ctrlc::set_handler(move || s.store(true, Ordering::SeqCst))?;
+    let config = EngineConfig {
+        workers: a.workers.max(1),
+        default_timeout: Duration::from_secs(a.timeout.max(1)),
+        lease: Duration::from_secs(a.lease.max(1)),
+        grace: Duration::from_secs(a.grace),
+        ..EngineConfig::default()
+    };
+    let base = g.base();
+    let mut engine = if a.embedded {
+        herojobs::embedded(&base, Registry::with_builtins(), config)?.1
+    } else {
+        WatchDog::builder()
+            .redis_url(&g.redis)
+            .base(&base)
+            .config(config)
+            .registry(Registry::with_builtins())
+            .build()?
+    };
+    engine.start()?;
+    eprintln!(
+        "herojobs: watchdog running ({} workers, {}, jobs under {}); Ctrl-C to stop",
+        a.workers,
+        if a.embedded {
+            "embedded broker".to_string()
+        } else {
+            format!("redis {}", g.redis)
+        },
+        base.display()
+    );
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "herojobs: stopping (running jobs get {} s to finish)",
+        a.grace
+    );
+    engine.stop();
+    let s = engine.stats();
+    eprintln!(
+        "herojobs: stopped: {} done, {} error, {} released",
+        s.done, s.error, s.released
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,374 @@
+//! The in-process broker: the same queue semantics as Redis (FIFO per queue, the first
+//! non-empty queue in the caller's order first, blocking pop with a timeout, first finisher
+//! wins, attempt fencing, leases) in one mutex-guarded map. For a single-process program that
+//! wants a durable job queue without Redis: OurDB stays the record of truth, and on restart
+//! the engine's recovery queues again what was new or active.
+
+use super::{Broker, BrokerError, Ensure, QueueName, Taken, Transition};
+use crate::job::{Job, JobStatus};
+use parking_lot::{Condvar, Mutex};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+struct Entry {
+    job: Job,
+    attempt: u32,
+    waiting: bool,
+}
+
+#[derive(Default)]
+struct State {
+    registry: BTreeSet<QueueName>,
+    queues: HashMap<QueueName, VecDeque<u32>>,
+    jobs: HashMap<(QueueName, u32), Entry>,
+    leases: HashMap<(QueueName, u32), Instant>,
+}
+
+/// Queues and live job state in process memory.
+#[derive(Default)]
+pub struct MemoryBroker {
+    state: Mutex<State>,
+    /// Signalled on enqueue (pops wait on it) and on finish (waiters wait on it).
+    changed: Condvar,
+}
+
+impl MemoryBroker {
+    /// An empty broker.
+    pub fn new() -> MemoryBroker {
+        MemoryBroker::default()
+    }
+}
+
+fn key(job: &Job) -> (QueueName, u32) {
+    (QueueName::new(&job.circle, &job.topic), job.id)
+}
+
+impl State {
+    fn take_now(&mut self, queues: &[QueueName], max: usize, lease: Duration) -> Vec<Taken> {
+        let mut out = Vec::new();
+        for q in queues {
+            while out.len() < max {
+                let Some(id) = self.queues.get_mut(q).and_then(|l| l.pop_front()) else {
+                    break;
+                };
+                let k = (q.clone(), id);
+                match self.jobs.get_mut(&k) {
+                    None => out.push(Taken {
+                        queue: q.clone(),
+                        id,
+                        job: Err(String::new()),
+                        attempt: 0,
+                    }),
+                    Some(e) if e.job.status.is_finished() => {}
+                    Some(e) => {
+                        e.attempt += 1;
+                        e.job.status = JobStatus::Active;
+                        e.job.attempts = e.attempt;
+                        self.leases.insert(k, Instant::now() + lease);
+                        out.push(Taken {
+                            queue: q.clone(),
+                            id,
+                            job: Ok(e.job.clone()),
+                            attempt: e.attempt,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn push(&mut self, q: &QueueName, id: u32) {
+        self.registry.insert(q.clone());
+        self.queues.entry(q.clone()).or_default().push_back(id);
+    }
+}
+
+impl Broker for MemoryBroker {
+    fn enqueue(&self, jobs: &[Job]) -> Result<(), BrokerError> {
+        let mut st = self.state.lock();
+        for j in jobs {
+            let k = key(j);
+            if st.jobs.contains_key(&k) {
+                continue;
+            }
+            st.jobs.insert(
+                k.clone(),
+                Entry {
+                    job: j.clone(),
+                    attempt: j.attempts,
+                    waiting: false,
+                },
+            );
+            st.push(&k.0, j.id);
+        }
+        drop(st);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    fn get(&self, q: &QueueName, id: u32) -> Result<Option<Job>, BrokerError> {
+        Ok(self
+            .state
+            .lock()
+            .jobs
+            .get(&(q.clone(), id))
+            .map(|e| e.job.clone()))
+    }
+
+    fn queues(&self) -> Result<Vec<QueueName>, BrokerError> {
+        Ok(self.state.lock().registry.iter().cloned().collect())
+    }
+
+    fn pop(
+        &self,
+        queues: &[QueueName],
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<(QueueName, u32)>, BrokerError> {
+        let end = Instant::now() + timeout;
+        let mut st = self.state.lock();
+        loop {
+            let mut out = Vec::new();
+            for q in queues {
+                while out.len() < max {
+                    match st.queues.get_mut(q).and_then(|l| l.pop_front()) {
+                        Some(id) => out.push((q.clone(), id)),
+                        None => break,
+                    }
+                }
+            }
+            if !out.is_empty() || Instant::now() >= end {
+                return Ok(out);
+            }
+            self.changed.wait_until(&mut st, end);
+        }
+    }
+
+    fn requeue_front(&self, q: &QueueName, ids: &[u32]) -> Result<(), BrokerError> {
+        let mut st = self.state.lock();
+        let list = st.queues.entry(q.clone()).or_default();
+        for id in ids.iter().rev() {
+            list.push_front(*id);
+        }
+        drop(st);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    fn queue_len(&self, q: &QueueName) -> Result<u64, BrokerError> {
+        Ok(self
+            .state
+            .lock()
+            .queues
+            .get(q)
+            .map_or(0, |l| l.len() as u64))
+    }
+
+    fn queue_ids(&self, q: &QueueName) -> Result<Vec<u32>, BrokerError> {
+        Ok(self
+            .state
+            .lock()
+            .queues
+            .get(q)
+            .map(|l| l.iter().copied().collect())
+            .unwrap_or_default())
+    }
+
+    fn empty(&self, q: &QueueName) -> Result<u64, BrokerError> {
+        let mut st = self.state.lock();
+        let ids: Vec<u32> = st
+            .queues
+            .remove(q)
+            .map(|l| l.into_iter().collect())
+            .unwrap_or_default();
+        for id in &ids {
+            st.jobs.remove(&(q.clone(), *id));
+        }
+        Ok(ids.len() as u64)
+    }
+
+    fn delete(&self, q: &QueueName, id: u32) -> Result<bool, BrokerError> {
+        let mut st = self.state.lock();
+        if let Some(l) = st.queues.get_mut(q) {
+            l.retain(|x| *x != id);
+        }
+        st.leases.remove(&(q.clone(), id));
+        Ok(st.jobs.remove(&(q.clone(), id)).is_some())
+    }
+
+    fn start(&self, job: &Job, attempt: u32, lease: Duration) -> Result<Transition, BrokerError> {
+        let mut st = self.state.lock();
+        let k = key(job);
+        if st.jobs.get(&k).is_some_and(|e| e.job.status.is_finished()) {
+            return Ok(Transition::AlreadyFinished);
+        }
+        let waiting = st.jobs.get(&k).is_some_and(|e| e.waiting);
+        st.jobs.insert(
+            k.clone(),
+            Entry {
+                job: job.clone(),
+                attempt,
+                waiting,
+            },
+        );
+        st.leases.insert(k, Instant::now() + lease);
+        Ok(Transition::Applied)
+    }
+
+    fn finish(&self, job: &Job, attempt: u32, restore: bool) -> Result<Transition, BrokerError> {
+        let mut st = self.state.lock();
+        let k = key(job);
+        let t = match st.jobs.get_mut(&k) {
+            None if !restore => return Ok(Transition::Missing),
+            None => {
+                st.jobs.insert(
+                    k.clone(),
+                    Entry {
+                        job: job.clone(),
+                        attempt,
+                        waiting: false,
+                    },
+                );
+                Transition::Applied
+            }
+            Some(e) if e.job.status.is_finished() => Transition::AlreadyFinished,
+            Some(e) if e.attempt != attempt => Transition::Fenced,
+            Some(e) => {
+                e.job = job.clone();
+                Transition::Applied
+            }
+        };
+        if t == Transition::Applied {
+            st.leases.remove(&k);
+            drop(st);
+            self.changed.notify_all();
+        }
+        Ok(t)
+    }
+
+    fn wait_done(&self, q: &QueueName, id: u32, timeout: Duration) -> Result<bool, BrokerError> {
+        let end = Instant::now() + timeout;
+        let k = (q.clone(), id);
+        let mut st = self.state.lock();
+        loop {
+            match st.jobs.get_mut(&k) {
+                Some(e) if e.job.status.is_finished() => return Ok(true),
+                Some(e) => e.waiting = true,
+                None => {}
+            }
+            if Instant::now() >= end {
+                return Ok(false);
+            }
+            self.changed.wait_until(&mut st, end);
+        }
+    }
+
+    fn take(
+        &self,
+        queues: &[QueueName],
+        max: usize,
+        timeout: Duration,
+        lease: Duration,
+    ) -> Result<Vec<Taken>, BrokerError> {
+        let end = Instant::now() + timeout;
+        let mut st = self.state.lock();
+        loop {
+            let out = st.take_now(queues, max, lease);
+            if !out.is_empty() || Instant::now() >= end {
+                return Ok(out);
+            }
+            self.changed.wait_until(&mut st, end);
+        }
+    }
+
+    fn finish_many(&self, jobs: &[(Job, u32)]) -> Result<Vec<Transition>, BrokerError> {
+        jobs.iter().map(|(j, a)| self.finish(j, *a, true)).collect()
+    }
+
+    fn release(&self, job: &Job, attempt: u32) -> Result<Transition, BrokerError> {
+        let mut st = self.state.lock();
+        let k = key(job);
+        match st.jobs.get_mut(&k) {
+            Some(e) if e.job.status.is_finished() => return Ok(Transition::AlreadyFinished),
+            Some(e) if e.attempt != attempt => return Ok(Transition::Fenced),
+            Some(e) => {
+                e.job = job.clone();
+                e.job.status = JobStatus::New;
+            }
+            None => return Ok(Transition::Missing),
+        }
+        st.leases.remove(&k);
+        st.registry.insert(k.0.clone());
+        st.queues.entry(k.0.clone()).or_default().push_front(k.1);
+        drop(st);
+        self.changed.notify_all();
+        Ok(Transition::Applied)
+    }
+
+    fn renew(&self, running: &[(QueueName, u32)], lease: Duration) -> Result<(), BrokerError> {
+        let mut st = self.state.lock();
+        let until = Instant::now() + lease;
+        for k in running {
+            st.leases.insert(k.clone(), until);
+        }
+        Ok(())
+    }
+
+    fn reclaim_expired(&self, limit: usize) -> Result<Vec<(QueueName, u32)>, BrokerError> {
+        let mut st = self.state.lock();
+        let now = Instant::now();
+        let expired: Vec<(QueueName, u32)> = st
+            .leases
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(k, _)| k.clone())
+            .take(limit)
+            .collect();
+        for k in &expired {
+            st.leases.remove(k);
+        }
+        Ok(expired)
+    }
+
+    fn ensure_queued(&self, job: &Job, requeue: bool) -> Result<Ensure, BrokerError> {
+        let mut st = self.state.lock();
+        let k = key(job);
+        let lease = st.leases.contains_key(&k);
+        let r = match st.jobs.get(&k) {
+            None if job.status == JobStatus::Active && !requeue && !lease => Ensure::Suspect,
+            None if job.status == JobStatus::Active && lease => Ensure::Fine,
+            None => {
+                let mut j = job.clone();
+                j.status = JobStatus::New;
+                st.jobs.insert(
+                    k.clone(),
+                    Entry {
+                        job: j,
+                        attempt: job.attempts,
+                        waiting: false,
+                    },
+                );
+                st.push(&k.0, k.1);
+                Ensure::Requeued
+            }
+            Some(e) if e.job.status == JobStatus::Active && !lease => {
+                if requeue {
+                    if let Some(e) = st.jobs.get_mut(&k) {
+                        e.job.status = JobStatus::New;
+                    }
+                    st.push(&k.0, k.1);
+                    Ensure::Requeued
+                } else {
+                    Ensure::Suspect
+                }
+            }
+            Some(_) => Ensure::Fine,
+        };
+        drop(st);
+        if r == Ensure::Requeued {
+            self.changed.notify_all();
+        }
+        Ok(r)
+    }
+}
