@@ -26,16 +26,41 @@ fn demo_runs_embedded_when_no_redis_answers_and_on_redis_when_one_does() {
     let (_d, base) = base_dir();
     // A port nothing listens on.
     let out = herojobs(&["demo"], "redis://127.0.0.1:1", &base);
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stderr).contains("embedded in-process broker (no Redis answered"), "{}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("embedded in-process broker (no Redis answered"),
+        "{}",
+        text(&out.stderr)
+    );
     let table = text(&out.stdout);
-    for needle in ["Hello from HeroScript", "385", "42", "timeout after 1 s", "fails on purpose", "all 5 jobs ended as expected"] {
+    for needle in [
+        "Hello from HeroScript",
+        "385",
+        "42",
+        "timeout after 1 s",
+        "fails on purpose",
+        "all 5 jobs ended as expected",
+    ] {
         assert!(table.contains(needle), "missing {needle:?} in\n{table}");
     }
     let redis = RedisServer::start();
     let out = herojobs(&["demo"], &redis.url(), &base);
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stderr).contains("using Redis at"), "{}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("using Redis at"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -51,35 +76,99 @@ fn a_daemon_runs_submitted_jobs_and_stops_on_sigterm() {
         .spawn()
         .expect("herojobs run");
     let out = herojobs(
-        &["submit", "--circle", "Team A", "--topic", "jobs", "--wait", "!!fake.return_success message:'via the cli'"],
+        &[
+            "submit",
+            "--circle",
+            "Team A",
+            "--topic",
+            "jobs",
+            "--wait",
+            "!!fake.return_success message:'via the cli'",
+        ],
         &redis.url(),
         &base,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "via the cli");
-    let out = herojobs(&["submit", "--circle", "team_a", "--topic", "jobs", "--type", "rhaiscript", "--wait", "1 + "], &redis.url(), &base);
+    let out = herojobs(
+        &[
+            "submit",
+            "--circle",
+            "team_a",
+            "--topic",
+            "jobs",
+            "--type",
+            "rhaiscript",
+            "--wait",
+            "1 + ",
+        ],
+        &redis.url(),
+        &base,
+    );
     assert_eq!(out.status.code(), Some(1), "a failed job exits non-zero");
-    assert!(text(&out.stderr).contains("rhai: "), "{}", text(&out.stderr));
-    let out = herojobs(&["submit", "--circle", "team_a", "--topic", "jobs", "--type", "openrpc", r#"{"jsonrpc":"2.0","method":"echo","params":[1]}"#], &redis.url(), &base);
+    assert!(
+        text(&out.stderr).contains("rhai: "),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = herojobs(
+        &[
+            "submit",
+            "--circle",
+            "team_a",
+            "--topic",
+            "jobs",
+            "--type",
+            "openrpc",
+            r#"{"jsonrpc":"2.0","method":"echo","params":[1]}"#,
+        ],
+        &redis.url(),
+        &base,
+    );
     let id = text(&out.stdout).trim().to_string();
-    let out = herojobs(&["wait", "--circle", "team_a", "--topic", "jobs", &id], &redis.url(), &base);
+    let out = herojobs(
+        &["wait", "--circle", "team_a", "--topic", "jobs", &id],
+        &redis.url(),
+        &base,
+    );
     assert_eq!(text(&out.stdout).trim(), "[1]");
-    let out = herojobs(&["get", "--circle", "team_a", "--topic", "jobs", &id, "--json"], &redis.url(), &base);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("get --json prints the job JSON");
+    let out = herojobs(
+        &[
+            "get", "--circle", "team_a", "--topic", "jobs", &id, "--json",
+        ],
+        &redis.url(),
+        &base,
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("get --json prints the job JSON");
     assert_eq!(v["status"], "done");
     assert_eq!(v["params_type"], "openrpc");
-    let out = herojobs(&["list", "--circle", "team_a", "--topic", "jobs"], &redis.url(), &base);
+    let out = herojobs(
+        &["list", "--circle", "team_a", "--topic", "jobs"],
+        &redis.url(),
+        &base,
+    );
     assert_eq!(text(&out.stdout).lines().count(), 3);
     let out = herojobs(&["queues", "--json"], &redis.url(), &base);
     assert!(text(&out.stdout).contains("\"team_a\""));
-    wait_until("the daemon to publish its counters", Duration::from_secs(10), || {
-        let out = herojobs(&["stats", "--json"], &redis.url(), &base);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v["engines"].as_object().is_some_and(|e| e.values().any(|f| f["done"].as_u64() == Some(2)))
-    });
+    wait_until(
+        "the daemon to publish its counters",
+        Duration::from_secs(10),
+        || {
+            let out = herojobs(&["stats", "--json"], &redis.url(), &base);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            v["engines"]
+                .as_object()
+                .is_some_and(|e| e.values().any(|f| f["done"].as_u64() == Some(2)))
+        },
+    );
     let out = herojobs(&["submit", "--type", "cobol", "x"], &redis.url(), &base);
     assert_eq!(out.status.code(), Some(2));
-    let ok = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap().success();
+    let ok = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
     assert!(ok);
     let status = daemon.wait().unwrap();
     assert!(status.success(), "the daemon exits cleanly on SIGTERM");
@@ -90,14 +179,32 @@ fn bench_prints_one_json_line() {
     let redis = RedisServer::start();
     let (_d, base) = base_dir();
     for extra in [&[][..], &["--embedded"][..]] {
-        let mut args = vec!["bench", "--jobs", "300", "--concurrency", "4", "--roundtrips", "20", "--json"];
+        let mut args = vec![
+            "bench",
+            "--jobs",
+            "300",
+            "--concurrency",
+            "4",
+            "--roundtrips",
+            "20",
+            "--json",
+        ];
         args.extend_from_slice(extra);
         let out = herojobs(&args, &redis.url(), &base);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let stdout = text(&out.stdout);
         assert_eq!(stdout.lines().count(), 1, "{stdout}");
         let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        for key in ["system", "version", "n", "concurrency", "enqueue_per_s", "drain_per_s", "roundtrip_p50_ms", "roundtrip_p99_ms"] {
+        for key in [
+            "system",
+            "version",
+            "n",
+            "concurrency",
+            "enqueue_per_s",
+            "drain_per_s",
+            "roundtrip_p50_ms",
+            "roundtrip_p99_ms",
+        ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["system"], "herojobs");

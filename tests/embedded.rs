@@ -21,18 +21,32 @@ fn jobs_survive_a_restart_of_an_embedded_program() {
         // First run: jobs are submitted, the engine never starts (the program "crashed").
         let (client, _engine) = embedded(dir.path(), Registry::with_builtins(), config()).unwrap();
         let ids = (0..20)
-            .map(|i| client.submit(Job::new("c", "t", ParamsType::RhaiScript, format!("{i} * 2"))).unwrap())
+            .map(|i| {
+                client
+                    .submit(Job::new(
+                        "c",
+                        "t",
+                        ParamsType::RhaiScript,
+                        format!("{i} * 2"),
+                    ))
+                    .unwrap()
+            })
             .collect();
         // And one was active when it died.
         let mut j = client.get("c", "t", 1).unwrap();
-        client.set_active(&mut j, 1, Duration::from_secs(1)).unwrap();
+        client
+            .set_active(&mut j, 1, Duration::from_secs(1))
+            .unwrap();
         ids
     };
     let (client, mut engine) = embedded(dir.path(), Registry::with_builtins(), config()).unwrap();
     engine.start().unwrap();
     for (i, id) in ids.iter().enumerate() {
         let j = client.wait("c", "t", *id, Duration::from_secs(30)).unwrap();
-        assert_eq!((j.status, j.result.clone()), (JobStatus::Done, (i * 2).to_string()));
+        assert_eq!(
+            (j.status, j.result.clone()),
+            (JobStatus::Done, (i * 2).to_string())
+        );
     }
 }
 
@@ -40,14 +54,46 @@ fn jobs_survive_a_restart_of_an_embedded_program() {
 fn fifo_fairness_and_timeouts_hold_in_process() {
     let dir = tempfile::tempdir().unwrap();
     let (client, mut engine) = embedded(dir.path(), Registry::with_builtins(), config()).unwrap();
-    let big = client.submit_many((0..2000).map(|_| Job::new("c", "big", ParamsType::HeroScript, "!!fake.sleep ms:1")).collect()).unwrap();
-    let small: Vec<u32> = (0..5).map(|_| client.submit(Job::new("c", "small", ParamsType::HeroScript, "!!fake.return_success")).unwrap()).collect();
+    let big = client
+        .submit_many(
+            (0..2000)
+                .map(|_| Job::new("c", "big", ParamsType::HeroScript, "!!fake.sleep ms:1"))
+                .collect(),
+        )
+        .unwrap();
+    let small: Vec<u32> = (0..5)
+        .map(|_| {
+            client
+                .submit(Job::new(
+                    "c",
+                    "small",
+                    ParamsType::HeroScript,
+                    "!!fake.return_success",
+                ))
+                .unwrap()
+        })
+        .collect();
     assert_eq!(client.queue_ids("c", "big").unwrap()[..3], big[..3], "FIFO");
     engine.start().unwrap();
     for id in &small {
-        client.wait("c", "small", *id, Duration::from_secs(30)).unwrap();
+        client
+            .wait("c", "small", *id, Duration::from_secs(30))
+            .unwrap();
     }
-    assert!(client.queue_len("c", "big").unwrap() > 1000, "the small queue was not starved");
-    let t = client.submit(Job::new("c", "x", ParamsType::HeroScript, "!!fake.sleep seconds:20").with_timeout(1)).unwrap();
-    assert_eq!(client.wait("c", "x", t, Duration::from_secs(10)).unwrap().error, "timeout after 1 s");
+    assert!(
+        client.queue_len("c", "big").unwrap() > 1000,
+        "the small queue was not starved"
+    );
+    let t = client
+        .submit(
+            Job::new("c", "x", ParamsType::HeroScript, "!!fake.sleep seconds:20").with_timeout(1),
+        )
+        .unwrap();
+    assert_eq!(
+        client
+            .wait("c", "x", t, Duration::from_secs(10))
+            .unwrap()
+            .error,
+        "timeout after 1 s"
+    );
 }
