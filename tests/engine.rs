@@ -265,3 +265,65 @@ fn redis_restarted_empty_with_pending_jobs_all_complete() {
         assert_eq!(j.status, JobStatus::Done, "{j:?}");
     }
 }
+
+#[test]
+fn a_job_saved_but_never_queued_is_queued_by_recovery() {
+    // As when Redis refused the enqueue for a moment: OurDB has the job, Redis never saw it,
+    // and Redis did not lose any data (so only the check of new ids can find it).
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let mut engine = test_engine(&redis.url(), &base, 2).build().unwrap();
+    engine.start().unwrap();
+    let first = client.submit(tjob("c", "nq", "ok first")).unwrap();
+    client
+        .wait("c", "nq", first, Duration::from_secs(30))
+        .unwrap();
+    let mut orphan = tjob("c", "nq", "ok orphan");
+    orphan.circle = "c".into();
+    orphan.topic = "nq".into();
+    let id = client.store().add("c", "nq", &[orphan]).unwrap()[0];
+    let j = client.wait("c", "nq", id, Duration::from_secs(30)).unwrap();
+    assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "orphan"));
+}
+
+#[test]
+fn start_up_recovery_does_not_reread_finished_history() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let ids = client
+        .submit_many((0..3000).map(|_| tjob("c", "hist", "ok")).collect())
+        .unwrap();
+    {
+        let mut engine = test_engine(&redis.url(), &base, 4).build().unwrap();
+        engine.start().unwrap();
+        for id in &ids {
+            client
+                .wait("c", "hist", *id, Duration::from_secs(60))
+                .unwrap();
+        }
+        // Let one more recovery pass move the mark past the finished jobs and persist it.
+        let before = engine.stats().recovery_reads;
+        wait_until("a recovery pass", Duration::from_secs(30), || {
+            engine.stats().recovery_reads > before + 100
+        });
+        wait_until(
+            "the mark to pass the history",
+            Duration::from_secs(30),
+            || {
+                std::fs::read_to_string(base.join("circles/c/hist/recovery.mark"))
+                    .map(|m| m.trim() == "3001")
+                    .unwrap_or(false)
+            },
+        );
+    }
+    let mut engine = test_engine(&redis.url(), &base, 4).build().unwrap();
+    engine.start().unwrap();
+    // The start-up pass read (almost) nothing: 3,000 finished jobs are behind the mark.
+    assert!(
+        engine.stats().recovery_reads < 10,
+        "read {}",
+        engine.stats().recovery_reads
+    );
+}

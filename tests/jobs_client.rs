@@ -364,3 +364,41 @@ fn redis_killed_and_restarted_during_a_burst_loses_no_acknowledged_submit() {
     let id = client.submit(job("c", "burst", 99_999)).unwrap();
     assert_eq!(client.get("c", "burst", id).unwrap().status, JobStatus::New);
 }
+
+#[test]
+fn unix_socket_urls_work() {
+    // A redis-server listening on a Unix socket only.
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("redis.sock");
+    let mut child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--unixsocket",
+        ])
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let url = format!("unix://{}", sock.display());
+    wait_until("redis on the socket", Duration::from_secs(20), || {
+        redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_ok()
+    });
+    let (_d, base) = base_dir();
+    let client = Client::connect(&url, &base).unwrap();
+    let id = client.submit(job("c", "unix", 0)).unwrap();
+    assert_eq!(client.get("c", "unix", id).unwrap().status, JobStatus::New);
+    assert_eq!(client.queue_len("c", "unix").unwrap(), 1);
+    let _ = child.kill();
+    let _ = child.wait();
+    // A URL scheme the client cannot use is a clear error, not a panic.
+    let err = Client::connect("ftp://nowhere", &base).err().unwrap();
+    assert!(err.to_string().contains("redis URL"), "{err}");
+}

@@ -164,7 +164,7 @@ fn sigkill_during_compaction_leaves_all_data() {
         db.close().expect("close");
     }
     let mut rng = rand::thread_rng();
-    for round in 0..12 {
+    for round in 0..30 {
         let mut child = spawn_child("child_compactor", dir.path());
         std::thread::sleep(Duration::from_millis(rng.gen_range(5..120)));
         child.kill().expect("kill");

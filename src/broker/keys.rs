@@ -9,6 +9,8 @@ pub const QUEUE_PREFIX: &str = "heroqueue:";
 pub const LEASES: &str = "herojobs-leases";
 /// Wake-up list: every enqueue pushes a token (trimmed to 64); idle dispatchers block on it.
 pub const SIGNAL: &str = "herojobs-signal";
+/// Changes when Redis loses its data (see `Broker::epoch`).
+pub const EPOCH: &str = "herojobs-epoch";
 /// Prefix of the hash where each engine publishes its counters.
 pub const STATS_PREFIX: &str = "herojobs-stats:";
 

@@ -331,6 +331,11 @@ impl Broker for MemoryBroker {
         Ok(expired)
     }
 
+    fn epoch(&self) -> Result<String, BrokerError> {
+        // In-process state lives exactly as long as this broker.
+        Ok(format!("memory-{:p}", self))
+    }
+
     fn ensure_queued(&self, job: &Job, requeue: bool) -> Result<Ensure, BrokerError> {
         let mut st = self.state.lock();
         let k = key(job);

@@ -194,6 +194,11 @@ pub trait Broker: Send + Sync {
             .collect()
     }
 
+    /// An identifier of the broker's current data set: it changes when the broker loses its
+    /// data (a Redis restart without persistence, `FLUSHALL`), which tells recovery to check
+    /// every unfinished job again. Cheap: one round trip.
+    fn epoch(&self) -> Result<String, BrokerError>;
+
     /// Publishes an engine's counters for `herojobs stats` (no-op where nobody can read them).
     fn publish_stats(
         &self,

@@ -505,6 +505,14 @@ fn transition(code: i64) -> Transition {
     }
 }
 
+/// A random-enough value for the epoch key (no RNG dependency: hash of time and address).
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_ms());
+    h.finish()
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -851,6 +859,20 @@ impl Broker for RedisBroker {
                 )
             })
             .collect())
+    }
+
+    fn epoch(&self) -> Result<String, BrokerError> {
+        // Whoever finds the key missing creates it; a data loss removes it again.
+        let fresh = format!("{}-{}-{}", std::process::id(), now_ms(), rand_u64());
+        self.run("epoch", true, |con| {
+            redis::cmd("SET")
+                .arg(keys::EPOCH)
+                .arg(&fresh)
+                .arg("NX")
+                .arg("GET")
+                .query::<Option<String>>(con)
+        })
+        .map(|old| old.unwrap_or(fresh.clone()))
     }
 
     fn ensure_queued(&self, job: &Job, requeue: bool) -> Result<Ensure, BrokerError> {

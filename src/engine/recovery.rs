@@ -1,42 +1,48 @@
-//! Recovery: no job is lost. Two sources of lost jobs:
+//! Recovery: no job is lost. Three sources of lost jobs:
 //!
 //! 1. An engine died while running jobs: their leases expire. Any engine takes expired
 //!    leases (atomically, so only one does) and queues those jobs again.
-//! 2. The broker lost jobs (Redis restarted empty, FLUSHALL): OurDB still holds them as new
-//!    or active. Recovery walks the *unfinished* jobs of every circle/topic and makes sure
-//!    each is queued or running under a lease. A job that only *looks* lost must look lost
-//!    twice, `recovery_grace` apart, before it is queued again, so a job another engine is
-//!    just starting is not taken twice.
+//! 2. The broker lost its data (Redis restarted without persistence, `FLUSHALL`): detected
+//!    cheaply through [`Broker::epoch`](crate::broker::Broker::epoch). Then (and at start-up)
+//!    every unfinished job in OurDB is checked and queued again if the broker does not have
+//!    it queued or running under a lease.
+//! 3. A submit whose enqueue failed (Redis unreachable for a moment): every new id is checked
+//!    once after it appears in OurDB.
 //!
-//! Cost grows with unfinished jobs, not history: per circle/topic it remembers the ids it
-//! has scanned and the ones still unfinished, and persists the lowest unfinished id in
-//! `recovery.mark` beside the job database, so start-up scans from there, not from id 1.
+//! A job that only *looks* lost (active in OurDB, unknown to the broker, no lease) must look
+//! lost twice, `recovery_grace` apart, before it is queued again, so a job another engine is
+//! starting is not taken twice. Cost grows with unfinished jobs, not history: per circle/topic
+//! recovery keeps a low-water mark (the oldest id that may be unfinished), persisted in
+//! `recovery.mark` beside the job database and advanced as the oldest jobs finish.
 
 use super::stats::Stats;
 use super::Shared;
 use crate::broker::{Ensure, QueueName};
 use crate::error::Result;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What recovery knows about one circle/topic.
-#[derive(Default)]
 struct Tracker {
-    /// Ids below this have been scanned.
-    scanned_upto: u32,
-    /// Scanned ids not yet finished.
-    unfinished: BTreeSet<u32>,
-    /// Mark last written.
+    /// Ids below this are finished (or gone).
+    mark: u32,
+    /// Ids below this have been checked at least once since they appeared.
+    checked_upto: u32,
+    /// Mark last persisted.
     mark_written: u32,
 }
+
+/// How far the mark may advance in one pass (keeps passes short on huge histories).
+const MARK_STEPS: u32 = 100_000;
 
 /// Recovery's state between passes.
 pub struct Recovery {
     shared: Arc<Shared>,
     trackers: HashMap<(String, String), Tracker>,
     suspects: HashMap<(QueueName, u32), Instant>,
+    epoch: Option<String>,
 }
 
 /// The thread body.
@@ -64,12 +70,13 @@ fn mark_path(shared: &Shared, circle: &str, topic: &str) -> std::path::PathBuf {
 }
 
 impl Recovery {
-    /// Fresh recovery state.
+    /// Fresh recovery state (its first pass is a full check).
     pub fn new(shared: Arc<Shared>) -> Recovery {
         Recovery {
             shared,
             trackers: HashMap::new(),
             suspects: HashMap::new(),
+            epoch: None,
         }
     }
 
@@ -77,7 +84,8 @@ impl Recovery {
         self.shared.running.lock().contains_key(&(q.clone(), id))
     }
 
-    /// One pass: expired leases, then unfinished jobs of every circle/topic.
+    /// One pass: expired leases; then new ids, or every unfinished job if the broker lost
+    /// its data; then the suspects.
     pub fn run_once(&mut self) -> Result<()> {
         let s = Arc::clone(&self.shared);
         for (q, id) in s.broker.reclaim_expired(1000)? {
@@ -95,13 +103,19 @@ impl Recovery {
                 Stats::inc(&s.stats.recovered);
             }
         }
-        for (c, t) in s.store.topics() {
-            self.scan_topic(&c, &t)?;
+        let epoch = s.broker.epoch()?;
+        let full = self.epoch.as_ref() != Some(&epoch);
+        if full && self.epoch.is_some() {
+            log::warn!("recovery: the broker lost its data; checking every unfinished job");
         }
-        Ok(())
+        for (c, t) in s.store.topics() {
+            self.scan_topic(&c, &t, full)?;
+        }
+        self.epoch = Some(epoch);
+        self.recheck_suspects()
     }
 
-    fn scan_topic(&mut self, c: &str, t: &str) -> Result<()> {
+    fn scan_topic(&mut self, c: &str, t: &str, full: bool) -> Result<()> {
         let s = Arc::clone(&self.shared);
         let db = s.store.db(c, t)?;
         let next = db.next_id().min(u32::MAX as u64) as u32;
@@ -113,48 +127,67 @@ impl Recovery {
                 .unwrap_or(1u32)
                 .max(1);
             Tracker {
-                scanned_upto: mark,
-                unfinished: BTreeSet::new(),
+                mark,
+                checked_upto: mark,
                 mark_written: mark,
             }
         });
-        for id in tracker.scanned_upto..next {
-            match s.store.get(c, t, id) {
-                Ok(Some(j)) if !j.status.is_finished() => {
-                    tracker.unfinished.insert(id);
-                }
-                Ok(_) => {}
-                Err(e) => log::warn!("recovery: {e}"),
-            }
-        }
-        tracker.scanned_upto = tracker.scanned_upto.max(next);
-        let q = QueueName::new(c, t);
-        let ids: Vec<u32> = tracker.unfinished.iter().copied().collect();
-        let mut finished = Vec::new();
-        let mut check = Vec::new();
-        for id in ids {
-            let job = match s.store.get(c, t, id) {
-                Ok(Some(j)) if !j.status.is_finished() => j,
-                Ok(_) => {
-                    finished.push(id);
-                    continue;
-                }
+        // Advance the mark past the oldest jobs that finished.
+        let mut steps = 0;
+        while tracker.mark < next && steps < MARK_STEPS {
+            Stats::inc(&s.stats.recovery_reads);
+            match s.store.get(c, t, tracker.mark) {
+                Ok(Some(j)) if !j.status.is_finished() => break,
+                Ok(_) => tracker.mark += 1,
                 Err(e) => {
-                    log::warn!("recovery: {e}");
-                    continue;
+                    log::warn!("recovery: {e}; skipping it");
+                    tracker.mark += 1;
                 }
-            };
-            if self.running_here(&q, id) {
-                continue;
             }
-            let requeue = self
-                .suspects
-                .get(&(q.clone(), id))
-                .is_some_and(|seen| seen.elapsed() >= s.config.recovery_grace);
-            check.push((job, requeue));
+            steps += 1;
         }
-        let results = s.broker.ensure_queued_many(&check)?;
-        for ((job, _), r) in check.iter().zip(results) {
+        let from = if full {
+            tracker.mark
+        } else {
+            tracker.checked_upto.max(tracker.mark)
+        };
+        tracker.checked_upto = next;
+        let (mark, written) = (tracker.mark, tracker.mark_written);
+        let q = QueueName::new(c, t);
+        let mut id = from;
+        while id < next {
+            let end = next.min(id.saturating_add(500));
+            let mut check = Vec::new();
+            for i in id..end {
+                Stats::inc(&s.stats.recovery_reads);
+                match s.store.get(c, t, i) {
+                    Ok(Some(j)) if !j.status.is_finished() && !self.running_here(&q, i) => {
+                        check.push((j, false))
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::warn!("recovery: {e}"),
+                }
+            }
+            self.apply(&q, &check, s.broker.ensure_queued_many(&check)?);
+            id = end;
+        }
+        if mark != written {
+            let path = mark_path(&s, c, t);
+            let tmp = path.with_extension("mark.tmp");
+            if std::fs::write(&tmp, mark.to_string())
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .is_ok()
+            {
+                if let Some(tr) = self.trackers.get_mut(&key) {
+                    tr.mark_written = mark;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, q: &QueueName, checked: &[(crate::job::Job, bool)], results: Vec<Ensure>) {
+        for ((job, _), r) in checked.iter().zip(results) {
             let sk = (q.clone(), job.id);
             match r {
                 Ensure::Fine => {
@@ -162,38 +195,34 @@ impl Recovery {
                 }
                 Ensure::Requeued => {
                     self.suspects.remove(&sk);
-                    log::info!(
-                        "recovery: job {q}/{} was lost by the broker; queued again",
-                        job.id
-                    );
-                    Stats::inc(&s.stats.recovered);
+                    log::info!("recovery: job {q}/{} was not queued; queued again", job.id);
+                    Stats::inc(&self.shared.stats.recovered);
                 }
                 Ensure::Suspect => {
                     self.suspects.entry(sk).or_insert_with(Instant::now);
                 }
             }
         }
-        let Some(tracker) = self.trackers.get_mut(&key) else {
-            return Ok(());
-        };
-        for id in finished {
-            tracker.unfinished.remove(&id);
-        }
-        let mark = tracker
-            .unfinished
-            .iter()
-            .next()
-            .copied()
-            .unwrap_or(tracker.scanned_upto);
-        if mark != tracker.mark_written {
-            let path = mark_path(&s, c, t);
-            let tmp = path.with_extension("mark.tmp");
-            if std::fs::write(&tmp, mark.to_string())
-                .and_then(|_| std::fs::rename(&tmp, &path))
-                .is_ok()
-            {
-                tracker.mark_written = mark;
-            }
+    }
+
+    /// Looks again at jobs that looked lost; queues those still lost after the grace period.
+    fn recheck_suspects(&mut self) -> Result<()> {
+        let s = Arc::clone(&self.shared);
+        let keys: Vec<(QueueName, u32)> = self.suspects.keys().cloned().collect();
+        for (q, id) in keys {
+            let job = match s.store.get(&q.circle, &q.topic, id)? {
+                Some(j) if !j.status.is_finished() && !self.running_here(&q, id) => j,
+                _ => {
+                    self.suspects.remove(&(q, id));
+                    continue;
+                }
+            };
+            let requeue = self
+                .suspects
+                .get(&(q.clone(), id))
+                .is_some_and(|t| t.elapsed() >= s.config.recovery_grace);
+            let r = s.broker.ensure_queued(&job, requeue)?;
+            self.apply(&q, &[(job, requeue)], vec![r]);
         }
         Ok(())
     }

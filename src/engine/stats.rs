@@ -27,6 +27,8 @@ pub struct Stats {
     pub released: AtomicU64,
     /// Results dropped because another finisher or attempt won.
     pub superseded: AtomicU64,
+    /// Job records recovery has read (its cost: grows with unfinished jobs, not history).
+    pub recovery_reads: AtomicU64,
 }
 
 /// A point-in-time copy of the counters.
@@ -52,6 +54,8 @@ pub struct Snapshot {
     pub released: u64,
     /// See [`Stats::superseded`].
     pub superseded: u64,
+    /// See [`Stats::recovery_reads`].
+    pub recovery_reads: u64,
     /// Jobs running now.
     pub running: u64,
 }
@@ -76,6 +80,7 @@ impl Stats {
             recovered: l(&self.recovered),
             released: l(&self.released),
             superseded: l(&self.superseded),
+            recovery_reads: l(&self.recovery_reads),
             running: shared.running.lock().len() as u64,
         }
     }
@@ -95,6 +100,7 @@ impl Snapshot {
             ("recovered", self.recovered),
             ("released", self.released),
             ("superseded", self.superseded),
+            ("recovery_reads", self.recovery_reads),
             ("running", self.running),
         ]
     }

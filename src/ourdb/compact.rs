@@ -4,8 +4,8 @@
 //! directory itself:
 //!
 //! 1. Build `.compact/` holding new `N.db` files and `lookup/data`; fsync them.
-//! 2. Write `.compact/COMMIT` (the number of new data files) and fsync it and the directory.
-//!    This is the commit point.
+//! 2. Write `.compact/COMMIT` (the number of new data files) through a temporary name, fsync
+//!    it, rename it into place, fsync the directories. The rename is the commit point.
 //! 3. Rename each staged file over its live counterpart, remove data files past the new
 //!    count, update `ourdb.state` (bumping the generation), remove `COMMIT`, then `.compact/`.
 //!
@@ -158,11 +158,16 @@ pub(super) fn compact(inner: &Inner) -> Result<CompactReport> {
     drop(files);
     drop(new_lookup);
 
+    // The marker appears atomically (temporary name, fsync, rename): a crash while writing
+    // it must leave no marker rather than an empty one.
     let commit = staging.join(COMMIT);
-    let mut c = File::create(&commit).map_err(|e| OurDbError::io("create", &commit, e))?;
+    let commit_tmp = staging.join("COMMIT.tmp");
+    let mut c = File::create(&commit_tmp).map_err(|e| OurDbError::io("create", &commit_tmp, e))?;
     c.write_all(count.to_string().as_bytes())
         .and_then(|_| c.sync_all())
-        .map_err(|e| OurDbError::io("write", &commit, e))?;
+        .map_err(|e| OurDbError::io("write", &commit_tmp, e))?;
+    drop(c);
+    std::fs::rename(&commit_tmp, &commit).map_err(|e| OurDbError::io("rename", &commit, e))?;
     fsync_dir(&staging)?;
     fsync_dir(dir)?;
     // Commit point passed.
