@@ -2,7 +2,8 @@
 //! non-empty queue in the caller's order first, blocking pop with a timeout, first finisher
 //! wins, attempt fencing, leases) in one mutex-guarded map. For a single-process program that
 //! wants a durable job queue without Redis: OurDB stays the record of truth, and on restart
-//! the engine's recovery queues again what was new or active.
+//! the engine's recovery queues again what was new or active. Only the last 10,000 finished
+//! jobs stay in memory (OurDB has them all), so memory is bounded by the unfinished jobs.
 
 use super::{Broker, BrokerError, Ensure, QueueName, Taken, Transition};
 use crate::job::{Job, JobStatus};
@@ -16,8 +17,14 @@ struct Entry {
     waiting: bool,
 }
 
+/// Finished jobs kept in memory (for `get`, waiters and first-finisher-wins) before their
+/// state is left to OurDB alone: bounds memory in a long-running program.
+const KEEP_FINISHED: usize = 10_000;
+
 #[derive(Default)]
 struct State {
+    /// Finished jobs in the order they finished (oldest first), for eviction.
+    finished: VecDeque<(QueueName, u32)>,
     registry: BTreeSet<QueueName>,
     queues: HashMap<QueueName, VecDeque<u32>>,
     jobs: HashMap<(QueueName, u32), Entry>,
@@ -219,28 +226,38 @@ impl Broker for MemoryBroker {
     fn finish(&self, job: &Job, attempt: u32, restore: bool) -> Result<Transition, BrokerError> {
         let mut st = self.state.lock();
         let k = key(job);
-        let t = match st.jobs.get_mut(&k) {
+        let t = match st.jobs.get(&k) {
             None if !restore => return Ok(Transition::Missing),
-            None => {
-                st.jobs.insert(
-                    k.clone(),
-                    Entry {
-                        job: job.clone(),
-                        attempt,
-                        waiting: false,
-                    },
-                );
-                Transition::Applied
-            }
+            None => Transition::Applied,
             Some(e) if e.job.status.is_finished() => Transition::AlreadyFinished,
             Some(e) if e.attempt != attempt => Transition::Fenced,
-            Some(e) => {
-                e.job = job.clone();
-                Transition::Applied
-            }
+            Some(_) => Transition::Applied,
         };
         if t == Transition::Applied {
             st.leases.remove(&k);
+            let waiting = st.jobs.get(&k).is_some_and(|e| e.waiting);
+            st.jobs.insert(
+                k.clone(),
+                Entry {
+                    job: job.clone(),
+                    attempt,
+                    waiting,
+                },
+            );
+            st.finished.push_back(k);
+            // Older finished jobs leave memory (OurDB has them); callers that find one
+            // missing ask OurDB.
+            while st.finished.len() > KEEP_FINISHED {
+                if let Some(old) = st.finished.pop_front() {
+                    if st
+                        .jobs
+                        .get(&old)
+                        .is_some_and(|e| e.job.status.is_finished())
+                    {
+                        st.jobs.remove(&old);
+                    }
+                }
+            }
             drop(st);
             self.changed.notify_all();
         }
@@ -251,16 +268,20 @@ impl Broker for MemoryBroker {
         let end = Instant::now() + timeout;
         let k = (q.clone(), id);
         let mut st = self.state.lock();
+        let mut woken = false;
         loop {
             match st.jobs.get_mut(&k) {
                 Some(e) if e.job.status.is_finished() => return Ok(true),
                 Some(e) => e.waiting = true,
+                // Finished jobs leave the broker: after any change, let the caller look in
+                // OurDB again.
+                None if woken => return Ok(true),
                 None => {}
             }
             if Instant::now() >= end {
                 return Ok(false);
             }
-            self.changed.wait_until(&mut st, end);
+            woken = !self.changed.wait_until(&mut st, end).timed_out();
         }
     }
 
@@ -283,7 +304,11 @@ impl Broker for MemoryBroker {
     }
 
     fn finish_many(&self, jobs: &[(Job, u32)]) -> Result<Vec<Transition>, BrokerError> {
-        jobs.iter().map(|(j, a)| self.finish(j, *a, true)).collect()
+        // `Missing` goes back to the caller, which decides with OurDB (the job may have
+        // finished already and left the broker).
+        jobs.iter()
+            .map(|(j, a)| self.finish(j, *a, false))
+            .collect()
     }
 
     fn release(&self, job: &Job, attempt: u32) -> Result<Transition, BrokerError> {
@@ -375,5 +400,53 @@ impl Broker for MemoryBroker {
             self.changed.notify_all();
         }
         Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: u32) -> Job {
+        Job {
+            id,
+            circle: "c".into(),
+            topic: "t".into(),
+            ..Job::default()
+        }
+    }
+
+    #[test]
+    fn finished_jobs_leave_memory_but_first_finisher_still_wins() {
+        let b = MemoryBroker::new();
+        let n = KEEP_FINISHED as u32 + 50;
+        b.enqueue(&(1..=n).map(job).collect::<Vec<_>>()).unwrap();
+        let q = QueueName::new("c", "t");
+        let taken = b
+            .take(
+                std::slice::from_ref(&q),
+                n as usize,
+                Duration::from_millis(10),
+                Duration::from_secs(30),
+            )
+            .unwrap();
+        assert_eq!(taken.len(), n as usize, "FIFO take of everything");
+        assert_eq!(taken[0].id, 1);
+        for t in &taken {
+            let mut j = t.job.clone().unwrap();
+            j.status = JobStatus::Done;
+            assert_eq!(b.finish(&j, t.attempt, false).unwrap(), Transition::Applied);
+        }
+        assert_eq!(b.state.lock().jobs.len(), KEEP_FINISHED);
+        // A recent one: a second finisher loses. An evicted one: the broker says Missing and
+        // the caller asks OurDB.
+        let mut late = job(n);
+        late.status = JobStatus::Error;
+        assert_eq!(
+            b.finish(&late, 1, false).unwrap(),
+            Transition::AlreadyFinished
+        );
+        assert_eq!(b.finish(&job(1), 1, false).unwrap(), Transition::Missing);
+        assert!(b.wait_done(&q, n, Duration::from_millis(10)).unwrap());
     }
 }

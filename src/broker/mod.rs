@@ -166,8 +166,9 @@ pub trait Broker: Send + Sync {
         lease: Duration,
     ) -> Result<Vec<Taken>, BrokerError>;
 
-    /// [`finish`](Broker::finish) for many jobs in one round trip (a job the broker forgot
-    /// is written back).
+    /// [`finish`](Broker::finish) for many jobs in one round trip. A broker that no longer
+    /// holds a job either writes it back (Redis) or answers `Missing` (in-process, where
+    /// finished jobs leave memory); the caller then decides with OurDB.
     fn finish_many(&self, jobs: &[(Job, u32)]) -> Result<Vec<Transition>, BrokerError>;
 
     /// Gives a started job back: status new, lease dropped, id at the head of its queue. Only
