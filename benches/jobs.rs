@@ -3,54 +3,10 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use herojobs::{Client, Job, ParamsType};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-struct Redis(Child, u16);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> Redis {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH");
-    // Owned by the guard from here on, so it is killed and reaped whatever happens.
-    let mut guard = Redis(child, port);
-    let url = format!("redis://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if redis::Client::open(url.as_str())
-            .and_then(|c| c.get_connection())
-            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-            .is_ok()
-        {
-            return guard;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = guard.0.kill();
-    panic!("redis-server did not start");
-}
+use common::start_redis;
+use std::time::Duration;
 
 fn noop(i: u64) -> Job {
     Job::new(

@@ -72,29 +72,20 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
         ..EngineConfig::default()
     };
     let store = Arc::new(JobStore::new(base.path(), durability));
-    let (client, mut engine) = if a.embedded {
-        let broker: Arc<dyn herojobs::broker::Broker> =
-            Arc::new(herojobs::broker::memory::MemoryBroker::new());
-        let engine = WatchDog::builder()
-            .broker(broker.clone())
-            .store(store.clone())
-            .config(config)
-            .registry(registry)
-            .build()?;
-        (Client::with_parts(broker, store), engine)
+    let broker: Arc<dyn herojobs::broker::Broker> = if a.embedded {
+        Arc::new(herojobs::broker::memory::MemoryBroker::new())
     } else {
-        let broker: Arc<dyn herojobs::broker::Broker> =
-            Arc::new(herojobs::broker::redis::RedisBroker::new(
-                herojobs::broker::redis::RedisConfig::new(&g.redis),
-            )?);
-        let engine = WatchDog::builder()
-            .broker(broker.clone())
-            .store(store.clone())
-            .config(config)
-            .registry(registry)
-            .build()?;
-        (Client::with_parts(broker, store), engine)
+        Arc::new(herojobs::broker::redis::RedisBroker::new(
+            herojobs::broker::redis::RedisConfig::new(&g.redis),
+        )?)
     };
+    let mut engine = WatchDog::builder()
+        .broker(broker.clone())
+        .store(store.clone())
+        .config(config)
+        .registry(registry)
+        .build()?;
+    let client = Client::with_parts(broker, store);
     let circle = format!("bench{}", std::process::id());
     let params = "x".repeat(a.payload);
 
