@@ -356,6 +356,14 @@ impl Broker for MemoryBroker {
         Ok(expired)
     }
 
+    fn known(&self, q: &QueueName, ids: &[u32]) -> Result<Vec<bool>, BrokerError> {
+        let st = self.state.lock();
+        Ok(ids
+            .iter()
+            .map(|id| st.jobs.contains_key(&(q.clone(), *id)))
+            .collect())
+    }
+
     fn epoch(&self) -> Result<String, BrokerError> {
         // In-process state lives exactly as long as this broker.
         Ok(format!("memory-{:p}", self))

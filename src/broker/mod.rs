@@ -195,6 +195,10 @@ pub trait Broker: Send + Sync {
             .collect()
     }
 
+    /// For each id, whether the broker holds that job at all (a cheap existence check, so
+    /// recovery reads OurDB only for the ones it does not).
+    fn known(&self, queue: &QueueName, ids: &[u32]) -> Result<Vec<bool>, BrokerError>;
+
     /// An identifier of the broker's current data set: it changes when the broker loses its
     /// data (a Redis restart without persistence, `FLUSHALL`), which tells recovery to check
     /// every unfinished job again. Cheap: one round trip.

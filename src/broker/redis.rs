@@ -861,6 +861,21 @@ impl Broker for RedisBroker {
             .collect())
     }
 
+    fn known(&self, q: &QueueName, ids: &[u32]) -> Result<Vec<bool>, BrokerError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run("check jobs", true, |con| {
+            let mut p = redis::pipe();
+            for id in ids {
+                p.cmd("HEXISTS")
+                    .arg(keys::job(&q.circle, &q.topic, *id))
+                    .arg("job");
+            }
+            p.query::<Vec<bool>>(con)
+        })
+    }
+
     fn epoch(&self) -> Result<String, BrokerError> {
         // Whoever finds the key missing creates it; a data loss removes it again.
         let fresh = format!("{}-{}-{}", std::process::id(), now_ms(), rand_u64());

@@ -55,6 +55,7 @@ impl Watchdog {
                     job,
                     attempt: r.attempt,
                     ending: Ending::TimedOut,
+                    frees_slot: false,
                 });
             }
         }

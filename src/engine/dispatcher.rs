@@ -143,6 +143,7 @@ impl Dispatcher {
                     job: w.job,
                     attempt: w.attempt,
                     ending: Ending::Release,
+                    frees_slot: false,
                 });
             }
             return 0;
@@ -199,6 +200,7 @@ impl Dispatcher {
             job,
             attempt,
             ending: Ending::Finished,
+            frees_slot: false,
         });
         None
     }
@@ -223,6 +225,7 @@ impl Dispatcher {
                 job,
                 attempt,
                 ending: Ending::Finished,
+                frees_slot: false,
             });
             s.release_worker();
             return None;

@@ -71,6 +71,16 @@ fn with_retry<T>(
 
 /// Records one batch.
 pub fn record(shared: &Shared, batch: Vec<Outcome>) {
+    let slots = batch.iter().filter(|o| o.frees_slot).count();
+    record_batch(shared, batch);
+    // Only now, recorded in the broker and OurDB, do the jobs stop counting against the
+    // pool: jobs taken and not yet recorded never exceed the workers.
+    for _ in 0..slots {
+        shared.release_worker();
+    }
+}
+
+fn record_batch(shared: &Shared, batch: Vec<Outcome>) {
     let (releases, finished): (Vec<Outcome>, Vec<Outcome>) =
         batch.into_iter().partition(|o| o.ending == Ending::Release);
     for o in releases {

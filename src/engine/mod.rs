@@ -134,6 +134,9 @@ pub struct Outcome {
     pub attempt: u32,
     /// How it ended.
     pub ending: Ending,
+    /// The worker slot it held is given back once this is recorded (so jobs taken and not
+    /// yet recorded never exceed the workers).
+    pub frees_slot: bool,
 }
 
 /// State every engine thread shares.

@@ -48,8 +48,8 @@ pub fn run_one(shared: &Shared, w: Work) {
             job,
             attempt,
             ending: Ending::Release,
+            frees_slot: true,
         });
-        shared.release_worker();
         return;
     }
     super::stats::Stats::inc(&shared.stats.started);
@@ -98,12 +98,17 @@ pub fn run_one(shared: &Shared, w: Work) {
         }
         Some(Ending::Finished)
     };
-    if let Some(ending) = ending {
-        let _ = shared.outcomes.send(Outcome {
-            job,
-            attempt,
-            ending,
-        });
+    match ending {
+        // The finisher gives the slot back once the outcome is recorded.
+        Some(ending) => {
+            let _ = shared.outcomes.send(Outcome {
+                job,
+                attempt,
+                ending,
+                frees_slot: true,
+            });
+        }
+        // The watchdog already recorded the timeout: nothing more to record.
+        None => shared.release_worker(),
     }
-    shared.release_worker();
 }

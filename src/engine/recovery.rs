@@ -157,8 +157,16 @@ impl Recovery {
         let mut id = from;
         while id < next {
             let end = next.min(id.saturating_add(500));
+            let ids: Vec<u32> = (id..end).collect();
+            // Outside a full check only jobs the broker does not hold can be lost: ask it
+            // first (one pipelined round trip) and read OurDB only for those.
+            let known = if full {
+                vec![false; ids.len()]
+            } else {
+                s.broker.known(&q, &ids)?
+            };
             let mut check = Vec::new();
-            for i in id..end {
+            for (i, _) in ids.iter().copied().zip(known).filter(|(_, k)| !k) {
                 Stats::inc(&s.stats.recovery_reads);
                 match s.store.get(c, t, i) {
                     Ok(Some(j)) if !j.status.is_finished() && !self.running_here(&q, i) => {

@@ -160,6 +160,13 @@ impl DataFile {
         Ok(())
     }
 
+    /// Stops counting this file's mapped pages as resident (see [`Map::release_resident`]).
+    pub fn release_resident(&self) -> Result<()> {
+        self.map
+            .release_resident(self.known_len())
+            .map_err(|e| OurDbError::io("madvise", &self.path, e))
+    }
+
     /// Flushes this file's data to stable storage.
     pub fn sync(&self) -> Result<()> {
         self.file

@@ -154,6 +154,13 @@ impl Lookup {
         Ok(())
     }
 
+    /// Stops counting the table's mapped pages as resident (see [`Map::release_resident`]).
+    pub fn release_resident(&self) -> Result<()> {
+        self.map
+            .release_resident(self.known_len())
+            .map_err(|e| OurDbError::io("madvise", &self.path, e))
+    }
+
     /// Highest id whose entry is set, looking at most at the last `window` bytes of the table.
     pub fn last_set_id(&self, window: u64) -> Option<u32> {
         let ks = self.keysize as u64;

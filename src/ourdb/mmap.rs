@@ -19,7 +19,7 @@
 //! shared bytes: lookup entries are read and written with per-byte atomics, and records are
 //! copied out with a raw copy and then checked (CRC plus a re-read of the lookup entry).
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::{MmapOptions, MmapRaw, UncheckedAdvice};
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
@@ -86,6 +86,24 @@ impl Map {
             // SAFETY: as for `load_bytes`; the map is writable (created by `read_write`).
             let a = unsafe { AtomicU8::from_ptr(self.raw.as_mut_ptr().add(offset as usize + i)) };
             a.store(*b, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops this process's page-table entries for the first `len` bytes, so pages read
+    /// long ago stop counting as our resident memory. The data is not touched: these are
+    /// shared file mappings, so the pages stay in the page cache (dirty ones are written back
+    /// as usual) and the next access maps them again.
+    pub fn release_resident(&self, len: u64) -> std::io::Result<()> {
+        let len = len.min(self.reserve()) as usize;
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: MADV_DONTNEED on a MAP_SHARED file mapping discards no data (it would on a
+        // private mapping, which we never create); readers that touch the range afterwards
+        // fault the same bytes back in from the page cache. The range lies inside the map.
+        unsafe {
+            self.raw
+                .unchecked_advise_range(UncheckedAdvice::DontNeed, 0, len)
         }
     }
 

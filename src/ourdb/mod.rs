@@ -76,6 +76,10 @@ struct Maps {
 const STICKY_IDLE: Duration = Duration::from_millis(1);
 /// See [`STICKY_IDLE`]: under continuous load the lock is handed back at least this often.
 const STICKY_MAX: Duration = Duration::from_millis(4);
+/// How often the background thread releases mapped pages from this process's resident set
+/// (reads of old records would otherwise make a long-running process's RSS grow with the
+/// data it ever read, although those pages belong to the page cache).
+const RESIDENT_TRIM: Duration = Duration::from_secs(1);
 
 /// What only the writer touches.
 struct Writer {
@@ -156,6 +160,7 @@ impl OurDb {
             .name("herojobs-ourdb-sync".into())
             .spawn(move || {
                 let mut last_sync = Instant::now();
+                let mut last_trim = Instant::now();
                 loop {
                     let mut wait = if periodic {
                         interval.saturating_sub(last_sync.elapsed())
@@ -169,6 +174,12 @@ impl OurDb {
                         break;
                     }
                     inner2.release_idle_lock();
+                    if last_trim.elapsed() >= RESIDENT_TRIM {
+                        last_trim = Instant::now();
+                        if let Err(e) = inner2.release_resident() {
+                            log::debug!("ourdb {}: {e}", inner2.dir.display());
+                        }
+                    }
                     if periodic && last_sync.elapsed() >= interval {
                         last_sync = Instant::now();
                         if inner2.sync.dirty() {
@@ -420,6 +431,12 @@ impl OurDb {
     /// Makes every write so far durable now, whatever the durability mode.
     pub fn sync(&self) -> Result<()> {
         self.inner.sync_all()
+    }
+
+    /// Releases mapped pages from this process's resident set (the background thread does
+    /// this every second). Data is unaffected: the next access maps the pages again.
+    pub fn release_resident(&self) -> Result<()> {
+        self.inner.release_resident()
     }
 
     /// Number of fsync rounds this handle has run (for benchmarks and tests of group commit).
@@ -780,6 +797,15 @@ impl Inner {
             Durability::Strict => self.sync.wait_durable(seq, || self.fsync_files()),
             Durability::Periodic | Durability::None => Ok(()),
         }
+    }
+
+    fn release_resident(&self) -> Result<()> {
+        let maps = self.maps.load_full();
+        maps.lookup.release_resident()?;
+        for f in &maps.files {
+            f.release_resident()?;
+        }
+        Ok(())
     }
 
     fn sync_all(&self) -> Result<()> {
