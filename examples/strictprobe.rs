@@ -1,3 +1,6 @@
+//! Measures what strict durability costs on this disk: an appending `fdatasync`, an in-place
+//! one, and 8 threads adding in `strict` mode (group commit) with the number of fsync rounds.
+//! Quoted in docs/performance.md. `cargo run --release --example strictprobe`
 use std::os::unix::fs::FileExt;
 fn main() {
     let dir = tempfile::tempdir().unwrap();
