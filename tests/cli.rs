@@ -212,3 +212,34 @@ fn bench_prints_one_json_line() {
         assert!(v["drain_per_s"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn waiting_without_a_watchdog_says_so() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let out = herojobs(
+        &["submit", "--circle", "c", "!!fake.return_success"],
+        &redis.url(),
+        &base,
+    );
+    let id = text(&out.stdout).trim().to_string();
+    let out = herojobs(
+        &["wait", "--circle", "c", &id, "--timeout", "1"],
+        &redis.url(),
+        &base,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("did not finish") && err.contains("start one with `herojobs run`"),
+        "{err}"
+    );
+    // The demo leaves the Redis it used as it found it (its jobs stay in OurDB).
+    let out = herojobs(&["demo"], &redis.url(), &base);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let queues: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("heroqueues")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(queues, vec!["heroqueue:c:default".to_string()]);
+}

@@ -173,32 +173,7 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     if !a.embedded {
-        cleanup(&g.redis, &circle);
+        crate::jobs_cmd::remove_circle_keys(&g.redis, &circle);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Removes the bench's keys from Redis (not a hot path: SCAN is fine here).
-fn cleanup(url: &str, circle: &str) {
-    let Ok(mut con) = redis::Client::open(url).and_then(|c| c.get_connection()) else {
-        return;
-    };
-    for pattern in [
-        format!("herojobs:{circle}:*"),
-        format!("heroqueue:{circle}:*"),
-    ] {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query(&mut con)
-            .unwrap_or_default();
-        for chunk in keys.chunks(1000) {
-            let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut con);
-        }
-    }
-    for q in ["drain", "rt"] {
-        let _: Result<i64, _> = redis::cmd("SREM")
-            .arg("heroqueues")
-            .arg(format!("heroqueue:{circle}:{q}"))
-            .query(&mut con);
-    }
 }

@@ -139,6 +139,10 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<ExitCode, Failure> {
     }
     bar.finish_and_clear();
     engine.stop();
+    if redis_ok {
+        // Leave the user's Redis as we found it; the jobs stay in OurDB under `base`.
+        crate::jobs_cmd::remove_circle_keys(&g.redis, &circle);
+    }
     println!(
         "{:<4} {:<11} {:<11} {:<7} {:>9}  result / error",
         "id", "job", "type", "status", "duration"

@@ -160,8 +160,13 @@ pub fn submit(g: &Global, a: SubmitArgs) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     let wait_for = Duration::from_secs(if a.timeout == 0 { 60 } else { a.timeout } + 30);
-    let job = c.wait(&a.t.circle, &a.t.topic, id, wait_for)?;
-    Ok(outcome(g, &job))
+    match c.wait(&a.t.circle, &a.t.topic, id, wait_for) {
+        Ok(job) => Ok(outcome(g, &job)),
+        Err(e @ herojobs::Error::WaitTimeout { .. }) => {
+            Err(format!("{e}{}", no_engine_hint(g)).into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn get(g: &Global, a: JobRef) -> Result<ExitCode, Failure> {
@@ -171,13 +176,19 @@ pub fn get(g: &Global, a: JobRef) -> Result<ExitCode, Failure> {
 }
 
 pub fn wait(g: &Global, a: WaitArgs) -> Result<ExitCode, Failure> {
-    let job = client(g)?.wait(
+    let c = client(g)?;
+    match c.wait(
         &a.job.t.circle,
         &a.job.t.topic,
         a.job.id,
         Duration::from_secs(a.timeout),
-    )?;
-    Ok(outcome(g, &job))
+    ) {
+        Ok(job) => Ok(outcome(g, &job)),
+        Err(e @ herojobs::Error::WaitTimeout { .. }) => {
+            Err(format!("{e}{}", no_engine_hint(g)).into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn list(g: &Global, a: TopicArgs) -> Result<ExitCode, Failure> {
@@ -249,5 +260,45 @@ pub fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode, Failure> {
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Removes every Redis key of a circle (its job hashes, queues and registry entries): the
+/// demo and the bench clean up after themselves. Not a hot path, so `KEYS` is fine here.
+pub fn remove_circle_keys(url: &str, circle: &str) {
+    let Ok(mut con) = redis::Client::open(url).and_then(|c| c.get_connection()) else {
+        return;
+    };
+    // Drained queue lists no longer exist as keys, so take the registry's own members.
+    let prefix = format!("heroqueue:{circle}:");
+    let registered: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("heroqueues")
+        .query(&mut con)
+        .unwrap_or_default();
+    for q in registered.iter().filter(|q| q.starts_with(&prefix)) {
+        let _: Result<i64, _> = redis::cmd("SREM").arg("heroqueues").arg(q).query(&mut con);
+    }
+    for pattern in [
+        format!("herojobs:{circle}:*"),
+        format!("heroqueue:{circle}:*"),
+    ] {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query(&mut con)
+            .unwrap_or_default();
+        for chunk in keys.chunks(1000) {
+            let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut con);
+        }
+    }
+}
+
+/// A hint for a wait that timed out: is any watchdog running at all?
+fn no_engine_hint(g: &Global) -> String {
+    match RedisBroker::new(RedisConfig::new(&g.redis)).and_then(|b| b.read_stats()) {
+        Ok(engines) if engines.is_empty() => format!(
+            " (no watchdog is publishing counters at {}: start one with `herojobs run`)",
+            g.redis
+        ),
+        _ => String::new(),
     }
 }
