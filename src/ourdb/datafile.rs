@@ -134,9 +134,8 @@ impl DataFile {
             ));
         }
         self.ensure_readable(pos, header.total_len() as u64, "record")?;
-        out.clear();
-        out.resize(header.data_len, 0);
-        self.map.copy_out(pos + header.header_len as u64, out);
+        self.map
+            .copy_into_vec(pos + header.header_len as u64, header.data_len, out);
         let computed = crc32fast::hash(out);
         if computed != header.crc {
             return Err(OurDbError::Crc {

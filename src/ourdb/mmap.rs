@@ -65,6 +65,27 @@ impl Map {
         }
     }
 
+    /// Replaces `out`'s contents with the `len` bytes at `offset`, copied straight into its
+    /// spare capacity (no zero-fill first: this is the read path's one copy).
+    ///
+    /// The caller guarantees `offset + len` is within the file's known length.
+    pub fn copy_into_vec(&self, offset: u64, len: usize, out: &mut Vec<u8>) {
+        debug_assert!(offset + len as u64 <= self.reserve());
+        out.clear();
+        out.reserve(len);
+        // SAFETY: the source range is mapped and backed (as for `copy_out`); the destination
+        // is `len` bytes of `out`'s spare capacity, reserved just above and distinct from the
+        // map; after the copy those bytes are initialised, so `set_len(len)` is sound.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.raw.as_ptr().add(offset as usize),
+                out.as_mut_ptr(),
+                len,
+            );
+            out.set_len(len);
+        }
+    }
+
     /// Reads bytes with atomic loads (for lookup entries that writers may change concurrently).
     pub fn load_bytes(&self, offset: u64, out: &mut [u8]) {
         debug_assert!(offset + out.len() as u64 <= self.reserve());
