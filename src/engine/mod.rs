@@ -431,7 +431,7 @@ impl WatchDog {
             }
         };
         take("herojobs-dispatcher", &mut self.threads);
-        // Workers drain the work channel (each job is run or released) and exit once it is
+        // Workers drain the hand-off queue (each job is run or released) and exit once it is
         // closed and empty.
         if let Some(w) = self.work.take() {
             w.close();

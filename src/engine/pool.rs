@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The thread body: runs jobs until the work channel is closed and empty.
+/// The thread body: runs jobs until the hand-off queue is closed and empty.
 pub fn run(shared: Arc<Shared>, work: Arc<Handoff<Work>>) {
     loop {
         match work.recv_timeout(shared.config.poll) {

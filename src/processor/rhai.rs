@@ -81,7 +81,7 @@ impl RhaiProcessor {
         self
     }
 
-    fn engine(&self, job: &Job, ctx: &JobContext, log: Arc<Mutex<Vec<String>>>) -> Engine {
+    fn engine(&self, ctx: &JobContext, log: Arc<Mutex<Vec<String>>>) -> Engine {
         let mut engine = Engine::new();
         let l = &self.limits;
         engine.set_max_operations(l.max_operations);
@@ -136,7 +136,6 @@ impl RhaiProcessor {
         for hook in &self.hooks {
             hook(&mut engine);
         }
-        let _ = job;
         engine
     }
 }
@@ -156,7 +155,7 @@ fn result_text(v: Dynamic) -> Result<String, String> {
 impl Processor for RhaiProcessor {
     fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, String> {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let engine = self.engine(job, ctx, Arc::clone(&log));
+        let engine = self.engine(ctx, Arc::clone(&log));
         let mut scope = Scope::new();
         scope.push_constant("JOB_ID", job.id as i64);
         scope.push_constant("CIRCLE_ID", job.circle.clone());
