@@ -19,6 +19,20 @@ fn noop_registry() -> Registry {
     r
 }
 
+/// An 8-worker engine on `url` sharing `client`'s job store, running no-op jobs.
+fn noop_engine(url: &str, client: &Client) -> WatchDog {
+    WatchDog::builder()
+        .redis_url(url)
+        .store(client.store().clone())
+        .config(EngineConfig {
+            workers: 8,
+            ..Default::default()
+        })
+        .registry(noop_registry())
+        .build()
+        .expect("engine")
+}
+
 const N: u64 = 20_000;
 
 fn bench(c: &mut Criterion) {
@@ -40,16 +54,7 @@ fn bench(c: &mut Criterion) {
                 for chunk in jobs.chunks(2000) {
                     client.submit_many(chunk.to_vec()).expect("submit");
                 }
-                let mut engine = WatchDog::builder()
-                    .redis_url(&url)
-                    .store(client.store().clone())
-                    .config(EngineConfig {
-                        workers: 8,
-                        ..Default::default()
-                    })
-                    .registry(noop_registry())
-                    .build()
-                    .expect("engine");
+                let mut engine = noop_engine(&url, &client);
                 let start = Instant::now();
                 engine.start().expect("start");
                 while engine.stats().done < N {
@@ -75,16 +80,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let base = tempfile::tempdir().expect("tempdir");
     let client = Client::connect(&url, base.path()).expect("client");
-    let mut engine = WatchDog::builder()
-        .redis_url(&url)
-        .store(client.store().clone())
-        .config(EngineConfig {
-            workers: 8,
-            ..Default::default()
-        })
-        .registry(noop_registry())
-        .build()
-        .expect("engine");
+    let mut engine = noop_engine(&url, &client);
     engine.start().expect("start");
     g.bench_function("roundtrip_submit_to_result", |b| {
         b.iter(|| {

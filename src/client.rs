@@ -240,20 +240,44 @@ impl Client {
 
     fn finish(&self, job: &mut Job, attempt: u32) -> Result<Transition> {
         job.time_end = unix_now();
-        let mut t = self.broker.finish(job, attempt, false)?;
-        if t == Transition::Missing {
-            // The broker forgot the job (restart): OurDB decides who finished first.
-            match self.store.get(&job.circle, &job.topic, job.id)? {
-                Some(stored) if stored.status.is_finished() => {
-                    return Ok(Transition::AlreadyFinished)
-                }
-                Some(stored) if stored.attempts > attempt => return Ok(Transition::Fenced),
-                _ => t = self.broker.finish(job, attempt, true)?,
-            }
-        }
+        let t = record_finished(&*self.broker, &self.store, &[(job.clone(), attempt)])?
+            .pop()
+            .unwrap_or(Transition::Missing);
         if t == Transition::Applied {
             self.store.update(job)?;
         }
         Ok(t)
     }
+}
+
+/// Records finished jobs in the broker, with OurDB as the judge for jobs the broker no longer
+/// holds: one the record of truth already has finished (or a later attempt owns) is left
+/// alone; the others are written back. Shared by [`Client`] and the engine's finisher, so the
+/// first finisher wins even across a Redis restart. The caller then writes OurDB for the
+/// `Applied` ones. An OurDB read that fails counts as "not finished there".
+pub fn record_finished(
+    broker: &dyn Broker,
+    store: &JobStore,
+    jobs: &[(Job, u32)],
+) -> std::result::Result<Vec<Transition>, crate::broker::BrokerError> {
+    let mut t = broker.finish_many(jobs, false)?;
+    let mut restore = Vec::new();
+    for (i, (job, attempt)) in jobs.iter().enumerate() {
+        if t.get(i) != Some(&Transition::Missing) {
+            continue;
+        }
+        match store.get(&job.circle, &job.topic, job.id) {
+            Ok(Some(stored)) if stored.status.is_finished() => t[i] = Transition::AlreadyFinished,
+            Ok(Some(stored)) if stored.attempts > *attempt => t[i] = Transition::Fenced,
+            _ => restore.push(i),
+        }
+    }
+    if !restore.is_empty() {
+        let again: Vec<(Job, u32)> = restore.iter().map(|&i| jobs[i].clone()).collect();
+        let r = broker.finish_many(&again, true)?;
+        for (k, &i) in restore.iter().enumerate() {
+            t[i] = r.get(k).copied().unwrap_or(Transition::Missing);
+        }
+    }
+    Ok(t)
 }

@@ -44,6 +44,52 @@ impl MemoryBroker {
     pub fn new() -> MemoryBroker {
         MemoryBroker::default()
     }
+
+    fn finish_one(
+        &self,
+        job: &Job,
+        attempt: u32,
+        restore: bool,
+    ) -> Result<Transition, BrokerError> {
+        let mut st = self.state.lock();
+        let k = key(job);
+        let t = match st.jobs.get(&k) {
+            None if !restore => return Ok(Transition::Missing),
+            None => Transition::Applied,
+            Some(e) if e.job.status.is_finished() => Transition::AlreadyFinished,
+            Some(e) if e.attempt != attempt => Transition::Fenced,
+            Some(_) => Transition::Applied,
+        };
+        if t == Transition::Applied {
+            st.leases.remove(&k);
+            let waiting = st.jobs.get(&k).is_some_and(|e| e.waiting);
+            st.jobs.insert(
+                k.clone(),
+                Entry {
+                    job: job.clone(),
+                    attempt,
+                    waiting,
+                },
+            );
+            st.finished.push_back(k);
+            // Older finished jobs leave memory (OurDB has them); callers that find one
+            // missing ask OurDB.
+            while st.finished.len() > KEEP_FINISHED {
+                if let Some(old) = st.finished.pop_front() {
+                    if st
+                        .jobs
+                        .get(&old)
+                        .is_some_and(|e| e.job.status.is_finished())
+                    {
+                        st.jobs.remove(&old);
+                    }
+                }
+            }
+            drop(st);
+            self.changed.notify_all();
+        }
+        Ok(t)
+    }
 }
 
 fn key(job: &Job) -> (QueueName, u32) {
@@ -152,17 +198,6 @@ impl Broker for MemoryBroker {
         }
     }
 
-    fn requeue_front(&self, q: &QueueName, ids: &[u32]) -> Result<(), BrokerError> {
-        let mut st = self.state.lock();
-        let list = st.queues.entry(q.clone()).or_default();
-        for id in ids.iter().rev() {
-            list.push_front(*id);
-        }
-        drop(st);
-        self.changed.notify_all();
-        Ok(())
-    }
-
     fn queue_len(&self, q: &QueueName) -> Result<u64, BrokerError> {
         Ok(self
             .state
@@ -223,47 +258,6 @@ impl Broker for MemoryBroker {
         Ok(Transition::Applied)
     }
 
-    fn finish(&self, job: &Job, attempt: u32, restore: bool) -> Result<Transition, BrokerError> {
-        let mut st = self.state.lock();
-        let k = key(job);
-        let t = match st.jobs.get(&k) {
-            None if !restore => return Ok(Transition::Missing),
-            None => Transition::Applied,
-            Some(e) if e.job.status.is_finished() => Transition::AlreadyFinished,
-            Some(e) if e.attempt != attempt => Transition::Fenced,
-            Some(_) => Transition::Applied,
-        };
-        if t == Transition::Applied {
-            st.leases.remove(&k);
-            let waiting = st.jobs.get(&k).is_some_and(|e| e.waiting);
-            st.jobs.insert(
-                k.clone(),
-                Entry {
-                    job: job.clone(),
-                    attempt,
-                    waiting,
-                },
-            );
-            st.finished.push_back(k);
-            // Older finished jobs leave memory (OurDB has them); callers that find one
-            // missing ask OurDB.
-            while st.finished.len() > KEEP_FINISHED {
-                if let Some(old) = st.finished.pop_front() {
-                    if st
-                        .jobs
-                        .get(&old)
-                        .is_some_and(|e| e.job.status.is_finished())
-                    {
-                        st.jobs.remove(&old);
-                    }
-                }
-            }
-            drop(st);
-            self.changed.notify_all();
-        }
-        Ok(t)
-    }
-
     fn wait_done(&self, q: &QueueName, id: u32, timeout: Duration) -> Result<bool, BrokerError> {
         let end = Instant::now() + timeout;
         let k = (q.clone(), id);
@@ -303,11 +297,13 @@ impl Broker for MemoryBroker {
         }
     }
 
-    fn finish_many(&self, jobs: &[(Job, u32)]) -> Result<Vec<Transition>, BrokerError> {
-        // `Missing` goes back to the caller, which decides with OurDB (the job may have
-        // finished already and left the broker).
+    fn finish_many(
+        &self,
+        jobs: &[(Job, u32)],
+        restore: bool,
+    ) -> Result<Vec<Transition>, BrokerError> {
         jobs.iter()
-            .map(|(j, a)| self.finish(j, *a, false))
+            .map(|(j, a)| self.finish_one(j, *a, restore))
             .collect()
     }
 

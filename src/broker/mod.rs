@@ -124,10 +124,6 @@ pub trait Broker: Send + Sync {
         timeout: Duration,
     ) -> Result<Vec<(QueueName, u32)>, BrokerError>;
 
-    /// Puts ids back at the head (next to be popped) of their queue: a job taken but not
-    /// started (shutdown).
-    fn requeue_front(&self, queue: &QueueName, ids: &[u32]) -> Result<(), BrokerError>;
-
     /// Number of waiting ids.
     fn queue_len(&self, queue: &QueueName) -> Result<u64, BrokerError>;
 
@@ -144,10 +140,12 @@ pub trait Broker: Send + Sync {
     /// already finished.
     fn start(&self, job: &Job, attempt: u32, lease: Duration) -> Result<Transition, BrokerError>;
 
-    /// Records a finished job (done or error) for `attempt`: first finisher wins, a
-    /// reclaimed attempt is fenced off. Wakes waiters and drops the lease. If the broker no
-    /// longer holds the job it returns `Missing`, unless `restore` (then it writes it).
-    fn finish(&self, job: &Job, attempt: u32, restore: bool) -> Result<Transition, BrokerError>;
+    /// Records a finished job (done or error) for `attempt`: the batch of one of
+    /// [`finish_many`](Broker::finish_many).
+    fn finish(&self, job: &Job, attempt: u32, restore: bool) -> Result<Transition, BrokerError> {
+        let mut t = self.finish_many(&[(job.clone(), attempt)], restore)?;
+        Ok(t.pop().unwrap_or(Transition::Missing))
+    }
 
     /// Blocks up to `timeout` until the job's completion is signalled (returns early if it
     /// already was). `true` if signalled.
@@ -166,10 +164,16 @@ pub trait Broker: Send + Sync {
         lease: Duration,
     ) -> Result<Vec<Taken>, BrokerError>;
 
-    /// [`finish`](Broker::finish) for many jobs in one round trip. A broker that no longer
-    /// holds a job either writes it back (Redis) or answers `Missing` (in-process, where
-    /// finished jobs leave memory); the caller then decides with OurDB.
-    fn finish_many(&self, jobs: &[(Job, u32)]) -> Result<Vec<Transition>, BrokerError>;
+    /// Records finished jobs (done or error), one round trip for the batch: per job, first
+    /// finisher wins, a reclaimed attempt is fenced off, waiters are woken and the lease is
+    /// dropped. A job the broker no longer holds (Redis restarted; an in-process broker
+    /// evicted it) is `Missing` and left alone, unless `restore` (then it is written back):
+    /// the caller decides with OurDB first (`client::record_finished`).
+    fn finish_many(
+        &self,
+        jobs: &[(Job, u32)],
+        restore: bool,
+    ) -> Result<Vec<Transition>, BrokerError>;
 
     /// Gives a started job back: status new, lease dropped, id at the head of its queue. Only
     /// if `attempt` still owns it and it has not finished.

@@ -82,20 +82,6 @@ return 1
 "#;
 
 // KEYS: hash, done list, leases. ARGV: json, status, attempt, lease member, restore flag.
-const FINISH: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'waiting', 'job')
-if not cur[4] and ARGV[5] ~= '1' then return -2 end
-if cur[1] == 'done' or cur[1] == 'error' then return 0 end
-if cur[2] and cur[2] ~= ARGV[3] then return -1 end
-redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', ARGV[2], 'attempt', ARGV[3])
-redis.call('ZREM', KEYS[3], ARGV[4])
-if cur[3] then
-  redis.call('LPUSH', KEYS[2], '1')
-  redis.call('EXPIRE', KEYS[2], 3600)
-end
-return 1
-"#;
-
 // KEYS: hash. Registers a waiter and returns the job's status. Registers even when the
 // broker lost the job (a hash without `job` reads everywhere as "no copy"): recovery then
 // restores the job into this hash, keeping the registration, and its finish signals us.
@@ -175,19 +161,24 @@ end
 return out
 "#;
 
-// KEYS: leases, then per job: hash, done list. ARGV per job: json, status, attempt, member.
+// KEYS: leases, then per job: hash, done list. ARGV per job: json, status, attempt, member;
+// last ARGV: restore flag. A job whose hash lacks `job` (Redis lost it) is -2 (missing) and
+// left alone unless restoring.
 // The done list is pushed only when a waiter registered (field `waiting`, set before the
 // waiter reads the status, so no wake-up is lost). Leases are removed in one ZREM.
 const FINISH_MANY: &str = r#"
 local out = {}
 local gone = {}
+local restore = ARGV[#ARGV] == '1'
 local n = (#KEYS - 1) / 2
 for i = 1, n do
   local h = KEYS[2 * i]
   local d = KEYS[2 * i + 1]
   local att = ARGV[4 * i - 1]
   local cur = redis.call('HMGET', h, 'status', 'attempt', 'waiting')
-  if cur[1] == 'done' or cur[1] == 'error' then
+  if not cur[1] and not restore and redis.call('HEXISTS', h, 'job') == 0 then
+    out[i] = -2
+  elseif cur[1] == 'done' or cur[1] == 'error' then
     out[i] = 0
   elseif cur[2] and cur[2] ~= att then
     out[i] = -1
@@ -340,7 +331,6 @@ pub struct RedisBroker {
     ensure: Script,
     watch: Script,
     start: Script,
-    finish: Script,
     empty: Script,
     delete: Script,
 }
@@ -367,7 +357,6 @@ impl RedisBroker {
             ensure: Script::new(ENSURE),
             watch: Script::new(WATCH),
             start: Script::new(START),
-            finish: Script::new(FINISH),
             empty: Script::new(EMPTY),
             delete: Script::new(DELETE),
         })
@@ -637,23 +626,6 @@ impl Broker for RedisBroker {
         Ok(out)
     }
 
-    fn requeue_front(&self, q: &QueueName, ids: &[u32]) -> Result<(), BrokerError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let key = keys::queue(&q.circle, &q.topic);
-        // RPUSH puts them at the pop end; push in reverse so the first id pops first.
-        self.run("requeue", true, |con| {
-            let mut cmd = redis::cmd("RPUSH");
-            cmd.arg(&key);
-            for id in ids.iter().rev() {
-                cmd.arg(*id);
-            }
-            cmd.query::<i64>(con)
-        })?;
-        Ok(())
-    }
-
     fn queue_len(&self, q: &QueueName) -> Result<u64, BrokerError> {
         let key = keys::queue(&q.circle, &q.topic);
         self.run("llen", true, |con| redis::cmd("LLEN").arg(&key).query(con))
@@ -700,29 +672,6 @@ impl Broker for RedisBroker {
                 .arg(attempt)
                 .arg(deadline)
                 .arg(keys::lease_member(&job.circle, &job.topic, job.id))
-                .invoke(con)
-        })?;
-        Ok(transition(code))
-    }
-
-    fn finish(&self, job: &Job, attempt: u32, restore: bool) -> Result<Transition, BrokerError> {
-        debug_assert!(job.status.is_finished());
-        let json = codec::to_json(job);
-        let status = if job.status == JobStatus::Done {
-            "done"
-        } else {
-            "error"
-        };
-        let code: i64 = self.run("finish job", true, |con| {
-            self.finish
-                .key(keys::job(&job.circle, &job.topic, job.id))
-                .key(keys::done(&job.circle, &job.topic, job.id))
-                .key(keys::LEASES)
-                .arg(&json)
-                .arg(status)
-                .arg(attempt)
-                .arg(keys::lease_member(&job.circle, &job.topic, job.id))
-                .arg(if restore { "1" } else { "0" })
                 .invoke(con)
         })?;
         Ok(transition(code))
@@ -779,7 +728,11 @@ impl Broker for RedisBroker {
         self.take_now(queues, &qkeys, max, lease)
     }
 
-    fn finish_many(&self, jobs: &[(Job, u32)]) -> Result<Vec<Transition>, BrokerError> {
+    fn finish_many(
+        &self,
+        jobs: &[(Job, u32)],
+        restore: bool,
+    ) -> Result<Vec<Transition>, BrokerError> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -798,6 +751,7 @@ impl Broker for RedisBroker {
                     .arg(*attempt)
                     .arg(keys::lease_member(&j.circle, &j.topic, j.id));
             }
+            inv.arg(if restore { "1" } else { "0" });
             inv.invoke(con)
         })?;
         Ok(codes.into_iter().map(transition).collect())

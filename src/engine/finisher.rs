@@ -105,21 +105,13 @@ fn record_batch(shared: &Shared, batch: Vec<Outcome>) {
         .collect();
     Stats::inc(&shared.stats.finish_batches);
     let transitions = with_retry(shared, "record finished jobs", || {
-        shared.broker.finish_many(&pairs)
+        crate::client::record_finished(&*shared.broker, &shared.store, &pairs)
     });
     for (i, o) in finished.iter().enumerate() {
-        let mut t = transitions
+        let t = transitions
             .as_ref()
             .and_then(|t| t.get(i).copied())
             .unwrap_or(Transition::Applied);
-        if t == Transition::Missing {
-            // The broker no longer holds it: OurDB says whether someone finished it first.
-            t = match shared.store.get(&o.job.circle, &o.job.topic, o.job.id) {
-                Ok(Some(stored)) if stored.status.is_finished() => Transition::AlreadyFinished,
-                Ok(Some(stored)) if stored.attempts > o.attempt => Transition::Fenced,
-                _ => Transition::Applied,
-            };
-        }
         if t != Transition::Applied {
             Stats::inc(&shared.stats.superseded);
             continue;
