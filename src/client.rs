@@ -260,7 +260,19 @@ pub fn record_finished(
     store: &JobStore,
     jobs: &[(Job, u32)],
 ) -> std::result::Result<Vec<Transition>, crate::broker::BrokerError> {
-    let mut t = broker.finish_many(jobs, false)?;
+    let t = broker.finish_many(jobs, false)?;
+    resolve_missing(broker, store, jobs, t)
+}
+
+/// Completes a finish whose broker answer was `t`: jobs the broker no longer holds are
+/// checked against OurDB (already finished there, or a later attempt owns them: left alone)
+/// and the rest written back to the broker (`restore`).
+pub fn resolve_missing(
+    broker: &dyn Broker,
+    store: &JobStore,
+    jobs: &[(Job, u32)],
+    mut t: Vec<Transition>,
+) -> std::result::Result<Vec<Transition>, crate::broker::BrokerError> {
     let mut restore = Vec::new();
     for (i, (job, attempt)) in jobs.iter().enumerate() {
         if t.get(i) != Some(&Transition::Missing) {

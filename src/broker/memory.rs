@@ -279,22 +279,31 @@ impl Broker for MemoryBroker {
         }
     }
 
-    fn take(
+    fn finish_and_take(
         &self,
+        finished: &[(Job, u32)],
         queues: &[QueueName],
         max: usize,
-        timeout: Duration,
         lease: Duration,
-    ) -> Result<Vec<Taken>, BrokerError> {
+    ) -> Result<(Vec<Transition>, Vec<Taken>), BrokerError> {
+        let t = self.finish_many(finished, false)?;
+        let taken = self.state.lock().take_now(queues, max, lease);
+        Ok((t, taken))
+    }
+
+    fn wait_for_jobs(&self, queues: &[QueueName], timeout: Duration) -> Result<(), BrokerError> {
         let end = Instant::now() + timeout;
         let mut st = self.state.lock();
-        loop {
-            let out = st.take_now(queues, max, lease);
-            if !out.is_empty() || Instant::now() >= end {
-                return Ok(out);
+        // Checked under the lock the submitters take, so a submit cannot slip in between.
+        while !queues
+            .iter()
+            .any(|q| st.queues.get(q).is_some_and(|l| !l.is_empty()))
+        {
+            if self.changed.wait_until(&mut st, end).timed_out() {
+                break;
             }
-            self.changed.wait_until(&mut st, end);
         }
+        Ok(())
     }
 
     fn finish_many(
@@ -426,11 +435,11 @@ mod tests {
         let n = KEEP_FINISHED as u32 + 50;
         b.enqueue(&(1..=n).map(job).collect::<Vec<_>>()).unwrap();
         let q = QueueName::new("c", "t");
-        let taken = b
-            .take(
+        let (_, taken) = b
+            .finish_and_take(
+                &[],
                 std::slice::from_ref(&q),
                 n as usize,
-                Duration::from_millis(10),
                 Duration::from_secs(30),
             )
             .unwrap();

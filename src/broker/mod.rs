@@ -152,17 +152,27 @@ pub trait Broker: Send + Sync {
     fn wait_done(&self, queue: &QueueName, id: u32, timeout: Duration)
         -> Result<bool, BrokerError>;
 
-    /// The engine's pop: takes up to `max` jobs from `queues` (the first queue first, then
-    /// the next) and marks each active for its next attempt under a lease of `lease`, in one
-    /// atomic step; when none is waiting, blocks up to `timeout` for a submit and tries once
-    /// more. Finished jobs are skipped.
-    fn take(
+    /// The engine's step, one atomic round trip: records `finished` exactly as
+    /// [`finish_many`](Broker::finish_many) without `restore` does, then takes up to `max`
+    /// jobs from `queues` (the first queue first, then the next), marking each active for
+    /// its next attempt under a lease of `lease`. Finished jobs are skipped. Never blocks:
+    /// when nothing was taken, the caller waits with [`wait_for_jobs`](Broker::wait_for_jobs).
+    ///
+    /// Why one call: a busy engine reuses the worker slots of the jobs it records for the
+    /// jobs it takes, so each batch costs one round trip rather than two, and jobs taken and
+    /// not yet recorded never exceed the workers.
+    fn finish_and_take(
         &self,
+        finished: &[(Job, u32)],
         queues: &[QueueName],
         max: usize,
-        timeout: Duration,
         lease: Duration,
-    ) -> Result<Vec<Taken>, BrokerError>;
+    ) -> Result<(Vec<Transition>, Vec<Taken>), BrokerError>;
+
+    /// Blocks up to `timeout` until a job may have been submitted to one of `queues` since
+    /// the caller's last empty take (a submit in between is not missed). Returning says
+    /// nothing for sure: the caller takes again.
+    fn wait_for_jobs(&self, queues: &[QueueName], timeout: Duration) -> Result<(), BrokerError>;
 
     /// Records finished jobs (done or error), one round trip for the batch: per job, first
     /// finisher wins, a reclaimed attempt is fenced off, waiters are woken and the lease is

@@ -109,19 +109,64 @@ redis.call('ZREM', KEYS[4], ARGV[2])
 return existed
 "#;
 
-// KEYS: leases, then the queues in the order to try them. ARGV: max, lease deadline (ms),
-// now (s). Pops up to `max` ids (from the first queue, then the next, ...) and marks each
-// active for its next attempt under a lease, atomically: an id is never out of its queue
-// without being active under a lease. Job hash keys are derived from queue keys here
-// (`heroqueue:c:t` -> `herojobs:c:t:<id>`), which is fine on a single Redis (not a cluster).
-// Returns per id: queue index, id, json ('' if no hash), attempt (0: skipped as finished,
-// -1: no hash).
-const TAKE: &str = r#"
-local max = tonumber(ARGV[1])
+// The engine's one round trip per cycle: record finished jobs, then take new ones — the
+// slots the finished jobs held are reused in the same atomic step, so jobs taken and not yet
+// recorded never exceed the workers and a busy engine pays one round trip per batch, not two.
+// With no queues it only finishes (the client's `finish_many`); with nothing finished it
+// only takes. An id is never out of its queue without being active under a lease.
+//
+// KEYS: leases, then the nq queue keys (in the order to try them), then per finished job:
+// its hash, its done list.
+// ARGV: nq, max to take, lease deadline (ms), now (s), restore flag, then per finished job:
+// json, status, attempt, lease member.
+// Returns {codes, taken}. codes, per finished job: 1 applied (also when the job already
+// holds exactly this record: a retried call whose reply was lost), 0 already finished (first
+// finisher wins), -1 fenced (another attempt owns it), -2 missing (the hash lacks `job`:
+// Redis lost it; written back only when restoring). taken: flat (queue index, id, json,
+// attempt) quadruples; json '' with attempt -1 when the id has no hash, attempt 0 when the
+// job had already finished (skipped).
+// Finishing pushes the done list only when a waiter registered (field `waiting`, set before
+// the waiter reads the status, so no wake-up is lost). Leases are removed in one ZREM and
+// added in one ZADD (chunked: Lua's unpack has a stack limit). Job hash keys are derived from
+// queue keys (`heroqueue:c:t` -> `herojobs:c:t:<id>`), which is fine on a single Redis (not a
+// cluster).
+const FINISH_TAKE: &str = r#"
+local nq = tonumber(ARGV[1])
+local max = tonumber(ARGV[2])
+local restore = ARGV[5] == '1'
+local codes = {}
+local gone = {}
+local nf = (#KEYS - 1 - nq) / 2
+for i = 1, nf do
+  local h = KEYS[nq + 2 * i]
+  local d = KEYS[nq + 2 * i + 1]
+  local a = 5 + 4 * (i - 1)
+  local att = ARGV[a + 3]
+  local cur = redis.call('HMGET', h, 'status', 'attempt', 'waiting')
+  if not cur[1] and not restore and redis.call('HEXISTS', h, 'job') == 0 then
+    codes[i] = -2
+  elseif cur[1] == 'done' or cur[1] == 'error' then
+    -- Finished with exactly this record: a retry whose first reply was lost, so applied.
+    if redis.call('HGET', h, 'job') == ARGV[a + 1] then codes[i] = 1 else codes[i] = 0 end
+  elseif cur[2] and cur[2] ~= att then
+    codes[i] = -1
+  else
+    redis.call('HSET', h, 'job', ARGV[a + 1], 'status', ARGV[a + 2], 'attempt', att)
+    gone[#gone + 1] = ARGV[a + 4]
+    if cur[3] then
+      redis.call('LPUSH', d, '1')
+      redis.call('EXPIRE', d, 3600)
+    end
+    codes[i] = 1
+  end
+end
+for s = 1, #gone, 1000 do
+  redis.call('ZREM', KEYS[1], unpack(gone, s, math.min(s + 999, #gone)))
+end
 local out = {}
 local leases = {}
 local taken = 0
-for qi = 2, #KEYS do
+for qi = 2, 1 + nq do
   if taken >= max then break end
   local ids = redis.call('RPOP', KEYS[qi], max - taken)
   if ids then
@@ -144,12 +189,12 @@ for qi = 2, #KEYS do
         if patched == 0 then
           local ok, j = pcall(cjson.decode, f[1])
           if ok and type(j) == 'table' then
-            j['status'] = 'active'; j['time_start'] = tonumber(ARGV[3]); j['attempts'] = att
+            j['status'] = 'active'; j['time_start'] = tonumber(ARGV[4]); j['attempts'] = att
             json = cjson.encode(j)
           end
         end
         redis.call('HSET', h, 'job', json, 'status', 'active', 'attempt', att)
-        leases[#leases + 1] = ARGV[2]; leases[#leases + 1] = member .. id
+        leases[#leases + 1] = ARGV[3]; leases[#leases + 1] = member .. id
         out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = json; out[#out + 1] = att
       end
     end
@@ -158,44 +203,7 @@ end
 for s = 1, #leases, 1000 do
   redis.call('ZADD', KEYS[1], unpack(leases, s, math.min(s + 999, #leases)))
 end
-return out
-"#;
-
-// KEYS: leases, then per job: hash, done list. ARGV per job: json, status, attempt, member;
-// last ARGV: restore flag. A job whose hash lacks `job` (Redis lost it) is -2 (missing) and
-// left alone unless restoring.
-// The done list is pushed only when a waiter registered (field `waiting`, set before the
-// waiter reads the status, so no wake-up is lost). Leases are removed in one ZREM.
-const FINISH_MANY: &str = r#"
-local out = {}
-local gone = {}
-local restore = ARGV[#ARGV] == '1'
-local n = (#KEYS - 1) / 2
-for i = 1, n do
-  local h = KEYS[2 * i]
-  local d = KEYS[2 * i + 1]
-  local att = ARGV[4 * i - 1]
-  local cur = redis.call('HMGET', h, 'status', 'attempt', 'waiting')
-  if not cur[1] and not restore and redis.call('HEXISTS', h, 'job') == 0 then
-    out[i] = -2
-  elseif cur[1] == 'done' or cur[1] == 'error' then
-    out[i] = 0
-  elseif cur[2] and cur[2] ~= att then
-    out[i] = -1
-  else
-    redis.call('HSET', h, 'job', ARGV[4 * i - 3], 'status', ARGV[4 * i - 2], 'attempt', att)
-    gone[#gone + 1] = ARGV[4 * i]
-    if cur[3] then
-      redis.call('LPUSH', d, '1')
-      redis.call('EXPIRE', d, 3600)
-    end
-    out[i] = 1
-  end
-end
-for s = 1, #gone, 1000 do
-  redis.call('ZREM', KEYS[1], unpack(gone, s, math.min(s + 999, #gone)))
-end
-return out
+return {codes, out}
 "#;
 
 // KEYS: hash, queue, leases, registry. ARGV: json (status new), attempt, member, id.
@@ -255,28 +263,69 @@ return out
 "#;
 
 impl RedisBroker {
-    /// One `TAKE` script call: pops and starts up to `max` jobs without blocking.
-    fn take_now(
+    /// One `FINISH_TAKE` call: records `finished` (writing back jobs Redis lost only if
+    /// `restore`), then pops and starts up to `max` jobs from `queues` without blocking.
+    fn finish_take(
         &self,
+        finished: &[(Job, u32)],
+        restore: bool,
         queues: &[QueueName],
-        qkeys: &[String],
         max: usize,
         lease: Duration,
-    ) -> Result<Vec<Taken>, BrokerError> {
+    ) -> Result<(Vec<Transition>, Vec<Taken>), BrokerError> {
+        let max = if queues.is_empty() { 0 } else { max };
         let deadline = now_ms() + lease.as_millis() as u64;
-        // Not retried: if the reply is lost the jobs are active under leases that expire, and
-        // lease recovery queues them again.
-        let reply: Vec<redis::Value> = self.run("take", false, |con| {
-            let mut inv = self.take.prepare_invoke();
+        let now = crate::job::unix_now();
+        // Encoded once, outside the retry closure.
+        let args: Vec<(String, String, &'static str, String)> = finished
+            .iter()
+            .map(|(j, _)| {
+                (
+                    keys::job(&j.circle, &j.topic, j.id),
+                    keys::done(&j.circle, &j.topic, j.id),
+                    if j.status == JobStatus::Done {
+                        "done"
+                    } else {
+                        "error"
+                    },
+                    keys::lease_member(&j.circle, &j.topic, j.id),
+                )
+            })
+            .collect();
+        let jsons: Vec<String> = finished.iter().map(|(j, _)| codec::to_json(j)).collect();
+        // A finish alone is safe to retry (a second run finds the job finished). A take is
+        // not: if its reply is lost the jobs are active under leases that expire, and lease
+        // recovery queues them again.
+        let (op, retry) = if max == 0 {
+            ("finish jobs", true)
+        } else {
+            ("finish and take jobs", false)
+        };
+        let (codes, taken): (Vec<i64>, Vec<redis::Value>) = self.run(op, retry, |con| {
+            let mut inv = self.finish_take.prepare_invoke();
             inv.key(keys::LEASES);
-            for k in qkeys {
-                inv.key(k);
+            for q in queues.iter().take(if max == 0 { 0 } else { queues.len() }) {
+                inv.key(keys::queue(&q.circle, &q.topic));
             }
-            inv.arg(max).arg(deadline).arg(crate::job::unix_now());
+            for (hash, done, _, _) in &args {
+                inv.key(hash).key(done);
+            }
+            let nq = if max == 0 { 0 } else { queues.len() };
+            inv.arg(nq)
+                .arg(max)
+                .arg(deadline)
+                .arg(now)
+                .arg(if restore { "1" } else { "0" });
+            for (((_, _, status, member), json), (_, attempt)) in
+                args.iter().zip(&jsons).zip(finished)
+            {
+                inv.arg(json).arg(*status).arg(*attempt).arg(member);
+            }
             inv.invoke(con)
         })?;
+        let transitions = codes.into_iter().map(transition).collect();
         let mut out = Vec::new();
-        for chunk in reply.chunks(4) {
+        for chunk in taken.chunks(4) {
             let [qi, id, json, attempt] = chunk else {
                 break;
             };
@@ -311,7 +360,7 @@ impl RedisBroker {
                 attempt: attempt.max(0) as u32,
             });
         }
-        Ok(out)
+        Ok((transitions, out))
     }
 }
 
@@ -324,8 +373,7 @@ pub struct RedisBroker {
     client: redis::Client,
     idle: Mutex<Vec<Connection>>,
     enqueue: Script,
-    take: Script,
-    finish_many: Script,
+    finish_take: Script,
     release: Script,
     reclaim: Script,
     ensure: Script,
@@ -350,8 +398,7 @@ impl RedisBroker {
             client,
             idle: Mutex::new(Vec::new()),
             enqueue: Script::new(ENQUEUE),
-            take: Script::new(TAKE),
-            finish_many: Script::new(FINISH_MANY),
+            finish_take: Script::new(FINISH_TAKE),
             release: Script::new(RELEASE),
             reclaim: Script::new(RECLAIM),
             ensure: Script::new(ENSURE),
@@ -701,31 +748,27 @@ impl Broker for RedisBroker {
         Ok(got.is_some())
     }
 
-    fn take(
+    fn finish_and_take(
         &self,
+        finished: &[(Job, u32)],
         queues: &[QueueName],
         max: usize,
-        timeout: Duration,
         lease: Duration,
-    ) -> Result<Vec<Taken>, BrokerError> {
-        if queues.is_empty() || max == 0 {
-            std::thread::sleep(timeout.min(Duration::from_millis(100)));
-            return Ok(Vec::new());
+    ) -> Result<(Vec<Transition>, Vec<Taken>), BrokerError> {
+        if finished.is_empty() && (queues.is_empty() || max == 0) {
+            return Ok((Vec::new(), Vec::new()));
         }
-        let qkeys: Vec<String> = queues
-            .iter()
-            .map(|q| keys::queue(&q.circle, &q.topic))
-            .collect();
-        let taken = self.take_now(queues, &qkeys, max, lease)?;
-        if !taken.is_empty() {
-            return Ok(taken);
-        }
-        // Nothing waiting: block until a submitter signals (or the timeout), then look again.
+        self.finish_take(finished, false, queues, max, lease)
+    }
+
+    fn wait_for_jobs(&self, _queues: &[QueueName], timeout: Duration) -> Result<(), BrokerError> {
+        // Every enqueue pushes the wake-up list, so a submit between the caller's empty take
+        // and this wait is not missed: the token is already there.
         let secs = timeout.as_secs_f64().max(0.01);
         let _: Option<(String, String)> = self.run_blocking("wait for jobs", timeout, |con| {
             redis::cmd("BLPOP").arg(keys::SIGNAL).arg(secs).query(con)
         })?;
-        self.take_now(queues, &qkeys, max, lease)
+        Ok(())
     }
 
     fn finish_many(
@@ -736,25 +779,9 @@ impl Broker for RedisBroker {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let codes: Vec<i64> = self.run("finish jobs", true, |con| {
-            let mut inv = self.finish_many.prepare_invoke();
-            inv.key(keys::LEASES);
-            for (j, attempt) in jobs {
-                inv.key(keys::job(&j.circle, &j.topic, j.id));
-                inv.key(keys::done(&j.circle, &j.topic, j.id));
-                inv.arg(codec::to_json(j))
-                    .arg(if j.status == JobStatus::Done {
-                        "done"
-                    } else {
-                        "error"
-                    })
-                    .arg(*attempt)
-                    .arg(keys::lease_member(&j.circle, &j.topic, j.id));
-            }
-            inv.arg(if restore { "1" } else { "0" });
-            inv.invoke(con)
-        })?;
-        Ok(codes.into_iter().map(transition).collect())
+        Ok(self
+            .finish_take(jobs, restore, &[], 0, Duration::ZERO)?
+            .0)
     }
 
     fn release(&self, job: &Job, attempt: u32) -> Result<Transition, BrokerError> {

@@ -51,7 +51,7 @@ impl Watchdog {
                 job.error = format!("timeout after {} s", s.timeout_of(&job).as_secs());
                 job.time_end = unix_now();
                 Stats::inc(&s.stats.timed_out);
-                let _ = s.outcomes.send(Outcome {
+                s.send_outcome(Outcome {
                     job,
                     attempt: r.attempt,
                     ending: Ending::TimedOut,

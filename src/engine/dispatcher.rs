@@ -4,7 +4,7 @@
 
 use super::handoff::Handoff;
 use super::{Ending, Outcome, Running, Shared, Work};
-use crate::broker::QueueName;
+use crate::broker::{QueueName, Taken};
 use crate::job::{unix_now, Job, JobStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,6 +33,8 @@ pub fn run(shared: Arc<Shared>, work: Arc<Handoff<Work>>) {
     while !d.shared.stopping.load(Ordering::Acquire) {
         d.run_once();
     }
+    // Whatever outcomes are left are the finisher's.
+    d.shared.set_dispatcher_collects(false);
 }
 
 impl Dispatcher {
@@ -49,68 +51,108 @@ impl Dispatcher {
         }
     }
 
-    /// One step: wait for a free worker, take up to that many jobs, hand them out. Returns
-    /// how many were handed out.
+    /// One step: wait for a free worker (or an outcome whose recording frees one), record
+    /// the outcomes and take up to that many jobs in one broker call, hand them out. When
+    /// the queues ran dry, block on the broker until a submit. Returns how many jobs were
+    /// handed out.
     pub fn run_once(&mut self) -> usize {
         let s = Arc::clone(&self.shared);
-        let free = {
-            let mut free = s.free.lock();
-            if *free == 0 {
-                s.free_cv.wait_for(&mut free, s.config.poll);
+        let (batch, reserved, budget) = {
+            let mut g = s.slots.lock();
+            g.dispatcher_collects = true;
+            if g.available() == 0 {
+                s.dispatch_cv.wait_for(&mut g, s.config.poll);
             }
-            // Under load (the last take was full), wait briefly for more workers to free up:
+            // Under load (the last take was full), wait briefly for more workers to finish:
             // a batch per round trip instead of a round trip per job. Bounded, so long jobs
             // lose at most GATHER of a worker's time.
-            if self.last_full && *free > 0 && *free < s.config.workers {
+            if self.last_full && g.available() > 0 && g.available() < s.config.workers {
                 let until = Instant::now() + GATHER;
-                while *free < s.config.workers && Instant::now() < until {
-                    s.free_cv.wait_until(&mut free, until);
+                while g.available() < s.config.workers && Instant::now() < until {
+                    s.dispatch_cv.wait_until(&mut g, until);
                 }
             }
-            *free
+            let budget = g.available();
+            // The free slots are reserved for this take; what it does not use comes back.
+            let reserved = std::mem::take(&mut g.free);
+            (g.drain(super::finisher::BATCH), reserved, budget)
         };
-        if free == 0 || s.stopping.load(Ordering::Acquire) {
+        if s.stopping.load(Ordering::Acquire) || budget == 0 {
+            self.give_up(batch, reserved);
             return 0;
         }
-        if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
-            match s.broker.queues() {
-                Ok(q) => {
-                    self.queues = q;
-                    self.refreshed = Some(Instant::now());
-                }
-                Err(e) => return self.failed(&e.to_string()),
+        let order = match self.order() {
+            Ok(Some(order)) => order,
+            Ok(None) => {
+                self.give_up(batch, reserved);
+                s.set_dispatcher_collects(false);
+                std::thread::sleep(s.config.poll.min(Duration::from_millis(100)));
+                return 0;
             }
-        }
-        if self.queues.is_empty() {
-            std::thread::sleep(s.config.poll.min(Duration::from_millis(100)));
-            self.refreshed = None;
-            return 0;
-        }
-        let n = self.queues.len();
-        self.rotation = (self.rotation + 1) % n;
-        let order: Vec<QueueName> = (0..n)
-            .map(|i| self.queues[(self.rotation + i) % n].clone())
-            .collect();
-        // Bound the blocking wait so new queues join within REFRESH.
-        let wait = s.config.poll.min(REFRESH);
-        let taken = match s.broker.take(&order, free, wait, s.config.lease) {
+            Err(e) => {
+                self.give_up(batch, reserved);
+                return self.failed(&e);
+            }
+        };
+        let taken = match super::finisher::record_and_take(&s, batch, reserved, &order) {
             Ok(t) => t,
             Err(e) => return self.failed(&e.to_string()),
         };
         self.backoff = Duration::from_millis(50);
-        if taken.is_empty() {
-            // Woken by a submit to a queue we do not know yet, or idle: re-read the registry
-            // now rather than at the next refresh.
+        self.last_full = taken.len() == budget;
+        let handed = self.hand_out(taken);
+        if !self.last_full {
+            // The queues ran dry: block until a submit (bounded, so new queues join within
+            // REFRESH), leaving outcomes that arrive meanwhile to the finisher. Then re-read
+            // the registry: the submit may be to a queue we do not know yet.
+            s.set_dispatcher_collects(false);
+            let wait = s.config.poll.min(REFRESH);
+            if let Err(e) = s.broker.wait_for_jobs(&order, wait) {
+                return handed + self.failed(&e.to_string());
+            }
             self.refreshed = None;
         }
-        self.last_full = taken.len() == free;
-        if !taken.is_empty() {
-            super::stats::Stats::inc(&s.stats.batches);
+        handed
+    }
+
+    /// Puts the reserved slots back and leaves the outcomes to the finisher.
+    fn give_up(&self, batch: Vec<Outcome>, reserved: usize) {
+        let s = &self.shared;
+        s.slots.lock().free += reserved;
+        s.dispatch_cv.notify_one();
+        if !batch.is_empty() {
+            super::finisher::record(s, batch);
         }
-        {
-            let mut f = s.free.lock();
-            *f = f.saturating_sub(taken.len());
+    }
+
+    /// The queues in the order to take from this time: rotated on every take, so no queue
+    /// starves another. `None` when no queue is registered (the registry is read again next
+    /// time); an error when the registry cannot be read.
+    fn order(&mut self) -> Result<Option<Vec<QueueName>>, String> {
+        if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
+            self.queues = self.shared.broker.queues().map_err(|e| e.to_string())?;
+            self.refreshed = Some(Instant::now());
         }
+        let n = self.queues.len();
+        if n == 0 {
+            self.refreshed = None;
+            return Ok(None);
+        }
+        self.rotation = (self.rotation + 1) % n;
+        Ok(Some(
+            (0..n)
+                .map(|i| self.queues[(self.rotation + i) % n].clone())
+                .collect(),
+        ))
+    }
+
+    /// Prepares taken jobs and hands them to the workers; returns how many were handed out.
+    fn hand_out(&mut self, taken: Vec<Taken>) -> usize {
+        let s = Arc::clone(&self.shared);
+        if taken.is_empty() {
+            return 0;
+        }
+        super::stats::Stats::inc(&s.stats.batches);
         let mut batch = Vec::with_capacity(taken.len());
         for t in taken {
             super::stats::Stats::inc(&s.stats.taken);
@@ -139,7 +181,7 @@ impl Dispatcher {
                 s.running
                     .lock()
                     .remove(&(QueueName::new(&w.job.circle, &w.job.topic), w.job.id));
-                let _ = s.outcomes.send(Outcome {
+                s.send_outcome(Outcome {
                     job: w.job,
                     attempt: w.attempt,
                     ending: Ending::Release,
@@ -152,6 +194,7 @@ impl Dispatcher {
     }
 
     fn failed(&mut self, err: &str) -> usize {
+        self.shared.set_dispatcher_collects(false);
         log::warn!("dispatcher: {err}; retrying in {:?}", self.backoff);
         std::thread::sleep(self.backoff);
         self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
@@ -196,7 +239,7 @@ impl Dispatcher {
         job.status = JobStatus::Error;
         job.error = format!("invalid job data in the broker: {reason}");
         job.time_end = unix_now();
-        let _ = s.outcomes.send(Outcome {
+        s.send_outcome(Outcome {
             job,
             attempt,
             ending: Ending::Finished,
@@ -221,7 +264,7 @@ impl Dispatcher {
                 attempt - 1
             );
             job.time_end = unix_now();
-            let _ = s.outcomes.send(Outcome {
+            s.send_outcome(Outcome {
                 job,
                 attempt,
                 ending: Ending::Finished,

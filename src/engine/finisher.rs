@@ -1,115 +1,146 @@
-//! The finisher thread: records outcomes in batches — one broker round trip for a batch of
-//! finished jobs, then their OurDB versions — so that recording costs a fraction of a round
-//! trip per job. The broker decides who wins (first finisher; the current attempt).
+//! Recording outcomes: one broker round trip for a batch of finished jobs, then their OurDB
+//! versions. The broker decides who wins (first finisher; the current attempt).
+//!
+//! Two callers. A busy dispatcher records the outbox in the same round trip that takes the
+//! next jobs ([`record_and_take`]), so a batch of jobs costs one round trip, not two. The
+//! finisher thread ([`run`]) records what the dispatcher will not record soon: outcomes that
+//! arrive while it blocks waiting for submits, or that free no slot (timeouts), or that sat
+//! in the outbox longer than [`STALE`].
 
 use super::stats::Stats;
 use super::{Ending, Outcome, Shared};
-use crate::broker::Transition;
+use crate::broker::{BrokerError, QueueName, Taken, Transition};
 use crate::job::JobStatus;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Most outcomes recorded in one broker call.
-const BATCH: usize = 512;
+pub const BATCH: usize = 512;
+/// How long an outcome may wait for the dispatcher's next take before the finisher records
+/// it on its own.
+const STALE: Duration = Duration::from_millis(1);
 /// During shutdown, how long a broker outage may delay the last records before they are
 /// written to OurDB only (recovery and `get` read them from there).
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(5);
 
-/// The thread body.
-pub fn run(shared: Arc<Shared>, rx: Receiver<Outcome>) {
+/// The finisher thread's body: runs until the engine drains and the outbox is empty.
+pub fn run(shared: Arc<Shared>) {
     loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(first) => {
-                let mut batch = vec![first];
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(o) => batch.push(o),
-                        Err(_) => break,
+        let batch = {
+            let mut g = shared.slots.lock();
+            loop {
+                let draining = shared.draining.load(Ordering::Acquire);
+                if !g.outbox.is_empty() {
+                    let stale = g.oldest.is_some_and(|t| t.elapsed() >= STALE);
+                    if !g.dispatcher_collects || stale || draining {
+                        break g.drain(BATCH);
                     }
-                }
-                record(&shared, batch);
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if shared.draining.load(Ordering::Acquire) && rx.is_empty() {
+                } else if draining {
                     return;
                 }
+                let wait = if g.outbox.is_empty() {
+                    Duration::from_millis(50)
+                } else {
+                    STALE
+                };
+                shared.finish_cv.wait_for(&mut g, wait);
             }
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
+        };
+        record(&shared, batch);
     }
 }
 
-/// Retries `f` through broker outages (backoff up to 1 s); during shutdown gives up after
-/// [`SHUTDOWN_PATIENCE`].
-fn with_retry<T>(
-    shared: &Shared,
-    what: &str,
-    mut f: impl FnMut() -> Result<T, crate::broker::BrokerError>,
-) -> Option<T> {
-    let mut delay = Duration::from_millis(20);
-    let mut draining_since: Option<Instant> = None;
-    loop {
-        match f() {
-            Ok(v) => return Some(v),
-            Err(e) => {
-                if shared.draining.load(Ordering::Acquire) {
-                    let since = *draining_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > SHUTDOWN_PATIENCE {
-                        log::error!("{what}: {e}; giving up on the broker at shutdown (OurDB has the record)");
-                        return None;
-                    }
-                }
-                log::warn!("{what}: {e}; retrying in {delay:?}");
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(1));
-            }
-        }
-    }
-}
-
-/// Records one batch.
+/// Records one batch (retrying through broker outages) and gives its workers' slots back.
 pub fn record(shared: &Shared, batch: Vec<Outcome>) {
-    let slots = batch.iter().filter(|o| o.frees_slot).count();
-    record_batch(shared, batch);
-    // Only now, recorded in the broker and OurDB, do the jobs stop counting against the
-    // pool: jobs taken and not yet recorded never exceed the workers.
-    for _ in 0..slots {
-        shared.release_worker();
-    }
-}
-
-fn record_batch(shared: &Shared, batch: Vec<Outcome>) {
+    let freed = batch.iter().filter(|o| o.frees_slot).count();
     let (releases, finished): (Vec<Outcome>, Vec<Outcome>) =
         batch.into_iter().partition(|o| o.ending == Ending::Release);
-    for o in releases {
-        let mut job = o.job;
-        job.status = JobStatus::New;
-        let t = with_retry(shared, "release job", || {
-            shared.broker.release(&job, o.attempt)
+    record_releases(shared, releases);
+    if !finished.is_empty() {
+        Stats::inc(&shared.stats.finish_batches);
+        let pairs = pairs_of(&finished);
+        let t = with_retry(shared, "record finished jobs", false, || {
+            crate::client::record_finished(&*shared.broker, &shared.store, &pairs)
         });
-        if matches!(t, Some(Transition::Applied) | None) {
-            Stats::inc(&shared.stats.released);
-            if let Err(e) = shared.store.update(&job) {
-                log::error!("job {}/{}/{}: OurDB: {e}", job.circle, job.topic, job.id);
+        apply(shared, &finished, t.as_deref());
+    }
+    give_back(shared, freed, 0);
+}
+
+/// Records `batch` and, in the same broker round trip, takes jobs from `queues` (the first
+/// queue first): as many as the `reserved` free slots plus the slots the batch's jobs free.
+/// Only once recorded in the broker and OurDB do the batch's jobs stop counting against the
+/// pool, and the taken ones start counting — in one step, so jobs taken and not yet recorded
+/// never exceed the workers. The caller took `reserved` out of the free count; what is not
+/// used goes back.
+///
+/// If the call fails, the batch goes back to the outbox for the finisher (which retries
+/// through outages) and the error is returned: the caller stops collecting and backs off.
+/// Jobs a failed call may have taken are under leases that expire; lease recovery queues
+/// them again. Releases (only at shutdown) are left to the finisher too.
+pub fn record_and_take(
+    shared: &Shared,
+    batch: Vec<Outcome>,
+    reserved: usize,
+    queues: &[QueueName],
+) -> Result<Vec<Taken>, BrokerError> {
+    let (releases, finished): (Vec<Outcome>, Vec<Outcome>) =
+        batch.into_iter().partition(|o| o.ending == Ending::Release);
+    requeue(shared, releases);
+    let freed = finished.iter().filter(|o| o.frees_slot).count();
+    let pairs = pairs_of(&finished);
+    let max = reserved + freed;
+    let (t, taken) = match shared
+        .broker
+        .finish_and_take(&pairs, queues, max, shared.config.lease)
+    {
+        Ok(r) => r,
+        Err(e) => {
+            requeue(shared, finished);
+            give_back(shared, reserved, 0);
+            return Err(e);
+        }
+    };
+    if finished.is_empty() {
+        give_back(shared, reserved, taken.len());
+        return Ok(taken);
+    }
+    Stats::inc(&shared.stats.finish_batches);
+    // Jobs Redis lost (it restarted): OurDB decides, and they are written back. Rare; done
+    // here so the slot count stays exact. Given up only at shutdown, when the finisher
+    // takes over.
+    let t = if t.contains(&Transition::Missing) {
+        match with_retry(shared, "record finished jobs", true, || {
+            crate::client::resolve_missing(&*shared.broker, &shared.store, &pairs, t.clone())
+        }) {
+            Some(t) => t,
+            None => {
+                requeue(shared, finished);
+                give_back(shared, reserved, taken.len());
+                return Ok(taken);
             }
         }
-    }
-    if finished.is_empty() {
-        return;
-    }
-    let pairs: Vec<(crate::job::Job, u32)> = finished
+    } else {
+        t
+    };
+    apply(shared, &finished, Some(&t));
+    give_back(shared, reserved + freed, taken.len());
+    Ok(taken)
+}
+
+fn pairs_of(finished: &[Outcome]) -> Vec<(crate::job::Job, u32)> {
+    finished
         .iter()
         .map(|o| (o.job.clone(), o.attempt))
-        .collect();
-    Stats::inc(&shared.stats.finish_batches);
-    let transitions = with_retry(shared, "record finished jobs", || {
-        crate::client::record_finished(&*shared.broker, &shared.store, &pairs)
-    });
+        .collect()
+}
+
+/// Counts the broker's verdicts and writes the winners to OurDB. No verdict (shutdown gave up
+/// on the broker): OurDB gets the record anyway.
+fn apply(shared: &Shared, finished: &[Outcome], transitions: Option<&[Transition]>) {
     for (i, o) in finished.iter().enumerate() {
         let t = transitions
-            .as_ref()
             .and_then(|t| t.get(i).copied())
             .unwrap_or(Transition::Applied);
         if t != Transition::Applied {
@@ -127,6 +158,82 @@ fn record_batch(shared: &Shared, batch: Vec<Outcome>) {
                 o.job.topic,
                 o.job.id
             );
+        }
+    }
+}
+
+/// Slot accounting after a record: `freed` slots come back, `taken` are in use.
+fn give_back(shared: &Shared, freed: usize, taken: usize) {
+    if freed == 0 && taken == 0 {
+        return;
+    }
+    {
+        let mut g = shared.slots.lock();
+        g.free = (g.free + freed).saturating_sub(taken);
+    }
+    if freed > taken {
+        shared.dispatch_cv.notify_one();
+    }
+}
+
+/// Puts outcomes back in the outbox for the finisher.
+fn requeue(shared: &Shared, outcomes: Vec<Outcome>) {
+    if outcomes.is_empty() {
+        return;
+    }
+    let mut g = shared.slots.lock();
+    for o in outcomes {
+        g.push(o);
+    }
+    drop(g);
+    shared.finish_cv.notify_one();
+}
+
+fn record_releases(shared: &Shared, releases: Vec<Outcome>) {
+    for o in releases {
+        let mut job = o.job;
+        job.status = JobStatus::New;
+        let t = with_retry(shared, "release job", false, || {
+            shared.broker.release(&job, o.attempt)
+        });
+        if matches!(t, Some(Transition::Applied) | None) {
+            Stats::inc(&shared.stats.released);
+            if let Err(e) = shared.store.update(&job) {
+                log::error!("job {}/{}/{}: OurDB: {e}", job.circle, job.topic, job.id);
+            }
+        }
+    }
+}
+
+/// Retries `f` through broker outages (backoff up to 1 s); during shutdown gives up after
+/// [`SHUTDOWN_PATIENCE`], or at once when `until_stopping` and the engine is stopping.
+fn with_retry<T>(
+    shared: &Shared,
+    what: &str,
+    until_stopping: bool,
+    mut f: impl FnMut() -> Result<T, BrokerError>,
+) -> Option<T> {
+    let mut delay = Duration::from_millis(20);
+    let mut draining_since: Option<Instant> = None;
+    loop {
+        match f() {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                if until_stopping && shared.stopping.load(Ordering::Acquire) {
+                    log::warn!("{what}: {e}; left to the finisher (stopping)");
+                    return None;
+                }
+                if shared.draining.load(Ordering::Acquire) {
+                    let since = *draining_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > SHUTDOWN_PATIENCE {
+                        log::error!("{what}: {e}; giving up on the broker at shutdown (OurDB has the record)");
+                        return None;
+                    }
+                }
+                log::warn!("{what}: {e}; retrying in {delay:?}");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
         }
     }
 }

@@ -31,7 +31,6 @@ use crate::job::Job;
 use crate::ourdb::Durability;
 use crate::processor::Registry;
 use crate::store::JobStore;
-use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use stats::Stats;
 use std::collections::HashMap;
@@ -139,6 +138,54 @@ pub struct Outcome {
     pub frees_slot: bool,
 }
 
+/// The dispatcher's budget and the outcomes waiting to be recorded, under one lock so the
+/// dispatcher can wait for either: an outcome that frees a slot is as good as a free worker,
+/// because the dispatcher records it in the same round trip that takes the next job.
+#[derive(Default)]
+pub struct Slots {
+    /// Workers free to take a job.
+    pub free: usize,
+    /// Outcomes not yet recorded, oldest first.
+    pub outbox: Vec<Outcome>,
+    /// How many of `outbox` give a worker slot back once recorded.
+    pub outbox_frees: usize,
+    /// When the oldest outcome in `outbox` arrived.
+    pub oldest: Option<Instant>,
+    /// The dispatcher records the outbox with its next take (it is not blocked on the
+    /// broker): the finisher leaves the outbox alone unless it grows stale.
+    pub dispatcher_collects: bool,
+}
+
+impl Slots {
+    fn push(&mut self, o: Outcome) {
+        if o.frees_slot {
+            self.outbox_frees += 1;
+        }
+        if self.outbox.is_empty() {
+            self.oldest = Some(Instant::now());
+        }
+        self.outbox.push(o);
+    }
+
+    /// Takes up to `max` outcomes, oldest first.
+    pub fn drain(&mut self, max: usize) -> Vec<Outcome> {
+        let n = self.outbox.len().min(max);
+        let batch: Vec<Outcome> = self.outbox.drain(..n).collect();
+        self.outbox_frees -= batch.iter().filter(|o| o.frees_slot).count();
+        self.oldest = if self.outbox.is_empty() {
+            None
+        } else {
+            Some(Instant::now())
+        };
+        batch
+    }
+
+    /// Jobs the dispatcher may take now: free workers plus the slots its next take frees.
+    pub fn available(&self) -> usize {
+        self.free + self.outbox_frees
+    }
+}
+
 /// State every engine thread shares.
 pub struct Shared {
     /// Queues and live state.
@@ -160,12 +207,12 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Jobs running here.
     pub running: Mutex<HashMap<JobKey, Running>>,
-    /// Workers free to take a job (the dispatcher's budget) and its wake-up.
-    pub free: Mutex<usize>,
-    /// Signalled when a worker frees up.
-    pub free_cv: Condvar,
-    /// To the finisher.
-    pub outcomes: Sender<Outcome>,
+    /// Free workers and outcomes waiting to be recorded.
+    pub slots: Mutex<Slots>,
+    /// Wakes the dispatcher: a worker slot came free or an outcome that frees one arrived.
+    pub dispatch_cv: Condvar,
+    /// Wakes the finisher: an outcome the dispatcher will not record soon.
+    pub finish_cv: Condvar,
     /// Wakes the watchdog and recovery threads early on shutdown.
     pub stop_cv: Condvar,
     /// Paired with `stop_cv`.
@@ -184,8 +231,34 @@ impl Shared {
 
     /// Gives a worker slot back to the dispatcher.
     pub fn release_worker(&self) {
-        *self.free.lock() += 1;
-        self.free_cv.notify_one();
+        self.slots.lock().free += 1;
+        self.dispatch_cv.notify_one();
+    }
+
+    /// Queues an outcome for recording: by the dispatcher with its next take when it is
+    /// collecting (and the outcome frees a slot it can reuse), else by the finisher.
+    pub fn send_outcome(&self, o: Outcome) {
+        let mut g = self.slots.lock();
+        let to_dispatcher = g.dispatcher_collects && o.frees_slot;
+        g.push(o);
+        drop(g);
+        if to_dispatcher {
+            self.dispatch_cv.notify_one();
+        } else {
+            self.finish_cv.notify_one();
+        }
+    }
+
+    /// Says whether the dispatcher will record outcomes with its next take; when it stops
+    /// (it is about to block on the broker, sleep or exit), the finisher takes over.
+    pub fn set_dispatcher_collects(&self, on: bool) {
+        let mut g = self.slots.lock();
+        g.dispatcher_collects = on;
+        let hand_over = !on && !g.outbox.is_empty();
+        drop(g);
+        if hand_over {
+            self.finish_cv.notify_one();
+        }
     }
 
     /// The timeout that applies to `job`.
@@ -278,26 +351,27 @@ impl WatchDogBuilder {
         if self.config.workers == 0 {
             return Err(Error::Invalid("an engine needs at least one worker".into()));
         }
-        let (tx, rx) = crossbeam_channel::bounded(4096);
         let shared = Arc::new(Shared {
             broker,
             store,
             registry: self.registry,
-            free: Mutex::new(self.config.workers),
+            slots: Mutex::new(Slots {
+                free: self.config.workers,
+                ..Slots::default()
+            }),
             config: self.config,
             stats: Stats::default(),
             stopping: AtomicBool::new(false),
             cancelling: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
-            free_cv: Condvar::new(),
-            outcomes: tx,
+            dispatch_cv: Condvar::new(),
+            finish_cv: Condvar::new(),
             stop_cv: Condvar::new(),
             stop_lock: Mutex::new(()),
         });
         Ok(WatchDog {
             shared,
-            outcomes_rx: Some(rx),
             threads: Vec::new(),
             work: None,
             started: false,
@@ -308,7 +382,6 @@ impl WatchDogBuilder {
 /// The engine. `start()` spawns its threads; `stop()` (or drop) shuts it down gracefully.
 pub struct WatchDog {
     shared: Arc<Shared>,
-    outcomes_rx: Option<Receiver<Outcome>>,
     threads: Vec<(String, JoinHandle<()>)>,
     work: Option<Arc<handoff::Handoff<Work>>>,
     started: bool,
@@ -338,18 +411,18 @@ impl WatchDog {
         self.shared.stats.snapshot(&self.shared)
     }
 
-    /// Spawns the threads. Runs recovery once first (synchronously), so jobs the broker lost
-    /// while no engine ran are queued before the first pop.
+    /// Spawns the threads. The recovery thread's first pass queues again, at once, the jobs
+    /// the broker lost while no engine ran.
     pub fn start(&mut self) -> Result<()> {
         if self.started {
             return Ok(());
         }
+        if self.shared.stopping.load(Ordering::Acquire) {
+            return Err(Error::Invalid("engine already started once".into()));
+        }
         self.started = true;
         let shared = &self.shared;
-        let mut rec = recovery::Recovery::new(Arc::clone(shared));
-        if let Err(e) = rec.run_once() {
-            log::warn!("startup recovery: {e}");
-        }
+        let rec = recovery::Recovery::new(Arc::clone(shared));
         // The hand-off holds no backlog: the dispatcher only takes what free workers can start.
         let work = Arc::new(handoff::Handoff::<Work>::new(shared.config.workers));
         let spawn =
@@ -368,15 +441,11 @@ impl WatchDog {
                 Box::new(move || pool::run(s, rx)),
             )?);
         }
-        let outcomes_rx = self
-            .outcomes_rx
-            .take()
-            .ok_or_else(|| Error::Invalid("engine already started once".into()))?;
         {
             let s = Arc::clone(shared);
             self.threads.push(spawn(
                 "herojobs-finisher".into(),
-                Box::new(move || finisher::run(s, outcomes_rx)),
+                Box::new(move || finisher::run(s)),
             )?);
         }
         {
@@ -423,7 +492,7 @@ impl WatchDog {
             let _g = s.stop_lock.lock();
             s.stop_cv.notify_all();
         }
-        s.free_cv.notify_all();
+        s.dispatch_cv.notify_all();
         let take = |name: &str, threads: &mut Vec<(String, JoinHandle<()>)>| {
             if let Some(i) = threads.iter().position(|(n, _)| n == name) {
                 let (_, h) = threads.remove(i);

@@ -44,7 +44,7 @@ pub fn run_one(shared: &Shared, w: Work) {
     if shared.stopping.load(Ordering::Acquire) {
         // Taken but not started when shutdown began: give it back untouched.
         shared.running.lock().remove(&key);
-        let _ = shared.outcomes.send(Outcome {
+        shared.send_outcome(Outcome {
             job,
             attempt,
             ending: Ending::Release,
@@ -101,7 +101,7 @@ pub fn run_one(shared: &Shared, w: Work) {
     match ending {
         // The finisher gives the slot back once the outcome is recorded.
         Some(ending) => {
-            let _ = shared.outcomes.send(Outcome {
+            shared.send_outcome(Outcome {
                 job,
                 attempt,
                 ending,

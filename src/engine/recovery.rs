@@ -45,8 +45,14 @@ pub struct Recovery {
     epoch: Option<String>,
 }
 
-/// The thread body.
+/// The thread body. The first pass (a full check: nothing is known about the broker yet)
+/// runs at once, beside the dispatcher rather than before it, so a restart with many queued
+/// jobs starts working immediately; running it concurrently with takes is what every later
+/// pass does anyway.
 pub fn run(shared: Arc<Shared>, mut rec: Recovery) {
+    if let Err(e) = rec.run_once() {
+        log::warn!("startup recovery: {e}");
+    }
     loop {
         let interval = shared.config.recovery_interval;
         let end = Instant::now() + interval;
