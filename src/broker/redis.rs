@@ -1,8 +1,9 @@
 //! The Redis broker: a small connection pool with reconnect-and-backoff, and the Lua scripts
 //! that make each multi-key change one atomic round trip.
 //!
-//! Round trips: enqueue of a batch = 1 (`EVALSHA`); pop = 1 (`BRPOP`) + 1 (`RPOP count`)
-//! only when more workers are free; start = 1; finish = 1; get = 1.
+//! Round trips: enqueue of a batch = 1 (`EVALSHA`); the engine's finish-and-take of a
+//! batch = 1; an idle engine's wait for submits = 1 (`BLPOP`); finish of a batch = 1;
+//! get = 1.
 
 use super::keys;
 use super::{Broker, BrokerError, Ensure, QueueName, Taken, Transition};
@@ -81,7 +82,6 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 return 1
 "#;
 
-// KEYS: hash, done list, leases. ARGV: json, status, attempt, lease member, restore flag.
 // KEYS: hash. Registers a waiter and returns the job's status. Registers even when the
 // broker lost the job (a hash without `job` reads everywhere as "no copy"): recovery then
 // restores the job into this hash, keeping the registration, and its finish signals us.
@@ -779,9 +779,7 @@ impl Broker for RedisBroker {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(self
-            .finish_take(jobs, restore, &[], 0, Duration::ZERO)?
-            .0)
+        Ok(self.finish_take(jobs, restore, &[], 0, Duration::ZERO)?.0)
     }
 
     fn release(&self, job: &Job, attempt: u32) -> Result<Transition, BrokerError> {

@@ -1,12 +1,15 @@
 //! The engine: a `WatchDog` that takes jobs off the broker and runs them.
 //!
 //! Threads (each a loop around a `run_once` step with bounded waits, so shutdown is prompt):
-//! - `herojobs-dispatcher` ([`dispatcher`]): takes as many jobs as workers are free, in one
-//!   atomic broker call per batch (popped and marked active under a lease together), writes
-//!   them active to OurDB and hands them to the pool. Never more than the pool has room for.
-//! - `herojobs-worker-N` ([`pool`]): runs the processor of the job's params type.
-//! - `herojobs-finisher` ([`finisher`]): records results in batches (one broker round trip
-//!   and one OurDB pass per batch); first finisher wins, fenced attempts lose.
+//! - `herojobs-dispatcher` ([`dispatcher`]): records the outcomes waiting in the outbox and
+//!   takes as many jobs as that (and the free workers) allows, in one atomic broker call per
+//!   batch (finished jobs recorded; new ones popped and marked active under a lease), and
+//!   hands them to the pool. Never more than the pool has room for.
+//! - `herojobs-worker-N` ([`pool`]): writes the job active to OurDB, runs the processor of
+//!   its params type, puts the outcome in the outbox.
+//! - `herojobs-finisher` ([`finisher`]): records the outcomes the dispatcher will not record
+//!   soon (it is blocked waiting for submits; timeouts; anything older than 1 ms) in
+//!   batches; first finisher wins, fenced attempts lose.
 //! - `herojobs-watchdog` ([`deadlines`]): times out jobs at their deadline (cancel flag +
 //!   error "timeout after N s"), renews leases, publishes counters.
 //! - `herojobs-recovery` ([`recovery`]): re-queues jobs whose engine died (expired leases)
