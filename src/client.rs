@@ -162,8 +162,9 @@ impl Client {
 
     /// The next job to run from a queue, without taking it.
     pub fn peek(&self, circle: &str, topic: &str) -> Result<Option<Job>> {
-        match self.queue_ids(circle, topic)?.first() {
-            Some(&id) => self.get(circle, topic, id).map(Some),
+        let q = Self::queue(circle, topic)?;
+        match self.broker.peek(&q)? {
+            Some(id) => self.get(&q.circle, &q.topic, id).map(Some),
             None => Ok(None),
         }
     }

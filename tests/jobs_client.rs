@@ -91,14 +91,16 @@ fn queues_are_fifo_and_queue_operations_work() {
     assert_eq!(client.queue_ids("c", "fifo").unwrap(), ids);
     assert_eq!(client.peek("c", "fifo").unwrap().unwrap().id, ids[0]);
     let q = QueueName::new("c", "fifo");
-    let popped = client
+    let (_, taken) = client
         .broker()
-        .pop(std::slice::from_ref(&q), 5, Duration::from_secs(1))
+        .finish_and_take(&[], std::slice::from_ref(&q), 5, Duration::from_secs(30))
         .unwrap();
     assert_eq!(
-        popped.iter().map(|(_, id)| *id).collect::<Vec<_>>(),
-        ids[..5]
+        taken.iter().map(|t| t.id).collect::<Vec<_>>(),
+        ids[..5],
+        "taken in submit order"
     );
+    assert_eq!(client.peek("c", "fifo").unwrap().unwrap().id, ids[5]);
     assert_eq!(
         client.queues().unwrap(),
         vec![QueueName::new("c", "fifo"), QueueName::new("c", "other")]

@@ -173,29 +173,13 @@ impl Broker for MemoryBroker {
         Ok(self.state.lock().registry.iter().cloned().collect())
     }
 
-    fn pop(
-        &self,
-        queues: &[QueueName],
-        max: usize,
-        timeout: Duration,
-    ) -> Result<Vec<(QueueName, u32)>, BrokerError> {
-        let end = Instant::now() + timeout;
-        let mut st = self.state.lock();
-        loop {
-            let mut out = Vec::new();
-            for q in queues {
-                while out.len() < max {
-                    match st.queues.get_mut(q).and_then(|l| l.pop_front()) {
-                        Some(id) => out.push((q.clone(), id)),
-                        None => break,
-                    }
-                }
-            }
-            if !out.is_empty() || Instant::now() >= end {
-                return Ok(out);
-            }
-            self.changed.wait_until(&mut st, end);
-        }
+    fn peek(&self, q: &QueueName) -> Result<Option<u32>, BrokerError> {
+        Ok(self
+            .state
+            .lock()
+            .queues
+            .get(q)
+            .and_then(|l| l.front().copied()))
     }
 
     fn queue_len(&self, q: &QueueName) -> Result<u64, BrokerError> {

@@ -115,14 +115,8 @@ pub trait Broker: Send + Sync {
     /// All registered queues.
     fn queues(&self) -> Result<Vec<QueueName>, BrokerError>;
 
-    /// Blocks up to `timeout` for one id from any of `queues` (tried in the given order),
-    /// then takes up to `max - 1` more from the same queue without blocking.
-    fn pop(
-        &self,
-        queues: &[QueueName],
-        max: usize,
-        timeout: Duration,
-    ) -> Result<Vec<(QueueName, u32)>, BrokerError>;
+    /// The id that runs next in `queue` (one small read, not the whole list).
+    fn peek(&self, queue: &QueueName) -> Result<Option<u32>, BrokerError>;
 
     /// Number of waiting ids.
     fn queue_len(&self, queue: &QueueName) -> Result<u64, BrokerError>;

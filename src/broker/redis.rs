@@ -628,49 +628,12 @@ impl Broker for RedisBroker {
         Ok(out)
     }
 
-    fn pop(
-        &self,
-        queues: &[QueueName],
-        max: usize,
-        timeout: Duration,
-    ) -> Result<Vec<(QueueName, u32)>, BrokerError> {
-        if queues.is_empty() || max == 0 {
-            std::thread::sleep(timeout.min(Duration::from_millis(100)));
-            return Ok(Vec::new());
-        }
-        let qkeys: Vec<String> = queues
-            .iter()
-            .map(|q| keys::queue(&q.circle, &q.topic))
-            .collect();
-        let secs = timeout.as_secs_f64().max(0.01);
-        let first: Option<(String, String)> = self.run_blocking("brpop", timeout, |con| {
-            redis::cmd("BRPOP").arg(&qkeys).arg(secs).query(con)
+    fn peek(&self, q: &QueueName) -> Result<Option<u32>, BrokerError> {
+        let key = keys::queue(&q.circle, &q.topic);
+        let raw: Option<String> = self.run("peek queue", true, |con| {
+            redis::cmd("LINDEX").arg(&key).arg(-1).query(con)
         })?;
-        let Some((key, id)) = first else {
-            return Ok(Vec::new());
-        };
-        let Some((c, t)) = keys::parse_queue(&key) else {
-            return Ok(Vec::new());
-        };
-        let q = QueueName {
-            circle: c,
-            topic: t,
-        };
-        let mut out = Vec::with_capacity(max);
-        let push = |raw: &str, out: &mut Vec<(QueueName, u32)>| match raw.parse::<u32>() {
-            Ok(id) if id > 0 => out.push((q.clone(), id)),
-            _ => log::warn!("queue {key}: dropping entry {raw:?}, which is not a job id"),
-        };
-        push(&id, &mut out);
-        if max > 1 {
-            let more: Option<Vec<String>> = self.run("rpop", false, |con| {
-                redis::cmd("RPOP").arg(&key).arg(max - 1).query(con)
-            })?;
-            for raw in more.unwrap_or_default() {
-                push(&raw, &mut out);
-            }
-        }
-        Ok(out)
+        Ok(raw.and_then(|r| r.parse().ok()))
     }
 
     fn queue_len(&self, q: &QueueName) -> Result<u64, BrokerError> {

@@ -61,17 +61,20 @@ impl Dispatcher {
             let mut g = s.slots.lock();
             g.dispatcher_collects = true;
             if g.available() == 0 {
+                g.dispatcher_wants = 1;
                 s.dispatch_cv.wait_for(&mut g, s.config.poll);
             }
             // Under load (the last take was full), wait briefly for more workers to finish:
             // a batch per round trip instead of a round trip per job. Bounded, so long jobs
             // lose at most GATHER of a worker's time.
             if self.last_full && g.available() > 0 && g.available() < s.config.workers {
+                g.dispatcher_wants = s.config.workers;
                 let until = Instant::now() + GATHER;
                 while g.available() < s.config.workers && Instant::now() < until {
                     s.dispatch_cv.wait_until(&mut g, until);
                 }
             }
+            g.dispatcher_wants = 1;
             let budget = g.available();
             // The free slots are reserved for this take; what it does not use comes back.
             let reserved = std::mem::take(&mut g.free);

@@ -157,6 +157,8 @@ pub struct Slots {
     /// The dispatcher records the outbox with its next take (it is not blocked on the
     /// broker): the finisher leaves the outbox alone unless it grows stale.
     pub dispatcher_collects: bool,
+    /// Available slots the dispatcher waits for before it wants waking.
+    pub dispatcher_wants: usize,
 }
 
 impl Slots {
@@ -234,8 +236,13 @@ impl Shared {
 
     /// Gives a worker slot back to the dispatcher.
     pub fn release_worker(&self) {
-        self.slots.lock().free += 1;
-        self.dispatch_cv.notify_one();
+        let mut g = self.slots.lock();
+        g.free += 1;
+        let wake = g.available() >= g.dispatcher_wants;
+        drop(g);
+        if wake {
+            self.dispatch_cv.notify_one();
+        }
     }
 
     /// Queues an outcome for recording: by the dispatcher with its next take when it is
@@ -244,10 +251,13 @@ impl Shared {
         let mut g = self.slots.lock();
         let to_dispatcher = g.dispatcher_collects && o.frees_slot;
         g.push(o);
+        // Wake the dispatcher only when it has what it waits for (one slot, or the whole
+        // pool while it gathers a batch), not once per outcome.
+        let wake = to_dispatcher && (g.available() >= g.dispatcher_wants);
         drop(g);
-        if to_dispatcher {
+        if wake {
             self.dispatch_cv.notify_one();
-        } else {
+        } else if !to_dispatcher {
             self.finish_cv.notify_one();
         }
     }
