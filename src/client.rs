@@ -3,7 +3,7 @@
 //! ids) first, then the broker in one round trip.
 
 use crate::broker::redis::{RedisBroker, RedisConfig};
-use crate::broker::{Broker, QueueName, Transition};
+use crate::broker::{Broker, QueueName, Transition, Wake};
 use crate::error::{Error, Result};
 use crate::job::{unix_now, Job, JobStatus};
 use crate::ourdb::Durability;
@@ -145,8 +145,11 @@ impl Client {
                     waited: timeout,
                 });
             }
-            // Signalled or not, look again: the job decides, the signal only wakes us.
-            self.broker.wait_done(&q, id, left)?;
+            // A wake-up that carries the finished job ends the wait; any other, look again:
+            // the job decides, the signal only wakes us.
+            if let Wake::Finished(job) = self.broker.wait_done(&q, id, left)? {
+                return Ok(*job);
+            }
         }
     }
 

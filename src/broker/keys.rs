@@ -24,8 +24,9 @@ pub fn job_prefix(circle: &str, topic: &str) -> String {
     format!("herojobs:{circle}:{topic}:")
 }
 
-/// `herojobs:<circle>:<topic>:<id>:done`: a one-element list pushed when the job finishes;
-/// waiters block on it (rotating it, so every waiter sees it).
+/// `herojobs:<circle>:<topic>:<id>:done`: a one-element list, the finished job's JSON, pushed
+/// when the job finishes if someone waits for it (it expires after 10 minutes); waiters block
+/// on it, rotating it so every waiter sees it.
 pub fn done(circle: &str, topic: &str, id: u32) -> String {
     format!("herojobs:{circle}:{topic}:{id}:done")
 }

@@ -5,7 +5,7 @@
 //! the engine's recovery queues again what was new or active. Only the last 10,000 finished
 //! jobs stay in memory (OurDB has them all), so memory is bounded by the unfinished jobs.
 
-use super::{Broker, BrokerError, Ensure, QueueName, Taken, Transition};
+use super::{Broker, BrokerError, Ensure, QueueName, Taken, Transition, Wake};
 use crate::job::{Job, JobStatus};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -242,22 +242,24 @@ impl Broker for MemoryBroker {
         Ok(Transition::Applied)
     }
 
-    fn wait_done(&self, q: &QueueName, id: u32, timeout: Duration) -> Result<bool, BrokerError> {
+    fn wait_done(&self, q: &QueueName, id: u32, timeout: Duration) -> Result<Wake, BrokerError> {
         let end = Instant::now() + timeout;
         let k = (q.clone(), id);
         let mut st = self.state.lock();
         let mut woken = false;
         loop {
             match st.jobs.get_mut(&k) {
-                Some(e) if e.job.status.is_finished() => return Ok(true),
+                Some(e) if e.job.status.is_finished() => {
+                    return Ok(Wake::Finished(Box::new(e.job.clone())))
+                }
                 Some(e) => e.waiting = true,
                 // Finished jobs leave the broker: after any change, let the caller look in
                 // OurDB again.
-                None if woken => return Ok(true),
+                None if woken => return Ok(Wake::Signalled),
                 None => {}
             }
             if Instant::now() >= end {
-                return Ok(false);
+                return Ok(Wake::TimedOut);
             }
             woken = !self.changed.wait_until(&mut st, end).timed_out();
         }
@@ -444,6 +446,9 @@ mod tests {
             Transition::AlreadyFinished
         );
         assert_eq!(b.finish(&job(1), 1, false).unwrap(), Transition::Missing);
-        assert!(b.wait_done(&q, n, Duration::from_millis(10)).unwrap());
+        assert!(matches!(
+            b.wait_done(&q, n, Duration::from_millis(10)).unwrap(),
+            Wake::Finished(_)
+        ));
     }
 }

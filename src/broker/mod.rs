@@ -89,6 +89,18 @@ pub struct Taken {
     pub attempt: u32,
 }
 
+/// What [`Broker::wait_done`] saw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Wake {
+    /// The job finished; here it is as recorded.
+    Finished(Box<Job>),
+    /// Something changed (a finish signal without a readable job, or the broker lost the
+    /// job): the caller reads the job (OurDB decides when the broker has no copy).
+    Signalled,
+    /// Nothing happened within the timeout.
+    TimedOut,
+}
+
 /// What [`Broker::ensure_queued`] found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ensure {
@@ -142,9 +154,10 @@ pub trait Broker: Send + Sync {
     }
 
     /// Blocks up to `timeout` until the job's completion is signalled (returns early if it
-    /// already was). `true` if signalled.
+    /// already was). The signal carries the finished job when it can, so a waiter needs no
+    /// further read.
     fn wait_done(&self, queue: &QueueName, id: u32, timeout: Duration)
-        -> Result<bool, BrokerError>;
+        -> Result<Wake, BrokerError>;
 
     /// The engine's step, one atomic round trip: records `finished` exactly as
     /// [`finish_many`](Broker::finish_many) without `restore` does, then takes up to `max`

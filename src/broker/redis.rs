@@ -6,7 +6,7 @@
 //! get = 1.
 
 use super::keys;
-use super::{Broker, BrokerError, Ensure, QueueName, Taken, Transition};
+use super::{Broker, BrokerError, Ensure, QueueName, Taken, Transition, Wake};
 use crate::codec;
 use crate::job::{Job, JobStatus};
 use parking_lot::Mutex;
@@ -125,8 +125,9 @@ return existed
 // Redis lost it; written back only when restoring). taken: flat (queue index, id, json,
 // attempt) quadruples; json '' with attempt -1 when the id has no hash, attempt 0 when the
 // job had already finished (skipped).
-// Finishing pushes the done list only when a waiter registered (field `waiting`, set before
-// the waiter reads the status, so no wake-up is lost). Leases are removed in one ZREM and
+// Finishing pushes the job's JSON onto its done list only when a waiter registered (field
+// `waiting`, set before the waiter reads the status, so no wake-up is lost): waiters get the
+// result with the wake-up, without another read. Leases are removed in one ZREM and
 // added in one ZADD (chunked: Lua's unpack has a stack limit). Job hash keys are derived from
 // queue keys (`heroqueue:c:t` -> `herojobs:c:t:<id>`), which is fine on a single Redis (not a
 // cluster).
@@ -154,8 +155,8 @@ for i = 1, nf do
     redis.call('HSET', h, 'job', ARGV[a + 1], 'status', ARGV[a + 2], 'attempt', att)
     gone[#gone + 1] = ARGV[a + 4]
     if cur[3] then
-      redis.call('LPUSH', d, '1')
-      redis.call('EXPIRE', d, 3600)
+      redis.call('LPUSH', d, ARGV[a + 1])
+      redis.call('EXPIRE', d, 600)
     end
     codes[i] = 1
   end
@@ -183,10 +184,14 @@ for qi = 2, 1 + nq do
       else
         local att = tonumber(f[3] or '0') + 1
         -- Our own JSON has exactly `"status":"new"` (quotes inside strings are escaped, so
-        -- this cannot match inside a value): patch it in place, which is far cheaper than a
-        -- decode/encode. JSON formatted otherwise (another client, a retry) goes via cjson.
-        local json, patched = string.gsub(f[1], '"status":"new"', '"status":"active"', 1)
-        if patched == 0 then
+        -- this cannot match inside a value): patch it in place with a plain find, far
+        -- cheaper than a decode/encode (or a pattern gsub). JSON formatted otherwise
+        -- (another client, a retry) goes via cjson.
+        local json = f[1]
+        local a, b = string.find(json, '"status":"new"', 1, true)
+        if a then
+          json = string.sub(json, 1, a - 1) .. '"status":"active"' .. string.sub(json, b + 1)
+        else
           local ok, j = pcall(cjson.decode, f[1])
           if ok and type(j) == 'table' then
             j['status'] = 'active'; j['time_start'] = tonumber(ARGV[4]); j['attempts'] = att
@@ -687,19 +692,19 @@ impl Broker for RedisBroker {
         Ok(transition(code))
     }
 
-    fn wait_done(&self, q: &QueueName, id: u32, timeout: Duration) -> Result<bool, BrokerError> {
+    fn wait_done(&self, q: &QueueName, id: u32, timeout: Duration) -> Result<Wake, BrokerError> {
         let hash = keys::job(&q.circle, &q.topic, id);
         // Register as a waiter, then look: a finish either happened before (we see it) or
         // after (it sees the registration and signals).
         let status: Option<String> =
             self.run("watch job", true, |con| self.watch.key(&hash).invoke(con))?;
         if matches!(status.as_deref(), Some("done") | Some("error")) {
-            return Ok(true);
+            return Ok(Wake::Signalled);
         }
         let key = keys::done(&q.circle, &q.topic, id);
         let secs = timeout.as_secs_f64().max(0.01);
         // Rotate the one-element list onto itself: non-destructive, so every waiter sees it.
-        let got: Option<String> = self.run_blocking("wait", timeout, |con| {
+        let got: Option<Vec<u8>> = self.run_blocking("wait", timeout, |con| {
             redis::cmd("BLMOVE")
                 .arg(&key)
                 .arg(&key)
@@ -708,7 +713,15 @@ impl Broker for RedisBroker {
                 .arg(secs)
                 .query(con)
         })?;
-        Ok(got.is_some())
+        // The element is the finished job's JSON (an older finisher pushed "1": then the
+        // caller reads the job).
+        Ok(match got {
+            None => Wake::TimedOut,
+            Some(raw) => match codec::from_json(&raw) {
+                Ok(job) if job.status.is_finished() => Wake::Finished(Box::new(job)),
+                _ => Wake::Signalled,
+            },
+        })
     }
 
     fn finish_and_take(
