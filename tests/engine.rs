@@ -304,9 +304,9 @@ fn start_up_recovery_does_not_reread_finished_history() {
                 .unwrap();
         }
         // Let one more recovery pass move the mark past the finished jobs and persist it.
-        let before = engine.stats().recovery_reads;
+        let before = engine.stats().recovery_passes;
         wait_until("a recovery pass", Duration::from_secs(30), || {
-            engine.stats().recovery_reads > before + 100
+            engine.stats().recovery_passes > before
         });
         wait_until(
             "the mark to pass the history",
@@ -320,10 +320,40 @@ fn start_up_recovery_does_not_reread_finished_history() {
     }
     let mut engine = test_engine(&redis.url(), &base, 4).build().unwrap();
     engine.start().unwrap();
+    wait_until(
+        "the start-up recovery pass",
+        Duration::from_secs(30),
+        || engine.stats().recovery_passes >= 1,
+    );
     // The start-up pass read (almost) nothing: 3,000 finished jobs are behind the mark.
     assert!(
         engine.stats().recovery_reads < 10,
         "read {}",
         engine.stats().recovery_reads
     );
+}
+
+/// An idle engine picks up jobs from queues (and circles) that did not exist when it went
+/// idle, one after another, and records every result.
+#[test]
+fn queues_created_while_the_engine_is_idle_are_served() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let mut engine = test_engine(&redis.url(), &base, 2).build().unwrap();
+    engine.start().unwrap();
+    for n in 0..6 {
+        let (circle, topic) = (format!("circle{}", n % 2), format!("fresh{n}"));
+        let id = client
+            .submit(tjob(&circle, &topic, &format!("ok from {n}")))
+            .unwrap();
+        let j = client
+            .wait(&circle, &topic, id, Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(
+            (j.status, j.result.as_str()),
+            (JobStatus::Done, format!("from {n}").as_str())
+        );
+    }
+    assert_eq!(engine.stats().done, 6);
 }

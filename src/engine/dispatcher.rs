@@ -25,6 +25,9 @@ pub struct Dispatcher {
     backoff: Duration,
     /// The last take returned as many jobs as asked for: more are probably waiting.
     last_full: bool,
+    /// The last wait for submits returned: if the next take finds nothing, the submit went
+    /// to a queue not yet in `queues`.
+    woken: bool,
 }
 
 /// The thread body.
@@ -48,6 +51,7 @@ impl Dispatcher {
             rotation: 0,
             backoff: Duration::from_millis(50),
             last_full: false,
+            woken: false,
         }
     }
 
@@ -97,23 +101,30 @@ impl Dispatcher {
                 return self.failed(&e);
             }
         };
+        let woken = std::mem::take(&mut self.woken);
         let taken = match super::finisher::record_and_take(&s, batch, reserved, &order) {
             Ok(t) => t,
             Err(e) => return self.failed(&e.to_string()),
         };
         self.backoff = Duration::from_millis(50);
         self.last_full = taken.len() == budget;
+        let got = !taken.is_empty();
         let handed = self.hand_out(taken);
         if !self.last_full {
+            if woken && !got {
+                // Woken by a submit, yet none of the known queues had a job: it went to a
+                // queue we do not know yet. Re-read the registry and take again at once.
+                self.refreshed = None;
+                return handed;
+            }
             // The queues ran dry: block until a submit (bounded, so new queues join within
-            // REFRESH), leaving outcomes that arrive meanwhile to the finisher. Then re-read
-            // the registry: the submit may be to a queue we do not know yet.
+            // REFRESH), leaving outcomes that arrive meanwhile to the finisher.
             s.set_dispatcher_collects(false);
             let wait = s.config.poll.min(REFRESH);
             if let Err(e) = s.broker.wait_for_jobs(&order, wait) {
                 return handed + self.failed(&e.to_string());
             }
-            self.refreshed = None;
+            self.woken = true;
         }
         handed
     }

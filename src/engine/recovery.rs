@@ -118,7 +118,9 @@ impl Recovery {
             self.scan_topic(&c, &t, full)?;
         }
         self.epoch = Some(epoch);
-        self.recheck_suspects()
+        self.recheck_suspects()?;
+        Stats::inc(&s.stats.recovery_passes);
+        Ok(())
     }
 
     fn scan_topic(&mut self, c: &str, t: &str, full: bool) -> Result<()> {

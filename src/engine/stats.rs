@@ -29,6 +29,8 @@ pub struct Stats {
     pub superseded: AtomicU64,
     /// Job records recovery has read (its cost: grows with unfinished jobs, not history).
     pub recovery_reads: AtomicU64,
+    /// Recovery passes completed (the first is the start-up pass, run beside the dispatcher).
+    pub recovery_passes: AtomicU64,
 }
 
 /// A point-in-time copy of the counters.
@@ -56,6 +58,8 @@ pub struct Snapshot {
     pub superseded: u64,
     /// See [`Stats::recovery_reads`].
     pub recovery_reads: u64,
+    /// See [`Stats::recovery_passes`].
+    pub recovery_passes: u64,
     /// Jobs running now.
     pub running: u64,
 }
@@ -81,6 +85,7 @@ impl Stats {
             released: l(&self.released),
             superseded: l(&self.superseded),
             recovery_reads: l(&self.recovery_reads),
+            recovery_passes: l(&self.recovery_passes),
             running: shared.running.lock().len() as u64,
         }
     }
@@ -101,6 +106,7 @@ impl Snapshot {
             ("released", self.released),
             ("superseded", self.superseded),
             ("recovery_reads", self.recovery_reads),
+            ("recovery_passes", self.recovery_passes),
             ("running", self.running),
         ]
     }
