@@ -357,3 +357,46 @@ fn queues_created_while_the_engine_is_idle_are_served() {
     }
     assert_eq!(engine.stats().done, 6);
 }
+
+/// Redis dies while jobs run, then the engine is stopped: `stop` still returns (the
+/// finisher gives up on Redis after its shutdown patience and writes OurDB), and once Redis
+/// is back, empty, a new engine finishes every job from OurDB.
+#[test]
+fn stopping_during_a_redis_outage_returns_and_loses_nothing() {
+    let mut redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let ids: Vec<u32> = (0..20)
+        .map(|_| client.submit(tjob("c", "outage", "sleep 300")).unwrap())
+        .collect();
+    let mut engine = test_engine(&redis.url(), &base, 2).build().unwrap();
+    engine.start().unwrap();
+    wait_until("jobs running", Duration::from_secs(30), || {
+        engine.stats().started >= 2
+    });
+    redis.kill();
+    let stopper = std::thread::spawn(move || {
+        engine.stop();
+        engine
+    });
+    wait_until("stop() to return", Duration::from_secs(90), || {
+        stopper.is_finished()
+    });
+    let engine = stopper.join().unwrap();
+    assert_eq!(engine.stats().running, 0);
+
+    redis.restart();
+    let mut engine = test_engine(&redis.url(), &base, 4).build().unwrap();
+    engine.start().unwrap();
+    let store = client.store();
+    wait_until("every job done in OurDB", Duration::from_secs(120), || {
+        ids.iter().all(|id| {
+            store
+                .get("c", "outage", *id)
+                .ok()
+                .flatten()
+                .is_some_and(|j| j.status == JobStatus::Done)
+        })
+    });
+    engine.stop();
+}

@@ -129,14 +129,14 @@ impl Dispatcher {
         handed
     }
 
-    /// Puts the reserved slots back and leaves the outcomes to the finisher.
+    /// Puts the reserved slots back and the outcomes in the outbox for the finisher. Never
+    /// records them here: recording retries through a broker outage, and the dispatcher must
+    /// stay free to notice a shutdown (the finisher is stopped after it, with a deadline).
     fn give_up(&self, batch: Vec<Outcome>, reserved: usize) {
         let s = &self.shared;
         s.slots.lock().free += reserved;
         s.dispatch_cv.notify_one();
-        if !batch.is_empty() {
-            super::finisher::record(s, batch);
-        }
+        super::finisher::requeue(s, batch);
     }
 
     /// The queues in the order to take from this time: rotated on every take, so no queue

@@ -52,7 +52,7 @@ pub fn run(shared: Arc<Shared>) {
 }
 
 /// Records one batch (retrying through broker outages) and gives its workers' slots back.
-pub fn record(shared: &Shared, batch: Vec<Outcome>) {
+fn record(shared: &Shared, batch: Vec<Outcome>) {
     let freed = batch.iter().filter(|o| o.frees_slot).count();
     let (releases, finished): (Vec<Outcome>, Vec<Outcome>) =
         batch.into_iter().partition(|o| o.ending == Ending::Release);
@@ -177,7 +177,7 @@ fn give_back(shared: &Shared, freed: usize, taken: usize) {
 }
 
 /// Puts outcomes back in the outbox for the finisher.
-fn requeue(shared: &Shared, outcomes: Vec<Outcome>) {
+pub fn requeue(shared: &Shared, outcomes: Vec<Outcome>) {
     if outcomes.is_empty() {
         return;
     }
