@@ -3,7 +3,7 @@
 //! Programs submit jobs (HeroScript, Rhai scripts, OpenRPC calls, AI prompts) into Redis
 //! queues per circle and topic; every job is persisted in [`ourdb`], a memory-mapped
 //! append-only store that assigns its id and keeps its history after Redis forgets it.
-//! No async runtime: threads, blocking I/O, crossbeam channels, parking_lot locks.
+//! No async runtime: threads, blocking I/O, parking_lot locks and condition variables.
 //!
 //! # Example: the store at the bottom
 //! ```

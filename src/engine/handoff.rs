@@ -4,8 +4,8 @@
 //! Why not a crossbeam channel here: its receivers spin and `sched_yield` before parking.
 //! With eight idle workers on a two-core machine that spinning was the largest single cost
 //! of a no-op job (about a sixth of all CPU in `cargo bench --bench engine`); a parked
-//! worker costs nothing until it is given a job. The finisher's many-to-one channel stays
-//! crossbeam.
+//! worker costs nothing until it is given a job. (The way back, outcomes to the dispatcher
+//! and the finisher, is the outbox in `Slots`, under the same kind of lock.)
 
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
