@@ -277,14 +277,14 @@ impl Broker for MemoryBroker {
         Ok((t, taken))
     }
 
-    fn wait_for_jobs(&self, queues: &[QueueName], timeout: Duration) -> Result<(), BrokerError> {
+    fn wait_for_jobs(&self, _queues: &[QueueName], timeout: Duration) -> Result<(), BrokerError> {
         let end = Instant::now() + timeout;
         let mut st = self.state.lock();
         // Checked under the lock the submitters take, so a submit cannot slip in between.
-        while !queues
-            .iter()
-            .any(|q| st.queues.get(q).is_some_and(|l| !l.is_empty()))
-        {
+        // Any queue counts, like Redis's wake-up list: a submit to a queue the caller does
+        // not know yet must wake it too (it re-reads the registry when its take is empty).
+        let waiting = |st: &State| st.queues.values().any(|l| !l.is_empty());
+        while !waiting(&st) {
             if self.changed.wait_until(&mut st, end).timed_out() {
                 break;
             }

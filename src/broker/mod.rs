@@ -176,9 +176,10 @@ pub trait Broker: Send + Sync {
         lease: Duration,
     ) -> Result<(Vec<Transition>, Vec<Taken>), BrokerError>;
 
-    /// Blocks up to `timeout` until a job may have been submitted to one of `queues` since
-    /// the caller's last empty take (a submit in between is not missed). Returning says
-    /// nothing for sure: the caller takes again.
+    /// Blocks up to `timeout` until a job may have been submitted since the caller's last
+    /// empty take from `queues` (a submit in between is not missed), to these queues or to
+    /// one the caller does not know yet. Returning says nothing for sure: the caller takes
+    /// again, and re-reads the registry if that finds nothing.
     fn wait_for_jobs(&self, queues: &[QueueName], timeout: Duration) -> Result<(), BrokerError>;
 
     /// Records finished jobs (done or error), one round trip for the batch: per job, first

@@ -91,9 +91,13 @@ impl Dispatcher {
         let order = match self.order() {
             Ok(Some(order)) => order,
             Ok(None) => {
+                // No queue exists yet: wait for the first submit (it signals like any
+                // other), then read the registry again.
                 self.give_up(batch, reserved);
                 s.set_dispatcher_collects(false);
-                std::thread::sleep(s.config.poll.min(Duration::from_millis(100)));
+                if let Err(e) = s.broker.wait_for_jobs(&[], s.config.poll.min(REFRESH)) {
+                    return self.failed(&e.to_string());
+                }
                 return 0;
             }
             Err(e) => {
