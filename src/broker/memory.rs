@@ -62,15 +62,7 @@ impl MemoryBroker {
         };
         if t == Transition::Applied {
             st.leases.remove(&k);
-            let waiting = st.jobs.get(&k).is_some_and(|e| e.waiting);
-            st.jobs.insert(
-                k.clone(),
-                Entry {
-                    job: job.clone(),
-                    attempt,
-                    waiting,
-                },
-            );
+            st.put(&k, job, attempt);
             st.finished.push_back(k);
             // Older finished jobs leave memory (OurDB has them); callers that find one
             // missing ask OurDB.
@@ -97,6 +89,19 @@ fn key(job: &Job) -> (QueueName, u32) {
 }
 
 impl State {
+    /// Writes a job's entry for `attempt`, keeping a waiter's registration.
+    fn put(&mut self, k: &(QueueName, u32), job: &Job, attempt: u32) {
+        let waiting = self.jobs.get(k).is_some_and(|e| e.waiting);
+        self.jobs.insert(
+            k.clone(),
+            Entry {
+                job: job.clone(),
+                attempt,
+                waiting,
+            },
+        );
+    }
+
     fn take_now(&mut self, queues: &[QueueName], max: usize, lease: Duration) -> Vec<Taken> {
         let mut out = Vec::new();
         for q in queues {
@@ -229,15 +234,7 @@ impl Broker for MemoryBroker {
         if st.jobs.get(&k).is_some_and(|e| e.job.status.is_finished()) {
             return Ok(Transition::AlreadyFinished);
         }
-        let waiting = st.jobs.get(&k).is_some_and(|e| e.waiting);
-        st.jobs.insert(
-            k.clone(),
-            Entry {
-                job: job.clone(),
-                attempt,
-                waiting,
-            },
-        );
+        st.put(&k, job, attempt);
         st.leases.insert(k, Instant::now() + lease);
         Ok(Transition::Applied)
     }

@@ -278,6 +278,8 @@ impl RedisBroker {
         max: usize,
         lease: Duration,
     ) -> Result<(Vec<Transition>, Vec<Taken>), BrokerError> {
+        // The queues the script takes from: none when nothing is to be taken.
+        let queues = if max == 0 { &[][..] } else { queues };
         let max = if queues.is_empty() { 0 } else { max };
         let deadline = now_ms() + lease.as_millis() as u64;
         let now = crate::job::unix_now();
@@ -309,14 +311,13 @@ impl RedisBroker {
         let (codes, taken): (Vec<i64>, Vec<redis::Value>) = self.run(op, retry, |con| {
             let mut inv = self.finish_take.prepare_invoke();
             inv.key(keys::LEASES);
-            for q in queues.iter().take(if max == 0 { 0 } else { queues.len() }) {
+            for q in queues {
                 inv.key(keys::queue(&q.circle, &q.topic));
             }
             for (hash, done, _, _) in &args {
                 inv.key(hash).key(done);
             }
-            let nq = if max == 0 { 0 } else { queues.len() };
-            inv.arg(nq)
+            inv.arg(queues.len())
                 .arg(max)
                 .arg(deadline)
                 .arg(now)

@@ -182,10 +182,8 @@ impl Dispatcher {
                         let a = job.attempts;
                         (job, a)
                     }
-                    None => {
-                        s.release_worker();
-                        continue;
-                    }
+                    // Dropped, or failed with its slot coming back when recorded.
+                    None => continue,
                 },
             };
             if let Some(w) = self.prepare(job, attempt) {
@@ -232,38 +230,51 @@ impl Dispatcher {
         };
         if reason.is_empty() {
             // No hash in the broker (it was restarted, or the job was deleted).
-            let job = stored.filter(|j| !j.status.is_finished());
-            if job.is_none() {
+            let Some(mut job) = stored.filter(|j| !j.status.is_finished()) else {
                 log::warn!("queue {q}: id {id} has no job in the broker or in OurDB; dropped");
-            }
-            let mut job = job?;
+                s.release_worker();
+                return None;
+            };
             job.attempts = attempt.max(job.attempts + 1);
             job.status = JobStatus::Active;
             // Put it back in the broker, active under a lease, so recovery sees it running.
             match s.broker.start(&job, job.attempts, s.config.lease) {
                 Ok(crate::broker::Transition::Applied) => {}
-                Ok(_) => return None, // finished meanwhile
+                Ok(_) => {
+                    s.release_worker(); // finished meanwhile
+                    return None;
+                }
                 Err(e) => log::warn!("job {q}/{id}: restoring it in the broker: {e}"),
             }
             return Some(job);
         }
         log::warn!("{reason}");
-        let mut job = stored.unwrap_or_else(|| Job {
+        let job = stored.unwrap_or_else(|| Job {
             id,
             circle: q.circle.clone(),
             topic: q.topic.clone(),
             ..Job::default()
         });
+        self.fail(
+            job,
+            attempt,
+            format!("invalid job data in the broker: {reason}"),
+        );
+        None
+    }
+
+    /// Records a taken job as failed without running it. Like any outcome, its slot comes
+    /// back once the failure is recorded.
+    fn fail(&self, mut job: Job, attempt: u32, error: String) {
         job.status = JobStatus::Error;
-        job.error = format!("invalid job data in the broker: {reason}");
+        job.error = error;
         job.time_end = unix_now();
-        s.send_outcome(Outcome {
+        self.shared.send_outcome(Outcome {
             job,
             attempt,
             ending: Ending::Finished,
-            frees_slot: false,
+            frees_slot: true,
         });
-        None
     }
 
     /// Registers the job's deadline and makes the work item for a worker (which records it
@@ -276,19 +287,11 @@ impl Dispatcher {
             job.time_start = unix_now();
         }
         if attempt > s.config.max_attempts {
-            job.status = JobStatus::Error;
-            job.error = format!(
+            let error = format!(
                 "gave up after {} attempts (the engines running it stopped without finishing it)",
                 attempt - 1
             );
-            job.time_end = unix_now();
-            s.send_outcome(Outcome {
-                job,
-                attempt,
-                ending: Ending::Finished,
-                frees_slot: false,
-            });
-            s.release_worker();
+            self.fail(job, attempt, error);
             return None;
         }
         let cancel = Arc::new(AtomicBool::new(false));
