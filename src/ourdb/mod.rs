@@ -825,17 +825,26 @@ impl Inner {
     /// (Earlier data files are synced when the writer moves past them; the state file need
     /// not be: open reconciles it with the files.)
     ///
-    /// Both fsyncs run as the one writer (process mutex and file lock). Without that, a write
-    /// landing between the two would have its lookup entry made durable by the second fsync
-    /// while its record is not: after a power loss an unacknowledged `set` would leave its id
-    /// pointing at missing bytes, and the id's acknowledged previous version unreachable. Held,
-    /// every entry the table fsync persists belongs to a record the data fsync persisted. It
-    /// costs no throughput under group commit: the writers of the next group are waiting for
-    /// this one anyway.
+    /// In `strict` mode both fsyncs run as the one writer (process mutex and file lock).
+    /// Without that, a write landing between the two would have its lookup entry made durable
+    /// by the second fsync while its record is not: after a power loss an unacknowledged `set`
+    /// would leave its id pointing at missing bytes, and the id's acknowledged previous
+    /// version unreachable. Held, every entry the table fsync persists belongs to a record the
+    /// data fsync persisted. It costs no throughput under group commit: the writers of the
+    /// next group are waiting for this one anyway.
+    ///
+    /// `periodic` does not hold it: there the kernel may write a page of the mapped table
+    /// back on its own at any moment, so the lock could not close that window, and holding it
+    /// would stall every writer for the length of an fsync every 50 ms (milliseconds on a
+    /// busy disk), which is what that mode exists to avoid.
     fn fsync_files(&self) -> Result<()> {
-        let mut w = self.writer.lock();
-        let was_held = w.held;
-        self.take_file_lock(&mut w)?;
+        let mut writer = None;
+        if self.durability == Durability::Strict {
+            let mut w = self.writer.lock();
+            let was_held = w.held;
+            self.take_file_lock(&mut w)?;
+            writer = Some((w, was_held));
+        }
         let res = self.current_maps().and_then(|maps| {
             self.data_file(self.state.file_nr())?.sync()?;
             maps.lookup
@@ -843,7 +852,7 @@ impl Inner {
                 .sync_data()
                 .map_err(|e| OurDbError::io("fsync", maps.lookup.path(), e))
         });
-        if !was_held {
+        if let Some((mut w, false)) = writer {
             // Taken only for the fsync (another process was writing): hand it straight back.
             self.release_lock(&mut w);
         }
