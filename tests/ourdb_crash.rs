@@ -1,12 +1,13 @@
 //! Crash safety with real processes: a child adds records and prints each acknowledged id;
 //! the test SIGKILLs it at a random moment, reopens, and checks that every acknowledged id
-//! reads back exactly and that the next id is above all of them. The same for a child that
-//! is compacting when it dies.
+//! reads back exactly and that the next id is above all of them; in `periodic` and in
+//! `strict` mode (which publishes lookup entries only in the fsync round after the write).
+//! The same for a child that is compacting when it dies.
 //!
 //! The child is this test binary itself, re-run with `--exact child_*` and an environment
 //! variable that tells the child test to do its work (without it, the child tests return).
 
-use herojobs::ourdb::{Config, OurDb};
+use herojobs::ourdb::{Config, Durability, OurDb};
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -15,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DIR_VAR: &str = "HEROJOBS_TEST_CHILD_DIR";
+const STRICT_VAR: &str = "HEROJOBS_TEST_CHILD_STRICT";
 
 /// The content the child writes for id `id` at version `v`: derived, so the parent can check it.
 fn payload(id: u32, v: u32) -> Vec<u8> {
@@ -40,7 +42,11 @@ fn child_writer() {
     let Ok(dir) = std::env::var(DIR_VAR) else {
         return;
     };
-    let db = OurDb::open(&dir, small_files()).expect("child open");
+    let mut config = small_files();
+    if std::env::var(STRICT_VAR).is_ok() {
+        config.durability = Durability::Strict;
+    }
+    let db = OurDb::open(&dir, config).expect("child open");
     loop {
         let id = db.add(&payload(db.next_id() as u32, 0)).expect("add");
         // The payload must match the id it got; re-set it if a racing id assignment differed.
@@ -67,14 +73,16 @@ fn child_compactor() {
     }
 }
 
-fn spawn_child(test: &str, dir: &Path) -> std::process::Child {
-    Command::new(std::env::current_exe().expect("current exe"))
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+fn spawn_child(test: &str, dir: &Path, strict: bool) -> std::process::Child {
+    let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(DIR_VAR, dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child")
+        .stderr(Stdio::null());
+    if strict {
+        cmd.env(STRICT_VAR, "1");
+    }
+    cmd.spawn().expect("spawn child")
 }
 
 /// Reads acknowledged `(id, version)` lines until `stop_after` of them arrived or the deadline.
@@ -103,12 +111,22 @@ fn read_acks(child: &mut std::process::Child, stop_after: usize, acked: &mut BTr
 
 #[test]
 fn sigkill_at_random_points_loses_no_acknowledged_record() {
+    sigkill_rounds(false, 25, 4000);
+}
+
+#[test]
+fn sigkill_in_strict_mode_loses_no_acknowledged_record() {
+    // Every strict write waits for an fsync round: fewer acknowledgements per round.
+    sigkill_rounds(true, 20, 1000);
+}
+
+fn sigkill_rounds(strict: bool, rounds: usize, max_acks: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rng = rand::thread_rng();
     let mut acked: BTreeMap<u32, u32> = BTreeMap::new();
-    for round in 0..25 {
-        let mut child = spawn_child("child_writer", dir.path());
-        let stop_after = rng.gen_range(1..4000);
+    for round in 0..rounds {
+        let mut child = spawn_child("child_writer", dir.path(), strict);
+        let stop_after = rng.gen_range(1..max_acks);
         read_acks(&mut child, stop_after, &mut acked);
         // Let it run on a little past the last ack we read, so the kill lands mid-write.
         std::thread::sleep(Duration::from_micros(rng.gen_range(0..3000)));
@@ -165,7 +183,7 @@ fn sigkill_during_compaction_leaves_all_data() {
     }
     let mut rng = rand::thread_rng();
     for round in 0..30 {
-        let mut child = spawn_child("child_compactor", dir.path());
+        let mut child = spawn_child("child_compactor", dir.path(), false);
         std::thread::sleep(Duration::from_millis(rng.gen_range(5..120)));
         child.kill().expect("kill");
         child.wait().expect("wait");

@@ -14,6 +14,9 @@
 //! * Ordering of a write: record bytes → append position → lookup entry → next id → ack.
 //!   A process killed anywhere in that sequence leaves at worst an unreferenced tail, which
 //!   the next writer overwrites or compaction drops; acknowledged records are complete.
+//!   `strict` moves the lookup entry later: the fsync round publishes it after the record is
+//!   durable and before the table is fsynced, so a power loss never leaves an entry pointing
+//!   at a record that did not reach the disk, and readers never see a non-durable write.
 //!
 //! # Example
 //! ```
@@ -89,6 +92,10 @@ struct Writer {
     held: bool,
     held_since: Instant,
     last_write: Instant,
+    /// `strict` only: lookup entries of records written but not yet fsynced, in write order.
+    /// The next fsync round publishes them into the table after the records are durable,
+    /// so the table never reaches the disk ahead of the data (see [`Inner::publish`]).
+    pending: Vec<(u32, Location)>,
 }
 
 struct Inner {
@@ -230,7 +237,7 @@ impl OurDb {
                 }
                 let id = next as u32;
                 let loc = inner.append(w, data, Location::NONE)?;
-                inner.set_entry(id, loc)?;
+                inner.publish(w, id, loc)?;
                 inner.state.set_next_id(next + 1);
                 ids.push(id);
             }
@@ -256,9 +263,9 @@ impl OurDb {
             if inner.stored.incremental && id as u64 >= next {
                 return Err(OurDbError::IdNotAllocated { id, next });
             }
-            let prev = inner.entry(id)?.unwrap_or(Location::NONE);
+            let prev = inner.writer_entry(w, id)?.unwrap_or(Location::NONE);
             let loc = inner.append(w, data, prev)?;
-            inner.set_entry(id, loc)?;
+            inner.publish(w, id, loc)?;
             if id as u64 >= next {
                 inner.state.set_next_id(id as u64 + 1);
             }
@@ -308,19 +315,34 @@ impl OurDb {
 
     /// Deletes `id`: clears its lookup entry and zeroes its current record (as herolib does;
     /// older versions stay until compaction).
+    ///
+    /// The record is zeroed only once the cleared entry is durable (in `strict` mode) and
+    /// never by the same step: zeroed bytes read as a valid empty record, so a table that
+    /// still pointed at them after a crash would return wrong data instead of the old one.
     pub fn delete(&self, id: u32) -> Result<()> {
         let inner = &*self.inner;
         if id == 0 {
             return Err(OurDbError::ZeroId);
         }
-        let ((), seq) = inner.write(|_w| {
-            let loc = match inner.entry(id)? {
+        let ((loc, generation), seq) = inner.write(|w| {
+            let loc = match inner.writer_entry(w, id)? {
                 Some(l) if !l.is_none() => l,
                 _ => return Err(OurDbError::NotFound { id }),
             };
             // The next id must survive even if `id` was the highest one set: .inc first.
             lookup::write_inc(&inner.dir.join("lookup/.inc"), inner.state.next_id().max(1))?;
-            inner.lookup().set(id, Location::NONE)?;
+            inner.publish(w, id, Location::NONE)?;
+            Ok((loc, inner.state.generation()))
+        })?;
+        inner.after_write(seq)?;
+        // Nothing reaches the old record any more (a later `set` of `id` starts a new
+        // history), so zeroing it is safe whenever it happens, unless a compaction moved
+        // the records meanwhile: then the position names another record, and the deleted
+        // one is already gone.
+        inner.write(|_w| {
+            if inner.state.generation() != generation {
+                return Ok(());
+            }
             let file = inner.data_file(loc.file_nr)?;
             let total = match file.read_header(loc.position) {
                 Ok(h) => h.total_len(),
@@ -336,7 +358,7 @@ impl OurDb {
             }
             Ok(())
         })?;
-        inner.after_write(seq)
+        Ok(())
     }
 
     /// The id `add` hands out next (`u32::MAX + 1` once the id space is exhausted).
@@ -423,7 +445,13 @@ impl OurDb {
     /// files and switches to them atomically. Writers wait while it runs; readers do not.
     pub fn compact(&self) -> Result<compact::CompactReport> {
         let inner = &*self.inner;
-        let (report, seq) = inner.write(|_w| compact::compact(inner))?;
+        let (report, seq) = inner.write(|w| {
+            // Compaction reads the table: unpublished entries must be in it first.
+            if !w.pending.is_empty() {
+                inner.sync_and_publish(w)?;
+            }
+            compact::compact(inner)
+        })?;
         inner.after_write(seq)?;
         Ok(report)
     }
@@ -514,6 +542,7 @@ impl Inner {
                 held: false,
                 held_since: Instant::now(),
                 last_write: Instant::now(),
+                pending: Vec::new(),
             }),
             lock_held: AtomicBool::new(false),
             sync: SyncCtl::default(),
@@ -754,10 +783,19 @@ impl Inner {
         let _inflight = self.sync.enter_write();
         let mut w = self.writer.lock();
         self.take_file_lock(&mut w)?;
+        let pending_before = w.pending.len();
         let res = self.current_maps().and_then(|_| f(&mut w));
+        if res.is_err() {
+            // A failed write is not acknowledged: none of its entries become visible.
+            w.pending.truncate(pending_before);
+        }
         let seq = self.sync.note_write();
         w.last_write = Instant::now();
-        if res.is_err() || w.last_write.duration_since(w.held_since) >= STICKY_MAX {
+        // Unpublished entries keep the file lock: another process writing the same id
+        // meanwhile would read a stale previous version and then be overwritten by ours.
+        if (res.is_err() || w.last_write.duration_since(w.held_since) >= STICKY_MAX)
+            && w.pending.is_empty()
+        {
             self.release_lock(&mut w);
         }
         res.map(|r| (r, seq))
@@ -791,7 +829,7 @@ impl Inner {
             return;
         }
         if let Some(mut w) = self.writer.try_lock() {
-            if w.held && w.last_write.elapsed() >= STICKY_IDLE {
+            if w.held && w.pending.is_empty() && w.last_write.elapsed() >= STICKY_IDLE {
                 self.release_lock(&mut w);
             }
         }
@@ -825,38 +863,54 @@ impl Inner {
     /// (Earlier data files are synced when the writer moves past them; the state file need
     /// not be: open reconciles it with the files.)
     ///
-    /// In `strict` mode both fsyncs run as the one writer (process mutex and file lock).
-    /// Without that, a write landing between the two would have its lookup entry made durable
-    /// by the second fsync while its record is not: after a power loss an unacknowledged `set`
-    /// would leave its id pointing at missing bytes, and the id's acknowledged previous
-    /// version unreachable. Held, every entry the table fsync persists belongs to a record the
-    /// data fsync persisted. It costs no throughput under group commit: the writers of the
-    /// next group are waiting for this one anyway.
-    ///
-    /// `periodic` does not hold it: there the kernel may write a page of the mapped table
-    /// back on its own at any moment, so the lock could not close that window, and holding it
-    /// would stall every writer for the length of an fsync every 50 ms (milliseconds on a
-    /// busy disk), which is what that mode exists to avoid.
+    /// In `strict` mode the round runs as the one writer and publishes the pending entries
+    /// between the two fsyncs ([`Inner::sync_and_publish`]). It costs no throughput under
+    /// group commit: the writers of the next group are waiting for this round anyway.
+    /// `periodic` does not take the lock: its entries are in the table already, the kernel
+    /// may write a page of the mapped table back at any moment, and holding it would stall
+    /// every writer for an fsync every 50 ms (milliseconds on a busy disk), which is what
+    /// that mode exists to avoid.
     fn fsync_files(&self) -> Result<()> {
-        let mut writer = None;
-        if self.durability == Durability::Strict {
-            let mut w = self.writer.lock();
-            let was_held = w.held;
-            self.take_file_lock(&mut w)?;
-            writer = Some((w, was_held));
+        if self.durability != Durability::Strict {
+            return self.current_maps().and_then(|maps| {
+                self.data_file(self.state.file_nr())?.sync()?;
+                Self::sync_table(&maps)
+            });
         }
-        let res = self.current_maps().and_then(|maps| {
-            self.data_file(self.state.file_nr())?.sync()?;
-            maps.lookup
-                .file()
-                .sync_data()
-                .map_err(|e| OurDbError::io("fsync", maps.lookup.path(), e))
-        });
-        if let Some((mut w, false)) = writer {
+        let mut w = self.writer.lock();
+        let was_held = w.held;
+        self.take_file_lock(&mut w)?;
+        let res = self.sync_and_publish(&mut w);
+        if !was_held && w.pending.is_empty() {
             // Taken only for the fsync (another process was writing): hand it straight back.
             self.release_lock(&mut w);
         }
         res
+    }
+
+    /// The `strict` round, as the one writer: fsync the data, then publish the entries of
+    /// the records it made durable, then fsync the table. A table entry therefore never
+    /// reaches the disk before its record, whatever the kernel writes back when; and readers
+    /// never see a write that is not durable yet. If the data fsync fails, the pending
+    /// writes fail with it and are dropped unpublished.
+    fn sync_and_publish(&self, w: &mut Writer) -> Result<()> {
+        let res = self.current_maps().and_then(|maps| {
+            self.data_file(self.state.file_nr())?.sync()?;
+            for (id, loc) in w.pending.drain(..) {
+                // Capacity was ensured and the location checked when the record was written.
+                maps.lookup.set(id, loc)?;
+            }
+            Self::sync_table(&maps)
+        });
+        w.pending.clear();
+        res
+    }
+
+    fn sync_table(maps: &Maps) -> Result<()> {
+        maps.lookup
+            .file()
+            .sync_data()
+            .map_err(|e| OurDbError::io("fsync", maps.lookup.path(), e))
     }
 
     /// Appends one record at the end of the current data file (starting a new file when the
@@ -929,12 +983,27 @@ impl Inner {
     }
 
     /// Points `id` at `loc`, growing the table if needed. Caller holds the write lock.
-    fn set_entry(&self, id: u32, loc: Location) -> Result<()> {
+    /// `strict` only queues the entry for the next fsync round (see [`Writer::pending`]);
+    /// the table grows now, so that publishing it later cannot fail.
+    fn publish(&self, w: &mut Writer, id: u32, loc: Location) -> Result<()> {
         let lookup = self.lookup();
         if let Some(len) = lookup.ensure_capacity(id, self.state.lookup_len())? {
             self.state.set_lookup_len(len);
         }
-        lookup.set(id, loc)
+        if self.durability == Durability::Strict {
+            w.pending.push((id, loc));
+            Ok(())
+        } else {
+            lookup.set(id, loc)
+        }
+    }
+
+    /// The entry of `id` as the writer sees it: its own unpublished writes first.
+    fn writer_entry(&self, w: &Writer, id: u32) -> Result<Option<Location>> {
+        match w.pending.iter().rev().find(|(i, _)| *i == id) {
+            Some(&(_, loc)) => Ok(Some(loc)),
+            None => self.entry(id),
+        }
     }
 }
 
@@ -947,5 +1016,34 @@ mod tests {
     #[test]
     fn handle_is_send_and_sync() {
         assert_send_sync::<OurDb>();
+    }
+
+    /// `strict`: a written record's entry reaches the table only in the fsync round that made
+    /// the record durable; until then readers see the previous, durable version.
+    #[test]
+    fn strict_writes_are_published_by_their_fsync_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            durability: Durability::Strict,
+            ..Config::default()
+        };
+        let db = OurDb::open(dir.path(), config).unwrap();
+        let id = db.add(b"v1").unwrap();
+        let inner = &*db.inner;
+        let rounds = db.fsync_rounds();
+        // The body of `set`, without waiting for durability.
+        let ((), seq) = inner
+            .write(|w| {
+                let prev = inner.writer_entry(w, id)?.unwrap_or(Location::NONE);
+                let loc = inner.append(w, b"v2", prev)?;
+                inner.publish(w, id, loc)
+            })
+            .unwrap();
+        assert_eq!(db.get(id).unwrap(), b"v1");
+        assert_eq!(db.location(id).unwrap(), inner.entry(id).unwrap());
+        inner.after_write(seq).unwrap();
+        assert!(db.fsync_rounds() > rounds);
+        assert_eq!(db.get(id).unwrap(), b"v2");
+        assert_eq!(db.history(id, 5).unwrap(), [b"v2".to_vec(), b"v1".to_vec()]);
     }
 }
