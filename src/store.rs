@@ -159,11 +159,54 @@ impl JobStore {
 
     /// Writes a new version of a job (its status changed).
     pub fn update(&self, job: &Job) -> Result<(), StoreError> {
-        let db = self.db(&job.circle, &job.topic)?;
-        let mut buf = Vec::new();
-        codec::to_record(job, &mut buf);
-        db.set(job.id, &buf)
-            .map_err(|e| self.db_err(&job.circle, &job.topic, e))
+        self.update_many(std::iter::once(job))
+            .into_iter()
+            .next()
+            .map_or(Ok(()), Err)
+    }
+
+    /// Writes new versions of several jobs: one OurDB batch (one lock, one fsync round in
+    /// `strict`) per circle and topic, in the order given. Returns the failures, one per
+    /// database that could not be written, each naming it.
+    pub fn update_many<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) -> Vec<StoreError> {
+        /// The records of one database, in order.
+        struct Group<'j> {
+            circle: &'j str,
+            topic: &'j str,
+            records: Vec<(u32, Vec<u8>)>,
+        }
+        let mut groups: Vec<Group> = Vec::new();
+        for job in jobs {
+            let mut buf = Vec::new();
+            codec::to_record(job, &mut buf);
+            match groups
+                .iter_mut()
+                .find(|g| g.circle == job.circle && g.topic == job.topic)
+            {
+                Some(g) => g.records.push((job.id, buf)),
+                None => groups.push(Group {
+                    circle: &job.circle,
+                    topic: &job.topic,
+                    records: vec![(job.id, buf)],
+                }),
+            }
+        }
+        let mut failures = Vec::new();
+        for Group {
+            circle,
+            topic,
+            records,
+        } in groups
+        {
+            let res = self.db(circle, topic).and_then(|db| {
+                db.set_many(records.iter().map(|(id, r)| (*id, r.as_slice())))
+                    .map_err(|e| self.db_err(circle, topic, e))
+            });
+            if let Err(e) = res {
+                failures.push(e);
+            }
+        }
+        failures
     }
 
     /// Reads a job; `None` if it has no record.

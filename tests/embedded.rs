@@ -97,3 +97,54 @@ fn fifo_fairness_and_timeouts_hold_in_process() {
         "timeout after 1 s"
     );
 }
+
+/// The finisher records a batch of finished jobs in OurDB as one write per database (in
+/// `strict` mode one fsync round for the lot): jobs of two topics finished together must all
+/// end up in their own database as done, with their results.
+#[test]
+fn strict_durability_records_every_finished_job_in_its_own_database() {
+    use herojobs::broker::memory::MemoryBroker;
+    use herojobs::ourdb::Durability;
+    use herojobs::store::JobStore;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let broker: Arc<dyn herojobs::broker::Broker> = Arc::new(MemoryBroker::new());
+    let store = Arc::new(JobStore::new(dir.path(), Durability::Strict));
+    let mut engine = herojobs::WatchDog::builder()
+        .broker(broker.clone())
+        .store(store.clone())
+        .config(EngineConfig {
+            workers: 4,
+            ..config()
+        })
+        .registry(Registry::with_builtins())
+        .build()
+        .unwrap();
+    let client = herojobs::Client::with_parts(broker, store);
+    let mut submitted = Vec::new();
+    for topic in ["a", "b"] {
+        let jobs = (0..150)
+            .map(|i| Job::new("c", topic, ParamsType::RhaiScript, format!("{i} * 2")))
+            .collect();
+        let ids = client.submit_many(jobs).unwrap();
+        submitted.extend(ids.into_iter().enumerate().map(|(i, id)| (topic, id, i)));
+    }
+    engine.start().unwrap();
+    for &(topic, id, _) in &submitted {
+        client
+            .wait("c", topic, id, Duration::from_secs(60))
+            .unwrap();
+    }
+    engine.stop();
+    drop(client);
+    // Read OurDB afresh, not through the engine's handles.
+    let store = JobStore::new(dir.path(), Durability::Periodic);
+    for &(topic, id, i) in &submitted {
+        let job = store.get("c", topic, id).unwrap().expect("job in OurDB");
+        assert_eq!(
+            (job.status, job.result.clone()),
+            (JobStatus::Done, (i * 2).to_string()),
+            "{topic}/{id}"
+        );
+    }
+}

@@ -322,3 +322,40 @@ fn strict_mode_writers_racing_compaction_and_deletes_lose_nothing() {
     let db = OurDb::open(dir.path(), Config::default()).unwrap();
     check(&db);
 }
+
+#[test]
+fn set_many_writes_in_order_in_one_round_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        durability: Durability::Strict,
+        ..Config::default()
+    };
+    let db = OurDb::open(dir.path(), cfg).unwrap();
+    let a = db.add(b"a0").unwrap();
+    let b = db.add(b"b0").unwrap();
+    let rounds = db.fsync_rounds();
+    db.set_many([(a, &b"a1"[..]), (b, &b"b1"[..]), (a, &b"a2"[..])])
+        .unwrap();
+    assert_eq!(
+        db.fsync_rounds(),
+        rounds + 1,
+        "one fsync round for the batch"
+    );
+    assert_eq!(
+        db.history(a, 5).unwrap(),
+        [b"a2".to_vec(), b"a1".to_vec(), b"a0".to_vec()]
+    );
+    assert_eq!(db.get(b).unwrap(), b"b1");
+    // A bad item anywhere: an error, and nothing of the batch written.
+    let next = db.next_id() as u32;
+    assert!(matches!(
+        db.set_many([(a, &b"a3"[..]), (next, &b"x"[..])]),
+        Err(OurDbError::IdNotAllocated { .. })
+    ));
+    assert!(matches!(
+        db.set_many([(a, &b"a3"[..]), (0, &b"x"[..])]),
+        Err(OurDbError::ZeroId)
+    ));
+    assert_eq!(db.get(a).unwrap(), b"a2");
+    assert!(db.set_many(std::iter::empty()).is_ok());
+}

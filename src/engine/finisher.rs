@@ -139,6 +139,7 @@ fn pairs_of(finished: &[Outcome]) -> Vec<(crate::job::Job, u32)> {
 /// Counts the broker's verdicts and writes the winners to OurDB. No verdict (shutdown gave up
 /// on the broker): OurDB gets the record anyway.
 fn apply(shared: &Shared, finished: &[Outcome], transitions: Option<&[Transition]>) {
+    let mut winners = Vec::with_capacity(finished.len());
     for (i, o) in finished.iter().enumerate() {
         let t = transitions
             .and_then(|t| t.get(i).copied())
@@ -151,14 +152,11 @@ fn apply(shared: &Shared, finished: &[Outcome], transitions: Option<&[Transition
             JobStatus::Done => Stats::inc(&shared.stats.done),
             _ => Stats::inc(&shared.stats.error),
         }
-        if let Err(e) = shared.store.update(&o.job) {
-            log::error!(
-                "job {}/{}/{}: OurDB: {e}",
-                o.job.circle,
-                o.job.topic,
-                o.job.id
-            );
-        }
+        winners.push(&o.job);
+    }
+    // One OurDB batch for the lot: in `strict` mode one fsync round instead of one per job.
+    for e in shared.store.update_many(winners) {
+        log::error!("recording finished jobs: {e}");
     }
 }
 
