@@ -1,5 +1,6 @@
-//! Model-based: a random sequence of add/set/delete/get/reopen/compact against OurDB and a
-//! HashMap; after every step they must agree.
+//! Model-based: a random sequence of add/set/set_many/delete/get/reopen/compact against
+//! OurDB and a HashMap; after every step they must agree. In `none` mode, or in `strict` mode,
+//! whose writes publish their lookup entries in the fsync round after the records.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -12,6 +13,7 @@ enum Op {
     Add(Vec<u8>),
     AddLarge(u8),
     Set(u8, Vec<u8>),
+    SetMany(Vec<(u8, Vec<u8>)>),
     Delete(u8),
     Get(u8),
     History(u8),
@@ -19,17 +21,28 @@ enum Op {
     Compact,
 }
 
-fn cfg() -> Config {
+#[derive(Arbitrary, Debug)]
+struct Input {
+    strict: bool,
+    ops: Vec<Op>,
+}
+
+fn cfg(strict: bool) -> Config {
     Config {
         file_size: 2048,
-        durability: Durability::None,
+        durability: if strict {
+            Durability::Strict
+        } else {
+            Durability::None
+        },
         ..Config::default()
     }
 }
 
-fuzz_target!(|ops: Vec<Op>| {
+fuzz_target!(|input: Input| {
+    let Input { strict, ops } = input;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut db = Some(OurDb::open(dir.path(), cfg()).expect("open"));
+    let mut db = Some(OurDb::open(dir.path(), cfg(strict)).expect("open"));
     let mut model: HashMap<u32, Vec<Vec<u8>>> = HashMap::new();
     let mut next = 1u32;
     let pick = |k: u8, next: u32| (k as u32 % next.max(1)).max(1);
@@ -54,6 +67,26 @@ fuzz_target!(|ops: Vec<Op>| {
                 if id < next {
                     d.set(id, &data).expect("set");
                     model.entry(id).or_default().insert(0, data);
+                }
+            }
+            Op::SetMany(items) => {
+                let items: Vec<(u32, Vec<u8>)> = items
+                    .into_iter()
+                    .take(8)
+                    .map(|(k, data)| (pick(k, next), data))
+                    .collect();
+                let res = d.set_many(items.iter().map(|(id, data)| (*id, data.as_slice())));
+                if items.iter().any(|(id, _)| *id >= next) {
+                    // An id not handed out yet: refused, nothing written.
+                    assert!(
+                        matches!(res, Err(OurDbError::IdNotAllocated { .. })),
+                        "{res:?}"
+                    );
+                } else {
+                    res.expect("set_many");
+                    for (id, data) in items {
+                        model.entry(id).or_default().insert(0, data);
+                    }
                 }
             }
             Op::Delete(k) => {
@@ -81,7 +114,7 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Reopen => {
                 db.take().expect("db").close().expect("close");
-                db = Some(OurDb::open(dir.path(), cfg()).expect("reopen"));
+                db = Some(OurDb::open(dir.path(), cfg(strict)).expect("reopen"));
             }
             Op::Compact => {
                 d.compact().expect("compact");

@@ -59,7 +59,10 @@ fuzz_target!(|d: Dir| {
     for i in 0..d.writes % 8 {
         let _ = db.add(&[i; 100]);
     }
-    if std::fs::metadata(p.join("lookup/data")).map(|m| m.len() < 1 << 16).unwrap_or(false) {
+    if std::fs::metadata(p.join("lookup/data"))
+        .map(|m| m.len() < 1 << 16)
+        .unwrap_or(false)
+    {
         let _ = db.check();
     }
     let _ = db.close();
