@@ -3,6 +3,14 @@
 
 use herojobs::ourdb::{Config, Durability, OurDb, OurDbError};
 
+fn open_strict(dir: &std::path::Path) -> OurDb {
+    let cfg = Config {
+        durability: Durability::Strict,
+        ..Config::default()
+    };
+    OurDb::open(dir, cfg).unwrap()
+}
+
 fn open(dir: &std::path::Path) -> OurDb {
     OurDb::open(dir, Config::default()).unwrap()
 }
@@ -160,11 +168,7 @@ fn compaction_keeps_latest_versions_and_reclaims_space() {
 #[test]
 fn strict_mode_group_commits_concurrent_writers() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        durability: Durability::Strict,
-        ..Config::default()
-    };
-    let db = OurDb::open(dir.path(), cfg).unwrap();
+    let db = open_strict(dir.path());
     let per_thread = 200;
     std::thread::scope(|s| {
         for t in 0..8u8 {
@@ -230,17 +234,12 @@ fn releasing_resident_pages_loses_nothing() {
     }
 }
 
-/// `strict` publishes entries only after their fsync round: concurrent writers of one id
-/// must still chain every version (each `set` sees the unpublished one before it), and a
-/// compaction racing them must keep every acknowledged record.
+/// `strict` publishes entries only in their fsync round: concurrent writers of one id must
+/// still chain every version (each `set` sees the unpublished one before it).
 #[test]
 fn strict_mode_concurrent_sets_keep_every_version() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        durability: Durability::Strict,
-        ..Config::default()
-    };
-    let db = OurDb::open(dir.path(), cfg).unwrap();
+    let db = open_strict(dir.path());
     let id = db.add(b"first").unwrap();
     let per_thread = 50;
     std::thread::scope(|s| {
@@ -274,14 +273,12 @@ fn strict_mode_concurrent_sets_keep_every_version() {
     }
 }
 
+/// A compaction racing `strict` writers must publish their pending entries first and keep
+/// every acknowledged record.
 #[test]
 fn strict_mode_writers_racing_compaction_and_deletes_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        durability: Durability::Strict,
-        ..Config::default()
-    };
-    let db = OurDb::open(dir.path(), cfg).unwrap();
+    let db = open_strict(dir.path());
     let acked: Vec<Vec<(u32, Vec<u8>)>> = std::thread::scope(|s| {
         let writers: Vec<_> = (0..4u8)
             .map(|t| {
@@ -326,11 +323,7 @@ fn strict_mode_writers_racing_compaction_and_deletes_lose_nothing() {
 #[test]
 fn set_many_writes_in_order_in_one_round_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        durability: Durability::Strict,
-        ..Config::default()
-    };
-    let db = OurDb::open(dir.path(), cfg).unwrap();
+    let db = open_strict(dir.path());
     let a = db.add(b"a0").unwrap();
     let b = db.add(b"b0").unwrap();
     let rounds = db.fsync_rounds();
