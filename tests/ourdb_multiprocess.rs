@@ -1,7 +1,7 @@
 //! Two real processes adding to one database at once: no id is handed out twice, nothing is
 //! corrupted, and a third handle reading meanwhile sees the others' appends. In `periodic`
-//! and in `strict` mode, whose group-commit fsync takes the file lock that the other process's
-//! writer holds.
+//! and in `strict` mode, where a writer keeps the file lock until its fsync round has
+//! published its lookup entries.
 
 use herojobs::ourdb::{Config, Durability, OurDb};
 use std::collections::HashMap;
