@@ -168,6 +168,7 @@ impl JobStore {
     /// Writes new versions of several jobs: one OurDB batch (one lock, one fsync round in
     /// `strict`) per circle and topic, in the order given. Returns the failures, one per
     /// database that could not be written, each naming it.
+    #[must_use = "failures name the databases whose jobs were not recorded"]
     pub fn update_many<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) -> Vec<StoreError> {
         /// The records of one database, in order.
         struct Group<'j> {
