@@ -148,3 +148,52 @@ fn strict_durability_records_every_finished_job_in_its_own_database() {
         );
     }
 }
+
+/// While a job runs, OurDB (the record of truth) holds it active, with its attempt and start
+/// time, so that a crash now is recovered from there; when it finishes, done.
+#[test]
+fn a_running_job_is_active_in_ourdb_then_done() {
+    use herojobs::ourdb::Durability;
+    use herojobs::processor::JobContext;
+    use herojobs::store::JobStore;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let release = Arc::new(AtomicBool::new(false));
+    let mut registry = Registry::new();
+    let r = Arc::clone(&release);
+    registry.register(ParamsType::HeroScript, move |_: &Job, ctx: &JobContext| {
+        // Runs until the test has seen it active (or the job is cancelled).
+        while !r.load(Ordering::Acquire) && !ctx.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok("released".to_string())
+    });
+    let (client, mut engine) = embedded(dir.path(), registry, config()).unwrap();
+    let id = client
+        .submit(Job::new("c", "t", ParamsType::HeroScript, "!!wait.here"))
+        .unwrap();
+    engine.start().unwrap();
+    let store = JobStore::new(dir.path(), Durability::Periodic);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let active = loop {
+        let job = store.get("c", "t", id).unwrap().expect("job in OurDB");
+        if job.status == JobStatus::Active {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "never active in OurDB: {job:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(active.attempts, 1);
+    assert!(active.time_start > 0);
+    release.store(true, Ordering::Release);
+    let done = client.wait("c", "t", id, Duration::from_secs(60)).unwrap();
+    assert_eq!(done.result, "released");
+    engine.stop();
+    let stored = store.get("c", "t", id).unwrap().expect("job in OurDB");
+    assert_eq!(
+        (stored.status, stored.result.as_str()),
+        (JobStatus::Done, "released")
+    );
+}

@@ -191,6 +191,11 @@ impl Dispatcher {
             }
         }
         let handed = batch.len();
+        // OurDB learns the batch is active in one write (in `strict` mode one fsync round
+        // for the batch instead of one per worker).
+        for e in s.store.update_many(batch.iter().map(|w| &w.job)) {
+            log::error!("cannot record taken jobs active in OurDB: {e}");
+        }
         if let Err(back) = self.work.send_all(batch) {
             // Workers are gone (shutdown): give the jobs back.
             for w in back {
@@ -277,8 +282,8 @@ impl Dispatcher {
         });
     }
 
-    /// Registers the job's deadline and makes the work item for a worker (which records it
-    /// active in OurDB: the broker already has it active under a lease).
+    /// Registers the job's deadline and makes the work item for a worker (`hand_out` records
+    /// the batch active in OurDB: the broker already has it active under a lease).
     fn prepare(&self, mut job: Job, attempt: u32) -> Option<Work> {
         let s = &self.shared;
         job.status = JobStatus::Active;

@@ -53,16 +53,6 @@ pub fn run_one(shared: &Shared, w: Work) {
         return;
     }
     super::stats::Stats::inc(&shared.stats.started);
-    // The broker marked it active when it was taken; OurDB learns it here, in parallel
-    // across workers rather than serially in the dispatcher.
-    if let Err(e) = shared.store.update(&job) {
-        log::error!(
-            "job {}/{}/{}: cannot record it active in OurDB: {e}",
-            job.circle,
-            job.topic,
-            job.id
-        );
-    }
     let ctx = JobContext::with_deadline(deadline, shared.timeout_of(&job), Arc::clone(&cancel));
     let result = match shared.registry.get(&job.params_type) {
         None => Err(format!("unknown params type: {}", job.params_type)),
