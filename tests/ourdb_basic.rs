@@ -352,3 +352,38 @@ fn set_many_writes_in_order_in_one_round_or_not_at_all() {
     assert_eq!(db.get(a).unwrap(), b"a2");
     assert!(db.set_many(std::iter::empty()).is_ok());
 }
+
+/// `strict` writers fill the data file ahead of their appends (an fsync after an append that
+/// grows the file costs a journal commit, one into existing bytes does not). Another handle
+/// appends into that fill too; the last handle to close cuts it, so a closed database is
+/// exactly herolib's layout.
+#[test]
+fn strict_fill_ahead_is_used_while_open_and_cut_at_the_last_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_file = dir.path().join("0.db");
+    let len = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    let a = open_strict(dir.path());
+    let first = a.add(&[7u8; 100]).unwrap();
+    let end_of = |db: &OurDb, id: u32, size: u64| {
+        db.location(id).unwrap().unwrap().position as u64 + 12 + size
+    };
+    let end = end_of(&a, first, 100);
+    assert!(len(&data_file) > end, "no fill ahead of the strict append");
+    let tail = std::fs::read(&data_file).unwrap()[end as usize..].to_vec();
+    assert!(tail.iter().all(|&b| b == 0xFF), "the fill is 0xFF bytes");
+    // A second handle (open while the first is) appends right after the last record.
+    let b = open(dir.path());
+    let second = b.add(&[8u8; 50]).unwrap();
+    assert_eq!(b.location(second).unwrap().unwrap().position as u64, end);
+    let end = end_of(&b, second, 50);
+    a.close().unwrap();
+    assert!(len(&data_file) > end, "cut while another handle was open");
+    b.close().unwrap();
+    assert_eq!(len(&data_file), end, "the last close leaves no fill");
+    let db = open(dir.path());
+    assert_eq!(db.get(first).unwrap(), [7u8; 100]);
+    assert_eq!(db.get(second).unwrap(), [8u8; 50]);
+    let third = db.add(b"after").unwrap();
+    assert_eq!(db.location(third).unwrap().unwrap().position as u64, end);
+    assert!(db.check().unwrap().is_empty());
+}

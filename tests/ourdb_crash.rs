@@ -132,6 +132,12 @@ fn sigkill_rounds(strict: bool, rounds: usize, max_acks: usize) {
         std::thread::sleep(Duration::from_micros(rng.gen_range(0..3000)));
         child.kill().expect("kill");
         child.wait().expect("wait");
+        if round % 2 == 1 {
+            // As after a power loss that lost the (never fsynced) state file's last page:
+            // the append position goes back to the start. Open must not trust it and write
+            // over acknowledged records (or, in strict mode, into the fill ahead of them).
+            forge_stale_append_position(dir.path());
+        }
 
         let db = OurDb::open(dir.path(), small_files()).expect("reopen after kill");
         for (&id, &v) in &acked {
@@ -159,6 +165,17 @@ fn sigkill_rounds(strict: bool, rounds: usize, max_acks: usize) {
         "children acknowledged too little: {}",
         acked.len()
     );
+}
+
+/// Sets the append position in `ourdb.state` (bytes 16..24, little endian; see
+/// docs/ourdb-format.md) to 1, the first position a record can have.
+fn forge_stale_append_position(dir: &Path) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("ourdb.state"))
+        .expect("open state");
+    f.write_all_at(&1u64.to_le_bytes(), 16).expect("forge");
 }
 
 #[test]

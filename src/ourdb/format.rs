@@ -33,6 +33,15 @@ pub const MAX_RECORD_SIZE: usize = 256 * 1024 * 1024;
 /// Largest position a data file may hold a record at (positions are u32 in locations).
 pub const MAX_POSITION: u64 = u32::MAX as u64;
 
+/// herojobs: the byte a `strict` writer fills the end of the current data file with, ahead
+/// of its appends (see `DataFile::preallocate`). A header read from fill bytes claims 65,535
+/// bytes whose CRC is never `0xFFFFFFFF`, so a stray entry pointing there is a CRC or length
+/// error, never a record.
+pub const TAIL_FILL: u8 = 0xFF;
+/// herojobs: how far past its last record a `strict` writer keeps the current data file
+/// filled; cut back when the last handle closes.
+pub const TAIL_CHUNK: u64 = 256 * 1024;
+
 /// Lookup entry sizes herolib defines. 2, 3 and 4 hold a position in file 0 only; 6 holds a
 /// u16 file number and a u32 position.
 pub const KEYSIZES: [u8; 4] = [2, 3, 4, 6];

@@ -60,6 +60,9 @@ use std::time::{Duration, Instant};
 
 /// Name of the writer lock file inside the database directory.
 pub const LOCK_FILE: &str = "ourdb.lock";
+/// Every open handle holds a shared lock on this file; a closing handle that can take it
+/// exclusively is the last one, and only the last one cuts the preallocated tail.
+pub const OPEN_LOCK_FILE: &str = "ourdb.open";
 /// Bytes of the lookup table scanned backwards on open for the last set entry (see
 /// [`lookup::GROW_MAX`]): protects the next id against a state file older than the table.
 const OPEN_SCAN_WINDOW: u64 = lookup::GROW_MAX + 64 * 1024;
@@ -100,6 +103,8 @@ struct Writer {
 
 struct Inner {
     dir: PathBuf,
+    /// Held shared for the handle's life (see [`OPEN_LOCK_FILE`]).
+    open_lock: File,
     stored: StoredConfig,
     durability: Durability,
     maps: ArcSwap<Maps>,
@@ -503,8 +508,9 @@ impl OurDb {
         }
         let res = self.inner.sync_all();
         let mut w = self.inner.writer.lock();
+        let trimmed = self.inner.trim_tail(&mut w);
         self.inner.release_lock(&mut w);
-        res
+        res.and(trimmed)
     }
 }
 
@@ -534,6 +540,21 @@ impl Inner {
         }
         std::fs::create_dir_all(dir.join("lookup"))
             .map_err(|e| OurDbError::io("create directory", dir.join("lookup"), e))?;
+        let open_path = dir.join(OPEN_LOCK_FILE);
+        let open_lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&open_path)
+            .map_err(|e| OurDbError::io("open", &open_path, e))?;
+        // Alone: no other handle, in any process, has the database open, so nothing keeps the
+        // shared state file current and it may be stale (a power loss). Not alone: a live
+        // handle keeps it exact.
+        let alone = open_lock.try_lock().is_ok();
+        open_lock
+            .lock_shared()
+            .map_err(|e| OurDbError::io("lock", &open_path, e))?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
             .read(true)
@@ -544,11 +565,12 @@ impl Inner {
             .map_err(|e| OurDbError::io("open", &lock_path, e))?;
         lock.lock()
             .map_err(|e| OurDbError::io("lock", &lock_path, e))?;
-        let opened = Self::open_locked(&dir, config, existed);
+        let opened = Self::open_locked(&dir, config, existed, alone);
         let _ = lock.unlock();
         let (stored, state, maps) = opened?;
         Ok(Inner {
             dir,
+            open_lock,
             stored,
             durability: config.durability,
             maps: ArcSwap::from_pointee(maps),
@@ -572,6 +594,7 @@ impl Inner {
         dir: &Path,
         config: &Config,
         existed: bool,
+        alone: bool,
     ) -> Result<(StoredConfig, State, Maps)> {
         let recovered = compact::recover(dir)?;
         let stored = match StoredConfig::load(dir)? {
@@ -634,9 +657,16 @@ impl Inner {
         let last = files.len() as u16 - 1;
         let last_len = files[last as usize].known_len();
         // Reconcile the shared state with the files: after a crash or power loss the files may
-        // be ahead of it (never trust a position that could overwrite a record).
+        // be ahead of it (never trust a position that could overwrite a record). With another
+        // handle open the state is live and exact, and the file may be longer than the data
+        // by a `strict` writer's preallocated fill, which appends go on using. Alone, the end
+        // of the file is the safe choice: a fill left by a crash is skipped, not reused.
         let append = if valid && !recovered && state.file_nr() == last {
-            state.append_pos().max(last_len)
+            if alone {
+                state.append_pos().max(last_len)
+            } else {
+                state.append_pos()
+            }
         } else {
             last_len
         };
@@ -841,6 +871,24 @@ impl Inner {
         }
     }
 
+    /// At close: cuts the fill a `strict` writer wrote past the last record, so that a closed
+    /// database is exactly herolib's layout. Only when no other handle, in any process, has
+    /// the database open (see [`DataFile::trim`]); otherwise the last one to close does it.
+    /// Earlier data files keep theirs (at most [`format::TAIL_CHUNK`] each), because this
+    /// process may still map them.
+    fn trim_tail(&self, w: &mut Writer) -> Result<()> {
+        match self.open_lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(()),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(OurDbError::io("lock", self.dir.join(OPEN_LOCK_FILE), e))
+            }
+        }
+        self.take_file_lock(w)?;
+        let end = self.state.append_pos();
+        self.data_file(self.state.file_nr())?.trim(end)
+    }
+
     /// Hands the file lock back if no write happened for [`STICKY_IDLE`].
     fn release_idle_lock(&self) {
         if !self.lock_held.load(Ordering::Acquire) {
@@ -982,6 +1030,9 @@ impl Inner {
         }
         let file = self.data_file(nr)?;
         let header_len = format::encode_header(data, prev, &mut w.buf);
+        if self.durability == Durability::Strict {
+            file.preallocate(pos + (header_len + data.len()) as u64)?;
+        }
         if data.len() <= 64 * 1024 {
             w.buf.extend_from_slice(data);
             file.write_at(pos, &w.buf)?;
