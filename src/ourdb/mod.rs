@@ -551,7 +551,8 @@ impl Inner {
         // Alone: no other handle, in any process, has the database open, so nothing keeps the
         // shared state file current and it may be stale (a power loss). Not alone: a live
         // handle keeps it exact.
-        let alone = open_lock.try_lock().is_ok();
+        // (An error other than "held" counts as alone: the safe reading.)
+        let alone = !matches!(open_lock.try_lock(), Err(std::fs::TryLockError::WouldBlock));
         open_lock
             .lock_shared()
             .map_err(|e| OurDbError::io("lock", &open_path, e))?;
