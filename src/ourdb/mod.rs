@@ -548,14 +548,6 @@ impl Inner {
             .truncate(false)
             .open(&open_path)
             .map_err(|e| OurDbError::io("open", &open_path, e))?;
-        // Alone: no other handle, in any process, has the database open, so nothing keeps the
-        // shared state file current and it may be stale (a power loss). Not alone: a live
-        // handle keeps it exact.
-        // (An error other than "held" counts as alone: the safe reading.)
-        let alone = !matches!(open_lock.try_lock(), Err(std::fs::TryLockError::WouldBlock));
-        open_lock
-            .lock_shared()
-            .map_err(|e| OurDbError::io("lock", &open_path, e))?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
             .read(true)
@@ -566,6 +558,18 @@ impl Inner {
             .map_err(|e| OurDbError::io("open", &lock_path, e))?;
         lock.lock()
             .map_err(|e| OurDbError::io("lock", &lock_path, e))?;
+        // Alone: no other handle, in any process, has the database open, so nothing has kept
+        // the shared state file current and it may be stale (a power loss). Not alone: a live
+        // handle reconciled it when it opened and keeps it exact. Both the probe and the
+        // shared lock are taken under the writer lock, which a handle holds from its probe to
+        // the end of its reconciliation (and a closing handle before its probe), so a shared
+        // lock seen here always belongs to a handle that has reconciled. (An error other
+        // than "held" counts as alone: the safe reading.)
+        let alone = !matches!(open_lock.try_lock(), Err(std::fs::TryLockError::WouldBlock));
+        if let Err(e) = open_lock.lock_shared() {
+            let _ = lock.unlock();
+            return Err(OurDbError::io("lock", &open_path, e));
+        }
         let opened = Self::open_locked(&dir, config, existed, alone);
         let _ = lock.unlock();
         let (stored, state, maps) = opened?;
@@ -878,6 +882,8 @@ impl Inner {
     /// Earlier data files keep theirs (at most [`format::TAIL_CHUNK`] each), because this
     /// process may still map them.
     fn trim_tail(&self, w: &mut Writer) -> Result<()> {
+        // The writer lock first, as an opener takes it before its probe (see `Inner::open`).
+        self.take_file_lock(w)?;
         match self.open_lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok(()),
@@ -885,7 +891,6 @@ impl Inner {
                 return Err(OurDbError::io("lock", self.dir.join(OPEN_LOCK_FILE), e))
             }
         }
-        self.take_file_lock(w)?;
         let end = self.state.append_pos();
         self.data_file(self.state.file_nr())?.trim(end)
     }
