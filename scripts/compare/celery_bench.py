@@ -5,13 +5,14 @@ the last result stored), then R sequential send -> result round trips (p50, p99)
 go to the Redis result backend, as herojobs records every outcome. Prints one JSON line.
 Usage: python3 celery_bench.py [N] [C] [R]   (REDIS_PORT, default 6394)
 """
-import json, os, subprocess, sys, time
+import os, subprocess, sys, time
 
 import celery
 from redis import Redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from celery_app import app, noop  # noqa: E402
+from noop_task import report  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
 C = int(sys.argv[2]) if len(sys.argv) > 2 else 8
@@ -46,11 +47,4 @@ for _ in range(R):
     rtts.append((time.perf_counter() - s) * 1000)
 w.terminate()
 w.wait()
-rtts.sort()
-pct = lambda p: rtts[round((len(rtts) - 1) * p)]
-print(json.dumps({
-    "system": "celery", "version": celery.__version__, "n": N, "concurrency": C,
-    "pool": POOL, "enqueue_per_s": round(N / enqueue_s, 1),
-    "drain_per_s": round(N / drain_s, 1),
-    "roundtrip_p50_ms": round(pct(0.5), 3), "roundtrip_p99_ms": round(pct(0.99), 3),
-}))
+report("celery", celery.__version__, N, C, enqueue_s, drain_s, rtts, pool=POOL)

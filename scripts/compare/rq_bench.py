@@ -6,10 +6,13 @@ enqueue -> result round trips against one running worker (p50, p99). Prints one 
 Workers are RQ's SimpleWorker (no fork per job: RQ's fastest mode). Usage:
     python3 rq_bench.py [N] [C] [R]      (REDIS_PORT, default 6394)
 """
-import json, os, subprocess, sys, time
+import os, subprocess, sys, time
 from redis import Redis
 from rq import Queue
 import rq
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from noop_task import report  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
 C = int(sys.argv[2]) if len(sys.argv) > 2 else 8
@@ -54,11 +57,4 @@ for _ in range(R):
     rtts.append((time.perf_counter() - s) * 1000)
 w.terminate()
 w.wait()
-rtts.sort()
-pct = lambda p: rtts[round((len(rtts) - 1) * p)]
-print(json.dumps({
-    "system": "rq", "version": rq.__version__, "n": N, "concurrency": C,
-    "enqueue_per_s": round(N / enqueue_s, 1), "drain_per_s": round(N / drain_s, 1),
-    "finished": finished,
-    "roundtrip_p50_ms": round(pct(0.5), 3), "roundtrip_p99_ms": round(pct(0.99), 3),
-}))
+report("rq", rq.__version__, N, C, enqueue_s, drain_s, rtts, finished=finished)

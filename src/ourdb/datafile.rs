@@ -3,7 +3,7 @@
 use super::error::{OurDbError, Result};
 use super::format::{self, RecordHeader, DATA_FILE_PREAMBLE, HEADER_SIZE};
 use super::mmap::Map;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,13 +25,7 @@ impl DataFile {
     /// Opens data file `nr` in `dir`; with `create`, creates it holding the one-byte preamble.
     pub fn open(dir: &Path, nr: u16, create: bool) -> Result<DataFile> {
         let path = dir.join(format::data_file_name(nr));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| OurDbError::io("open", &path, e))?;
+        let file = super::open_rw(&path, create)?;
         let mut len = file
             .metadata()
             .map_err(|e| OurDbError::io("stat", &path, e))?
@@ -173,11 +167,16 @@ impl DataFile {
         let to = end
             .saturating_add(format::TAIL_CHUNK)
             .min(self.map.reserve());
-        let fill = [format::TAIL_FILL; 64 * 1024];
-        let mut at = self.known_len();
+        self.fill(self.known_len(), to, format::TAIL_FILL)
+    }
+
+    /// Writes `byte` over `[from, to)`, in pieces of 64 KiB.
+    pub fn fill(&self, from: u64, to: u64, byte: u8) -> Result<()> {
+        let piece = [byte; 64 * 1024];
+        let mut at = from;
         while at < to {
-            let n = (to - at).min(fill.len() as u64) as usize;
-            self.write_at(at, &fill[..n])?;
+            let n = (to - at).min(piece.len() as u64) as usize;
+            self.write_at(at, &piece[..n])?;
             at += n as u64;
         }
         Ok(())

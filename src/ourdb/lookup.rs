@@ -8,7 +8,7 @@
 use super::error::{OurDbError, Result};
 use super::format::Location;
 use super::mmap::Map;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -34,13 +34,7 @@ pub struct Lookup {
 impl Lookup {
     /// Opens (creating if needed) `lookup/data` with entries of `keysize` bytes.
     pub fn open(path: &Path, keysize: u8) -> Result<Lookup> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| OurDbError::io("open", path, e))?;
+        let file = super::open_rw(path, true)?;
         let len = file
             .metadata()
             .map_err(|e| OurDbError::io("stat", path, e))?

@@ -69,6 +69,18 @@ const OPEN_SCAN_WINDOW: u64 = lookup::GROW_MAX + 64 * 1024;
 /// How often a reader retries when the entry it read keeps changing under it.
 const READ_RETRIES: usize = 16;
 
+/// Opens one of the database's files for reading and writing, creating it if asked, never
+/// truncating it.
+fn open_rw(path: &Path, create: bool) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| OurDbError::io("open", path, e))
+}
+
 /// The open files of one generation of the database.
 struct Maps {
     generation: u64,
@@ -372,14 +384,7 @@ impl OurDb {
                 Err(_) => format::HEADER_SIZE,
             } as u64;
             let end = (loc.position as u64 + total).min(file.known_len());
-            let zeros = vec![0u8; 64 * 1024];
-            let mut at = loc.position as u64;
-            while at < end {
-                let n = (end - at).min(zeros.len() as u64) as usize;
-                file.write_at(at, &zeros[..n])?;
-                at += n as u64;
-            }
-            Ok(())
+            file.fill(loc.position as u64, end, 0)
         })?;
         Ok(())
     }
@@ -541,21 +546,9 @@ impl Inner {
         std::fs::create_dir_all(dir.join("lookup"))
             .map_err(|e| OurDbError::io("create directory", dir.join("lookup"), e))?;
         let open_path = dir.join(OPEN_LOCK_FILE);
-        let open_lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&open_path)
-            .map_err(|e| OurDbError::io("open", &open_path, e))?;
+        let open_lock = open_rw(&open_path, true)?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| OurDbError::io("open", &lock_path, e))?;
+        let lock = open_rw(&lock_path, true)?;
         lock.lock()
             .map_err(|e| OurDbError::io("lock", &lock_path, e))?;
         // Alone: no other handle, in any process, has the database open, so nothing has kept

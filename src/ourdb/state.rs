@@ -7,7 +7,7 @@
 
 use super::error::{OurDbError, Result};
 use super::mmap::Map;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,13 +36,7 @@ impl State {
     /// Opens (creating if needed) the state file. Returns it and whether it held valid state.
     pub fn open(dir: &Path) -> Result<(State, bool)> {
         let path = dir.join(STATE_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| OurDbError::io("open", &path, e))?;
+        let file = super::open_rw(&path, true)?;
         let len = file
             .metadata()
             .map_err(|e| OurDbError::io("stat", &path, e))?
