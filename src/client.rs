@@ -65,42 +65,97 @@ impl Client {
     }
 
     /// Submits many jobs: one OurDB batch per circle/topic and one broker round trip for
-    /// all. Ids are returned in input order (each is unique within its circle/topic).
+    /// all (plus one per [`ID_BLOCK`](crate::store::ID_BLOCK) ids, to reserve a block of
+    /// ids fleet-wide). Ids are returned in input order; each is unique within its
+    /// circle/topic across every store that shares the broker.
+    ///
+    /// A job is acknowledged only when the broker holds exactly it under its id: each carries
+    /// a random submit token that the enqueue compares atomically. A job that meets another
+    /// one under its id (possible only after Redis lost its id counters) is not acknowledged:
+    /// its OurDB record is removed and it is submitted again under a fresh id.
     pub fn submit_many(&self, jobs: Vec<Job>) -> Result<Vec<u32>> {
+        const ROUNDS: usize = 5;
         let now = unix_now();
-        let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        let identity = self.store.identity()?;
         let mut prepared = Vec::with_capacity(jobs.len());
-        for (i, mut job) in jobs.into_iter().enumerate() {
+        for mut job in jobs {
             let (c, t) = fix_names(&job.circle, &job.topic)?;
-            job.circle = c.clone();
-            job.topic = t.clone();
+            job.circle = c;
+            job.topic = t;
             job.status = JobStatus::New;
             job.time_scheduled = now;
             job.time_start = 0;
             job.time_end = 0;
             job.attempts = 0;
+            job.released = 0;
             job.error.clear();
             job.result.clear();
-            groups.entry((c, t)).or_default().push(i);
+            job.store = identity.clone();
             prepared.push(job);
         }
-        for ((c, t), idx) in &groups {
-            let batch: Vec<Job> = idx.iter().map(|&i| prepared[i].clone()).collect();
-            let ids = self.store.add(c, t, &batch)?;
-            for (&i, id) in idx.iter().zip(ids) {
-                prepared[i].id = id;
+        // Indexes of the jobs still to be acknowledged.
+        let mut todo: Vec<usize> = (0..prepared.len()).collect();
+        for _ in 0..ROUNDS {
+            let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+            for &i in &todo {
+                let j = &mut prepared[i];
+                j.token = crate::store::random_hex(8);
+                groups
+                    .entry((j.circle.clone(), j.topic.clone()))
+                    .or_default()
+                    .push(i);
             }
+            for ((c, t), idx) in &groups {
+                let batch: Vec<Job> = idx.iter().map(|&i| prepared[i].clone()).collect();
+                let q = QueueName::new(c, t);
+                let broker = &self.broker;
+                let mut reserve = |floor: u64, count: u64| {
+                    broker
+                        .reserve_ids(&q, floor, count)
+                        .map_err(|e| e.to_string())
+                };
+                let ids = self.store.add(c, t, &batch, &mut reserve)?;
+                for (&i, id) in idx.iter().zip(ids) {
+                    prepared[i].id = id;
+                }
+            }
+            let batch: Vec<Job> = todo.iter().map(|&i| prepared[i].clone()).collect();
+            let conflicts = match self.broker.enqueue(&batch) {
+                Ok(c) => c,
+                Err(source) => {
+                    let first = &batch[0];
+                    return Err(Error::NotQueued {
+                        circle: first.circle.clone(),
+                        topic: first.topic.clone(),
+                        id: first.id,
+                        source: Box::new(source),
+                    });
+                }
+            };
+            if conflicts.is_empty() {
+                return Ok(prepared.iter().map(|j| j.id).collect());
+            }
+            let mut again = Vec::with_capacity(conflicts.len());
+            for k in conflicts {
+                let i = todo[k];
+                let j = &prepared[i];
+                log::warn!(
+                    "job {}/{}/{}: the id is taken in Redis by another job; submitting again under a fresh id",
+                    j.circle, j.topic, j.id
+                );
+                // Never acknowledged: the record goes, and so does the rest of its block.
+                self.store.delete(&j.circle, &j.topic, j.id)?;
+                self.store.end_block(&j.circle, &j.topic)?;
+                again.push(i);
+            }
+            todo = again;
         }
-        if let Err(source) = self.broker.enqueue(&prepared) {
-            let first = &prepared[0];
-            return Err(Error::NotQueued {
-                circle: first.circle.clone(),
-                topic: first.topic.clone(),
-                id: first.id,
-                source: Box::new(source),
-            });
-        }
-        Ok(prepared.iter().map(|j| j.id).collect())
+        let first = &prepared[todo[0]];
+        Err(Error::IdConflict {
+            circle: first.circle.clone(),
+            topic: first.topic.clone(),
+            rounds: ROUNDS,
+        })
     }
 
     fn queue(circle: &str, topic: &str) -> Result<QueueName> {
@@ -111,10 +166,16 @@ impl Client {
         })
     }
 
-    /// A job: from the broker while it holds it, else from OurDB.
+    /// A job: from the broker while it holds it, else from OurDB. A finished job that this
+    /// store submitted and still has unfinished (another engine, on any host, ran it) is
+    /// recorded here as it is read, so this store keeps its outcome after the broker
+    /// forgets it.
     pub fn get(&self, circle: &str, topic: &str, id: u32) -> Result<Job> {
         let q = Self::queue(circle, topic)?;
         if let Some(job) = self.broker.get(&q, id)? {
+            if job.status.is_finished() {
+                self.learn_outcome(&job);
+            }
             return Ok(job);
         }
         self.store
@@ -124,6 +185,23 @@ impl Client {
                 topic: q.topic,
                 id,
             })
+    }
+
+    /// Records a finished job read from the broker in this store's OurDB when this store has
+    /// the job unfinished. Best effort: a failure only means recovery copies it later.
+    fn learn_outcome(&self, job: &Job) {
+        let identity = self.store.identity().unwrap_or_default();
+        if job.store != identity {
+            return; // not ours: its submitter's store learns it
+        }
+        match self.store.get(&job.circle, &job.topic, job.id) {
+            Ok(Some(local)) if !local.status.is_finished() && local.token == job.token => {
+                if let Err(e) = self.store.update(job) {
+                    log::debug!("job {}/{}/{}: recording its outcome: {e}", job.circle, job.topic, job.id);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Blocks until the job is done or error (or `timeout` passes), without polling: it
@@ -148,6 +226,7 @@ impl Client {
             // A wake-up that carries the finished job ends the wait; any other, look again:
             // the job decides, the signal only wakes us.
             if let Wake::Finished(job) = self.broker.wait_done(&q, id, left)? {
+                self.learn_outcome(&job);
                 return Ok(*job);
             }
         }

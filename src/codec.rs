@@ -6,8 +6,12 @@
 use crate::job::{Job, JobStatus, ParamsType};
 use serde::{Deserialize, Serialize};
 
-/// Version byte of the current OurDB job record layout.
+/// Version byte of the first OurDB job record layout (still read).
 pub const RECORD_V1: u8 = 1;
+/// Version byte of the current layout: version 1's fields, then the fields herojobs added
+/// since, as one JSON object (so a field added later needs no new version: older readers
+/// of v2 ignore what they do not know, and records without a field get its default).
+pub const RECORD_V2: u8 = 2;
 
 /// Why bytes could not be turned into a job.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +23,7 @@ pub enum CodecError {
     #[error("empty job record")]
     Empty,
     /// An OurDB record written by a newer (or foreign) version.
-    #[error("job record format version {0} is not known to this version of herojobs (it reads 1)")]
+    #[error("job record format version {0} is not known to this version of herojobs (it reads 1 and 2)")]
     UnknownVersion(u8),
     /// A record whose body does not decode.
     #[error("job record v{version} does not decode: {reason}")]
@@ -52,6 +56,22 @@ struct RecordV1 {
     logs: Vec<String>,
 }
 
+/// The fields added after version 1, stored as JSON after the v1 fields in a v2 record.
+/// Every field defaults, so a record missing one (or a v1 record) loads.
+#[derive(Serialize, Deserialize, Default)]
+struct Added {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    store: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    token: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    released: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 fn status_code(s: JobStatus) -> u8 {
     match s {
         JobStatus::New => 0,
@@ -76,7 +96,7 @@ pub fn from_json(bytes: &[u8]) -> Result<Job, CodecError> {
 /// the record's OurDB id, which is not known before the record is added.
 pub fn to_record(job: &Job, out: &mut Vec<u8>) {
     out.clear();
-    out.push(RECORD_V1);
+    out.push(RECORD_V2);
     let rec = RecordV1 {
         session_key: job.session_key.clone(),
         circle: job.circle.clone(),
@@ -94,28 +114,44 @@ pub fn to_record(job: &Job, out: &mut Vec<u8>) {
         attempts: job.attempts,
         logs: job.logs.clone(),
     };
+    let added = Added {
+        store: job.store.clone(),
+        token: job.token.clone(),
+        released: job.released,
+    };
     // Writing into a Vec cannot fail for these types.
     let _ = bincode::serialize_into(&mut *out, &rec);
+    let _ = bincode::serialize_into(&mut *out, &serde_json::to_string(&added).unwrap_or_default());
 }
 
 /// Decodes an OurDB record into a job with id `id`.
 pub fn from_record(id: u32, bytes: &[u8]) -> Result<Job, CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
     match version {
-        RECORD_V1 => {
+        RECORD_V1 | RECORD_V2 => {
             let opts = bincode::DefaultOptions::new();
             use bincode::Options;
             // Same encoding as `bincode::serialize`, with a limit so a damaged length prefix
             // cannot make us allocate more than the record holds.
-            let r: RecordV1 = opts
+            let opts = opts
                 .with_fixint_encoding()
                 .allow_trailing_bytes()
-                .with_limit(bytes.len() as u64 * 2 + 1024)
-                .deserialize(body)
-                .map_err(|e| CodecError::Bincode {
+                .with_limit(bytes.len() as u64 * 2 + 1024);
+            let bad = |e: bincode::Error| CodecError::Bincode {
+                version,
+                reason: e.to_string(),
+            };
+            let mut reader = body;
+            let r: RecordV1 = opts.deserialize_from(&mut reader).map_err(bad)?;
+            let added: Added = if version == RECORD_V2 {
+                let text: String = opts.deserialize_from(&mut reader).map_err(bad)?;
+                serde_json::from_str(&text).map_err(|e| CodecError::Bincode {
                     version,
-                    reason: e.to_string(),
-                })?;
+                    reason: format!("added fields: {e}"),
+                })?
+            } else {
+                Added::default()
+            };
             let status = match r.status {
                 0 => JobStatus::New,
                 1 => JobStatus::Active,
@@ -145,6 +181,9 @@ pub fn from_record(id: u32, bytes: &[u8]) -> Result<Job, CodecError> {
                 log: r.log,
                 attempts: r.attempts,
                 logs: r.logs,
+                store: added.store,
+                token: added.token,
+                released: added.released,
             })
         }
         v => Err(CodecError::UnknownVersion(v)),
@@ -173,6 +212,9 @@ mod tests {
             log: true,
             attempts: 2,
             logs: vec!["one".into(), "two".into()],
+            store: "a1b2".into(),
+            token: "t0k".into(),
+            released: 1,
         }
     }
 
@@ -182,7 +224,7 @@ mod tests {
         assert_eq!(from_json(to_json(&job).as_bytes()).unwrap(), job);
         let mut rec = Vec::new();
         to_record(&job, &mut rec);
-        assert_eq!(rec[0], RECORD_V1);
+        assert_eq!(rec[0], RECORD_V2);
         assert_eq!(from_record(42, &rec).unwrap(), job);
         let other = Job {
             params_type: ParamsType::Other("wasm".into()),
@@ -228,6 +270,40 @@ mod tests {
         assert_eq!(job.params_type, ParamsType::HeroScript);
         assert_eq!(job.attempts, 0);
         assert!(from_json(b"{not json").is_err());
+    }
+
+    #[test]
+    fn version_1_records_still_load() {
+        let job = full_job();
+        let mut rec = vec![RECORD_V1];
+        let v1 = RecordV1 {
+            session_key: job.session_key.clone(),
+            circle: job.circle.clone(),
+            topic: job.topic.clone(),
+            params: job.params.clone(),
+            params_type: job.params_type.as_str().to_string(),
+            status: status_code(job.status),
+            timeout: job.timeout,
+            time_scheduled: job.time_scheduled,
+            time_start: job.time_start,
+            time_end: job.time_end,
+            error: job.error.clone(),
+            result: job.result.clone(),
+            log: job.log,
+            attempts: job.attempts,
+            logs: job.logs.clone(),
+        };
+        bincode::serialize_into(&mut rec, &v1).unwrap();
+        let back = from_record(42, &rec).unwrap();
+        assert_eq!(
+            back,
+            Job {
+                store: String::new(),
+                token: String::new(),
+                released: 0,
+                ..job
+            }
+        );
     }
 
     #[test]

@@ -45,6 +45,18 @@ pub enum Error {
         #[source]
         source: Box<BrokerError>,
     },
+    /// Every id the store took for a job was already used in Redis by another job (another
+    /// store's, after Redis lost its id counter): the job was not queued, and its OurDB
+    /// record was removed. Nothing was acknowledged.
+    #[error("job for {circle}/{topic} not queued: {rounds} fresh ids in a row were already taken in Redis by other jobs")]
+    IdConflict {
+        /// Circle.
+        circle: String,
+        /// Topic.
+        topic: String,
+        /// How many ids were tried.
+        rounds: usize,
+    },
     /// `wait` gave up.
     #[error("job {circle}/{topic}/{id} did not finish within {waited:?}")]
     WaitTimeout {

@@ -159,6 +159,23 @@ pub struct Job {
     /// herojobs: log lines written by the processor.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<String>,
+    /// herojobs: identity of the job store (base directory) that submitted the job, so a
+    /// reader on any host can say where the job's history lives (see `JobStore::identity`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub store: String,
+    /// herojobs: a random token chosen at submit. Redis keeps it beside the job, so an
+    /// enqueue that meets another job under the same id is detected, never acknowledged.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
+    /// herojobs: starts that were handed back without a verdict (graceful shutdown, or an
+    /// engine without a processor for the job's type). They do not count against the
+    /// attempt limit; `attempts - released` is the number of runs that ended or died.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub released: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Job {

@@ -26,6 +26,22 @@ pub enum StoreError {
         #[source]
         source: OurDbError,
     },
+    /// The store's identity file cannot be read or created.
+    #[error("store identity {path}: {reason}")]
+    Identity {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// No id block could be reserved for new jobs.
+    #[error("job database {path}: reserving ids: {reason}")]
+    Reserve {
+        /// The database directory.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A stored record that is not a job.
     #[error("job {circle}/{topic}/{id} in OurDB: {source}")]
     Record {
@@ -43,6 +59,46 @@ pub enum StoreError {
 
 /// A job id with its status, or why its record could not be read.
 pub type Listed = (u32, Result<JobStatus, StoreError>);
+
+/// Name of the file under the base directory that holds the store's identity.
+pub const IDENTITY_FILE: &str = "store.id";
+
+/// Ids reserved at a time (at least; a larger batch reserves its own size). A block costs
+/// one extra round trip, so submit stays one round trip on average; a process that stops
+/// leaves at most the rest of its block as a gap (the next process on the same base
+/// continues inside it).
+pub const ID_BLOCK: u64 = 1000;
+
+/// How often an add retries with a fresh block when other processes on the same base keep
+/// using up the one it reserved.
+const RESERVE_ROUNDS: usize = 8;
+
+/// Reserves an id block for one circle/topic fleet-wide: given the lowest id the block may
+/// start at (this database's next id) and the number of ids wanted, returns the block
+/// `start..end`. The client implements it with the broker's id counter.
+pub type Reserve<'a> = dyn FnMut(u64, u64) -> Result<(u64, u64), String> + 'a;
+
+/// 16 random bytes as 32 hex digits (store identities, submit tokens).
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    if getrandom::getrandom(&mut buf).is_err() {
+        // No OS randomness (never seen on Linux): time and address hashed, unique enough
+        // for a token that only has to differ from other submits' tokens.
+        use std::hash::{BuildHasher, Hasher};
+        for chunk in buf.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0),
+            );
+            let v = h.finish().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Default base directory: `~/hero/var` (or `./hero/var` when there is no home).
 pub fn default_base() -> PathBuf {
@@ -65,6 +121,7 @@ pub struct JobStore {
     base: PathBuf,
     durability: Durability,
     dbs: RwLock<HashMap<(String, String), Arc<OurDb>>>,
+    identity: parking_lot::Mutex<Option<String>>,
 }
 
 impl JobStore {
@@ -74,7 +131,54 @@ impl JobStore {
             base: base.into(),
             durability,
             dbs: RwLock::new(HashMap::new()),
+            identity: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// The store's identity: 32 random hex digits created with the store and kept in
+    /// `<base>/store.id`, written into every job this store submits so that any reader can
+    /// say where a job's history lives. A wiped base gets a new identity.
+    pub fn identity(&self) -> Result<String, StoreError> {
+        let mut cached = self.identity.lock();
+        if let Some(id) = cached.as_ref() {
+            return Ok(id.clone());
+        }
+        let path = self.base.join(IDENTITY_FILE);
+        let err = |reason: String| StoreError::Identity {
+            path: path.clone(),
+            reason,
+        };
+        let valid = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let id = match std::fs::read_to_string(&path) {
+            Ok(s) if valid(s.trim()) => s.trim().to_string(),
+            Ok(s) => return Err(err(format!("{:?} is not 32 hex digits", s.trim()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.base).map_err(|e| err(e.to_string()))?;
+                // Written aside, then linked into place: of two processes creating it at
+                // once, one wins and both read the winner's.
+                let fresh = random_hex(16);
+                let tmp = self
+                    .base
+                    .join(format!(".{IDENTITY_FILE}.{}.tmp", random_hex(4)));
+                std::fs::write(&tmp, format!("{fresh}\n")).map_err(|e| err(e.to_string()))?;
+                let linked = std::fs::hard_link(&tmp, &path);
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => fresh,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let s = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+                        if !valid(s.trim()) {
+                            return Err(err(format!("{:?} is not 32 hex digits", s.trim())));
+                        }
+                        s.trim().to_string()
+                    }
+                    Err(e) => return Err(err(e.to_string())),
+                }
+            }
+            Err(e) => return Err(err(e.to_string())),
+        };
+        *cached = Some(id.clone());
+        Ok(id)
     }
 
     /// The base directory.
@@ -142,8 +246,16 @@ impl JobStore {
         }
     }
 
-    /// Saves new jobs (fixed names) and returns their ids: one OurDB batch.
-    pub fn add(&self, circle: &str, topic: &str, jobs: &[Job]) -> Result<Vec<u32>, StoreError> {
+    /// Saves new jobs (fixed names) and returns their ids: one OurDB batch. Ids come from
+    /// the database's reserved block; when it has too few left, `reserve` is asked for a new
+    /// one (at or above the database's next id), so ids are unique fleet-wide.
+    pub fn add(
+        &self,
+        circle: &str,
+        topic: &str,
+        jobs: &[Job],
+        reserve: &mut Reserve<'_>,
+    ) -> Result<Vec<u32>, StoreError> {
         let db = self.db(circle, topic)?;
         let records: Vec<Vec<u8>> = jobs
             .iter()
@@ -153,8 +265,43 @@ impl JobStore {
                 buf
             })
             .collect();
-        db.add_many(records.iter().map(|r| r.as_slice()))
+        let n = records.len() as u64;
+        for _ in 0..RESERVE_ROUNDS {
+            if db.id_limit() == 0 || db.next_id() + n > db.id_limit() {
+                let (start, end) =
+                    reserve(db.next_id(), n.max(ID_BLOCK)).map_err(|reason| StoreError::Reserve {
+                        path: self.db_dir(circle, topic),
+                        reason,
+                    })?;
+                db.reserve_ids(start, end)
+                    .map_err(|e| self.db_err(circle, topic, e))?;
+            }
+            match db.add_many(records.iter().map(|r| r.as_slice())) {
+                // Another process of this base used the block up meanwhile: reserve again.
+                Err(OurDbError::IdBlockExhausted { .. }) => continue,
+                res => return res.map_err(|e| self.db_err(circle, topic, e)),
+            }
+        }
+        Err(StoreError::Reserve {
+            path: self.db_dir(circle, topic),
+            reason: format!(
+                "other processes used up {RESERVE_ROUNDS} fresh id blocks in a row; try again"
+            ),
+        })
+    }
+
+    /// Gives up the rest of the id block of `circle`/`topic` (an id of it was found taken in
+    /// Redis): the next add reserves a new one.
+    pub fn end_block(&self, circle: &str, topic: &str) -> Result<(), StoreError> {
+        self.db(circle, topic)?
+            .end_block()
             .map_err(|e| self.db_err(circle, topic, e))
+    }
+
+    /// The next id the database of `circle`/`topic` would hand out, if it exists (for
+    /// re-asserting the fleet's id counter after Redis lost it).
+    pub fn next_id(&self, circle: &str, topic: &str) -> Result<u64, StoreError> {
+        Ok(self.db(circle, topic)?.next_id())
     }
 
     /// Writes a new version of a job (its status changed).
@@ -199,8 +346,10 @@ impl JobStore {
             records,
         } in groups
         {
+            // `put`: the job may have been submitted by another store (its id handed out
+            // there), and this store records the outcome of what it ran.
             let res = self.db(circle, topic).and_then(|db| {
-                db.set_many(records.iter().map(|(id, r)| (*id, r.as_slice())))
+                db.put_many(records.iter().map(|(id, r)| (*id, r.as_slice())))
                     .map_err(|e| self.db_err(circle, topic, e))
             });
             if let Err(e) = res {

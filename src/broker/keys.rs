@@ -11,8 +11,21 @@ pub const LEASES: &str = "herojobs-leases";
 pub const SIGNAL: &str = "herojobs-signal";
 /// Changes when Redis loses its data (see `Broker::epoch`).
 pub const EPOCH: &str = "herojobs-epoch";
+/// Sorted set of params types some engine of the fleet can run (member: type, score: when
+/// an engine last claimed it, ms): an engine without a processor for a job's type hands the
+/// job back while another engine claims the type.
+pub const TYPES: &str = "herojobs-types";
 /// Prefix of the hash where each engine publishes its counters.
 pub const STATS_PREFIX: &str = "herojobs-stats:";
+
+/// Prefix of the per-queue id counters (`herojobs-ids:<circle>:<topic>`: the highest id
+/// reserved for that circle/topic by any store of the fleet).
+pub const IDS_PREFIX: &str = "herojobs-ids:";
+
+/// `herojobs-ids:<circle>:<topic>`: the fleet's id counter of one circle/topic.
+pub fn ids(circle: &str, topic: &str) -> String {
+    format!("{IDS_PREFIX}{circle}:{topic}")
+}
 
 /// `herojobs:<circle>:<topic>:<id>`: the job hash (field `job` holds the JSON).
 pub fn job(circle: &str, topic: &str, id: u32) -> String {
@@ -36,14 +49,21 @@ pub fn queue(circle: &str, topic: &str) -> String {
     format!("{QUEUE_PREFIX}{circle}:{topic}")
 }
 
-/// Splits a queue key back into circle and topic.
+/// Splits a queue key back into circle and topic. Redis content is untrusted: names that
+/// are not already name-fixed (`../x`, `A B`, ...) are refused, so a planted registry entry
+/// can never become a path or address another circle's keys.
 pub fn parse_queue(key: &str) -> Option<(String, String)> {
     let rest = key.strip_prefix(QUEUE_PREFIX)?;
     let (c, t) = rest.split_once(':')?;
-    if c.is_empty() || t.is_empty() || t.contains(':') {
+    if !is_fixed(c) || !is_fixed(t) {
         return None;
     }
     Some((c.to_string(), t.to_string()))
+}
+
+/// Whether `name` is a name-fixed circle or topic (what `names::path_name` returns for it).
+pub fn is_fixed(name: &str) -> bool {
+    crate::names::path_name("name", name).is_ok_and(|f| f == name)
 }
 
 /// Member of the lease set for one job.
@@ -51,12 +71,15 @@ pub fn lease_member(circle: &str, topic: &str, id: u32) -> String {
     format!("{circle}:{topic}:{id}")
 }
 
-/// Parses a lease member.
+/// Parses a lease member (refusing names that are not name-fixed, like [`parse_queue`]).
 pub fn parse_lease_member(m: &str) -> Option<(String, String, u32)> {
     let mut parts = m.splitn(3, ':');
     let c = parts.next()?;
     let t = parts.next()?;
-    let id = parts.next()?.parse().ok()?;
+    let id = parts.next()?.parse().ok().filter(|id| *id > 0)?;
+    if !is_fixed(c) || !is_fixed(t) {
+        return None;
+    }
     Some((c.to_string(), t.to_string(), id))
 }
 
@@ -70,6 +93,11 @@ mod tests {
         assert_eq!(queue("c", "t"), "heroqueue:c:t");
         assert_eq!(parse_queue("heroqueue:c:t"), Some(("c".into(), "t".into())));
         assert_eq!(parse_queue("heroqueue:c"), None);
+        assert_eq!(parse_queue("heroqueue:../../x:t"), None);
+        assert_eq!(parse_queue("heroqueue:..:t"), None);
+        assert_eq!(parse_queue("heroqueue:c:T x"), None);
+        assert_eq!(parse_lease_member("../a:t:1"), None);
+        assert_eq!(parse_lease_member("a:t:0"), None);
         assert_eq!(
             parse_lease_member(&lease_member("c", "t", 9)),
             Some(("c".into(), "t".into(), 9))

@@ -23,6 +23,10 @@ const KEEP_FINISHED: usize = 10_000;
 
 #[derive(Default)]
 struct State {
+    /// Highest id reserved per queue (see `Broker::reserve_ids`).
+    counters: HashMap<QueueName, u64>,
+    /// Params types engines claimed, and when.
+    claims: HashMap<String, Instant>,
     /// Finished jobs in the order they finished (oldest first), for eviction.
     finished: VecDeque<(QueueName, u32)>,
     registry: BTreeSet<QueueName>,
@@ -143,11 +147,15 @@ impl State {
 }
 
 impl Broker for MemoryBroker {
-    fn enqueue(&self, jobs: &[Job]) -> Result<(), BrokerError> {
+    fn enqueue(&self, jobs: &[Job]) -> Result<Vec<usize>, BrokerError> {
         let mut st = self.state.lock();
-        for j in jobs {
+        let mut conflicts = Vec::new();
+        for (i, j) in jobs.iter().enumerate() {
             let k = key(j);
-            if st.jobs.contains_key(&k) {
+            if let Some(e) = st.jobs.get(&k) {
+                if e.job.token != j.token {
+                    conflicts.push(i);
+                }
                 continue;
             }
             st.jobs.insert(
@@ -162,7 +170,46 @@ impl Broker for MemoryBroker {
         }
         drop(st);
         self.changed.notify_all();
+        Ok(conflicts)
+    }
+
+    fn claim_types(&self, types: &[String]) -> Result<(), BrokerError> {
+        let mut st = self.state.lock();
+        let now = Instant::now();
+        for t in types {
+            st.claims.insert(t.clone(), now);
+        }
         Ok(())
+    }
+
+    fn type_claimed(&self, t: &str, within: Duration) -> Result<bool, BrokerError> {
+        Ok(self
+            .state
+            .lock()
+            .claims
+            .get(t)
+            .is_some_and(|at| at.elapsed() <= within))
+    }
+
+    fn reserve_ids(
+        &self,
+        q: &QueueName,
+        floor: u64,
+        count: u64,
+    ) -> Result<(u64, u64), BrokerError> {
+        let mut st = self.state.lock();
+        let cur = st.counters.get(q).copied().unwrap_or(0);
+        let start = (cur + 1).max(floor.max(1));
+        let end = start + count;
+        if end - 1 > u32::MAX as u64 {
+            return Err(BrokerError::Config(format!(
+                "id space of {q} exhausted"
+            )));
+        }
+        if end - 1 > cur {
+            st.counters.insert(q.clone(), end - 1);
+        }
+        Ok((start, end))
     }
 
     fn get(&self, q: &QueueName, id: u32) -> Result<Option<Job>, BrokerError> {
@@ -308,6 +355,7 @@ impl Broker for MemoryBroker {
             Some(e) => {
                 e.job = job.clone();
                 e.job.status = JobStatus::New;
+                e.job.released = e.job.released.saturating_add(1);
             }
             None => return Ok(Transition::Missing),
         }
@@ -378,6 +426,7 @@ impl Broker for MemoryBroker {
                 st.push(&k.0, k.1);
                 Ensure::Requeued
             }
+            Some(e) if !job.token.is_empty() && e.job.token != job.token => Ensure::Conflict,
             Some(e) if e.job.status == JobStatus::Active && !lease => {
                 if requeue {
                     if let Some(e) = st.jobs.get_mut(&k) {

@@ -61,6 +61,26 @@ pub enum BrokerError {
     Config(String),
 }
 
+/// A job read from the broker under `queue`/`id` keeps the identity of the key it was read
+/// from: circle, topic and id come from the key, never from the JSON (Redis content is
+/// untrusted). JSON that names another job (after name fixing: an empty topic is
+/// `default`) is refused with the reason, so it can fail under its real key and touch
+/// nothing else.
+pub fn own_identity(mut job: Job, queue: &QueueName, id: u32, key: &str) -> Result<Job, String> {
+    let circle = crate::names::path_name("circle", &job.circle).unwrap_or_default();
+    let topic = crate::names::topic_name(&job.topic).unwrap_or_default();
+    if (job.id != id && job.id != 0) || circle != queue.circle || topic != queue.topic {
+        return Err(format!(
+            "job hash {key} holds the JSON of another job ({:?}/{:?}/{}): refused",
+            job.circle, job.topic, job.id
+        ));
+    }
+    job.id = id;
+    job.circle = queue.circle.clone();
+    job.topic = queue.topic.clone();
+    Ok(job)
+}
+
 /// Outcome of a guarded status change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -111,6 +131,9 @@ pub enum Ensure {
     /// It looks lost (new but in no queue, or active without a lease); `requeue` was not
     /// set, so nothing was changed. Look again after a grace period.
     Suspect,
+    /// The broker holds a different job under this id (another store's, written after the
+    /// broker lost its data): nothing was changed.
+    Conflict,
 }
 
 /// Queues and live job state. One implementation talks to Redis; another keeps everything in
@@ -118,8 +141,21 @@ pub enum Ensure {
 pub trait Broker: Send + Sync {
     /// For each job (id assigned): store it, push its id on its queue and register the
     /// queue, atomically per job and in one round trip for the batch. A job already present
-    /// is left alone (so a retried submit never queues twice).
-    fn enqueue(&self, jobs: &[Job]) -> Result<(), BrokerError>;
+    /// with the same submit token is left alone (a retried submit never queues twice). Returns
+    /// the indexes of the jobs that met a *different* job under their id: those were not
+    /// stored and must not be acknowledged.
+    fn enqueue(&self, jobs: &[Job]) -> Result<Vec<usize>, BrokerError>;
+
+    /// Reserves `count` ids of `queue` fleet-wide: returns `start..end` with `start` at or
+    /// above `floor` and above every id reserved before (one atomic counter per queue).
+    /// `count` 0 only raises the counter to `floor - 1` (a store re-asserting its
+    /// high-water mark after the broker lost its data).
+    fn reserve_ids(
+        &self,
+        queue: &QueueName,
+        floor: u64,
+        count: u64,
+    ) -> Result<(u64, u64), BrokerError>;
 
     /// The live job, `None` if the broker does not hold it.
     fn get(&self, queue: &QueueName, id: u32) -> Result<Option<Job>, BrokerError>;
@@ -225,6 +261,12 @@ pub trait Broker: Send + Sync {
     /// data (a Redis restart without persistence, `FLUSHALL`), which tells recovery to check
     /// every unfinished job again. Cheap: one round trip.
     fn epoch(&self) -> Result<String, BrokerError>;
+
+    /// Says that this engine runs jobs of these params types (refreshed every second).
+    fn claim_types(&self, types: &[String]) -> Result<(), BrokerError>;
+
+    /// Whether some engine of the fleet claimed params type `t` within `within`.
+    fn type_claimed(&self, t: &str, within: Duration) -> Result<bool, BrokerError>;
 
     /// Publishes an engine's counters for `herojobs stats` (no-op where nobody can read them).
     fn publish_stats(

@@ -44,21 +44,30 @@ impl RedisConfig {
 }
 
 // KEYS: registry, then one hash per job, then each distinct queue, then the wake-up list.
-// ARGV: job count, then per job: id, json, index of its queue (1-based among the queues).
-// A job hash with only `job` (no `status`/`attempt` fields) is a new job at attempt 0.
-// Per job one HSETNX; per queue one LPUSH (chunked: Lua's unpack has a stack limit) and
-// one SADD. HSETNX makes a retried batch skip jobs already stored.
+// ARGV: job count, then per job: id, json, index of its queue (1-based among the queues),
+// submit token.
+// A job hash with only `job` and `token` (no `status`/`attempt` fields) is a new job at
+// attempt 0. A hash that already holds a job is left alone: with the same token it is this
+// submit retried (its reply was lost), with another token (or none: another client's job)
+// it is a different job under the same id, reported so the submit is not acknowledged. A
+// hash with no `job` (only a waiter's registration) is filled in. Per queue one LPUSH
+// (chunked: Lua's unpack has a stack limit) and one SADD. Returns the 1-based indexes of
+// the jobs that met a different job.
 const ENQUEUE: &str = r#"
 local n = tonumber(ARGV[1])
 local pending = {}
+local conflicts = {}
 for i = 1, n do
-  local id = ARGV[2 + 3 * (i - 1)]
-  local json = ARGV[3 + 3 * (i - 1)]
-  local qi = tonumber(ARGV[4 + 3 * (i - 1)])
-  if redis.call('HSETNX', KEYS[1 + i], 'job', json) == 1 then
+  local a = 2 + 4 * (i - 1)
+  local id, json, qi, tok = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
+  local h = KEYS[1 + i]
+  if redis.call('HEXISTS', h, 'job') == 0 then
+    redis.call('HSET', h, 'job', json, 'token', tok)
     local list = pending[qi]
     if not list then list = {}; pending[qi] = list end
     list[#list + 1] = id
+  elseif redis.call('HGET', h, 'token') ~= tok then
+    conflicts[#conflicts + 1] = i
   end
 end
 for qi, ids in pairs(pending) do
@@ -70,7 +79,21 @@ for qi, ids in pairs(pending) do
 end
 redis.call('LPUSH', KEYS[#KEYS], '1')
 redis.call('LTRIM', KEYS[#KEYS], 0, 63)
-return n
+return conflicts
+"#;
+
+// KEYS: the queue's id counter. ARGV: floor (the reserving store's next id), count.
+// Returns {start, end}: ids start..end-1 are the caller's alone. The counter holds the
+// highest id reserved; it only grows (count 0 raises it to floor - 1 and reserves nothing).
+const RESERVE: &str = r#"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local start = math.max(cur + 1, tonumber(ARGV[1]))
+local stop = start + tonumber(ARGV[2])
+if stop - 1 > 4294967295 then
+  return redis.error_reply('id space of this circle/topic exhausted')
+end
+if stop - 1 > cur then redis.call('SET', KEYS[1], stop - 1) end
+return {start, stop}
 "#;
 
 // KEYS: hash, leases. ARGV: json, attempt, lease deadline (ms), lease member.
@@ -231,27 +254,32 @@ return m
 "#;
 
 // KEYS: registry, leases, then per job: hash, queue. ARGV per job: json (OurDB's copy,
-// status new), id, lease member, OurDB status, attempts, requeue flag.
-// Returns per job 0 fine, 1 requeued, 2 suspect.
+// status new), id, lease member, OurDB status, attempts, requeue flag, submit token ('' for
+// a job recorded before tokens existed: not checked).
+// Returns per job 0 fine, 1 requeued, 2 suspect, 3 conflict (the hash holds a different
+// job: another store's, submitted under this id after Redis lost its data).
 const ENSURE: &str = r#"
 local out = {}
 local n = (#KEYS - 2) / 2
 for i = 1, n do
   local h = KEYS[1 + 2 * i]
   local q = KEYS[2 + 2 * i]
-  local a = 6 * (i - 1)
+  local a = 7 * (i - 1)
   local json, id, member, status, attempts = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
   local requeue = ARGV[a + 6] == '1'
+  local tok = ARGV[a + 7]
   local r = 0
   if redis.call('HEXISTS', h, 'job') == 0 then
     if status == 'active' and not requeue then
       if not redis.call('ZSCORE', KEYS[2], member) then r = 2 end
     else
-      redis.call('HSET', h, 'job', json, 'status', 'new', 'attempt', attempts)
+      redis.call('HSET', h, 'job', json, 'status', 'new', 'attempt', attempts, 'token', tok)
       redis.call('LPUSH', q, id)
       redis.call('SADD', KEYS[1], q)
       r = 1
     end
+  elseif tok ~= '' and redis.call('HGET', h, 'token') ~= tok then
+    r = 3
   elseif redis.call('HGET', h, 'status') == 'active' and not redis.call('ZSCORE', KEYS[2], member) then
     if requeue then
       redis.call('HSET', h, 'status', 'new')
@@ -352,12 +380,10 @@ impl RedisBroker {
             let job = if attempt < 0 {
                 Err(String::new())
             } else {
-                codec::from_json(&json).map_err(|e| {
-                    format!(
-                        "job hash {}: {e}",
-                        keys::job(&queue.circle, &queue.topic, id)
-                    )
-                })
+                let key = keys::job(&queue.circle, &queue.topic, id);
+                codec::from_json(&json)
+                    .map_err(|e| format!("job hash {key}: {e}"))
+                    .and_then(|job| super::own_identity(job, queue, id, &key))
             };
             out.push(Taken {
                 queue: queue.clone(),
@@ -379,6 +405,7 @@ pub struct RedisBroker {
     client: redis::Client,
     idle: Mutex<Vec<Connection>>,
     enqueue: Script,
+    reserve: Script,
     finish_take: Script,
     release: Script,
     reclaim: Script,
@@ -404,6 +431,7 @@ impl RedisBroker {
             client,
             idle: Mutex::new(Vec::new()),
             enqueue: Script::new(ENQUEUE),
+            reserve: Script::new(RESERVE),
             finish_take: Script::new(FINISH_TAKE),
             release: Script::new(RELEASE),
             reclaim: Script::new(RECLAIM),
@@ -563,12 +591,12 @@ fn now_ms() -> u64 {
 }
 
 impl Broker for RedisBroker {
-    fn enqueue(&self, jobs: &[Job]) -> Result<(), BrokerError> {
+    fn enqueue(&self, jobs: &[Job]) -> Result<Vec<usize>, BrokerError> {
         if jobs.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut keys_ = Vec::with_capacity(jobs.len() + 2);
-        let mut args = Vec::with_capacity(jobs.len() * 3 + 1);
+        let mut args = Vec::with_capacity(jobs.len() * 4 + 1);
         let mut queues: Vec<String> = Vec::new();
         keys_.push(keys::REGISTRY.to_string());
         args.push(jobs.len().to_string());
@@ -585,11 +613,12 @@ impl Broker for RedisBroker {
             args.push(j.id.to_string());
             args.push(codec::to_json(j));
             args.push(qi.to_string());
+            args.push(j.token.clone());
         }
         keys_.extend(queues);
         keys_.push(keys::SIGNAL.to_string());
-        // Safe to retry: HSETNX skips jobs whose hash already exists.
-        self.run("enqueue", true, |con| {
+        // Safe to retry: a job already stored with its own token is skipped.
+        let conflicts: Vec<i64> = self.run("enqueue", true, |con| {
             let mut inv = self.enqueue.prepare_invoke();
             for k in &keys_ {
                 inv.key(k);
@@ -597,9 +626,51 @@ impl Broker for RedisBroker {
             for a in &args {
                 inv.arg(a);
             }
-            inv.invoke::<i64>(con)
+            inv.invoke(con)
+        })?;
+        Ok(conflicts
+            .into_iter()
+            .filter_map(|i| usize::try_from(i).ok()?.checked_sub(1))
+            .filter(|&i| i < jobs.len())
+            .collect())
+    }
+
+    fn claim_types(&self, types: &[String]) -> Result<(), BrokerError> {
+        if types.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        self.run("claim params types", true, |con| {
+            let mut cmd = redis::cmd("ZADD");
+            cmd.arg(keys::TYPES);
+            for t in types {
+                cmd.arg(now).arg(t);
+            }
+            cmd.query::<i64>(con)
         })?;
         Ok(())
+    }
+
+    fn type_claimed(&self, t: &str, within: Duration) -> Result<bool, BrokerError> {
+        let at: Option<f64> = self.run("read params type claims", true, |con| {
+            redis::cmd("ZSCORE").arg(keys::TYPES).arg(t).query(con)
+        })?;
+        let since = now_ms().saturating_sub(within.as_millis() as u64) as f64;
+        Ok(at.is_some_and(|at| at >= since))
+    }
+
+    fn reserve_ids(
+        &self,
+        q: &QueueName,
+        floor: u64,
+        count: u64,
+    ) -> Result<(u64, u64), BrokerError> {
+        let key = keys::ids(&q.circle, &q.topic);
+        // Safe to retry: a lost reply reserves twice, which only leaves a gap.
+        let (start, end): (u64, u64) = self.run("reserve ids", true, |con| {
+            self.reserve.key(&key).arg(floor.max(1)).arg(count).invoke(con)
+        })?;
+        Ok((start, end))
     }
 
     fn get(&self, q: &QueueName, id: u32) -> Result<Option<Job>, BrokerError> {
@@ -610,11 +681,10 @@ impl Broker for RedisBroker {
         match raw {
             None => Ok(None),
             Some(bytes) => codec::from_json(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|job| super::own_identity(job, q, id, &key))
                 .map(Some)
-                .map_err(|e| BrokerError::BadJob {
-                    key,
-                    reason: e.to_string(),
-                }),
+                .map_err(|reason| BrokerError::BadJob { key, reason }),
         }
     }
 
@@ -762,6 +832,8 @@ impl Broker for RedisBroker {
     fn release(&self, job: &Job, attempt: u32) -> Result<Transition, BrokerError> {
         let mut j = job.clone();
         j.status = JobStatus::New;
+        // Handed back without a verdict: this start does not count against the limit.
+        j.released = j.released.saturating_add(1);
         let code: i64 = self.run("release job", true, |con| {
             self.release
                 .key(keys::job(&j.circle, &j.topic, j.id))
@@ -868,13 +940,15 @@ impl Broker for RedisBroker {
                         .arg(keys::lease_member(&j.circle, &j.topic, j.id))
                         .arg(stored_status.as_str())
                         .arg(j.attempts)
-                        .arg(if *requeue { "1" } else { "0" });
+                        .arg(if *requeue { "1" } else { "0" })
+                        .arg(&j.token);
                 }
                 inv.invoke(con)
             })?;
             out.extend(codes.into_iter().map(|c| match c {
                 1 => Ensure::Requeued,
                 2 => Ensure::Suspect,
+                3 => Ensure::Conflict,
                 _ => Ensure::Fine,
             }));
         }

@@ -85,5 +85,10 @@ impl Watchdog {
         {
             log::debug!("publishing counters: {e}");
         }
+        if !s.config.reconcile_only {
+            if let Err(e) = s.broker.claim_types(&s.registry.types()) {
+                log::debug!("claiming params types: {e}");
+            }
+        }
     }
 }

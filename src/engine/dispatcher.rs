@@ -28,6 +28,32 @@ pub struct Dispatcher {
     /// The last wait for submits returned: if the next take finds nothing, the submit went
     /// to a queue not yet in `queues`.
     woken: bool,
+    /// Queues skipped until the given time: one just handed back a job this engine cannot
+    /// run, so the engines that can get to it first.
+    paused: Vec<(QueueName, Instant)>,
+    /// State of the weighted order's random generator (xorshift).
+    rng: u64,
+}
+
+/// How long a queue is skipped after a job of it was handed back.
+const HANDBACK_PAUSE: Duration = Duration::from_millis(250);
+
+/// The selected queues that exist: listed ones as given, `circle/*` expanded from the
+/// registry.
+fn expand<'a>(list: impl Iterator<Item = &'a QueueName>, registered: &[QueueName]) -> Vec<QueueName> {
+    let mut out: Vec<QueueName> = Vec::new();
+    for sel in list {
+        if sel.topic == "*" {
+            for q in registered.iter().filter(|q| q.circle == sel.circle) {
+                if !out.contains(q) {
+                    out.push(q.clone());
+                }
+            }
+        } else if !out.contains(sel) {
+            out.push(sel.clone());
+        }
+    }
+    out
 }
 
 /// The thread body.
@@ -52,7 +78,18 @@ impl Dispatcher {
             backoff: Duration::from_millis(50),
             last_full: false,
             woken: false,
+            paused: Vec::new(),
+            rng: u64::from_str_radix(&crate::store::random_hex(8), 16).unwrap_or(0x9e37_79b9) | 1,
         }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
     }
 
     /// One step: wait for a free worker (or an outcome whose recording frees one), record
@@ -143,25 +180,68 @@ impl Dispatcher {
         super::finisher::requeue(s, batch);
     }
 
-    /// The queues in the order to take from this time: rotated on every take, so no queue
-    /// starves another. `None` when no queue is registered (the registry is read again next
-    /// time); an error when the registry cannot be read.
+    /// The queues in the order to take from this time, from the engine's selection: all
+    /// registered queues rotated on every take (so no queue starves another), the strict
+    /// list as given, or a weighted random order. `None` when no queue is there (the
+    /// registry is read again next time); an error when the registry cannot be read.
     fn order(&mut self) -> Result<Option<Vec<QueueName>>, String> {
+        use super::QueueSelection;
         if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
-            self.queues = self.shared.broker.queues().map_err(|e| e.to_string())?;
+            let selection = &self.shared.config.queues;
+            let registered = self.shared.broker.queues().map_err(|e| e.to_string())?;
+            self.queues = match selection {
+                QueueSelection::All => registered,
+                QueueSelection::Strict(list) => expand(list.iter(), &registered),
+                QueueSelection::Weighted(list) => expand(list.iter().map(|(q, _)| q), &registered),
+            };
             self.refreshed = Some(Instant::now());
         }
-        let n = self.queues.len();
+        let now = Instant::now();
+        self.paused.retain(|(_, until)| *until > now);
+        let live: Vec<QueueName> = self
+            .queues
+            .iter()
+            .filter(|q| !self.paused.iter().any(|(p, _)| p == *q))
+            .cloned()
+            .collect();
+        let n = live.len();
         if n == 0 {
             self.refreshed = None;
             return Ok(None);
         }
-        self.rotation = (self.rotation + 1) % n;
-        Ok(Some(
-            (0..n)
-                .map(|i| self.queues[(self.rotation + i) % n].clone())
-                .collect(),
-        ))
+        match &self.shared.config.queues {
+            QueueSelection::All => {
+                self.rotation = (self.rotation + 1) % n;
+                Ok(Some((0..n).map(|i| live[(self.rotation + i) % n].clone()).collect()))
+            }
+            QueueSelection::Strict(_) => Ok(Some(live)),
+            QueueSelection::Weighted(list) => {
+                let weight = |q: &QueueName| {
+                    list.iter()
+                        .find(|(s, _)| s.circle == q.circle && (s.topic == "*" || s.topic == q.topic))
+                        .map_or(1, |(_, w)| *w as u64)
+                };
+                // Weighted sampling without replacement: each pick takes a queue with
+                // probability proportional to its weight among those left.
+                let mut left: Vec<(QueueName, u64)> =
+                    live.into_iter().map(|q| { let w = weight(&q); (q, w) }).collect();
+                let mut out = Vec::with_capacity(left.len());
+                while !left.is_empty() {
+                    let total: u64 = left.iter().map(|(_, w)| w).sum();
+                    let mut r = self.next_random() % total.max(1);
+                    let mut pick = 0;
+                    for (i, (_, w)) in left.iter().enumerate() {
+                        if r < *w {
+                            pick = i;
+                            break;
+                        }
+                        r -= w;
+                    }
+                    out.push(left.swap_remove(pick).0);
+                }
+                Ok(Some(out))
+            }
+        }
     }
 
     /// Prepares taken jobs and hands them to the workers; returns how many were handed out.
@@ -212,6 +292,35 @@ impl Dispatcher {
             return 0;
         }
         handed
+    }
+
+    /// A job no processor here can run: handed back to its queue (not counted as an
+    /// attempt) while some engine of the fleet claims its type, or failed with a clear error
+    /// once it waited `unclaimed_timeout` and nobody does. `Some(work)` never: it does not
+    /// run here.
+    fn hand_back_or_fail(&mut self, job: Job, attempt: u32) {
+        let s = Arc::clone(&self.shared);
+        let t = job.params_type.as_str().to_string();
+        let within = s.config.unclaimed_timeout;
+        let claimed = s.broker.type_claimed(&t, within).unwrap_or(true);
+        let age = (unix_now() - job.time_scheduled).max(0) as u64;
+        if claimed || age < within.as_secs() {
+            let q = QueueName::new(&job.circle, &job.topic);
+            self.paused.retain(|(p, _)| *p != q);
+            self.paused.push((q, Instant::now() + HANDBACK_PAUSE));
+            s.send_outcome(Outcome {
+                job,
+                attempt,
+                ending: Ending::HandBack,
+                frees_slot: true,
+            });
+        } else {
+            let error = format!(
+                "no engine of the fleet runs params type {t:?} (none claimed it for {} s)",
+                within.as_secs()
+            );
+            self.fail(job, attempt, error);
+        }
     }
 
     fn failed(&mut self, err: &str) -> usize {
@@ -284,17 +393,24 @@ impl Dispatcher {
 
     /// Registers the job's deadline and makes the work item for a worker (`hand_out` records
     /// the batch active in OurDB: the broker already has it active under a lease).
-    fn prepare(&self, mut job: Job, attempt: u32) -> Option<Work> {
-        let s = &self.shared;
+    fn prepare(&mut self, mut job: Job, attempt: u32) -> Option<Work> {
+        let s = Arc::clone(&self.shared);
+        if s.registry.get(&job.params_type).is_none() {
+            self.hand_back_or_fail(job, attempt);
+            return None;
+        }
         job.status = JobStatus::Active;
         job.attempts = attempt;
         if job.time_start == 0 {
             job.time_start = unix_now();
         }
-        if attempt > s.config.max_attempts {
+        // Starts handed back without a verdict (shutdown, hand-back) do not count: only
+        // runs that died do.
+        let counted = attempt.saturating_sub(job.released);
+        if counted > s.config.max_attempts {
             let error = format!(
                 "gave up after {} attempts (the engines running it stopped without finishing it)",
-                attempt - 1
+                counted - 1
             );
             self.fail(job, attempt, error);
             return None;

@@ -54,8 +54,9 @@ pub fn run(shared: Arc<Shared>) {
 /// Records one batch (retrying through broker outages) and gives its workers' slots back.
 fn record(shared: &Shared, batch: Vec<Outcome>) {
     let freed = batch.iter().filter(|o| o.frees_slot).count();
-    let (releases, finished): (Vec<Outcome>, Vec<Outcome>) =
-        batch.into_iter().partition(|o| o.ending == Ending::Release);
+    let (releases, finished): (Vec<Outcome>, Vec<Outcome>) = batch
+        .into_iter()
+        .partition(|o| matches!(o.ending, Ending::Release | Ending::HandBack));
     record_releases(shared, releases);
     if !finished.is_empty() {
         Stats::inc(&shared.stats.finish_batches);
@@ -85,8 +86,9 @@ pub fn record_and_take(
     reserved: usize,
     queues: &[QueueName],
 ) -> Result<Vec<Taken>, BrokerError> {
-    let (releases, finished): (Vec<Outcome>, Vec<Outcome>) =
-        batch.into_iter().partition(|o| o.ending == Ending::Release);
+    let (releases, finished): (Vec<Outcome>, Vec<Outcome>) = batch
+        .into_iter()
+        .partition(|o| matches!(o.ending, Ending::Release | Ending::HandBack));
     requeue(shared, releases);
     let freed = finished.iter().filter(|o| o.frees_slot).count();
     let pairs = pairs_of(&finished);
@@ -194,8 +196,12 @@ fn record_releases(shared: &Shared, releases: Vec<Outcome>) {
         let t = with_retry(shared, "release job", false, || {
             shared.broker.release(&job, o.attempt)
         });
-        if matches!(t, Some(Transition::Applied) | None) {
+        if o.ending == Ending::HandBack {
+            Stats::inc(&shared.stats.handed_back);
+        } else if matches!(t, Some(Transition::Applied) | None) {
             Stats::inc(&shared.stats.released);
+            // The broker counted the start as released; OurDB's copy says so too.
+            job.released = job.released.saturating_add(1);
             if let Err(e) = shared.store.update(&job) {
                 log::error!("job {}/{}/{}: OurDB: {e}", job.circle, job.topic, job.id);
             }

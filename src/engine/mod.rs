@@ -64,6 +64,87 @@ pub struct EngineConfig {
     pub poll: Duration,
     /// Name under which counters are published (default `hostname-pid`).
     pub name: String,
+    /// Which queues this engine takes from, and in what order (default: every registered
+    /// queue, rotated so none starves).
+    pub queues: QueueSelection,
+    /// A job whose params type no processor here runs is handed back to its queue (for an
+    /// engine that runs it) while some engine of the fleet claimed that type within this;
+    /// once the job is older than this and no engine claims its type, it fails.
+    pub unclaimed_timeout: Duration,
+    /// Run no jobs: only recovery (re-queue lost jobs of this store, copy outcomes other
+    /// engines recorded) and lease reclaim. For a host that submits but does not execute.
+    pub reconcile_only: bool,
+}
+
+/// Which queues an engine serves.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum QueueSelection {
+    /// Every registered queue, in rotating order.
+    #[default]
+    All,
+    /// These queues, always tried in this order (Sidekiq's strict order: a later queue is
+    /// served only when the earlier ones are empty). A `*` topic means every registered
+    /// topic of that circle.
+    Strict(Vec<QueueName>),
+    /// These queues with weights: each take tries them in a random order in which a queue of
+    /// weight 3 comes first three times as often as one of weight 1 (Sidekiq's weighted
+    /// queues), so none starves.
+    Weighted(Vec<(QueueName, u32)>),
+}
+
+impl QueueSelection {
+    /// Parses `circle/topic[:weight],...` (`circle/*` for every topic of a circle). Any
+    /// weight makes the selection weighted; without weights, `strict` orders it as listed
+    /// and otherwise it is weighted equally. Names are name-fixed.
+    pub fn parse(spec: &str, strict: bool) -> Result<QueueSelection> {
+        let mut out = Vec::new();
+        let mut weighted = false;
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, weight) = match item.rsplit_once(':') {
+                Some((n, w)) => {
+                    let w: u32 = w.parse().ok().filter(|w| *w > 0).ok_or_else(|| {
+                        Error::Invalid(format!("queue {item:?}: weight {w:?} is not a positive integer"))
+                    })?;
+                    weighted = true;
+                    (n, w)
+                }
+                None => (item, 1),
+            };
+            let (c, t) = name.split_once('/').ok_or_else(|| {
+                Error::Invalid(format!("queue {item:?}: expected circle/topic (or circle/*)"))
+            })?;
+            let circle = crate::names::path_name("circle", c)?;
+            let topic = if t.trim() == "*" {
+                "*".to_string()
+            } else {
+                crate::names::topic_name(t)?
+            };
+            out.push((QueueName { circle, topic }, weight));
+        }
+        if out.is_empty() {
+            return Err(Error::Invalid("no queue given".into()));
+        }
+        if weighted && strict {
+            return Err(Error::Invalid(
+                "strict order and weights exclude each other".into(),
+            ));
+        }
+        Ok(if strict {
+            QueueSelection::Strict(out.into_iter().map(|(q, _)| q).collect())
+        } else {
+            QueueSelection::Weighted(out)
+        })
+    }
+
+    /// Whether `q` is one of the selected queues.
+    pub fn selects(&self, q: &QueueName) -> bool {
+        let hit = |s: &QueueName| s.circle == q.circle && (s.topic == "*" || s.topic == q.topic);
+        match self {
+            QueueSelection::All => true,
+            QueueSelection::Strict(v) => v.iter().any(hit),
+            QueueSelection::Weighted(v) => v.iter().any(|(s, _)| hit(s)),
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -84,6 +165,9 @@ impl Default for EngineConfig {
                     .unwrap_or_else(|_| "host".into()),
                 std::process::id()
             ),
+            queues: QueueSelection::All,
+            unclaimed_timeout: Duration::from_secs(60),
+            reconcile_only: false,
         }
     }
 }
@@ -126,6 +210,9 @@ pub enum Ending {
     TimedOut,
     /// Not run (or cancelled by shutdown): give it back to its queue.
     Release,
+    /// Not run: no processor here runs its params type. Given back to its queue for an
+    /// engine that does, without a record in this engine's OurDB (the job is not ours).
+    HandBack,
 }
 
 /// A job for the finisher to record.
@@ -346,6 +433,17 @@ impl WatchDogBuilder {
         self.config = c;
         self
     }
+    /// The queues this engine serves (default: all).
+    pub fn queues(mut self, q: QueueSelection) -> Self {
+        self.config.queues = q;
+        self
+    }
+    /// Run no jobs, only recovery and reconciliation of this store (see
+    /// [`EngineConfig::reconcile_only`]).
+    pub fn reconcile_only(mut self, on: bool) -> Self {
+        self.config.reconcile_only = on;
+        self
+    }
     /// The processors.
     pub fn registry(mut self, r: Registry) -> Self {
         self.registry = r;
@@ -446,7 +544,12 @@ impl WatchDog {
                     .map(|h| (name.clone(), h))
                     .map_err(|e| Error::Invalid(format!("cannot spawn thread {name}: {e}")))
             };
-        for i in 0..shared.config.workers {
+        let workers = if shared.config.reconcile_only {
+            0
+        } else {
+            shared.config.workers
+        };
+        for i in 0..workers {
             let s = Arc::clone(shared);
             let rx = Arc::clone(&work);
             self.threads.push(spawn(
@@ -461,7 +564,7 @@ impl WatchDog {
                 Box::new(move || finisher::run(s)),
             )?);
         }
-        {
+        if !shared.config.reconcile_only {
             let s = Arc::clone(shared);
             let tx = Arc::clone(&work);
             self.threads.push(spawn(

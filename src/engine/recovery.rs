@@ -130,7 +130,21 @@ impl Recovery {
             if self.running_here(&q, id) {
                 continue; // our renewal lapsed (broker outage); the next renewal restores it
             }
-            let Some(job) = s.store.get(&q.circle, &q.topic, id)? else {
+            // The engine that died may have been on another host: this store may never have
+            // seen the job. The broker's copy then stands in (it has the hash: only the
+            // lease was lost).
+            let job = match s.store.get(&q.circle, &q.topic, id) {
+                Ok(Some(job)) => Some(job),
+                Ok(None) => s.broker.get(&q, id).unwrap_or_else(|e| {
+                    log::warn!("recovery: job {q}/{id}: {e}");
+                    None
+                }),
+                Err(e) => {
+                    log::warn!("recovery: job {q}/{id}: {e}; using the broker's copy");
+                    s.broker.get(&q, id).ok().flatten()
+                }
+            };
+            let Some(job) = job else {
                 continue;
             };
             if job.status.is_finished() {
@@ -146,8 +160,29 @@ impl Recovery {
         if full && self.epoch.is_some() {
             log::warn!("recovery: the broker lost its data; checking every unfinished job");
         }
-        for (c, t) in s.store.topics() {
-            self.scan_topic(&c, &t, full)?;
+        let topics = s.store.topics();
+        if full {
+            // The fleet's id counters may be gone with the data: this store's high-water
+            // marks go back before anyone reserves a new block from zero.
+            for (c, t) in &topics {
+                let q = QueueName::new(c, t);
+                match s.store.next_id(c, t) {
+                    Ok(next) => {
+                        if let Err(e) = s.broker.reserve_ids(&q, next, 0) {
+                            log::warn!("recovery: re-asserting the id counter of {q}: {e}");
+                        }
+                    }
+                    Err(e) => log::warn!("recovery: {e}"),
+                }
+            }
+        }
+        // One database that cannot be read must not stop recovery of the others: it is
+        // reported and tried again next pass.
+        for (c, t) in topics {
+            if let Err(e) = self.scan_topic(&c, &t, full) {
+                log::error!("recovery: {c}/{t}: {e}; the other databases go on, this one is retried next pass");
+                Stats::inc(&s.stats.recovery_errors);
+            }
         }
         self.epoch = Some(epoch);
         self.recheck_suspects()?;
@@ -175,11 +210,30 @@ impl Recovery {
         // Advance the mark past the oldest jobs that finished.
         let mut steps = 0;
         let mut trim = ScanTrim { db: &db, reads: 0 };
+        let q = QueueName::new(c, t);
         while tracker.mark < next && steps < MARK_STEPS {
+            if s.stopping.load(Ordering::Acquire) {
+                break;
+            }
             Stats::inc(&s.stats.recovery_reads);
             trim.read();
             match s.store.get(c, t, tracker.mark) {
-                Ok(Some(j)) if !j.status.is_finished() => break,
+                Ok(Some(j)) if !j.status.is_finished() => {
+                    // Another engine (on any host) may have run it: the broker's finished
+                    // copy is then recorded here too, so this store knows the outcome of
+                    // its own jobs after the broker forgets them.
+                    match s.broker.get(&q, tracker.mark) {
+                        Ok(Some(done)) if done.status.is_finished() => {
+                            if let Err(e) = s.store.update(&done) {
+                                log::warn!("recovery: recording the outcome of {q}/{}: {e}", done.id);
+                                break;
+                            }
+                            Stats::inc(&s.stats.outcomes_copied);
+                            tracker.mark += 1;
+                        }
+                        _ => break,
+                    }
+                }
                 Ok(_) => tracker.mark += 1,
                 Err(e) => {
                     log::warn!("recovery: {e}; skipping it");
@@ -195,9 +249,11 @@ impl Recovery {
         };
         tracker.checked_upto = next;
         let (mark, written) = (tracker.mark, tracker.mark_written);
-        let q = QueueName::new(c, t);
         let mut id = from;
         while id < next {
+            if s.stopping.load(Ordering::Acquire) {
+                break;
+            }
             let end = next.min(id.saturating_add(500));
             let ids: Vec<u32> = (id..end).collect();
             // Outside a full check only jobs the broker does not hold can be lost: ask it
@@ -253,7 +309,38 @@ impl Recovery {
                 Ensure::Suspect => {
                     self.suspects.entry(sk).or_insert_with(Instant::now);
                 }
+                Ensure::Conflict => {
+                    self.suspects.remove(&sk);
+                    self.conflicted(q, job);
+                }
             }
+        }
+    }
+
+    /// An unfinished job of this store whose id the broker holds for a different job
+    /// (another store took the id after the broker lost its counters): it is submitted
+    /// again under a fresh id, and its old record says where it went, so nothing is lost
+    /// and nothing is overwritten.
+    fn conflicted(&mut self, q: &QueueName, job: &crate::job::Job) {
+        let s = &self.shared;
+        let client = crate::client::Client::with_parts(Arc::clone(&s.broker), Arc::clone(&s.store));
+        let mut copy = job.clone();
+        copy.id = 0;
+        match client.submit(copy) {
+            Ok(new_id) => {
+                let mut old = job.clone();
+                old.status = crate::job::JobStatus::Error;
+                old.error = format!(
+                    "its id was taken in Redis by another job after Redis lost its data; submitted again as {q}/{new_id}"
+                );
+                old.time_end = crate::job::unix_now();
+                if let Err(e) = s.store.update(&old) {
+                    log::error!("recovery: job {q}/{}: {e}", job.id);
+                }
+                log::warn!("recovery: job {q}/{} met another job under its id; submitted again as {new_id}", job.id);
+                Stats::inc(&s.stats.recovered);
+            }
+            Err(e) => log::warn!("recovery: job {q}/{} met another job under its id; submitting it again failed: {e}; retried next pass", job.id),
         }
     }
 

@@ -31,6 +31,12 @@ pub struct Stats {
     pub recovery_reads: AtomicU64,
     /// Recovery passes completed (the first is the start-up pass, run beside the dispatcher).
     pub recovery_passes: AtomicU64,
+    /// Databases recovery could not scan in a pass (it went on with the others).
+    pub recovery_errors: AtomicU64,
+    /// Outcomes of this store's jobs, run by other engines, copied from the broker.
+    pub outcomes_copied: AtomicU64,
+    /// Jobs handed back to their queue because no processor here runs their type.
+    pub handed_back: AtomicU64,
 }
 
 /// A point-in-time copy of the counters.
@@ -60,6 +66,12 @@ pub struct Snapshot {
     pub recovery_reads: u64,
     /// See [`Stats::recovery_passes`].
     pub recovery_passes: u64,
+    /// See [`Stats::recovery_errors`].
+    pub recovery_errors: u64,
+    /// See [`Stats::outcomes_copied`].
+    pub outcomes_copied: u64,
+    /// See [`Stats::handed_back`].
+    pub handed_back: u64,
     /// Jobs running now.
     pub running: u64,
 }
@@ -86,6 +98,9 @@ impl Stats {
             superseded: l(&self.superseded),
             recovery_reads: l(&self.recovery_reads),
             recovery_passes: l(&self.recovery_passes),
+            recovery_errors: l(&self.recovery_errors),
+            outcomes_copied: l(&self.outcomes_copied),
+            handed_back: l(&self.handed_back),
             running: shared.running.lock().len() as u64,
         }
     }
@@ -107,6 +122,9 @@ impl Snapshot {
             ("superseded", self.superseded),
             ("recovery_reads", self.recovery_reads),
             ("recovery_passes", self.recovery_passes),
+            ("recovery_errors", self.recovery_errors),
+            ("outcomes_copied", self.outcomes_copied),
+            ("handed_back", self.handed_back),
             ("running", self.running),
         ]
     }

@@ -34,6 +34,17 @@ pub enum OurDbError {
         /// The next id `add` would hand out.
         next: u64,
     },
+    /// The id block reserved with `reserve_ids` has too few ids left for this `add`: the
+    /// caller reserves a new block and adds again. Nothing was written.
+    #[error("id block exhausted: {wanted} id(s) wanted from {next}, block ends before {limit}")]
+    IdBlockExhausted {
+        /// The next id.
+        next: u64,
+        /// The end (exclusive) of the reserved block.
+        limit: u64,
+        /// How many ids the add needed.
+        wanted: usize,
+    },
     /// `add` in key-value mode, where the caller chooses ids.
     #[error("add() needs incremental mode; this database is key-value: use set(id, data)")]
     NotIncremental,

@@ -238,16 +238,30 @@ impl OurDb {
     }
 
     /// Appends several records under one lock acquisition and (in `Strict`) one fsync.
-    /// Ids are consecutive and returned in order.
+    /// Ids are consecutive and returned in order. With an id block reserved
+    /// ([`reserve_ids`](OurDb::reserve_ids)), fails with [`OurDbError::IdBlockExhausted`],
+    /// writing nothing, when the block has fewer ids left than records given.
     pub fn add_many<'a>(&self, records: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u32>> {
         let inner = &*self.inner;
         if !inner.stored.incremental {
             return Err(OurDbError::NotIncremental);
         }
+        let records: Vec<&[u8]> = records.into_iter().collect();
+        for data in &records {
+            inner.check_size(data)?;
+        }
         let (ids, seq) = inner.write(|w| {
-            let mut ids = Vec::new();
-            for data in records {
-                inner.check_size(data)?;
+            let first = inner.state.next_id().max(1);
+            let limit = inner.state.id_limit();
+            if limit != 0 && first + records.len() as u64 > limit {
+                return Err(OurDbError::IdBlockExhausted {
+                    next: first,
+                    limit,
+                    wanted: records.len(),
+                });
+            }
+            let mut ids = Vec::with_capacity(records.len());
+            for data in &records {
                 let next = inner.state.next_id().max(1);
                 if next > u32::MAX as u64 {
                     return Err(OurDbError::IdSpaceExhausted);
@@ -264,6 +278,54 @@ impl OurDb {
         Ok(ids)
     }
 
+    /// Confines `add` to the ids `start..end`, a block reserved elsewhere (herojobs reserves
+    /// blocks in Redis so that stores on many hosts never hand out the same id). The next id
+    /// only moves forward: it becomes `start` if that is ahead. A block that ends at or before
+    /// the next id is stale (another process of this database already moved past it) and is
+    /// ignored. Returns whether the block was taken. Recorded in the shared state, so every
+    /// handle and a restart continue inside it; a crash only leaves a gap.
+    pub fn reserve_ids(&self, start: u64, end: u64) -> Result<bool> {
+        let inner = &*self.inner;
+        if start == 0 || end > u32::MAX as u64 + 1 || start >= end {
+            return Err(OurDbError::InvalidConfig(format!(
+                "id block {start}..{end} is empty or outside 1..={}",
+                u32::MAX
+            )));
+        }
+        let (taken, _) = inner.write(|_w| {
+            let next = inner.state.next_id().max(1);
+            if end <= next {
+                return Ok(false);
+            }
+            let new_next = next.max(start);
+            if new_next != next {
+                // The jump must survive a restart before any id of the block is used.
+                lookup::write_inc(&inner.dir.join("lookup/.inc"), new_next)?;
+                inner.state.set_next_id(new_next);
+            }
+            inner.state.set_id_limit(end.max(inner.state.id_limit()));
+            Ok(true)
+        })?;
+        Ok(taken)
+    }
+
+    /// Gives up the rest of the reserved id block (some of its ids turned out to be used
+    /// elsewhere): the next `add` fails with [`OurDbError::IdBlockExhausted`] until a new
+    /// block is reserved.
+    pub fn end_block(&self) -> Result<()> {
+        let inner = &*self.inner;
+        inner.write(|_w| {
+            inner.state.set_id_limit(inner.state.next_id().max(1));
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// The end (exclusive) of the id block `add` hands out from; 0 when none is reserved.
+    pub fn id_limit(&self) -> u64 {
+        self.inner.state.id_limit()
+    }
+
     /// Writes a new version of `id`; the previous one stays reachable through [`history`].
     /// In incremental mode `id` must have been handed out by `add`; in key-value mode any
     /// id from 1 up is accepted.
@@ -278,6 +340,22 @@ impl OurDb {
     /// instead of one round per record. Every id and size is checked before anything is
     /// written, so a bad item fails the call with nothing written.
     pub fn set_many<'a>(&self, items: impl IntoIterator<Item = (u32, &'a [u8])>) -> Result<()> {
+        self.write_many(items, false)
+    }
+
+    /// Like [`set_many`](OurDb::set_many), but also at ids this database did not hand out,
+    /// as key-value mode allows (herolib's non-incremental `set`): for records whose id was
+    /// assigned elsewhere — a job submitted by another store and run here. The next id moves
+    /// past every id written, so `add` never hands one of them out.
+    pub fn put_many<'a>(&self, items: impl IntoIterator<Item = (u32, &'a [u8])>) -> Result<()> {
+        self.write_many(items, true)
+    }
+
+    fn write_many<'a>(
+        &self,
+        items: impl IntoIterator<Item = (u32, &'a [u8])>,
+        foreign_ids: bool,
+    ) -> Result<()> {
         let inner = &*self.inner;
         let items: Vec<(u32, &[u8])> = items.into_iter().collect();
         if items.is_empty() {
@@ -291,7 +369,7 @@ impl OurDb {
         }
         let ((), seq) = inner.write(|w| {
             let next = inner.state.next_id().max(1);
-            if inner.stored.incremental {
+            if inner.stored.incremental && !foreign_ids {
                 if let Some(&(id, _)) = items.iter().find(|(id, _)| *id as u64 >= next) {
                     return Err(OurDbError::IdNotAllocated { id, next });
                 }
@@ -685,6 +763,8 @@ impl Inner {
         state.set_lookup_len(lookup.known_len());
         if !valid {
             state.set_generation(0);
+            // No block is known: the owner reserves a new one (the old one's rest is a gap).
+            state.set_id_limit(0);
         } else if recovered {
             // Other handles still map the files the interrupted compaction replaced.
             state.set_generation(state.generation() + 1);

@@ -24,6 +24,7 @@ const OFF_APPEND_POS: u64 = 16;
 const OFF_FILE_NR: u64 = 24;
 const OFF_LOOKUP_LEN: u64 = 32;
 const OFF_GENERATION: u64 = 40;
+const OFF_ID_LIMIT: u64 = 48;
 
 /// The mapped state file.
 pub struct State {
@@ -101,6 +102,15 @@ impl State {
     /// Sets the compaction generation.
     pub fn set_generation(&self, v: u64) {
         self.word(OFF_GENERATION).store(v, Ordering::Release)
+    }
+
+    /// End (exclusive) of the id block `add` may hand out from; 0: no block (unlimited).
+    pub fn id_limit(&self) -> u64 {
+        self.word(OFF_ID_LIMIT).load(Ordering::Acquire)
+    }
+    /// Sets the end of the id block.
+    pub fn set_id_limit(&self, v: u64) {
+        self.word(OFF_ID_LIMIT).store(v, Ordering::Release)
     }
 
     /// Flushes the state to stable storage.

@@ -159,6 +159,13 @@ impl Registry {
         self
     }
 
+    /// The params types this registry runs (what an engine claims in the fleet).
+    pub fn types(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.map.keys().cloned().collect();
+        t.sort();
+        t
+    }
+
     /// The processor of a params type.
     pub fn get(&self, params_type: &ParamsType) -> Option<Arc<dyn Processor>> {
         self.map.get(params_type.as_str()).cloned()
