@@ -149,7 +149,10 @@ fn panics_unknown_types_and_garbage_fail_cleanly_and_the_engine_goes_on() {
     let redis = RedisServer::start();
     let (_d, base) = base_dir();
     let client = Client::connect(&redis.url(), &base).unwrap();
-    let mut engine = test_engine(&redis.url(), &base, 2).build().unwrap();
+    let mut engine = test_engine(&redis.url(), &base, 2)
+        .unclaimed_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
     let mut con = redis.conn();
     let mut bad = Vec::new();
     // Queued before the engine starts: a running engine could take a job between its
@@ -199,7 +202,8 @@ fn panics_unknown_types_and_garbage_fail_cleanly_and_the_engine_goes_on() {
                 j.error
             ),
             1 => assert!(
-                j.error.starts_with("unknown params type: wasm"),
+                j.error
+                    .starts_with("no engine of the fleet runs params type \"wasm"),
                 "{}",
                 j.error
             ),
@@ -284,7 +288,10 @@ fn a_job_saved_but_never_queued_is_queued_by_recovery() {
     let mut orphan = tjob("c", "nq", "ok orphan");
     orphan.circle = "c".into();
     orphan.topic = "nq".into();
-    let id = client.store().add("c", "nq", &[orphan]).unwrap()[0];
+    let broker = client.broker().clone();
+    let q = herojobs::broker::QueueName::new("c", "nq");
+    let mut reserve = |floor: u64, n: u64| broker.reserve_ids(&q, floor, n).map_err(|e| e.to_string());
+    let id = client.store().add("c", "nq", &[orphan], &mut reserve).unwrap()[0];
     let j = client.wait("c", "nq", id, Duration::from_secs(30)).unwrap();
     assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "orphan"));
 }

@@ -438,6 +438,12 @@ impl WatchDogBuilder {
         self.config.queues = q;
         self
     }
+    /// How long a job whose params type no engine claims waits before it fails (see
+    /// [`EngineConfig::unclaimed_timeout`]).
+    pub fn unclaimed_timeout(mut self, d: Duration) -> Self {
+        self.config.unclaimed_timeout = d;
+        self
+    }
     /// Run no jobs, only recovery and reconciliation of this store (see
     /// [`EngineConfig::reconcile_only`]).
     pub fn reconcile_only(mut self, on: bool) -> Self {
