@@ -69,6 +69,11 @@ pub const IDENTITY_FILE: &str = "store.id";
 /// continues inside it).
 pub const ID_BLOCK: u64 = 1000;
 
+/// How far above a store's next id the fleet's id counter restarts when Redis lost it (see
+/// `broker::Broker::reserve_ids`): more than the blocks other stores can be in the middle
+/// of, so ids stay unique while every store re-asserts its high-water mark.
+pub const LOSS_MARGIN: u64 = 100 * ID_BLOCK;
+
 /// How often an add retries with a fresh block when other processes on the same base keep
 /// using up the one it reserved.
 const RESERVE_ROUNDS: usize = 8;

@@ -149,7 +149,9 @@ pub trait Broker: Send + Sync {
     /// Reserves `count` ids of `queue` fleet-wide: returns `start..end` with `start` at or
     /// above `floor` and above every id reserved before (one atomic counter per queue).
     /// `count` 0 only raises the counter to `floor - 1` (a store re-asserting its
-    /// high-water mark after the broker lost its data).
+    /// high-water mark after the broker lost its data). A counter the broker lost restarts
+    /// [`LOSS_MARGIN`](crate::store::LOSS_MARGIN) above a floor greater than 1, past the
+    /// blocks other stores may still be using.
     fn reserve_ids(
         &self,
         queue: &QueueName,

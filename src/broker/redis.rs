@@ -82,17 +82,25 @@ redis.call('LTRIM', KEYS[#KEYS], 0, 63)
 return conflicts
 "#;
 
-// KEYS: the queue's id counter. ARGV: floor (the reserving store's next id), count.
-// Returns {start, end}: ids start..end-1 are the caller's alone. The counter holds the
-// highest id reserved; it only grows (count 0 raises it to floor - 1 and reserves nothing).
+// KEYS: the queue's id counter. ARGV: floor (the reserving store's next id), count,
+// margin. Returns {start, end}: ids start..end-1 are the caller's alone. The counter holds
+// the highest id reserved; it only grows (count 0 raises it to floor - 1 and reserves
+// nothing: a store re-asserting its high-water mark).
+// A missing counter while the caller already has ids (floor > 1) means Redis lost its data:
+// other stores may be in the middle of blocks above this one's floor, and they have not
+// re-asserted yet. The counter then restarts `margin` ids above the floor, past any block
+// another store can be using, so no id is handed out twice while the fleet catches up.
 const RESERVE: &str = r#"
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local start = math.max(cur + 1, tonumber(ARGV[1]))
+local raw = redis.call('GET', KEYS[1])
+local floor = tonumber(ARGV[1])
+local cur = tonumber(raw or '0') or 0
+if not raw and floor > 1 then cur = floor - 1 + tonumber(ARGV[3]) end
+local start = math.max(cur + 1, floor)
 local stop = start + tonumber(ARGV[2])
 if stop - 1 > 4294967295 then
   return redis.error_reply('id space of this circle/topic exhausted')
 end
-if stop - 1 > cur then redis.call('SET', KEYS[1], stop - 1) end
+if not raw or stop - 1 > cur then redis.call('SET', KEYS[1], math.max(stop - 1, cur)) end
 return {start, stop}
 "#;
 
@@ -668,7 +676,12 @@ impl Broker for RedisBroker {
         let key = keys::ids(&q.circle, &q.topic);
         // Safe to retry: a lost reply reserves twice, which only leaves a gap.
         let (start, end): (u64, u64) = self.run("reserve ids", true, |con| {
-            self.reserve.key(&key).arg(floor.max(1)).arg(count).invoke(con)
+            self.reserve
+                .key(&key)
+                .arg(floor.max(1))
+                .arg(count)
+                .arg(crate::store::LOSS_MARGIN)
+                .invoke(con)
         })?;
         Ok((start, end))
     }

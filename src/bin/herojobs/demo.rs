@@ -78,8 +78,14 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<ExitCode, Failure> {
         Some(b) => b.clone(),
         None => std::env::temp_dir().join(format!("herojobs-demo-{}", std::process::id())),
     };
+    let circle = format!("demo{}", std::process::id());
+    // The demo's engine serves only the demo's own circle: on a Redis shared with other
+    // users it never takes their jobs.
     let config = EngineConfig {
         workers: 4,
+        queues: herojobs::engine::QueueSelection::Strict(vec![herojobs::broker::QueueName::new(
+            &circle, "*",
+        )]),
         ..EngineConfig::default()
     };
     let redis_ok = !a.embedded
@@ -113,7 +119,6 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<ExitCode, Failure> {
         base.display()
     );
     engine.start()?;
-    let circle = format!("demo{}", std::process::id());
     let planned = plan(&circle);
     let mut submitted = Vec::new();
     for p in &planned {

@@ -281,6 +281,7 @@ pub fn remove_circle_keys(url: &str, circle: &str) {
     for pattern in [
         format!("herojobs:{circle}:*"),
         format!("heroqueue:{circle}:*"),
+        format!("herojobs-ids:{circle}:*"),
     ] {
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(&pattern)

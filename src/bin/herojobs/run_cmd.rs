@@ -28,6 +28,22 @@ pub struct RunArgs {
     /// Use the in-process broker instead of Redis (recovers and runs what OurDB holds).
     #[arg(long)]
     embedded: bool,
+    /// Serve only these queues: `circle/topic[:weight],...` (`circle/*`: every topic of a
+    /// circle). Weights give Sidekiq-style weighted order; without weights the order is
+    /// weighted equally unless --strict.
+    #[arg(long, env = "HEROJOBS_QUEUES")]
+    queues: Option<String>,
+    /// With --queues: always try the queues in the order given (a later one only when the
+    /// earlier ones are empty).
+    #[arg(long, requires = "queues")]
+    strict: bool,
+    /// Run no jobs: only recovery of this base's jobs (re-queue what Redis lost, record the
+    /// outcomes other hosts' watchdogs recorded). For a host that submits but does not run.
+    #[arg(long)]
+    reconcile_only: bool,
+    /// Seconds a job whose params type no watchdog of the fleet runs waits before it fails.
+    #[arg(long, default_value_t = 60)]
+    unclaimed_timeout: u64,
 }
 
 pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
@@ -39,6 +55,12 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
         default_timeout: Duration::from_secs(a.timeout.max(1)),
         lease: Duration::from_secs(a.lease.max(1)),
         grace: Duration::from_secs(a.grace),
+        queues: match &a.queues {
+            Some(spec) => herojobs::engine::QueueSelection::parse(spec, a.strict)?,
+            None => herojobs::engine::QueueSelection::All,
+        },
+        reconcile_only: a.reconcile_only,
+        unclaimed_timeout: Duration::from_secs(a.unclaimed_timeout),
         ..EngineConfig::default()
     };
     let base = g.base();
