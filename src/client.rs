@@ -197,7 +197,12 @@ impl Client {
         match self.store.get(&job.circle, &job.topic, job.id) {
             Ok(Some(local)) if !local.status.is_finished() && local.token == job.token => {
                 if let Err(e) = self.store.update(job) {
-                    log::debug!("job {}/{}/{}: recording its outcome: {e}", job.circle, job.topic, job.id);
+                    log::debug!(
+                        "job {}/{}/{}: recording its outcome: {e}",
+                        job.circle,
+                        job.topic,
+                        job.id
+                    );
                 }
             }
             _ => {}

@@ -23,7 +23,9 @@ pub enum CodecError {
     #[error("empty job record")]
     Empty,
     /// An OurDB record written by a newer (or foreign) version.
-    #[error("job record format version {0} is not known to this version of herojobs (it reads 1 and 2)")]
+    #[error(
+        "job record format version {0} is not known to this version of herojobs (it reads 1 and 2)"
+    )]
     UnknownVersion(u8),
     /// A record whose body does not decode.
     #[error("job record v{version} does not decode: {reason}")]
@@ -121,7 +123,10 @@ pub fn to_record(job: &Job, out: &mut Vec<u8>) {
     };
     // Writing into a Vec cannot fail for these types.
     let _ = bincode::serialize_into(&mut *out, &rec);
-    let _ = bincode::serialize_into(&mut *out, &serde_json::to_string(&added).unwrap_or_default());
+    let _ = bincode::serialize_into(
+        &mut *out,
+        &serde_json::to_string(&added).unwrap_or_default(),
+    );
 }
 
 /// Decodes an OurDB record into a job with id `id`.

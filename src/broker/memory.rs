@@ -202,9 +202,7 @@ impl Broker for MemoryBroker {
         let start = (cur + 1).max(floor.max(1));
         let end = start + count;
         if end - 1 > u32::MAX as u64 {
-            return Err(BrokerError::Config(format!(
-                "id space of {q} exhausted"
-            )));
+            return Err(BrokerError::Config(format!("id space of {q} exhausted")));
         }
         if end - 1 > cur {
             st.counters.insert(q.clone(), end - 1);
@@ -346,7 +344,7 @@ impl Broker for MemoryBroker {
             .collect()
     }
 
-    fn release(&self, job: &Job, attempt: u32) -> Result<Transition, BrokerError> {
+    fn release(&self, job: &Job, attempt: u32, to_back: bool) -> Result<Transition, BrokerError> {
         let mut st = self.state.lock();
         let k = key(job);
         match st.jobs.get_mut(&k) {
@@ -361,7 +359,12 @@ impl Broker for MemoryBroker {
         }
         st.leases.remove(&k);
         st.registry.insert(k.0.clone());
-        st.queues.entry(k.0.clone()).or_default().push_front(k.1);
+        let q = st.queues.entry(k.0.clone()).or_default();
+        if to_back {
+            q.push_back(k.1);
+        } else {
+            q.push_front(k.1);
+        }
         drop(st);
         self.changed.notify_all();
         Ok(Transition::Applied)

@@ -233,7 +233,9 @@ pub trait Broker: Send + Sync {
 
     /// Gives a started job back: status new, lease dropped, id at the head of its queue. Only
     /// if `attempt` still owns it and it has not finished.
-    fn release(&self, job: &Job, attempt: u32) -> Result<Transition, BrokerError>;
+    /// `to_back` puts it at the back of the queue instead (a hand-back: the engine that
+    /// could not run it goes on with the jobs behind it).
+    fn release(&self, job: &Job, attempt: u32, to_back: bool) -> Result<Transition, BrokerError>;
 
     /// Extends (or re-creates, after a broker restart) the leases of running jobs.
     fn renew(&self, running: &[(QueueName, u32)], lease: Duration) -> Result<(), BrokerError>;

@@ -54,6 +54,15 @@ impl RedisConfig {
 // (chunked: Lua's unpack has a stack limit) and one SADD. Returns the 1-based indexes of
 // the jobs that met a different job.
 const ENQUEUE: &str = r#"
+local function token_of(h)
+  local t = redis.call('HGET', h, 'token')
+  if t then return t end
+  -- A hash re-created by a finish or a start after Redis lost it has the token only in its
+  -- JSON.
+  local ok, j = pcall(cjson.decode, redis.call('HGET', h, 'job') or '')
+  if ok and type(j) == 'table' and type(j['token']) == 'string' then return j['token'] end
+  return nil
+end
 local n = tonumber(ARGV[1])
 local pending = {}
 local conflicts = {}
@@ -66,7 +75,7 @@ for i = 1, n do
     local list = pending[qi]
     if not list then list = {}; pending[qi] = list end
     list[#list + 1] = id
-  elseif redis.call('HGET', h, 'token') ~= tok then
+  elseif token_of(h) ~= tok then
     conflicts[#conflicts + 1] = i
   end
 end
@@ -242,14 +251,15 @@ end
 return {codes, out}
 "#;
 
-// KEYS: hash, queue, leases, registry. ARGV: json (status new), attempt, member, id.
+// KEYS: hash, queue, leases, registry. ARGV: json (status new), attempt, member, id, to-back
+// flag ('1': LPUSH, the back of the FIFO; else RPUSH, the head).
 const RELEASE: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'status', 'attempt')
 if cur[1] == 'done' or cur[1] == 'error' then return 0 end
 if cur[2] and cur[2] ~= ARGV[2] then return -1 end
 redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', 'new', 'attempt', ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[3])
-redis.call('RPUSH', KEYS[2], ARGV[4])
+if ARGV[5] == '1' then redis.call('LPUSH', KEYS[2], ARGV[4]) else redis.call('RPUSH', KEYS[2], ARGV[4]) end
 redis.call('SADD', KEYS[4], KEYS[2])
 return 1
 "#;
@@ -267,6 +277,15 @@ return m
 // Returns per job 0 fine, 1 requeued, 2 suspect, 3 conflict (the hash holds a different
 // job: another store's, submitted under this id after Redis lost its data).
 const ENSURE: &str = r#"
+local function token_of(h)
+  local t = redis.call('HGET', h, 'token')
+  if t then return t end
+  -- A hash re-created by a finish or a start after Redis lost it has the token only in its
+  -- JSON.
+  local ok, j = pcall(cjson.decode, redis.call('HGET', h, 'job') or '')
+  if ok and type(j) == 'table' and type(j['token']) == 'string' then return j['token'] end
+  return nil
+end
 local out = {}
 local n = (#KEYS - 2) / 2
 for i = 1, n do
@@ -286,7 +305,7 @@ for i = 1, n do
       redis.call('SADD', KEYS[1], q)
       r = 1
     end
-  elseif tok ~= '' and redis.call('HGET', h, 'token') ~= tok then
+  elseif tok ~= '' and token_of(h) ~= tok then
     r = 3
   elseif redis.call('HGET', h, 'status') == 'active' and not redis.call('ZSCORE', KEYS[2], member) then
     if requeue then
@@ -842,7 +861,7 @@ impl Broker for RedisBroker {
         Ok(self.finish_take(jobs, restore, &[], 0, Duration::ZERO)?.0)
     }
 
-    fn release(&self, job: &Job, attempt: u32) -> Result<Transition, BrokerError> {
+    fn release(&self, job: &Job, attempt: u32, to_back: bool) -> Result<Transition, BrokerError> {
         let mut j = job.clone();
         j.status = JobStatus::New;
         // Handed back without a verdict: this start does not count against the limit.
@@ -857,6 +876,7 @@ impl Broker for RedisBroker {
                 .arg(attempt)
                 .arg(keys::lease_member(&j.circle, &j.topic, j.id))
                 .arg(j.id)
+                .arg(if to_back { "1" } else { "0" })
                 .invoke(con)
         })?;
         Ok(transition(code))

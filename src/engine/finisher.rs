@@ -194,7 +194,9 @@ fn record_releases(shared: &Shared, releases: Vec<Outcome>) {
         let mut job = o.job;
         job.status = JobStatus::New;
         let t = with_retry(shared, "release job", false, || {
-            shared.broker.release(&job, o.attempt)
+            shared
+                .broker
+                .release(&job, o.attempt, o.ending == Ending::HandBack)
         });
         if o.ending == Ending::HandBack {
             Stats::inc(&shared.stats.handed_back);

@@ -103,7 +103,9 @@ impl QueueSelection {
             let (name, weight) = match item.rsplit_once(':') {
                 Some((n, w)) => {
                     let w: u32 = w.parse().ok().filter(|w| *w > 0).ok_or_else(|| {
-                        Error::Invalid(format!("queue {item:?}: weight {w:?} is not a positive integer"))
+                        Error::Invalid(format!(
+                            "queue {item:?}: weight {w:?} is not a positive integer"
+                        ))
                     })?;
                     weighted = true;
                     (n, w)
@@ -111,7 +113,9 @@ impl QueueSelection {
                 None => (item, 1),
             };
             let (c, t) = name.split_once('/').ok_or_else(|| {
-                Error::Invalid(format!("queue {item:?}: expected circle/topic (or circle/*)"))
+                Error::Invalid(format!(
+                    "queue {item:?}: expected circle/topic (or circle/*)"
+                ))
             })?;
             let circle = crate::names::path_name("circle", c)?;
             let topic = if t.trim() == "*" {
