@@ -187,15 +187,17 @@ impl Client {
             })
     }
 
-    /// Records a finished job read from the broker in this store's OurDB when this store has
-    /// the job unfinished. Best effort: a failure only means recovery copies it later.
+    /// Records a finished job read from the broker in this store's OurDB when this store
+    /// submitted it and has it still new (another engine ran it). Best effort: a failure only means recovery copies it later.
     fn learn_outcome(&self, job: &Job) {
         let identity = self.store.identity().unwrap_or_default();
         if job.store != identity {
             return; // not ours: its submitter's store learns it
         }
         match self.store.get(&job.circle, &job.topic, job.id) {
-            Ok(Some(local)) if !local.status.is_finished() && local.token == job.token => {
+            // `new` here: this store never ran it (an engine on this base records `active`,
+            // then the outcome itself, and would only be raced into a second version).
+            Ok(Some(local)) if local.status == JobStatus::New && local.token == job.token => {
                 if let Err(e) = self.store.update(job) {
                     log::debug!(
                         "job {}/{}/{}: recording its outcome: {e}",

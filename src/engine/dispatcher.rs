@@ -394,6 +394,7 @@ impl Dispatcher {
     /// Records a taken job as failed without running it. Like any outcome, its slot comes
     /// back once the failure is recorded.
     fn fail(&self, mut job: Job, attempt: u32, error: String) {
+        job.attempts = job.attempts.max(attempt);
         job.status = JobStatus::Error;
         job.error = error;
         job.time_end = unix_now();
