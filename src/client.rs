@@ -99,7 +99,7 @@ impl Client {
             let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
             for &i in &todo {
                 let j = &mut prepared[i];
-                j.token = crate::store::random_hex(8);
+                j.token = crate::store::token();
                 groups
                     .entry((j.circle.clone(), j.topic.clone()))
                     .or_default()
@@ -233,7 +233,15 @@ impl Client {
             // A wake-up that carries the finished job ends the wait; any other, look again:
             // the job decides, the signal only wakes us.
             if let Wake::Finished(job) = self.broker.wait_done(&q, id, left)? {
-                self.learn_outcome(&job);
+                // The signal's JSON has no token or store (they live in hash fields): a job
+                // this store still has new was run elsewhere, and a `get` reads them.
+                if self
+                    .store
+                    .get(&q.circle, &q.topic, id)
+                    .is_ok_and(|l| l.is_some_and(|l| l.status == JobStatus::New))
+                {
+                    return self.get(&q.circle, &q.topic, id);
+                }
                 return Ok(*job);
             }
         }

@@ -226,7 +226,15 @@ mod tests {
     #[test]
     fn every_field_round_trips_through_json_and_bincode() {
         let job = full_job();
-        assert_eq!(from_json(to_json(&job).as_bytes()).unwrap(), job);
+        // `store` and `token` live in hash fields beside the JSON (see `Job::store`).
+        assert_eq!(
+            from_json(to_json(&job).as_bytes()).unwrap(),
+            Job {
+                store: String::new(),
+                token: String::new(),
+                ..job.clone()
+            }
+        );
         let mut rec = Vec::new();
         to_record(&job, &mut rec);
         assert_eq!(rec[0], RECORD_V2);
@@ -237,7 +245,6 @@ mod tests {
         };
         to_record(&other, &mut rec);
         assert_eq!(from_record(42, &rec).unwrap(), other);
-        assert_eq!(from_json(to_json(&other).as_bytes()).unwrap(), other);
     }
 
     #[test]

@@ -161,11 +161,14 @@ pub struct Job {
     pub logs: Vec<String>,
     /// herojobs: identity of the job store (base directory) that submitted the job, so a
     /// reader on any host can say where the job's history lives (see `JobStore::identity`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// Kept in OurDB and in the job hash's field `store`, not in the JSON: the JSON is
+    /// copied by every step of the engine's scripts, and each byte there costs throughput.
+    #[serde(skip)]
     pub store: String,
-    /// herojobs: a random token chosen at submit. Redis keeps it beside the job, so an
-    /// enqueue that meets another job under the same id is detected, never acknowledged.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// herojobs: a random token chosen at submit, so an enqueue that meets another job under
+    /// the same id is detected, never acknowledged. Kept in OurDB and in the job hash's
+    /// field `token` (not in the JSON, like `store`).
+    #[serde(skip)]
     pub token: String,
     /// herojobs: starts that were handed back without a verdict (graceful shutdown, or an
     /// engine without a processor for the job's type). They do not count against the

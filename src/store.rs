@@ -83,7 +83,26 @@ const RESERVE_ROUNDS: usize = 8;
 /// `start..end`. The client implements it with the broker's id counter.
 pub type Reserve<'a> = dyn FnMut(u64, u64) -> Result<(u64, u64), String> + 'a;
 
-/// 16 random bytes as 32 hex digits (store identities, submit tokens).
+/// A submit token: 16 hex digits, different for every call in this process (a counter
+/// mixed by splitmix64) and across processes (the counter starts from OS randomness), with
+/// no system call per token: a submit makes one per job.
+pub fn token() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| u64::from_str_radix(&random_hex(8), 16).unwrap_or(0));
+    let mut z = seed.wrapping_add(
+        COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    format!("{:016x}", z ^ (z >> 31))
+}
+
+/// Random bytes as hex digits (store identities, seeds).
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     if getrandom::getrandom(&mut buf).is_err() {

@@ -49,7 +49,15 @@ fn a_planted_job_with_traversing_names_creates_nothing_outside_its_base() {
     // A registry member and a lease whose names are not name-fixed are ignored outright.
     cmd(&mut con, &["HSET", "herojobs:..:t:1", "job", json]);
     cmd(&mut con, &["LPUSH", "heroqueue:..:t", "1"]);
-    cmd(&mut con, &["SADD", "heroqueues", "heroqueue:..:t", "heroqueue:../../x:t"]);
+    cmd(
+        &mut con,
+        &[
+            "SADD",
+            "heroqueues",
+            "heroqueue:..:t",
+            "heroqueue:../../x:t",
+        ],
+    );
     cmd(&mut con, &["ZADD", "herojobs-leases", "0", "../../y:t:1"]);
     let client = Client::connect(&redis.url(), &base).unwrap();
     let mut engine = test_engine(&redis.url(), &base, 2).build().unwrap();
@@ -102,7 +110,9 @@ fn a_job_whose_json_names_another_job_fails_under_its_own_key_and_touches_nothin
     cmd(&mut con, &["SADD", "heroqueues", "heroqueue:x:t"]);
     cmd(&mut con, &["LPUSH", "herojobs-signal", "1"]);
     wait_until("the forged job to fail", Duration::from_secs(30), || {
-        client.get("x", "t", 1).is_ok_and(|j| j.status.is_finished())
+        client
+            .get("x", "t", 1)
+            .is_ok_and(|j| j.status.is_finished())
     });
     let j = client.get("x", "t", 1).unwrap();
     assert_eq!(j.status, JobStatus::Error);
@@ -117,11 +127,23 @@ fn a_job_whose_json_names_another_job_fails_under_its_own_key_and_touches_nothin
     engine.stop();
     // The victim is untouched in Redis and in its OurDB.
     let v = client.get("victim", "t", victim).unwrap();
-    assert_eq!((v.status, v.result.as_str(), v.params.as_str()), (JobStatus::Done, "precious", "ok precious"));
-    let stored = client.store().get("victim", "t", victim).unwrap().unwrap();
-    assert_eq!((stored.result.as_str(), stored.params.as_str()), ("precious", "ok precious"));
     assert_eq!(
-        client.store().db("victim", "t").unwrap().history(victim, 10).unwrap().len(),
+        (v.status, v.result.as_str(), v.params.as_str()),
+        (JobStatus::Done, "precious", "ok precious")
+    );
+    let stored = client.store().get("victim", "t", victim).unwrap().unwrap();
+    assert_eq!(
+        (stored.result.as_str(), stored.params.as_str()),
+        ("precious", "ok precious")
+    );
+    assert_eq!(
+        client
+            .store()
+            .db("victim", "t")
+            .unwrap()
+            .history(victim, 10)
+            .unwrap()
+            .len(),
         3,
         "new, active, done: nothing more"
     );
@@ -145,9 +167,11 @@ fn one_broken_database_does_not_stop_recovery_of_the_others() {
     engine.start().unwrap();
     let j = client.wait("z", "t", z, Duration::from_secs(30)).unwrap();
     assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "z"));
-    wait_until("the broken database reported", Duration::from_secs(30), || {
-        engine.stats().recovery_errors > 0
-    });
+    wait_until(
+        "the broken database reported",
+        Duration::from_secs(30),
+        || engine.stats().recovery_errors > 0,
+    );
     // Repaired: a later pass picks it up again.
     std::fs::write(a_dir.join("ourdb.json"), good).unwrap();
     let j = client.wait("a", "t", a, Duration::from_secs(30)).unwrap();

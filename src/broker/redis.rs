@@ -45,7 +45,7 @@ impl RedisConfig {
 
 // KEYS: registry, then one hash per job, then each distinct queue, then the wake-up list.
 // ARGV: job count, then per job: id, json, index of its queue (1-based among the queues),
-// submit token.
+// submit token, submitting store's identity.
 // A job hash with only `job` and `token` (no `status`/`attempt` fields) is a new job at
 // attempt 0. A hash that already holds a job is left alone: with the same token it is this
 // submit retried (its reply was lost), with another token (or none: another client's job)
@@ -55,23 +55,17 @@ impl RedisConfig {
 // the jobs that met a different job.
 const ENQUEUE: &str = r#"
 local function token_of(h)
-  local t = redis.call('HGET', h, 'token')
-  if t then return t end
-  -- A hash re-created by a finish or a start after Redis lost it has the token only in its
-  -- JSON.
-  local ok, j = pcall(cjson.decode, redis.call('HGET', h, 'job') or '')
-  if ok and type(j) == 'table' and type(j['token']) == 'string' then return j['token'] end
-  return nil
+  return redis.call('HGET', h, 'token')
 end
 local n = tonumber(ARGV[1])
 local pending = {}
 local conflicts = {}
 for i = 1, n do
-  local a = 2 + 4 * (i - 1)
+  local a = 2 + 5 * (i - 1)
   local id, json, qi, tok = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
   local h = KEYS[1 + i]
   if redis.call('HEXISTS', h, 'job') == 0 then
-    redis.call('HSET', h, 'job', json, 'token', tok)
+    redis.call('HSET', h, 'job', json, 'token', tok, 'store', ARGV[a + 4])
     local list = pending[qi]
     if not list then list = {}; pending[qi] = list end
     list[#list + 1] = id
@@ -113,11 +107,11 @@ if not raw or stop - 1 > cur then redis.call('SET', KEYS[1], math.max(stop - 1, 
 return {start, stop}
 "#;
 
-// KEYS: hash, leases. ARGV: json, attempt, lease deadline (ms), lease member.
+// KEYS: hash, leases. ARGV: json, attempt, lease deadline (ms), lease member, token, store.
 const START: &str = r#"
 local st = redis.call('HGET', KEYS[1], 'status')
 if st == 'done' or st == 'error' then return 0 end
-redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', 'active', 'attempt', ARGV[2])
+redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', 'active', 'attempt', ARGV[2], 'token', ARGV[5], 'store', ARGV[6])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 return 1
 "#;
@@ -158,12 +152,13 @@ return existed
 // KEYS: leases, then the nq queue keys (in the order to try them), then per finished job:
 // its hash, its done list.
 // ARGV: nq, max to take, lease deadline (ms), now (s), restore flag, then per finished job:
-// json, status, attempt, lease member.
+// json, status, attempt, lease member, token, store (written only when the hash is
+// restored: otherwise the submit's fields stay).
 // Returns {codes, taken}. codes, per finished job: 1 applied (also when the job already
 // holds exactly this record: a retried call whose reply was lost), 0 already finished (first
 // finisher wins), -1 fenced (another attempt owns it), -2 missing (the hash lacks `job`:
 // Redis lost it; written back only when restoring). taken: flat (queue index, id, json,
-// attempt) quadruples; json '' with attempt -1 when the id has no hash, attempt 0 when the
+// attempt, token, store) sextuples; json '' with attempt -1 when the id has no hash, attempt 0 when the
 // job had already finished (skipped).
 // Finishing pushes the job's JSON onto its done list only when a waiter registered (field
 // `waiting`, set before the waiter reads the status, so no wake-up is lost): waiters get the
@@ -181,7 +176,7 @@ local nf = (#KEYS - 1 - nq) / 2
 for i = 1, nf do
   local h = KEYS[nq + 2 * i]
   local d = KEYS[nq + 2 * i + 1]
-  local a = 5 + 4 * (i - 1)
+  local a = 5 + 6 * (i - 1)
   local att = ARGV[a + 3]
   local cur = redis.call('HMGET', h, 'status', 'attempt', 'waiting')
   if not cur[1] and not restore and redis.call('HEXISTS', h, 'job') == 0 then
@@ -193,6 +188,7 @@ for i = 1, nf do
     codes[i] = -1
   else
     redis.call('HSET', h, 'job', ARGV[a + 1], 'status', ARGV[a + 2], 'attempt', att)
+    if not cur[1] then redis.call('HSET', h, 'token', ARGV[a + 5], 'store', ARGV[a + 6]) end
     gone[#gone + 1] = ARGV[a + 4]
     if cur[3] then
       redis.call('LPUSH', d, ARGV[a + 1])
@@ -216,11 +212,13 @@ for qi = 2, 1 + nq do
     for _, id in ipairs(ids) do
       taken = taken + 1
       local h = prefix .. id
-      local f = redis.call('HMGET', h, 'job', 'status', 'attempt')
+      local f = redis.call('HMGET', h, 'job', 'status', 'attempt', 'token', 'store')
       if not f[1] then
         out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = -1
+        out[#out + 1] = ''; out[#out + 1] = ''
       elseif f[2] == 'done' or f[2] == 'error' then
         out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = 0
+        out[#out + 1] = ''; out[#out + 1] = ''
       else
         local att = tonumber(f[3] or '0') + 1
         -- Our own JSON has exactly `"status":"new"` (quotes inside strings are escaped, so
@@ -241,6 +239,7 @@ for qi = 2, 1 + nq do
         redis.call('HSET', h, 'job', json, 'status', 'active', 'attempt', att)
         leases[#leases + 1] = ARGV[3]; leases[#leases + 1] = member .. id
         out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = json; out[#out + 1] = att
+        out[#out + 1] = f[4] or ''; out[#out + 1] = f[5] or ''
       end
     end
   end
@@ -273,25 +272,19 @@ return m
 
 // KEYS: registry, leases, then per job: hash, queue. ARGV per job: json (OurDB's copy,
 // status new), id, lease member, OurDB status, attempts, requeue flag, submit token ('' for
-// a job recorded before tokens existed: not checked).
+// a job recorded before tokens existed: not checked), submitting store.
 // Returns per job 0 fine, 1 requeued, 2 suspect, 3 conflict (the hash holds a different
 // job: another store's, submitted under this id after Redis lost its data).
 const ENSURE: &str = r#"
 local function token_of(h)
-  local t = redis.call('HGET', h, 'token')
-  if t then return t end
-  -- A hash re-created by a finish or a start after Redis lost it has the token only in its
-  -- JSON.
-  local ok, j = pcall(cjson.decode, redis.call('HGET', h, 'job') or '')
-  if ok and type(j) == 'table' and type(j['token']) == 'string' then return j['token'] end
-  return nil
+  return redis.call('HGET', h, 'token')
 end
 local out = {}
 local n = (#KEYS - 2) / 2
 for i = 1, n do
   local h = KEYS[1 + 2 * i]
   local q = KEYS[2 + 2 * i]
-  local a = 7 * (i - 1)
+  local a = 8 * (i - 1)
   local json, id, member, status, attempts = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
   local requeue = ARGV[a + 6] == '1'
   local tok = ARGV[a + 7]
@@ -300,7 +293,7 @@ for i = 1, n do
     if status == 'active' and not requeue then
       if not redis.call('ZSCORE', KEYS[2], member) then r = 2 end
     else
-      redis.call('HSET', h, 'job', json, 'status', 'new', 'attempt', attempts, 'token', tok)
+      redis.call('HSET', h, 'job', json, 'status', 'new', 'attempt', attempts, 'token', tok, 'store', ARGV[a + 8])
       redis.call('LPUSH', q, id)
       redis.call('SADD', KEYS[1], q)
       r = 1
@@ -377,17 +370,22 @@ impl RedisBroker {
                 .arg(deadline)
                 .arg(now)
                 .arg(if restore { "1" } else { "0" });
-            for (((_, _, status, member), json), (_, attempt)) in
+            for (((_, _, status, member), json), (job, attempt)) in
                 args.iter().zip(&jsons).zip(finished)
             {
-                inv.arg(json).arg(*status).arg(*attempt).arg(member);
+                inv.arg(json)
+                    .arg(*status)
+                    .arg(*attempt)
+                    .arg(member)
+                    .arg(&job.token)
+                    .arg(&job.store);
             }
             inv.invoke(con)
         })?;
         let transitions = codes.into_iter().map(transition).collect();
         let mut out = Vec::new();
-        for chunk in taken.chunks(4) {
-            let [qi, id, json, attempt] = chunk else {
+        for chunk in taken.chunks(6) {
+            let [qi, id, json, attempt, token, store] = chunk else {
                 break;
             };
             let qi: usize = redis::from_redis_value(qi).unwrap_or(0);
@@ -411,6 +409,11 @@ impl RedisBroker {
                 codec::from_json(&json)
                     .map_err(|e| format!("job hash {key}: {e}"))
                     .and_then(|job| super::own_identity(job, queue, id, &key))
+                    .map(|mut job| {
+                        job.token = redis::from_redis_value(token).unwrap_or_default();
+                        job.store = redis::from_redis_value(store).unwrap_or_default();
+                        job
+                    })
             };
             out.push(Taken {
                 queue: queue.clone(),
@@ -623,7 +626,7 @@ impl Broker for RedisBroker {
             return Ok(Vec::new());
         }
         let mut keys_ = Vec::with_capacity(jobs.len() + 2);
-        let mut args = Vec::with_capacity(jobs.len() * 4 + 1);
+        let mut args = Vec::with_capacity(jobs.len() * 5 + 1);
         let mut queues: Vec<String> = Vec::new();
         keys_.push(keys::REGISTRY.to_string());
         args.push(jobs.len().to_string());
@@ -641,6 +644,7 @@ impl Broker for RedisBroker {
             args.push(codec::to_json(j));
             args.push(qi.to_string());
             args.push(j.token.clone());
+            args.push(j.store.clone());
         }
         keys_.extend(queues);
         keys_.push(keys::SIGNAL.to_string());
@@ -707,15 +711,25 @@ impl Broker for RedisBroker {
 
     fn get(&self, q: &QueueName, id: u32) -> Result<Option<Job>, BrokerError> {
         let key = keys::job(&q.circle, &q.topic, id);
-        let raw: Option<Vec<u8>> = self.run("get job", true, |con| {
-            redis::cmd("HGET").arg(&key).arg("job").query(con)
-        })?;
+        let (raw, token, store): (Option<Vec<u8>>, Option<String>, Option<String>) =
+            self.run("get job", true, |con| {
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("job")
+                    .arg("token")
+                    .arg("store")
+                    .query(con)
+            })?;
         match raw {
             None => Ok(None),
             Some(bytes) => codec::from_json(&bytes)
                 .map_err(|e| e.to_string())
                 .and_then(|job| super::own_identity(job, q, id, &key))
-                .map(Some)
+                .map(|mut job| {
+                    job.token = token.unwrap_or_default();
+                    job.store = store.unwrap_or_default();
+                    Some(job)
+                })
                 .map_err(|reason| BrokerError::BadJob { key, reason }),
         }
     }
@@ -790,6 +804,8 @@ impl Broker for RedisBroker {
                 .arg(attempt)
                 .arg(deadline)
                 .arg(keys::lease_member(&job.circle, &job.topic, job.id))
+                .arg(&job.token)
+                .arg(&job.store)
                 .invoke(con)
         })?;
         Ok(transition(code))
@@ -974,7 +990,8 @@ impl Broker for RedisBroker {
                         .arg(stored_status.as_str())
                         .arg(j.attempts)
                         .arg(if *requeue { "1" } else { "0" })
-                        .arg(&j.token);
+                        .arg(&j.token)
+                        .arg(&j.store);
                 }
                 inv.invoke(con)
             })?;
