@@ -228,6 +228,16 @@ fn a_comma_continues_an_unquoted_value_as_a_list() {
     let p = one("!!a.b fruits: Apple, 'Dragon Fruit', 'Kiwi'").params;
     assert_eq!(p.get("fruits"), Some("Apple,\"Dragon Fruit\",Kiwi"));
     assert_eq!(p.list("fruits"), vec!["Apple", "Dragon Fruit", "Kiwi"]);
+    // V wraps a quoted last item in `"` only when the list ends the parameters; the list
+    // getter gives the same items either way.
+    let p = one("!!a.b fruits: Apple, 'Dragon Fruit' x:1").params;
+    assert_eq!(p.get("fruits"), Some("Apple,Dragon Fruit"));
+    assert_eq!(p.list("fruits"), vec!["Apple", "Dragon Fruit"]);
+    // V copies a quoted first item ahead of itself (`Dragon Fruit,"Dragon Fruit",Kiwi`);
+    // that loses the author's list, so it is stored once here.
+    let p = one("!!a.b fruits: 'Dragon Fruit', Kiwi").params;
+    assert_eq!(p.get("fruits"), Some("\"Dragon Fruit\",Kiwi"));
+    assert_eq!(p.list("fruits"), vec!["Dragon Fruit", "Kiwi"]);
     // A list may continue on the next parameter line.
     let p = params("  tags: a,\n    b, c\n  x:1");
     assert_eq!(values(&p), vec![("tags", "a,b,c"), ("x", "1")]);

@@ -706,6 +706,24 @@ fn reparse(lines: &[String]) -> Option<Params> {
     r.finish().ok()
 }
 
+/// Whether `lines` read back as exactly `key` = `v`, both as an action's last value and
+/// followed by another one (V stores a list whose last item was quoted differently in the
+/// two places).
+fn value_reads_back(key: &str, v: &str, lines: &[String]) -> bool {
+    let other = if key == "zz" { "zy" } else { "zz" };
+    let mut followed = lines.to_vec();
+    followed.push(format!("    {other}:x"));
+    let alone = reparse(lines)
+        .is_some_and(|p| p.args.is_empty() && p.values.len() == 1 && p.get(key) == Some(v));
+    alone
+        && reparse(&followed).is_some_and(|p| {
+            p.args.is_empty()
+                && p.values.len() == 2
+                && p.get(key) == Some(v)
+                && p.get(other) == Some("x")
+        })
+}
+
 fn escape_quoted(v: &str, q: char) -> String {
     let mut out = String::with_capacity(v.len() + 2);
     out.push(q);
@@ -792,13 +810,7 @@ pub fn render(actions: &[Action]) -> Result<String, RenderError> {
             }
             let enc = value_encodings(k, v)
                 .into_iter()
-                .find(|lines| {
-                    reparse(lines).is_some_and(|p| {
-                        p.args.is_empty()
-                            && p.values.len() == 1
-                            && p.values.get(k).map(String::as_str) == Some(v.as_str())
-                    })
-                })
+                .find(|lines| value_reads_back(k, v, lines))
                 .ok_or_else(|| {
                     RenderError(format!("value of {k:?} of {}: {v:?}", a.full_name()))
                 })?;
