@@ -757,6 +757,17 @@ fn value_encodings(key: &str, v: &str) -> Vec<Vec<String>> {
     out
 }
 
+/// A fixed name as written in a script. Name fixing is not idempotent (`__x` fixes to `_x`),
+/// but a fixed name holds only `a-z`, `0-9` and `_`, and writing each `_` as `-` fixes back
+/// to exactly it; that form is used only when the plain one would not.
+fn render_name(name: &str) -> String {
+    if action_name_fix(name) == name {
+        name.to_string()
+    } else {
+        name.replace('_', "-")
+    }
+}
+
 fn arg_encodings(a: &str) -> Vec<String> {
     vec![a.to_string(), escape_quoted(a, '\''), escape_quoted(a, '"')]
 }
@@ -779,7 +790,12 @@ pub fn render(actions: &[Action]) -> Result<String, RenderError> {
             }
             out.push_str(&format!("// {c}\n"));
         }
-        out.push_str(&format!("{}{}.{}", a.kind.bangs(), a.actor, a.name));
+        out.push_str(&format!(
+            "{}{}.{}",
+            a.kind.bangs(),
+            render_name(&a.actor),
+            render_name(&a.name)
+        ));
         let mut done: Vec<String> = Vec::new();
         for arg in &a.params.args {
             // Whether an argument is kept depends only on the stored words before it, so
