@@ -380,6 +380,8 @@ fn difference_2_quotes_of_the_other_kind_are_kept() {
             ("c", "it's \"here\"")
         ]
     );
+    // Also in an unquoted value (V turns that `"` into `'` too).
+    assert_eq!(params("  a:x\"y").get("a"), Some("x\"y"));
 }
 
 #[test]
@@ -860,4 +862,74 @@ fn generated_scripts_render_back_to_the_same_actions() {
         parsed > 10_000 && rendered > parsed * 9 / 10,
         "{parsed} parsed, {rendered} rendered"
     );
+}
+
+/// V's `params_getlist_test.v`: the list getter on stored values.
+#[test]
+fn v_getlist_test_values() {
+    for (raw, want) in [
+        ("A,A,A,A", vec!["A", "A", "A", "A"]),
+        ("a", vec!["a"]),
+        ("a,b,dddeegggdf ,e", vec!["a", "b", "dddeegggdf", "e"]),
+        ("[\"A\",\"A\",\"A\",\"A\"]", vec!["A", "A", "A", "A"]),
+        ("[\"A\",\"A\",'A',\"A\"]", vec!["A", "A", "A", "A"]),
+        ("[\"A\",'\"A\"',\"A\",\"A\"]", vec!["A", "A", "A", "A"]),
+        ("1, 5, 7, 2", vec!["1", "5", "7", "2"]),
+    ] {
+        let mut p = Params::default();
+        p.values.insert("mylist".into(), raw.into());
+        assert_eq!(p.list("mylist"), want, "{raw:?}");
+    }
+    assert!(Params::default().list("mylist").is_empty());
+}
+
+/// V's `playbook_test.v` texts: several actions, comments before each, blank lines between.
+#[test]
+fn v_playbook_test_texts() {
+    let text1 = "
+//comment for the action
+!!payment.add person:fatayera
+\t//comment for name
+\tname: 'TF Wallet'
+\tblockchain: 'stellar' //holochain maybe?
+\taccount: 'something'
+\tdescription: 'TF Wallet for TFT' 
+\tpreferred: false
+
+//comment2
+!!payment.add person:despiegk
+\tname: 'TF Wallet2'
+
+";
+    let a = actions(text1);
+    assert_eq!(a.len(), 2);
+    assert_eq!(
+        (a[0].comments.as_str(), a[0].params.values.len()),
+        ("comment for the action", 6)
+    );
+    assert_eq!(a[1].comments, "comment2");
+    assert_eq!(
+        a[1].params.values,
+        map(&[("person", "despiegk"), ("name", "TF Wallet2")])
+    );
+    assert_render_stable(text1);
+
+    let text2 = "
+//comment for the action
+!!payment.add person:fatayera
+\tname: 'TF Wallet'
+
+!!payment.else person:despiegk
+\tname: 'TF Wallet2'
+
+!!actor2.else person:despiegk
+\tname: 'TF Wallet2'
+
+";
+    let a = actions(text2);
+    assert_eq!(
+        a.iter().map(Action::full_name).collect::<Vec<_>>(),
+        vec!["payment.add", "payment.else", "actor2.else"]
+    );
+    assert_eq!(a.iter().map(|a| a.line).collect::<Vec<_>>(), vec![3, 6, 9]);
 }
