@@ -1,6 +1,10 @@
 //! HeroScript version 2 (`heroscript.md`): every rule and example of the contract, the five
 //! deliberate differences from herolib's V parser, and inputs/expectations taken from V's own
-//! tests (`paramsparser/parser_test.v`, `params_test.v`, `playbook/parser_test.v`).
+//! tests (`paramsparser/parser_test.v`, `params_test.v`, `params_getlist_test.v`,
+//! `playbook/parser_test.v`, `playbook_test.v`, `texttools/namefix_test.v` in src/names.rs),
+//! and the `fake` actor, including `fail_attempts` run by a real engine on a real Redis.
+
+mod common;
 
 use herojobs::processor::heroscript::{parse, render, Action, Actors, Kind, Params};
 use herojobs::processor::JobContext;
@@ -932,4 +936,41 @@ fn v_playbook_test_texts() {
         vec!["payment.add", "payment.else", "actor2.else"]
     );
     assert_eq!(a.iter().map(|a| a.line).collect::<Vec<_>>(), vec![3, 6, 9]);
+}
+
+/// The worker hands the job's attempt number to the handler: a job whose first run was lost
+/// (active under a lease that ran out, as when an engine dies) runs again as attempt 2, and
+/// `fake.fail_attempts count:1` then succeeds.
+#[test]
+fn an_engine_gives_the_handler_the_job_s_attempt_number() {
+    use herojobs::processor::Registry;
+    use herojobs::{Client, Job, JobStatus, ParamsType};
+    let redis = common::RedisServer::start();
+    let (_d, base) = common::base_dir();
+    let client = Client::connect(&redis.url(), &base).expect("connect");
+    let id = client
+        .submit(Job::new(
+            "c",
+            "retry",
+            ParamsType::HeroScript,
+            "!!fake.fail_attempts count:1",
+        ))
+        .expect("submit");
+    let mut j = client.get("c", "retry", id).expect("get");
+    client
+        .set_active(&mut j, 1, Duration::from_millis(300))
+        .expect("set_active");
+    let mut engine = common::test_engine(&redis.url(), &base, 1)
+        .registry(Registry::with_builtins())
+        .build()
+        .expect("engine");
+    engine.start().expect("start");
+    let done = client
+        .wait("c", "retry", id, Duration::from_secs(60))
+        .expect("wait");
+    assert_eq!(
+        (done.status, done.result.as_str(), done.attempts),
+        (JobStatus::Done, "succeeded on attempt 2", 2),
+        "{done:?}"
+    );
 }
