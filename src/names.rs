@@ -1,8 +1,48 @@
-//! Name fixing (`heroscript.md`, "Name fixing"): the one rule that turns a circle, topic,
-//! actor, action or parameter name into the form used in keys, paths and lookups.
+//! Name fixing (`heroscript.md`, "Name fixing"): the two rules that turn names into the form
+//! used in keys, paths and lookups. [`action_name_fix`] is herolib's V `name_fix`, for
+//! HeroScript actors and actions; [`name_fix`] (with [`path_name`] and [`topic_name`]) is the
+//! Go original's rule for circles and topics, which become Redis keys and directory names.
 //! Values are never name-fixed.
 
-/// Fixes a name: drops characters above U+007F, lowercases, strips leading and trailing
+/// Fixes an actor or action name (each `.` part of an action's name separately) exactly as
+/// herolib's V `name_fix` does, so that a script names the same handler here as there:
+/// lowercase; cut at the first `#`; keep `a-z` and `0-9`; keep `_` unless the character
+/// before it was `_`; each of `-`, `;`, `:`, `.` and space becomes `_` unless the character
+/// before it was `_` (so `do--it` is `do__it` but `a_-b` is `a_b`); every other character
+/// (including anything non-ASCII) is dropped without counting as "the character before". A
+/// leading `_` is kept. (V keeps a file extension after the last `.`; action name parts
+/// never hold a `.`, so that branch does not apply.)
+///
+/// ```
+/// use herojobs::names::action_name_fix;
+/// assert_eq!(action_name_fix("b@c#d"), "bc");
+/// assert_eq!(action_name_fix("_priv"), "_priv");
+/// assert_eq!(action_name_fix("do--it"), "do__it");
+/// assert_eq!(action_name_fix("Return Success"), "return_success");
+/// ```
+pub fn action_name_fix(name: &str) -> String {
+    let lower = name
+        .trim_matches(|c| matches!(c, ' ' | '\n' | '\t' | '\x0b' | '\x0c' | '\r'))
+        .to_ascii_lowercase();
+    let cut = lower.split('#').next().unwrap_or("");
+    let mut out = String::with_capacity(cut.len());
+    let mut prev = 0u8;
+    for b in cut.bytes() {
+        match b {
+            b'_' | b'-' | b';' | b':' | b'.' | b' ' => {
+                if prev != b'_' {
+                    out.push('_');
+                }
+            }
+            b'0'..=b'9' | b'a'..=b'z' => out.push(b as char),
+            _ => continue,
+        }
+        prev = b;
+    }
+    out
+}
+
+/// Fixes a circle or topic name (the Go original's rule): drops characters above U+007F, lowercases, strips leading and trailing
 /// spaces and single quotes, keeps `a-z`, `0-9` and `.`, replaces every other character with
 /// `_` (runs collapse into one), and removes one leading `_`.
 ///
@@ -74,6 +114,31 @@ mod tests {
         assert_eq!(name_fix("Getting- Started"), "getting_started");
         assert_eq!(name_fix("Hello,World.MD"), "hello_world.md");
         assert_eq!(name_fix("Symbols: !@#$%^&*()"), "symbols_");
+    }
+
+    /// The contract's examples and V's own `namefix_test.v` inputs.
+    #[test]
+    fn action_names_as_v_fixes_them() {
+        for (given, fixed) in [
+            ("b@c#d", "bc"),
+            ("_priv", "_priv"),
+            ("do--it", "do__it"),
+            ("Hello World", "hello_world"),
+            ("a;b:c.d e", "a_b_c_d_e"),
+            ("héllo", "hllo"),
+            ("MiXeD_Case", "mixed_case"),
+            ("#all-cut", ""),
+            ("a__b", "a_b"),
+            ("a_-b", "a_b"),
+            ("a-_b", "a__b"),
+            ("a@_b", "a_b"),
+            ("trailing_", "trailing_"),
+            ("$sds__ 4F", "sds_4f"),
+            ("$sds_?__ 4F", "sds_4f"),
+            ("$sds_?_!\"`{_ 4F", "sds_4f"),
+        ] {
+            assert_eq!(action_name_fix(given), fixed, "{given:?}");
+        }
     }
 
     #[test]

@@ -53,7 +53,8 @@ pub fn run_one(shared: &Shared, w: Work) {
         return;
     }
     super::stats::Stats::inc(&shared.stats.started);
-    let ctx = JobContext::with_deadline(deadline, shared.timeout_of(&job), Arc::clone(&cancel));
+    let ctx = JobContext::with_deadline(deadline, shared.timeout_of(&job), Arc::clone(&cancel))
+        .with_attempt(attempt);
     let result = match shared.registry.get(&job.params_type) {
         None => Err(format!("unknown params type: {}", job.params_type)),
         Some(p) => std::panic::catch_unwind(AssertUnwindSafe(|| p.process(&job, &ctx)))

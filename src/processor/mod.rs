@@ -36,6 +36,7 @@ pub struct JobContext {
     timeout: Duration,
     cancel: Arc<AtomicBool>,
     log: Mutex<Vec<String>>,
+    attempt: u32,
 }
 
 /// Returned by [`JobContext::sleep`] when the job was cancelled (timeout or shutdown).
@@ -59,7 +60,21 @@ impl JobContext {
             timeout,
             cancel,
             log: Mutex::new(Vec::new()),
+            attempt: 1,
         }
+    }
+
+    /// The same context for run number `attempt` of its job (1 on the first run); the worker
+    /// sets it from the engine's attempt count so a processor can behave differently on a
+    /// retry (the `fake.fail_attempts` action does).
+    pub fn with_attempt(mut self, attempt: u32) -> JobContext {
+        self.attempt = attempt.max(1);
+        self
+    }
+
+    /// Which run of its job this is: 1 on the first run, 2 on the first retry, ...
+    pub fn attempt(&self) -> u32 {
+        self.attempt
     }
 
     /// When the job's time is up.

@@ -123,11 +123,13 @@ impl RhaiProcessor {
         let actors = self.actors.clone();
         let c2 = Arc::clone(&cancel);
         let timeout = ctx.timeout();
+        let attempt = ctx.attempt();
         let l3 = Arc::clone(&log);
         engine.register_fn(
             "heroscript",
             move |text: &str| -> Result<String, Box<EvalAltResult>> {
-                let inner = JobContext::with_deadline(deadline, timeout, Arc::clone(&c2));
+                let inner = JobContext::with_deadline(deadline, timeout, Arc::clone(&c2))
+                    .with_attempt(attempt);
                 let r = actors.run(text, &inner);
                 l3.lock().extend(inner.take_log());
                 r.map_err(|e| e.into())

@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod heroscript_cmd;
 mod jobs_cmd;
 mod ourdb_cmd;
 mod run_cmd;
@@ -72,6 +73,9 @@ enum Command {
     /// Inspect and maintain an OurDB database directory.
     #[command(subcommand)]
     Ourdb(ourdb_cmd::OurdbCommand),
+    /// Check HeroScript: show how a script parses.
+    #[command(subcommand)]
+    Heroscript(heroscript_cmd::HeroscriptCommand),
 }
 
 /// What a subcommand reports when it fails: the message, and the exit status to use.
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(&g, a),
         Command::Bench(a) => bench::run(&g, a),
         Command::Ourdb(cmd) => ourdb_cmd::run(cmd),
+        Command::Heroscript(cmd) => heroscript_cmd::run(&g, cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,6 @@
-//! Parameters of one HeroScript action: named values (keys name-fixed, values exactly as
-//! written) and positional arguments, with typed getters whose errors name the action, the
-//! key and the value.
+//! Parameters of one HeroScript action: named values (keys lowercased, values normalised as
+//! the contract says) and positional arguments, with typed getters whose errors name the
+//! action, the key and the value.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -79,7 +79,9 @@ impl Params {
             .transpose()
     }
 
-    /// A list: split on `,`, items trimmed of spaces and quotes, empty items dropped.
+    /// A list, read as V's `get_list` reads one: surrounding `[`, `]` and spaces removed,
+    /// split on `,`, each item trimmed of spaces and quotes, empty items dropped. The raw value
+    /// `Apple,"Dragon Fruit",Kiwi` gives `Apple`, `Dragon Fruit`, `Kiwi`.
     pub fn list(&self, key: &str) -> Vec<String> {
         self.get(key).map(split_list).unwrap_or_default()
     }
@@ -110,13 +112,12 @@ impl Params {
     }
 }
 
-/// Splits a list value.
+/// Splits a list value (see [`Params::list`]).
 pub fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
+    v.trim_matches(|c| c == '[' || c == ']' || c == ' ')
+        .split(',')
         .map(|s| {
-            s.trim()
-                .trim_matches(|c| c == '\'' || c == '"')
-                .trim()
+            s.trim_matches(|c| c == '\'' || c == '"' || c == ' ')
                 .to_string()
         })
         .filter(|s| !s.is_empty())
