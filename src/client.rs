@@ -240,7 +240,11 @@ impl Client {
                     .get(&q.circle, &q.topic, id)
                     .is_ok_and(|l| l.is_some_and(|l| l.status == JobStatus::New))
                 {
-                    return self.get(&q.circle, &q.topic, id);
+                    let j = self.get(&q.circle, &q.topic, id)?;
+                    if j.status.is_finished() {
+                        return Ok(j);
+                    }
+                    continue;
                 }
                 return Ok(*job);
             }
@@ -290,9 +294,111 @@ impl Client {
         Ok(self.broker.queues()?)
     }
 
-    /// Deletes a job everywhere; `false` if it existed nowhere.
+    /// Cancels a job that has not finished: a waiting, delayed or retry-waiting job leaves
+    /// its queue, a running one (on any engine of the fleet) has its cancel flag set and its
+    /// late result is dropped; either way it ends `error` with `cancelled`. `false` if it had
+    /// finished already.
+    pub fn cancel(&self, circle: &str, topic: &str, id: u32) -> Result<bool> {
+        self.cancel_with(circle, topic, id, "cancelled")
+    }
+
+    fn cancel_with(&self, circle: &str, topic: &str, id: u32, why: &str) -> Result<bool> {
+        let q = Self::queue(circle, topic)?;
+        let mut job = self.get(&q.circle, &q.topic, id)?;
+        if job.status.is_finished() {
+            return Ok(false);
+        }
+        job.status = JobStatus::Error;
+        job.error = why.to_string();
+        job.time_end = unix_now();
+        job.run_at_ms = 0;
+        let outcome = self.broker.cancel(&job)?;
+        if outcome == crate::broker::Cancel::AlreadyFinished {
+            return Ok(false);
+        }
+        // OurDB records the cancel where this store has the job (the record of truth: a
+        // recovery after Redis loses its data must not queue it again).
+        if let Ok(Some(local)) = self.store.get(&q.circle, &q.topic, id) {
+            if !local.status.is_finished() {
+                self.store.update(&job)?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Puts a job that ended in error (a dead job, or any failed one) back in its queue as
+    /// new, with its attempts counted afresh. `false` if it had not failed.
+    pub fn retry(&self, circle: &str, topic: &str, id: u32) -> Result<bool> {
+        let q = Self::queue(circle, topic)?;
+        let mut job = self.get(&q.circle, &q.topic, id)?;
+        if job.status != JobStatus::Error {
+            return Ok(false);
+        }
+        job.status = JobStatus::New;
+        job.attempt_base = job.attempts.saturating_sub(job.released);
+        job.error.clear();
+        job.result.clear();
+        job.time_start = 0;
+        job.time_end = 0;
+        job.run_at_ms = 0;
+        let t = self.broker.retry_failed(&job)?;
+        match t {
+            Transition::Applied => {}
+            Transition::Missing => {
+                // Its hash expired (retention): queue it again from its record.
+                if !self.broker.enqueue(std::slice::from_ref(&job))?.is_empty() {
+                    return Err(Error::IdConflict {
+                        circle: q.circle,
+                        topic: q.topic,
+                        rounds: 1,
+                    });
+                }
+            }
+            _ => return Ok(false),
+        }
+        if self.store.get(&q.circle, &q.topic, id)?.is_some() {
+            self.store.update(&job)?;
+        }
+        Ok(true)
+    }
+
+    /// Dead jobs of a queue (ended in error after their last attempt), newest first, with
+    /// when they died (unix ms): `limit` from `offset`.
+    pub fn dead(
+        &self,
+        circle: &str,
+        topic: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<(u32, u64)>> {
+        Ok(self
+            .broker
+            .dead(&Self::queue(circle, topic)?, offset, limit)?)
+    }
+
+    /// Empties the dead set of a queue (the jobs stay recorded as failed); returns how many.
+    pub fn purge_dead(&self, circle: &str, topic: &str) -> Result<u64> {
+        Ok(self.broker.purge_dead(&Self::queue(circle, topic)?)?)
+    }
+
+    /// Delayed jobs and jobs waiting for a retry, next due first, with their due time (ms).
+    pub fn scheduled(&self, circle: &str, topic: &str, limit: usize) -> Result<Vec<(u32, u64)>> {
+        Ok(self.broker.scheduled(&Self::queue(circle, topic)?, limit)?)
+    }
+
+    /// Deletes a job everywhere; `false` if it existed nowhere. A running job is cancelled
+    /// first and its Redis state stays as a tombstone until the finished TTL, so its late
+    /// result can never bring it back.
     pub fn delete(&self, circle: &str, topic: &str, id: u32) -> Result<bool> {
         let q = Self::queue(circle, topic)?;
+        if let Ok(Some(live)) = self.broker.get(&q, id) {
+            if live.status == JobStatus::Active {
+                self.cancel_with(&q.circle, &q.topic, id, "deleted")?;
+                let stored = self.store.delete(&q.circle, &q.topic, id)?;
+                let _ = stored;
+                return Ok(true);
+            }
+        }
         let live = self.broker.delete(&q, id)?;
         let stored = self.store.delete(&q.circle, &q.topic, id)?;
         Ok(live || stored)

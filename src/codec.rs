@@ -68,6 +68,16 @@ struct Added {
     token: String,
     #[serde(default, skip_serializing_if = "is_zero")]
     released: u32,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    run_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry: Option<crate::job::RetryPolicy>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    attempt_base: u32,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -120,6 +130,9 @@ pub fn to_record(job: &Job, out: &mut Vec<u8>) {
         store: job.store.clone(),
         token: job.token.clone(),
         released: job.released,
+        run_at_ms: job.run_at_ms,
+        retry: job.retry.clone(),
+        attempt_base: job.attempt_base,
     };
     // Writing into a Vec cannot fail for these types.
     let _ = bincode::serialize_into(&mut *out, &rec);
@@ -189,6 +202,9 @@ pub fn from_record(id: u32, bytes: &[u8]) -> Result<Job, CodecError> {
                 store: added.store,
                 token: added.token,
                 released: added.released,
+                run_at_ms: added.run_at_ms,
+                retry: added.retry,
+                attempt_base: added.attempt_base,
             })
         }
         v => Err(CodecError::UnknownVersion(v)),
@@ -220,6 +236,13 @@ mod tests {
             store: "a1b2".into(),
             token: "t0k".into(),
             released: 1,
+            run_at_ms: 1_700_000_000_123,
+            retry: Some(crate::job::RetryPolicy::new(
+                2,
+                crate::job::Backoff::Fixed,
+                std::time::Duration::from_millis(1500),
+            )),
+            attempt_base: 1,
         }
     }
 
@@ -313,6 +336,9 @@ mod tests {
                 store: String::new(),
                 token: String::new(),
                 released: 0,
+                run_at_ms: 0,
+                retry: None,
+                attempt_base: 0,
                 ..job
             }
         );

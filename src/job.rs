@@ -175,10 +175,89 @@ pub struct Job {
     /// attempt limit; `attempts - released` is the number of runs that ended or died.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub released: u32,
+    /// herojobs: when the job may run, unix milliseconds (0: at once). A delayed job, and a
+    /// job waiting for its retry, waits in its queue's scheduled set until then.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub run_at_ms: u64,
+    /// herojobs: how the job is retried after an error (none: the engine's default, which
+    /// out of the box is "an error is final").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// herojobs: attempts before the last manual retry (`Client::retry`): the retry policy
+    /// counts runs from there, so a retried dead job gets its attempts afresh.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt_base: u32,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// How a failed job is tried again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Runs in all, the first included (1: no retry).
+    pub max_attempts: u32,
+    /// How the wait between runs grows.
+    #[serde(default)]
+    pub backoff: Backoff,
+    /// The first wait, milliseconds.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// The longest wait, milliseconds (0: no cap).
+    #[serde(default)]
+    pub max_delay_ms: u64,
+    /// Spread each wait randomly over 50-100 % of its value, so jobs that failed together
+    /// do not come back together.
+    #[serde(default)]
+    pub jitter: bool,
+}
+
+/// How the wait between retries grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    /// The same wait every time.
+    Fixed,
+    /// Doubling: delay, 2 × delay, 4 × delay, ...
+    #[default]
+    Exponential,
+}
+
+impl RetryPolicy {
+    /// `retries` retries after the first attempt, `delay` apart (fixed) or doubling from
+    /// `delay` (exponential), with jitter and no cap.
+    pub fn new(retries: u32, backoff: Backoff, delay: std::time::Duration) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: retries.saturating_add(1),
+            backoff,
+            delay_ms: delay.as_millis() as u64,
+            max_delay_ms: 0,
+            jitter: false,
+        }
+    }
+
+    /// The wait before run `next` (2 for the first retry), given a random value in
+    /// `0..=u32::MAX` for the jitter.
+    pub fn delay_before(&self, next: u32, random: u32) -> std::time::Duration {
+        let n = next.saturating_sub(2).min(40);
+        let mut ms = match self.backoff {
+            Backoff::Fixed => self.delay_ms,
+            Backoff::Exponential => self.delay_ms.saturating_mul(1u64 << n),
+        };
+        if self.max_delay_ms > 0 {
+            ms = ms.min(self.max_delay_ms);
+        }
+        if self.jitter {
+            // 50 % to 100 % of the wait.
+            ms = ms / 2 + (ms / 2).saturating_mul(random as u64) / u32::MAX as u64;
+        }
+        std::time::Duration::from_millis(ms)
+    }
 }
 
 impl Job {
@@ -198,6 +277,24 @@ impl Job {
         }
     }
 
+    /// Runs the job no earlier than `delay` from its submit.
+    pub fn with_delay(mut self, delay: std::time::Duration) -> Job {
+        self.run_at_ms = unix_now_ms().saturating_add(delay.as_millis() as u64);
+        self
+    }
+
+    /// Runs the job no earlier than `unix_secs` (unix seconds).
+    pub fn with_run_at(mut self, unix_secs: i64) -> Job {
+        self.run_at_ms = (unix_secs.max(0) as u64).saturating_mul(1000);
+        self
+    }
+
+    /// Retries the job after an error as `policy` says.
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Job {
+        self.retry = Some(policy);
+        self
+    }
+
     /// Sets the timeout in seconds (builder style).
     pub fn with_timeout(mut self, secs: u64) -> Job {
         self.timeout = secs;
@@ -212,6 +309,14 @@ impl Job {
             self.timeout
         })
     }
+}
+
+/// Now, in unix milliseconds.
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Now, in unix seconds.

@@ -91,7 +91,7 @@ fn queues_are_fifo_and_queue_operations_work() {
     assert_eq!(client.queue_ids("c", "fifo").unwrap(), ids);
     assert_eq!(client.peek("c", "fifo").unwrap().unwrap().id, ids[0]);
     let q = QueueName::new("c", "fifo");
-    let (_, taken) = client
+    let (_, taken, _) = client
         .broker()
         .finish_and_take(&[], std::slice::from_ref(&q), 5, Duration::from_secs(30))
         .unwrap();
@@ -431,7 +431,7 @@ fn finish_and_take_records_and_takes_in_one_step() {
     };
 
     // Nothing finished yet: a plain take, FIFO, each active under a lease at attempt 1.
-    let (t, first) = broker
+    let (t, first, _) = broker
         .finish_and_take(&[], std::slice::from_ref(&q), 3, lease)
         .unwrap();
     assert!(t.is_empty());
@@ -452,7 +452,7 @@ fn finish_and_take_records_and_takes_in_one_step() {
             (j, t.attempt)
         })
         .collect();
-    let (t, second) = broker
+    let (t, second, _) = broker
         .finish_and_take(&done, std::slice::from_ref(&q), 5, lease)
         .unwrap();
     assert_eq!(t, vec![Transition::Applied, Transition::Applied]);
@@ -496,7 +496,7 @@ fn finish_and_take_records_and_takes_in_one_step() {
 
     // Redis forgets everything: finishing reports Missing and writes nothing.
     let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
-    let (t, none) = broker
+    let (t, none, _) = broker
         .finish_and_take(&[(stale, 1)], std::slice::from_ref(&q), 5, lease)
         .unwrap();
     assert_eq!(t, vec![Transition::Missing]);

@@ -15,6 +15,8 @@ pub const EPOCH: &str = "herojobs-epoch";
 /// an engine last claimed it, ms): an engine without a processor for a job's type hands the
 /// job back while another engine claims the type.
 pub const TYPES: &str = "herojobs-types";
+/// Pub/sub channel on which cancels of running jobs reach every engine (`circle:topic:id`).
+pub const CANCEL_CHANNEL: &str = "herojobs-cancel";
 /// Prefix of the hash where each engine publishes its counters.
 pub const STATS_PREFIX: &str = "herojobs-stats:";
 
@@ -25,6 +27,25 @@ pub const IDS_PREFIX: &str = "herojobs-ids:";
 /// `herojobs-ids:<circle>:<topic>`: the fleet's id counter of one circle/topic.
 pub fn ids(circle: &str, topic: &str) -> String {
     format!("{IDS_PREFIX}{circle}:{topic}")
+}
+
+/// `herojobs-scheduled:<circle>:<topic>`: sorted set of delayed jobs and jobs waiting for
+/// their retry (member: id, score: due time in unix ms); promoted into the queue by takes.
+pub fn scheduled(circle: &str, topic: &str) -> String {
+    format!("herojobs-scheduled:{circle}:{topic}")
+}
+
+/// `herojobs-dead:<circle>:<topic>`: sorted set of jobs that ended in error after their
+/// last attempt (member: id, score: when, unix ms), capped by count and age.
+pub fn dead(circle: &str, topic: &str) -> String {
+    format!("herojobs-dead:{circle}:{topic}")
+}
+
+/// `herojobs-outcomes:<circle>:<topic>`: two bits per id (`BITFIELD u2 #id`): 1 done,
+/// 3 error. Outlives the job hashes' TTL, so a store that learns late can tell that a job
+/// it still has as new finished elsewhere instead of queueing it again (1 MB per 4M ids).
+pub fn outcomes(circle: &str, topic: &str) -> String {
+    format!("herojobs-outcomes:{circle}:{topic}")
 }
 
 /// `herojobs:<circle>:<topic>:<id>`: the job hash (field `job` holds the JSON).

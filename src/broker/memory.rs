@@ -20,6 +20,8 @@ struct Entry {
 /// Finished jobs kept in memory (for `get`, waiters and first-finisher-wins) before their
 /// state is left to OurDB alone: bounds memory in a long-running program.
 const KEEP_FINISHED: usize = 10_000;
+/// Dead jobs kept per queue.
+const DEAD_MAX: usize = 10_000;
 
 #[derive(Default)]
 struct State {
@@ -27,6 +29,12 @@ struct State {
     counters: HashMap<QueueName, u64>,
     /// Params types engines claimed, and when.
     claims: HashMap<String, Instant>,
+    /// Delayed jobs and jobs waiting for their retry, by (due unix ms, id), per queue.
+    scheduled: HashMap<QueueName, BTreeSet<(u64, u32)>>,
+    /// Jobs that ended in error, oldest first (unix ms, id), per queue; capped.
+    dead: HashMap<QueueName, VecDeque<(u64, u32)>>,
+    /// Engines listening for cancels of running jobs.
+    cancel_subs: Vec<std::sync::mpsc::Sender<(QueueName, u32)>>,
     /// Finished jobs in the order they finished (oldest first), for eviction.
     finished: VecDeque<(QueueName, u32)>,
     registry: BTreeSet<QueueName>,
@@ -64,9 +72,29 @@ impl MemoryBroker {
             Some(e) if e.attempt != attempt => Transition::Fenced,
             Some(_) => Transition::Applied,
         };
+        if t == Transition::Applied && !job.status.is_finished() {
+            // Waiting for its retry: back in the scheduled set, not finished.
+            st.leases.remove(&k);
+            st.put(&k, job, attempt);
+            if let Some(e) = st.jobs.get_mut(&k) {
+                e.job.status = JobStatus::New;
+            }
+            st.scheduled
+                .entry(k.0.clone())
+                .or_default()
+                .insert((job.run_at_ms, k.1));
+            return Ok(t);
+        }
         if t == Transition::Applied {
             st.leases.remove(&k);
             st.put(&k, job, attempt);
+            if job.status == JobStatus::Error {
+                let dead = st.dead.entry(k.0.clone()).or_default();
+                dead.push_back((crate::job::unix_now_ms(), k.1));
+                while dead.len() > DEAD_MAX {
+                    dead.pop_front();
+                }
+            }
             st.finished.push_back(k);
             // Older finished jobs leave memory (OurDB has them); callers that find one
             // missing ask OurDB.
@@ -104,6 +132,27 @@ impl State {
                 waiting,
             },
         );
+    }
+
+    /// Moves the due jobs of `q` from its scheduled set to the head of its queue (earliest
+    /// first); returns the earliest due time left.
+    fn promote(&mut self, q: &QueueName) -> Option<u64> {
+        let now = crate::job::unix_now_ms();
+        let set = self.scheduled.get_mut(q)?;
+        let mut due = Vec::new();
+        while let Some(&(t, id)) = set.first() {
+            if t > now {
+                break;
+            }
+            set.pop_first();
+            due.push(id);
+        }
+        let next = set.first().map(|(t, _)| *t);
+        let list = self.queues.entry(q.clone()).or_default();
+        for id in due.into_iter().rev() {
+            list.push_front(id);
+        }
+        next
     }
 
     fn take_now(&mut self, queues: &[QueueName], max: usize, lease: Duration) -> Vec<Taken> {
@@ -146,7 +195,114 @@ impl State {
     }
 }
 
+/// An engine's end of the in-process cancel broadcast.
+struct MemoryCancelFeed(std::sync::mpsc::Receiver<(QueueName, u32)>);
+
+impl super::CancelFeed for MemoryCancelFeed {
+    fn next(&mut self, timeout: Duration) -> Result<Option<(QueueName, u32)>, BrokerError> {
+        Ok(self.0.recv_timeout(timeout).ok())
+    }
+}
+
 impl Broker for MemoryBroker {
+    fn cancel(&self, job: &Job) -> Result<super::Cancel, BrokerError> {
+        let mut st = self.state.lock();
+        let k = key(job);
+        let status = match st.jobs.get(&k) {
+            None => return Ok(super::Cancel::Missing),
+            Some(e) if e.job.status.is_finished() => return Ok(super::Cancel::AlreadyFinished),
+            Some(e) => e.job.status,
+        };
+        if let Some(q) = st.queues.get_mut(&k.0) {
+            q.retain(|id| *id != k.1);
+        }
+        if let Some(s) = st.scheduled.get_mut(&k.0) {
+            s.retain(|(_, id)| *id != k.1);
+        }
+        st.leases.remove(&k);
+        if let Some(e) = st.jobs.get_mut(&k) {
+            e.job = job.clone();
+            e.job.status = JobStatus::Error;
+        }
+        st.finished.push_back(k.clone());
+        let running = status == JobStatus::Active;
+        if running {
+            st.cancel_subs.retain(|tx| tx.send(k.clone()).is_ok());
+        }
+        drop(st);
+        self.changed.notify_all();
+        Ok(if running {
+            super::Cancel::Running
+        } else {
+            super::Cancel::Waiting
+        })
+    }
+
+    fn retry_failed(&self, job: &Job) -> Result<Transition, BrokerError> {
+        let mut st = self.state.lock();
+        let k = key(job);
+        match st.jobs.get_mut(&k) {
+            None => return Ok(Transition::Missing),
+            Some(e) if e.job.status != JobStatus::Error => return Ok(Transition::AlreadyFinished),
+            Some(e) => {
+                e.job = job.clone();
+                e.job.status = JobStatus::New;
+            }
+        }
+        if let Some(d) = st.dead.get_mut(&k.0) {
+            d.retain(|(_, id)| *id != k.1);
+        }
+        st.push(&k.0, k.1);
+        drop(st);
+        self.changed.notify_all();
+        Ok(Transition::Applied)
+    }
+
+    fn dead(
+        &self,
+        q: &QueueName,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<(u32, u64)>, BrokerError> {
+        let st = self.state.lock();
+        Ok(st
+            .dead
+            .get(q)
+            .map(|d| {
+                d.iter()
+                    .rev()
+                    .skip(offset)
+                    .take(limit)
+                    .map(|(at, id)| (*id, *at))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn purge_dead(&self, q: &QueueName) -> Result<u64, BrokerError> {
+        Ok(self
+            .state
+            .lock()
+            .dead
+            .remove(q)
+            .map_or(0, |d| d.len() as u64))
+    }
+
+    fn scheduled(&self, q: &QueueName, limit: usize) -> Result<Vec<(u32, u64)>, BrokerError> {
+        let st = self.state.lock();
+        Ok(st
+            .scheduled
+            .get(q)
+            .map(|s| s.iter().take(limit).map(|(at, id)| (*id, *at)).collect())
+            .unwrap_or_default())
+    }
+
+    fn cancel_feed(&self) -> Result<Box<dyn super::CancelFeed>, BrokerError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.state.lock().cancel_subs.push(tx);
+        Ok(Box::new(MemoryCancelFeed(rx)))
+    }
+
     fn enqueue(&self, jobs: &[Job]) -> Result<Vec<usize>, BrokerError> {
         let mut st = self.state.lock();
         let mut conflicts = Vec::new();
@@ -166,7 +322,15 @@ impl Broker for MemoryBroker {
                     waiting: false,
                 },
             );
-            st.push(&k.0, j.id);
+            if j.run_at_ms > crate::job::unix_now_ms() {
+                st.registry.insert(k.0.clone());
+                st.scheduled
+                    .entry(k.0.clone())
+                    .or_default()
+                    .insert((j.run_at_ms, j.id));
+            } else {
+                st.push(&k.0, j.id);
+            }
         }
         drop(st);
         self.changed.notify_all();
@@ -313,10 +477,17 @@ impl Broker for MemoryBroker {
         queues: &[QueueName],
         max: usize,
         lease: Duration,
-    ) -> Result<(Vec<Transition>, Vec<Taken>), BrokerError> {
+    ) -> Result<super::TakeResult, BrokerError> {
         let t = self.finish_many(finished, false)?;
-        let taken = self.state.lock().take_now(queues, max, lease);
-        Ok((t, taken))
+        let mut st = self.state.lock();
+        let mut next_due: Option<u64> = None;
+        for q in queues {
+            if let Some(d) = st.promote(q) {
+                next_due = Some(next_due.map_or(d, |n| n.min(d)));
+            }
+        }
+        let taken = st.take_now(queues, max, lease);
+        Ok((t, taken, next_due))
     }
 
     fn wait_for_jobs(&self, _queues: &[QueueName], timeout: Duration) -> Result<(), BrokerError> {
@@ -426,7 +597,15 @@ impl Broker for MemoryBroker {
                         waiting: false,
                     },
                 );
-                st.push(&k.0, k.1);
+                if job.run_at_ms > crate::job::unix_now_ms() {
+                    st.registry.insert(k.0.clone());
+                    st.scheduled
+                        .entry(k.0.clone())
+                        .or_default()
+                        .insert((job.run_at_ms, k.1));
+                } else {
+                    st.push(&k.0, k.1);
+                }
                 Ensure::Requeued
             }
             Some(e) if !job.token.is_empty() && e.job.token != job.token => Ensure::Conflict,
@@ -470,7 +649,7 @@ mod tests {
         let n = KEEP_FINISHED as u32 + 50;
         b.enqueue(&(1..=n).map(job).collect::<Vec<_>>()).unwrap();
         let q = QueueName::new("c", "t");
-        let (_, taken) = b
+        let (_, taken, _) = b
             .finish_and_take(
                 &[],
                 std::slice::from_ref(&q),

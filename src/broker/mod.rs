@@ -61,6 +61,14 @@ pub enum BrokerError {
     Config(String),
 }
 
+/// A URL with its password (and user) replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
 /// A job read from the broker under `queue`/`id` keeps the identity of the key it was read
 /// from: circle, topic and id come from the key, never from the JSON (Redis content is
 /// untrusted). JSON that names another job (after name fixing: an empty topic is
@@ -94,6 +102,30 @@ pub enum Transition {
     /// checks OurDB and may finish again with `restore`.
     Missing,
 }
+
+/// What [`Broker::cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    /// It was waiting (queued, delayed or waiting for a retry) and is now cancelled.
+    Waiting,
+    /// It was running; it is recorded cancelled and its engine was told.
+    Running,
+    /// It had finished already: nothing changed.
+    AlreadyFinished,
+    /// The broker does not hold it.
+    Missing,
+}
+
+/// Cancels of running jobs, as an engine receives them.
+pub trait CancelFeed: Send {
+    /// The next cancelled job, waiting up to `timeout`; `None` when none came.
+    fn next(&mut self, timeout: Duration) -> Result<Option<(QueueName, u32)>, BrokerError>;
+}
+
+/// What [`Broker::finish_and_take`] returns: the verdicts of the finished jobs, the jobs
+/// taken, and the earliest due time (unix ms) still waiting in the scheduled sets of the
+/// queues taken from (an idle dispatcher wakes for it).
+pub type TakeResult = (Vec<Transition>, Vec<Taken>, Option<u64>);
 
 /// A job taken off a queue for one attempt (already marked active, under a lease).
 #[derive(Debug, Clone)]
@@ -134,6 +166,9 @@ pub enum Ensure {
     /// The broker holds a different job under this id (another store's, written after the
     /// broker lost its data): nothing was changed.
     Conflict,
+    /// The job finished elsewhere with this status, and its state has since expired from
+    /// the broker (retention): it must not be queued again.
+    FinishedElsewhere(crate::job::JobStatus),
 }
 
 /// Queues and live job state. One implementation talks to Redis; another keeps everything in
@@ -212,7 +247,7 @@ pub trait Broker: Send + Sync {
         queues: &[QueueName],
         max: usize,
         lease: Duration,
-    ) -> Result<(Vec<Transition>, Vec<Taken>), BrokerError>;
+    ) -> Result<TakeResult, BrokerError>;
 
     /// Blocks up to `timeout` until a job may have been submitted since the caller's last
     /// empty take from `queues` (a submit in between is not missed), to these queues or to
@@ -265,6 +300,34 @@ pub trait Broker: Send + Sync {
     /// data (a Redis restart without persistence, `FLUSHALL`), which tells recovery to check
     /// every unfinished job again. Cheap: one round trip.
     fn epoch(&self) -> Result<String, BrokerError>;
+
+    /// Cancels a job that has not finished: `job` is its cancelled record (status error,
+    /// error `cancelled`). A waiting or scheduled job leaves its queue; a running one is
+    /// recorded cancelled at once (its late result loses: first finisher wins) and every
+    /// engine is told, so the one running it sets its cancel flag. The hash expires after
+    /// the finished TTL like any finished job's.
+    fn cancel(&self, job: &Job) -> Result<Cancel, BrokerError>;
+
+    /// Puts a job that ended in error back in its queue as new (`job` is its new record),
+    /// out of the dead set. `Missing` if the broker no longer holds it.
+    fn retry_failed(&self, job: &Job) -> Result<Transition, BrokerError>;
+
+    /// Dead jobs of a queue, newest first: (id, when it died in unix ms), from `offset`.
+    fn dead(
+        &self,
+        queue: &QueueName,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<(u32, u64)>, BrokerError>;
+
+    /// Empties the dead set of a queue (the jobs stay finished); returns how many left it.
+    fn purge_dead(&self, queue: &QueueName) -> Result<u64, BrokerError>;
+
+    /// Ids of a queue's delayed jobs and jobs waiting for a retry, with their due times (ms).
+    fn scheduled(&self, queue: &QueueName, limit: usize) -> Result<Vec<(u32, u64)>, BrokerError>;
+
+    /// A feed of cancels of running jobs, for an engine (see [`Broker::cancel`]).
+    fn cancel_feed(&self) -> Result<Box<dyn CancelFeed>, BrokerError>;
 
     /// Says that this engine runs jobs of these params types (refreshed every second).
     fn claim_types(&self, types: &[String]) -> Result<(), BrokerError>;

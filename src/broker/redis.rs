@@ -28,6 +28,31 @@ pub struct RedisConfig {
     pub retry_for: Duration,
     /// Idle connections kept.
     pub max_idle: usize,
+    /// How long finished jobs and the dead set are kept in Redis.
+    pub retention: Retention,
+}
+
+/// How long Redis keeps what finished (OurDB keeps everything).
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// A finished job's hash expires this long after it finished (then `get` reads OurDB).
+    /// Default 1 hour: long enough for the submitting store to copy the outcome, short
+    /// enough that Redis memory stays flat under sustained load (jobs/s × TTL × ~500 B).
+    pub finished_ttl: Duration,
+    /// Most dead jobs kept per circle/topic (oldest dropped first). Default 10,000.
+    pub dead_max: u64,
+    /// Dead jobs older than this leave the dead set. Default 30 days.
+    pub dead_age: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            finished_ttl: Duration::from_secs(3600),
+            dead_max: 10_000,
+            dead_age: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
 }
 
 impl RedisConfig {
@@ -39,13 +64,16 @@ impl RedisConfig {
             io_timeout: Duration::from_secs(5),
             retry_for: Duration::from_secs(2),
             max_idle: 16,
+            retention: Retention::default(),
         }
     }
 }
 
 // KEYS: registry, then one hash per job, then each distinct queue, then the wake-up list.
-// ARGV: job count, then per job: id, json, index of its queue (1-based among the queues),
-// submit token, submitting store's identity.
+// KEYS also: after the queues, each queue's scheduled set, in the same order.
+// ARGV: job count, now (ms), then per job: id, json, index of its queue (1-based among the
+// queues), submit token, submitting store's identity, due time (ms; a job due later waits in
+// the scheduled set instead of the list).
 // A job hash with only `job` and `token` (no `status`/`attempt` fields) is a new job at
 // attempt 0. A hash that already holds a job is left alone: with the same token it is this
 // submit retried (its reply was lost), with another token (or none: another client's job)
@@ -58,17 +86,25 @@ local function token_of(h)
   return redis.call('HGET', h, 'token')
 end
 local n = tonumber(ARGV[1])
+local now_ms = tonumber(ARGV[2])
+local nq = (#KEYS - 2 - n) / 2
 local pending = {}
 local conflicts = {}
 for i = 1, n do
-  local a = 2 + 5 * (i - 1)
+  local a = 3 + 6 * (i - 1)
   local id, json, qi, tok = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
+  local due = tonumber(ARGV[a + 5])
   local h = KEYS[1 + i]
   if redis.call('HEXISTS', h, 'job') == 0 then
     redis.call('HSET', h, 'job', json, 'token', tok, 'store', ARGV[a + 4])
-    local list = pending[qi]
-    if not list then list = {}; pending[qi] = list end
-    list[#list + 1] = id
+    if due > now_ms then
+      redis.call('ZADD', KEYS[1 + n + nq + qi], due, id)
+      redis.call('SADD', KEYS[1], KEYS[1 + n + qi])
+    else
+      local list = pending[qi]
+      if not list then list = {}; pending[qi] = list end
+      list[#list + 1] = id
+    end
   elseif token_of(h) ~= tok then
     conflicts[#conflicts + 1] = i
   end
@@ -134,6 +170,48 @@ redis.call('DEL', KEYS[1])
 return #ids
 "#;
 
+// KEYS: hash, queue, scheduled set, leases, done list. ARGV: cancelled json, id, lease
+// member, cancel channel, finished TTL (s). Returns 1 cancelled while waiting, 2 cancelled
+// while running (engines told), 0 already finished, -2 missing.
+const CANCEL: &str = r#"
+if redis.call('HEXISTS', KEYS[1], 'job') == 0 then return -2 end
+local cur = redis.call('HMGET', KEYS[1], 'status', 'waiting')
+if cur[1] == 'done' or cur[1] == 'error' then return 0 end
+redis.call('LREM', KEYS[2], 0, ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('ZREM', KEYS[4], ARGV[3])
+redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', 'error')
+local ttl = tonumber(ARGV[5])
+if cur[2] then
+  redis.call('LPUSH', KEYS[5], ARGV[1])
+  redis.call('EXPIRE', KEYS[5], (ttl > 0 and ttl < 600) and ttl or 600)
+end
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+if cur[1] == 'active' then
+  redis.call('PUBLISH', ARGV[4], ARGV[3])
+  return 2
+end
+return 1
+"#;
+
+// KEYS: hash, queue, dead set, outcome bitmap, registry, wake-up list, done list. ARGV: new
+// json, id. Returns 1 queued again, 0 not failed (nothing changed), -2 missing. The done
+// list of the failed run goes, so waiters wait for the new run.
+const RETRY: &str = r#"
+if redis.call('HEXISTS', KEYS[1], 'job') == 0 then return -2 end
+if redis.call('HGET', KEYS[1], 'status') ~= 'error' then return 0 end
+redis.call('DEL', KEYS[7])
+redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', 'new')
+redis.call('PERSIST', KEYS[1])
+redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('BITFIELD', KEYS[4], 'SET', 'u2', '#' .. ARGV[2], 0)
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[5], KEYS[2])
+redis.call('LPUSH', KEYS[6], '1')
+redis.call('LTRIM', KEYS[6], 0, 63)
+return 1
+"#;
+
 // KEYS: hash, queue, done, leases. ARGV: id, lease member.
 const DELETE: &str = r#"
 local existed = redis.call('DEL', KEYS[1])
@@ -149,17 +227,28 @@ return existed
 // With no queues it only finishes (the client's `finish_many`); with nothing finished it
 // only takes. An id is never out of its queue without being active under a lease.
 //
-// KEYS: leases, then the nq queue keys (in the order to try them), then per finished job:
-// its hash, its done list.
-// ARGV: nq, max to take, lease deadline (ms), now (s), restore flag, then per finished job:
-// json, status, attempt, lease member, token, store (written only when the hash is
-// restored: otherwise the submit's fields stay).
-// Returns {codes, taken}. codes, per finished job: 1 applied (also when the job already
-// holds exactly this record: a retried call whose reply was lost), 0 already finished (first
-// finisher wins), -1 fenced (another attempt owns it), -2 missing (the hash lacks `job`:
-// Redis lost it; written back only when restoring). taken: flat (queue index, id, json,
-// attempt, token, store) sextuples; json '' with attempt -1 when the id has no hash, attempt 0 when the
-// job had already finished (skipped).
+// KEYS: leases, then the nq queue keys (in the order to try them), then their nq
+// scheduled sets, then per finished job: its hash, its done list, its queue's scheduled set,
+// dead set and outcome bitmap.
+// ARGV: nq, max to take, lease deadline (ms), now (s), restore flag, now (ms), finished
+// TTL (s, 0: keep), dead-set cap (count), dead-set age (ms), then per finished job: json,
+// status ('done', 'error' or 'retry'), attempt, lease member, token, store (written only
+// when the hash is restored: otherwise the submit's fields stay), due (ms, for 'retry'),
+// dead flag ('1': a final error, indexed in the dead set), id.
+// Returns {codes, taken, next_due}. codes, per finished job: 1 applied (also when the job
+// already holds exactly this record: a retried call whose reply was lost), 0 already
+// finished (first finisher wins), -1 fenced (another attempt owns it), -2 missing (the hash
+// lacks `job`: Redis lost it; written back only when restoring). taken: flat (queue index,
+// id, json, attempt, token, store) sextuples; json '' with attempt -1 when the id has no
+// hash, attempt 0 when the job had already finished (skipped). next_due: the earliest due
+// time (ms) left in the scheduled sets of the queues taken from, 0 if none, so an idle
+// dispatcher wakes for it.
+// A 'retry' puts the job back as new, into its scheduled set at its due time, and keeps
+// its lease-free slot; 'done'/'error' mark the job finished: its outcome bit is set (so a
+// store that learns late can tell it finished after the hash expired), the hash expires
+// after the finished TTL, and a final error joins the dead set (capped by count and age).
+// Before taking from a queue, its jobs that are due are moved from its scheduled set to the
+// head of the list, earliest first: promotion rides on the take, no poller per queue.
 // Finishing pushes the job's JSON onto its done list only when a waiter registered (field
 // `waiting`, set before the waiter reads the status, so no wake-up is lost): waiters get the
 // result with the wake-up, without another read. Leases are removed in one ZREM and
@@ -170,29 +259,48 @@ const FINISH_TAKE: &str = r#"
 local nq = tonumber(ARGV[1])
 local max = tonumber(ARGV[2])
 local restore = ARGV[5] == '1'
+local now_ms = tonumber(ARGV[6])
+local ttl = tonumber(ARGV[7])
+local dead_cap = tonumber(ARGV[8])
+local dead_age = tonumber(ARGV[9])
 local codes = {}
 local gone = {}
-local nf = (#KEYS - 1 - nq) / 2
+local nf = (#KEYS - 1 - 2 * nq) / 5
 for i = 1, nf do
-  local h = KEYS[nq + 2 * i]
-  local d = KEYS[nq + 2 * i + 1]
-  local a = 5 + 6 * (i - 1)
-  local att = ARGV[a + 3]
+  local k = 1 + 2 * nq + 5 * (i - 1)
+  local h, d, sched, dead, bits = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+  local a = 9 + 9 * (i - 1)
+  local json, status, att = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local cur = redis.call('HMGET', h, 'status', 'attempt', 'waiting')
   if not cur[1] and not restore and redis.call('HEXISTS', h, 'job') == 0 then
     codes[i] = -2
   elseif cur[1] == 'done' or cur[1] == 'error' then
     -- Finished with exactly this record: a retry whose first reply was lost, so applied.
-    if redis.call('HGET', h, 'job') == ARGV[a + 1] then codes[i] = 1 else codes[i] = 0 end
+    if redis.call('HGET', h, 'job') == json then codes[i] = 1 else codes[i] = 0 end
   elseif cur[2] and cur[2] ~= att then
     codes[i] = -1
   else
-    redis.call('HSET', h, 'job', ARGV[a + 1], 'status', ARGV[a + 2], 'attempt', att)
+    local id = ARGV[a + 9]
     if not cur[1] then redis.call('HSET', h, 'token', ARGV[a + 5], 'store', ARGV[a + 6]) end
     gone[#gone + 1] = ARGV[a + 4]
-    if cur[3] then
-      redis.call('LPUSH', d, ARGV[a + 1])
-      redis.call('EXPIRE', d, 600)
+    if status == 'retry' then
+      redis.call('HSET', h, 'job', json, 'status', 'new', 'attempt', att)
+      redis.call('ZADD', sched, tonumber(ARGV[a + 7]), id)
+    else
+      redis.call('HSET', h, 'job', json, 'status', status, 'attempt', att)
+      redis.call('BITFIELD', bits, 'SET', 'u2', '#' .. id, status == 'done' and 1 or 3)
+      if cur[3] then
+        redis.call('LPUSH', d, json)
+        redis.call('EXPIRE', d, (ttl > 0 and ttl < 600) and ttl or 600)
+      end
+      if ttl > 0 then redis.call('EXPIRE', h, ttl) end
+      if ARGV[a + 8] == '1' then
+        redis.call('ZADD', dead, now_ms, id)
+        if redis.call('ZCARD', dead) > dead_cap then
+          redis.call('ZREMRANGEBYRANK', dead, 0, -(dead_cap + 1))
+        end
+        redis.call('ZREMRANGEBYSCORE', dead, '-inf', now_ms - dead_age)
+      end
     end
     codes[i] = 1
   end
@@ -203,43 +311,59 @@ end
 local out = {}
 local leases = {}
 local taken = 0
+local next_due = 0
 for qi = 2, 1 + nq do
-  if taken >= max then break end
-  local ids = redis.call('RPOP', KEYS[qi], max - taken)
-  if ids then
-    local prefix = 'herojobs:' .. string.sub(KEYS[qi], 11) .. ':'
-    local member = string.sub(KEYS[qi], 11) .. ':'
-    for _, id in ipairs(ids) do
-      taken = taken + 1
-      local h = prefix .. id
-      local f = redis.call('HMGET', h, 'job', 'status', 'attempt', 'token', 'store')
-      if not f[1] then
-        out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = -1
-        out[#out + 1] = ''; out[#out + 1] = ''
-      elseif f[2] == 'done' or f[2] == 'error' then
-        out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = 0
-        out[#out + 1] = ''; out[#out + 1] = ''
-      else
-        local att = tonumber(f[3] or '0') + 1
-        -- Our own JSON has exactly `"status":"new"` (quotes inside strings are escaped, so
-        -- this cannot match inside a value): patch it in place with a plain find, far
-        -- cheaper than a decode/encode (or a pattern gsub). JSON formatted otherwise
-        -- (another client, a retry) goes via cjson.
-        local json = f[1]
-        local a, b = string.find(json, '"status":"new"', 1, true)
-        if a then
-          json = string.sub(json, 1, a - 1) .. '"status":"active"' .. string.sub(json, b + 1)
+  local sched = KEYS[qi + nq]
+  if taken < max then
+    local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now_ms, 'LIMIT', 0, 1000)
+    if #due > 0 then
+      redis.call('ZREM', sched, unpack(due))
+      -- Earliest due first: RPUSH puts each at the head, so push the latest first.
+      for j = #due, 1, -1 do redis.call('RPUSH', KEYS[qi], due[j]) end
+    end
+  end
+  local first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+  if first[2] then
+    local t = tonumber(first[2])
+    if next_due == 0 or t < next_due then next_due = t end
+  end
+  if taken < max then
+    local ids = redis.call('RPOP', KEYS[qi], max - taken)
+    if ids then
+      local prefix = 'herojobs:' .. string.sub(KEYS[qi], 11) .. ':'
+      local member = string.sub(KEYS[qi], 11) .. ':'
+      for _, id in ipairs(ids) do
+        taken = taken + 1
+        local h = prefix .. id
+        local f = redis.call('HMGET', h, 'job', 'status', 'attempt', 'token', 'store')
+        if not f[1] then
+          out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = -1
+          out[#out + 1] = ''; out[#out + 1] = ''
+        elseif f[2] == 'done' or f[2] == 'error' then
+          out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = 0
+          out[#out + 1] = ''; out[#out + 1] = ''
         else
-          local ok, j = pcall(cjson.decode, f[1])
-          if ok and type(j) == 'table' then
-            j['status'] = 'active'; j['time_start'] = tonumber(ARGV[4]); j['attempts'] = att
-            json = cjson.encode(j)
+          local att = tonumber(f[3] or '0') + 1
+          -- Our own JSON has exactly `"status":"new"` (quotes inside strings are escaped, so
+          -- this cannot match inside a value): patch it in place with a plain find, far
+          -- cheaper than a decode/encode (or a pattern gsub). JSON formatted otherwise
+          -- (another client, a retry) goes via cjson.
+          local json = f[1]
+          local a, b = string.find(json, '"status":"new"', 1, true)
+          if a then
+            json = string.sub(json, 1, a - 1) .. '"status":"active"' .. string.sub(json, b + 1)
+          else
+            local ok, j = pcall(cjson.decode, f[1])
+            if ok and type(j) == 'table' then
+              j['status'] = 'active'; j['time_start'] = tonumber(ARGV[4]); j['attempts'] = att
+              json = cjson.encode(j)
+            end
           end
+          redis.call('HSET', h, 'job', json, 'status', 'active', 'attempt', att)
+          leases[#leases + 1] = ARGV[3]; leases[#leases + 1] = member .. id
+          out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = json; out[#out + 1] = att
+          out[#out + 1] = f[4] or ''; out[#out + 1] = f[5] or ''
         end
-        redis.call('HSET', h, 'job', json, 'status', 'active', 'attempt', att)
-        leases[#leases + 1] = ARGV[3]; leases[#leases + 1] = member .. id
-        out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = json; out[#out + 1] = att
-        out[#out + 1] = f[4] or ''; out[#out + 1] = f[5] or ''
       end
     end
   end
@@ -247,7 +371,7 @@ end
 for s = 1, #leases, 1000 do
   redis.call('ZADD', KEYS[1], unpack(leases, s, math.min(s + 999, #leases)))
 end
-return {codes, out}
+return {codes, out, next_due}
 "#;
 
 // KEYS: hash, queue, leases, registry. ARGV: json (status new), attempt, member, id, to-back
@@ -270,31 +394,47 @@ for _, x in ipairs(m) do redis.call('ZREM', KEYS[1], x) end
 return m
 "#;
 
-// KEYS: registry, leases, then per job: hash, queue. ARGV per job: json (OurDB's copy,
-// status new), id, lease member, OurDB status, attempts, requeue flag, submit token ('' for
-// a job recorded before tokens existed: not checked), submitting store.
+// KEYS: registry, leases, then per job: hash, queue, scheduled set, outcome bitmap. ARGV per
+// job: json (OurDB's copy, status new), id, lease member, OurDB status, attempts, requeue
+// flag, submit token ('' for a job recorded before tokens existed: not checked),
+// submitting store, due time (ms; a job due later goes back to the scheduled set).
 // Returns per job 0 fine, 1 requeued, 2 suspect, 3 conflict (the hash holds a different
-// job: another store's, submitted under this id after Redis lost its data).
+// job: another store's, submitted under this id after Redis lost its data), 4 / 5 finished
+// done / error elsewhere (its hash expired, its outcome bit says so: never queued again).
 const ENSURE: &str = r#"
 local function token_of(h)
   return redis.call('HGET', h, 'token')
 end
 local out = {}
-local n = (#KEYS - 2) / 2
+local n = (#KEYS - 2) / 4
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 1, n do
-  local h = KEYS[1 + 2 * i]
-  local q = KEYS[2 + 2 * i]
-  local a = 8 * (i - 1)
+  local h = KEYS[4 * i - 1]
+  local q = KEYS[4 * i]
+  local sched = KEYS[4 * i + 1]
+  local bits = KEYS[4 * i + 2]
+  local a = 9 * (i - 1)
+  local due = tonumber(ARGV[a + 9])
   local json, id, member, status, attempts = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
   local requeue = ARGV[a + 6] == '1'
   local tok = ARGV[a + 7]
   local r = 0
-  if redis.call('HEXISTS', h, 'job') == 0 then
+  local outcome = redis.call('BITFIELD', bits, 'GET', 'u2', '#' .. id)[1]
+  if redis.call('HEXISTS', h, 'job') == 0 and outcome == 1 then
+    r = 4
+  elseif redis.call('HEXISTS', h, 'job') == 0 and outcome == 3 then
+    r = 5
+  elseif redis.call('HEXISTS', h, 'job') == 0 then
     if status == 'active' and not requeue then
       if not redis.call('ZSCORE', KEYS[2], member) then r = 2 end
     else
       redis.call('HSET', h, 'job', json, 'status', 'new', 'attempt', attempts, 'token', tok, 'store', ARGV[a + 8])
-      redis.call('LPUSH', q, id)
+      if due > now_ms then
+        redis.call('ZADD', sched, due, id)
+      else
+        redis.call('LPUSH', q, id)
+      end
       redis.call('SADD', KEYS[1], q)
       r = 1
     end
@@ -325,7 +465,7 @@ impl RedisBroker {
         queues: &[QueueName],
         max: usize,
         lease: Duration,
-    ) -> Result<(Vec<Transition>, Vec<Taken>), BrokerError> {
+    ) -> Result<super::TakeResult, BrokerError> {
         // The queues the script takes from: none when nothing is to be taken.
         let queues = if max == 0 { &[][..] } else { queues };
         let max = if queues.is_empty() { 0 } else { max };
@@ -338,15 +478,17 @@ impl RedisBroker {
                 (
                     keys::job(&j.circle, &j.topic, j.id),
                     keys::done(&j.circle, &j.topic, j.id),
-                    if j.status == JobStatus::Done {
-                        "done"
-                    } else {
-                        "error"
+                    match j.status {
+                        JobStatus::Done => "done",
+                        // Not finished: waiting for its retry (see `Broker::finish_many`).
+                        JobStatus::New | JobStatus::Active => "retry",
+                        JobStatus::Error => "error",
                     },
                     keys::lease_member(&j.circle, &j.topic, j.id),
                 )
             })
             .collect();
+        let now_ms = now_ms();
         let jsons: Vec<String> = finished.iter().map(|(j, _)| codec::to_json(j)).collect();
         // A finish alone is safe to retry (a second run finds the job finished). A take is
         // not: if its reply is lost the jobs are active under leases that expire, and lease
@@ -356,32 +498,52 @@ impl RedisBroker {
         } else {
             ("finish and take jobs", false)
         };
-        let (codes, taken): (Vec<i64>, Vec<redis::Value>) = self.run(op, retry, |con| {
-            let mut inv = self.finish_take.prepare_invoke();
-            inv.key(keys::LEASES);
-            for q in queues {
-                inv.key(keys::queue(&q.circle, &q.topic));
-            }
-            for (hash, done, _, _) in &args {
-                inv.key(hash).key(done);
-            }
-            inv.arg(queues.len())
-                .arg(max)
-                .arg(deadline)
-                .arg(now)
-                .arg(if restore { "1" } else { "0" });
-            for (((_, _, status, member), json), (job, attempt)) in
-                args.iter().zip(&jsons).zip(finished)
-            {
-                inv.arg(json)
-                    .arg(*status)
-                    .arg(*attempt)
-                    .arg(member)
-                    .arg(&job.token)
-                    .arg(&job.store);
-            }
-            inv.invoke(con)
-        })?;
+        let r = &self.config.retention;
+        let (codes, taken, next_due): (Vec<i64>, Vec<redis::Value>, u64) =
+            self.run(op, retry, |con| {
+                let mut inv = self.finish_take.prepare_invoke();
+                inv.key(keys::LEASES);
+                for q in queues {
+                    inv.key(keys::queue(&q.circle, &q.topic));
+                }
+                for q in queues {
+                    inv.key(keys::scheduled(&q.circle, &q.topic));
+                }
+                for ((hash, done, _, _), (j, _)) in args.iter().zip(finished) {
+                    inv.key(hash)
+                        .key(done)
+                        .key(keys::scheduled(&j.circle, &j.topic))
+                        .key(keys::dead(&j.circle, &j.topic))
+                        .key(keys::outcomes(&j.circle, &j.topic));
+                }
+                inv.arg(queues.len())
+                    .arg(max)
+                    .arg(deadline)
+                    .arg(now)
+                    .arg(if restore { "1" } else { "0" })
+                    .arg(now_ms)
+                    .arg(r.finished_ttl.as_secs())
+                    .arg(r.dead_max)
+                    .arg(r.dead_age.as_millis() as u64);
+                for (((_, _, status, member), json), (job, attempt)) in
+                    args.iter().zip(&jsons).zip(finished)
+                {
+                    inv.arg(json)
+                        .arg(*status)
+                        .arg(*attempt)
+                        .arg(member)
+                        .arg(&job.token)
+                        .arg(&job.store)
+                        .arg(job.run_at_ms)
+                        .arg(if job.status == JobStatus::Error {
+                            "1"
+                        } else {
+                            "0"
+                        })
+                        .arg(job.id);
+                }
+                inv.invoke(con)
+            })?;
         let transitions = codes.into_iter().map(transition).collect();
         let mut out = Vec::new();
         for chunk in taken.chunks(6) {
@@ -422,7 +584,7 @@ impl RedisBroker {
                 attempt: attempt.max(0) as u32,
             });
         }
-        Ok((transitions, out))
+        Ok((transitions, out, (next_due > 0).then_some(next_due)))
     }
 }
 
@@ -444,6 +606,8 @@ pub struct RedisBroker {
     start: Script,
     empty: Script,
     delete: Script,
+    cancel: Script,
+    retry: Script,
 }
 
 /// Whether an error means the connection (not the command) failed, so a retry may work.
@@ -470,6 +634,8 @@ impl RedisBroker {
             start: Script::new(START),
             empty: Script::new(EMPTY),
             delete: Script::new(DELETE),
+            cancel: Script::new(CANCEL),
+            retry: Script::new(RETRY),
         })
     }
 
@@ -596,6 +762,89 @@ impl RedisBroker {
     }
 }
 
+/// The engine's end of the cancel channel: a thread that holds a subscribed connection
+/// (reconnecting with backoff) and forwards cancels. Its messages are a wake-up only: the
+/// cancel itself is already recorded in the job hash, so one missed while reconnecting costs
+/// a late stop of the run, never a wrong record.
+struct RedisCancelFeed {
+    rx: std::sync::mpsc::Receiver<(QueueName, u32)>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RedisCancelFeed {
+    fn start(client: redis::Client, url: String) -> RedisCancelFeed {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = std::sync::Arc::clone(&stop);
+        let spawned = std::thread::Builder::new()
+            .name("herojobs-cancel-sub".into())
+            .spawn(move || {
+                let mut delay = Duration::from_millis(50);
+                while !stop2.load(std::sync::atomic::Ordering::Acquire) {
+                    let res = (|| -> RedisResult<()> {
+                        let mut con = client.get_connection_with_timeout(Duration::from_secs(1))?;
+                        let mut ps = con.as_pubsub();
+                        ps.subscribe(keys::CANCEL_CHANNEL)?;
+                        ps.set_read_timeout(Some(Duration::from_millis(200)))?;
+                        loop {
+                            if stop2.load(std::sync::atomic::Ordering::Acquire) {
+                                return Ok(());
+                            }
+                            match ps.get_message() {
+                                Ok(msg) => {
+                                    let payload: String = msg.get_payload().unwrap_or_default();
+                                    if let Some((c, t, id)) = keys::parse_lease_member(&payload) {
+                                        if tx
+                                            .send((
+                                                QueueName {
+                                                    circle: c,
+                                                    topic: t,
+                                                },
+                                                id,
+                                            ))
+                                            .is_err()
+                                        {
+                                            return Ok(());
+                                        }
+                                    }
+                                }
+                                Err(e) if e.is_timeout() => continue,
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    })();
+                    if let Err(e) = res {
+                        log::debug!(
+                            "cancel channel at {}: {e}; reconnecting",
+                            crate::broker::redact(&url)
+                        );
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start the cancel listener: {e}");
+        }
+        RedisCancelFeed { rx, stop }
+    }
+}
+
+impl Drop for RedisCancelFeed {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl super::CancelFeed for RedisCancelFeed {
+    fn next(&mut self, timeout: Duration) -> Result<Option<(QueueName, u32)>, BrokerError> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(m) => Ok(Some(m)),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
 fn transition(code: i64) -> Transition {
     match code {
         1 => Transition::Applied,
@@ -626,16 +875,19 @@ impl Broker for RedisBroker {
             return Ok(Vec::new());
         }
         let mut keys_ = Vec::with_capacity(jobs.len() + 2);
-        let mut args = Vec::with_capacity(jobs.len() * 5 + 1);
+        let mut args = Vec::with_capacity(jobs.len() * 6 + 2);
         let mut queues: Vec<String> = Vec::new();
+        let mut scheds: Vec<String> = Vec::new();
         keys_.push(keys::REGISTRY.to_string());
         args.push(jobs.len().to_string());
+        args.push(now_ms().to_string());
         for j in jobs {
             let q = keys::queue(&j.circle, &j.topic);
             let qi = match queues.iter().position(|k| *k == q) {
                 Some(i) => i + 1,
                 None => {
                     queues.push(q);
+                    scheds.push(keys::scheduled(&j.circle, &j.topic));
                     queues.len()
                 }
             };
@@ -645,8 +897,10 @@ impl Broker for RedisBroker {
             args.push(qi.to_string());
             args.push(j.token.clone());
             args.push(j.store.clone());
+            args.push(j.run_at_ms.to_string());
         }
         keys_.extend(queues);
+        keys_.extend(scheds);
         keys_.push(keys::SIGNAL.to_string());
         // Safe to retry: a job already stored with its own token is skipped.
         let conflicts: Vec<i64> = self.run("enqueue", true, |con| {
@@ -664,6 +918,111 @@ impl Broker for RedisBroker {
             .filter_map(|i| usize::try_from(i).ok()?.checked_sub(1))
             .filter(|&i| i < jobs.len())
             .collect())
+    }
+
+    fn cancel(&self, job: &Job) -> Result<super::Cancel, BrokerError> {
+        let json = codec::to_json(job);
+        let code: i64 = self.run("cancel job", true, |con| {
+            self.cancel
+                .key(keys::job(&job.circle, &job.topic, job.id))
+                .key(keys::queue(&job.circle, &job.topic))
+                .key(keys::scheduled(&job.circle, &job.topic))
+                .key(keys::LEASES)
+                .key(keys::done(&job.circle, &job.topic, job.id))
+                .arg(&json)
+                .arg(job.id)
+                .arg(keys::lease_member(&job.circle, &job.topic, job.id))
+                .arg(keys::CANCEL_CHANNEL)
+                .arg(self.config.retention.finished_ttl.as_secs())
+                .invoke(con)
+        })?;
+        Ok(match code {
+            1 => super::Cancel::Waiting,
+            2 => super::Cancel::Running,
+            0 => super::Cancel::AlreadyFinished,
+            _ => super::Cancel::Missing,
+        })
+    }
+
+    fn retry_failed(&self, job: &Job) -> Result<Transition, BrokerError> {
+        let json = codec::to_json(job);
+        let code: i64 = self.run("retry job", true, |con| {
+            self.retry
+                .key(keys::job(&job.circle, &job.topic, job.id))
+                .key(keys::queue(&job.circle, &job.topic))
+                .key(keys::dead(&job.circle, &job.topic))
+                .key(keys::outcomes(&job.circle, &job.topic))
+                .key(keys::REGISTRY)
+                .key(keys::SIGNAL)
+                .key(keys::done(&job.circle, &job.topic, job.id))
+                .arg(&json)
+                .arg(job.id)
+                .invoke(con)
+        })?;
+        Ok(match code {
+            1 => Transition::Applied,
+            0 => Transition::AlreadyFinished,
+            _ => Transition::Missing,
+        })
+    }
+
+    fn dead(
+        &self,
+        q: &QueueName,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<(u32, u64)>, BrokerError> {
+        let key = keys::dead(&q.circle, &q.topic);
+        let raw: Vec<(String, f64)> = self.run("list dead jobs", true, |con| {
+            redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(offset)
+                .arg(offset + limit.max(1) - 1)
+                .arg("REV")
+                .arg("WITHSCORES")
+                .query(con)
+        })?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(id, at)| Some((id.parse().ok()?, at as u64)))
+            .collect())
+    }
+
+    fn purge_dead(&self, q: &QueueName) -> Result<u64, BrokerError> {
+        let key = keys::dead(&q.circle, &q.topic);
+        let (n, _): (u64, i64) = self.run("purge dead jobs", true, |con| {
+            redis::pipe()
+                .atomic()
+                .cmd("ZCARD")
+                .arg(&key)
+                .cmd("DEL")
+                .arg(&key)
+                .query(con)
+        })?;
+        Ok(n)
+    }
+
+    fn scheduled(&self, q: &QueueName, limit: usize) -> Result<Vec<(u32, u64)>, BrokerError> {
+        let key = keys::scheduled(&q.circle, &q.topic);
+        let raw: Vec<(String, f64)> = self.run("list scheduled jobs", true, |con| {
+            redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(limit.max(1) - 1)
+                .arg("WITHSCORES")
+                .query(con)
+        })?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(id, at)| Some((id.parse().ok()?, at as u64)))
+            .collect())
+    }
+
+    fn cancel_feed(&self) -> Result<Box<dyn super::CancelFeed>, BrokerError> {
+        Ok(Box::new(RedisCancelFeed::start(
+            self.client.clone(),
+            self.config.url.clone(),
+        )))
     }
 
     fn claim_types(&self, types: &[String]) -> Result<(), BrokerError> {
@@ -849,9 +1208,9 @@ impl Broker for RedisBroker {
         queues: &[QueueName],
         max: usize,
         lease: Duration,
-    ) -> Result<(Vec<Transition>, Vec<Taken>), BrokerError> {
+    ) -> Result<super::TakeResult, BrokerError> {
         if finished.is_empty() && (queues.is_empty() || max == 0) {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok((Vec::new(), Vec::new(), None));
         }
         self.finish_take(finished, false, queues, max, lease)
     }
@@ -984,6 +1343,8 @@ impl Broker for RedisBroker {
                     j.status = JobStatus::New;
                     inv.key(keys::job(&j.circle, &j.topic, j.id));
                     inv.key(keys::queue(&j.circle, &j.topic));
+                    inv.key(keys::scheduled(&j.circle, &j.topic));
+                    inv.key(keys::outcomes(&j.circle, &j.topic));
                     inv.arg(codec::to_json(&j))
                         .arg(j.id)
                         .arg(keys::lease_member(&j.circle, &j.topic, j.id))
@@ -991,7 +1352,8 @@ impl Broker for RedisBroker {
                         .arg(j.attempts)
                         .arg(if *requeue { "1" } else { "0" })
                         .arg(&j.token)
-                        .arg(&j.store);
+                        .arg(&j.store)
+                        .arg(j.run_at_ms);
                 }
                 inv.invoke(con)
             })?;
@@ -999,6 +1361,8 @@ impl Broker for RedisBroker {
                 1 => Ensure::Requeued,
                 2 => Ensure::Suspect,
                 3 => Ensure::Conflict,
+                4 => Ensure::FinishedElsewhere(JobStatus::Done),
+                5 => Ensure::FinishedElsewhere(JobStatus::Error),
                 _ => Ensure::Fine,
             }));
         }

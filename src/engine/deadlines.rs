@@ -51,6 +51,9 @@ impl Watchdog {
                 job.error = format!("timeout after {} s", s.timeout_of(&job).as_secs());
                 job.time_end = unix_now();
                 Stats::inc(&s.stats.timed_out);
+                if s.config.retry_timeouts {
+                    s.schedule_retry(&mut job, r.attempt);
+                }
                 s.send_outcome(Outcome {
                     job,
                     attempt: r.attempt,

@@ -146,7 +146,8 @@ impl Dispatcher {
             }
         };
         let woken = std::mem::take(&mut self.woken);
-        let taken = match super::finisher::record_and_take(&s, batch, reserved, &order) {
+        let (taken, next_due) = match super::finisher::record_and_take(&s, batch, reserved, &order)
+        {
             Ok(t) => t,
             Err(e) => return self.failed(&e.to_string()),
         };
@@ -162,9 +163,14 @@ impl Dispatcher {
                 return handed;
             }
             // The queues ran dry: block until a submit (bounded, so new queues join within
-            // REFRESH), leaving outcomes that arrive meanwhile to the finisher.
+            // REFRESH, and a scheduled job starts at its due time), leaving outcomes that
+            // arrive meanwhile to the finisher.
             s.set_dispatcher_collects(false);
-            let wait = s.config.poll.min(REFRESH);
+            let mut wait = s.config.poll.min(REFRESH);
+            if let Some(due) = next_due {
+                let left = due.saturating_sub(crate::job::unix_now_ms());
+                wait = wait.min(Duration::from_millis(left.max(1)));
+            }
             if let Err(e) = s.broker.wait_for_jobs(&order, wait) {
                 return handed + self.failed(&e.to_string());
             }
@@ -421,8 +427,18 @@ impl Dispatcher {
         }
         // Starts handed back without a verdict (shutdown, hand-back) do not count: only
         // runs that died do.
-        let counted = attempt.saturating_sub(job.released);
-        if counted > s.config.max_attempts {
+        let counted = attempt
+            .saturating_sub(job.released)
+            .saturating_sub(job.attempt_base);
+        // A retry policy allows as many runs as it says; runs that died count against the
+        // larger of the two limits.
+        let limit = job
+            .retry
+            .as_ref()
+            .or(s.config.retry.as_ref())
+            .map_or(0, |p| p.max_attempts)
+            .max(s.config.max_attempts);
+        if counted > limit {
             let error = format!(
                 "gave up after {} attempts (the engines running it stopped without finishing it)",
                 counted - 1

@@ -85,7 +85,7 @@ pub fn record_and_take(
     batch: Vec<Outcome>,
     reserved: usize,
     queues: &[QueueName],
-) -> Result<Vec<Taken>, BrokerError> {
+) -> Result<(Vec<Taken>, Option<u64>), BrokerError> {
     let (releases, finished): (Vec<Outcome>, Vec<Outcome>) = batch
         .into_iter()
         .partition(|o| matches!(o.ending, Ending::Release | Ending::HandBack));
@@ -93,20 +93,21 @@ pub fn record_and_take(
     let freed = finished.iter().filter(|o| o.frees_slot).count();
     let pairs = pairs_of(&finished);
     let max = reserved + freed;
-    let (t, taken) = match shared
-        .broker
-        .finish_and_take(&pairs, queues, max, shared.config.lease)
-    {
-        Ok(r) => r,
-        Err(e) => {
-            requeue(shared, finished);
-            give_back(shared, reserved, 0);
-            return Err(e);
-        }
-    };
+    let (t, taken, next_due) =
+        match shared
+            .broker
+            .finish_and_take(&pairs, queues, max, shared.config.lease)
+        {
+            Ok(r) => r,
+            Err(e) => {
+                requeue(shared, finished);
+                give_back(shared, reserved, 0);
+                return Err(e);
+            }
+        };
     if finished.is_empty() {
         give_back(shared, reserved, taken.len());
-        return Ok(taken);
+        return Ok((taken, next_due));
     }
     Stats::inc(&shared.stats.finish_batches);
     // Jobs Redis lost (it restarted): OurDB decides, and they are written back. Rare; done
@@ -120,7 +121,7 @@ pub fn record_and_take(
             None => {
                 requeue(shared, finished);
                 give_back(shared, reserved, taken.len());
-                return Ok(taken);
+                return Ok((taken, next_due));
             }
         }
     } else {
@@ -128,7 +129,7 @@ pub fn record_and_take(
     };
     apply(shared, &finished, Some(&t));
     give_back(shared, reserved + freed, taken.len());
-    Ok(taken)
+    Ok((taken, next_due))
 }
 
 fn pairs_of(finished: &[Outcome]) -> Vec<(crate::job::Job, u32)> {
@@ -152,7 +153,8 @@ fn apply(shared: &Shared, finished: &[Outcome], transitions: Option<&[Transition
         }
         match o.job.status {
             JobStatus::Done => Stats::inc(&shared.stats.done),
-            _ => Stats::inc(&shared.stats.error),
+            JobStatus::Error => Stats::inc(&shared.stats.error),
+            JobStatus::New | JobStatus::Active => Stats::inc(&shared.stats.retried),
         }
         winners.push(&o.job);
     }

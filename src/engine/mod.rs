@@ -74,6 +74,10 @@ pub struct EngineConfig {
     /// Run no jobs: only recovery (re-queue lost jobs of this store, copy outcomes other
     /// engines recorded) and lease reclaim. For a host that submits but does not execute.
     pub reconcile_only: bool,
+    /// Retry policy of jobs that carry none (`None`, the default: an error is final).
+    pub retry: Option<crate::job::RetryPolicy>,
+    /// Whether a timed-out run is retried like an error (default: no, a timeout is final).
+    pub retry_timeouts: bool,
 }
 
 /// Which queues an engine serves.
@@ -172,6 +176,8 @@ impl Default for EngineConfig {
             queues: QueueSelection::All,
             unclaimed_timeout: Duration::from_secs(60),
             reconcile_only: false,
+            retry: None,
+            retry_timeouts: false,
         }
     }
 }
@@ -365,6 +371,27 @@ impl Shared {
         }
     }
 
+    /// If `job` (failed in run `attempt`) gets another run under its retry policy (or the
+    /// engine's default), turns it into a job waiting for that run — status new, due after
+    /// the backoff, the error kept for whoever looks meanwhile — and returns true.
+    pub fn schedule_retry(&self, job: &mut Job, attempt: u32) -> bool {
+        let Some(policy) = job.retry.clone().or_else(|| self.config.retry.clone()) else {
+            return false;
+        };
+        let runs = attempt
+            .saturating_sub(job.released)
+            .saturating_sub(job.attempt_base);
+        if runs >= policy.max_attempts {
+            return false;
+        }
+        let random = (crate::job::unix_now_ms() as u32).wrapping_mul(2_654_435_761) ^ job.id;
+        let wait = policy.delay_before(runs + 1, random);
+        job.status = crate::job::JobStatus::New;
+        job.run_at_ms = crate::job::unix_now_ms().saturating_add(wait.as_millis() as u64);
+        job.time_end = 0;
+        true
+    }
+
     /// The timeout that applies to `job`.
     pub fn timeout_of(&self, job: &Job) -> Duration {
         if job.timeout == 0 {
@@ -378,6 +405,7 @@ impl Shared {
 /// Builds a [`WatchDog`].
 pub struct WatchDogBuilder {
     redis_url: String,
+    retention: crate::broker::redis::Retention,
     base: PathBuf,
     broker: Option<Arc<dyn Broker>>,
     store: Option<Arc<JobStore>>,
@@ -442,6 +470,17 @@ impl WatchDogBuilder {
         self.config.queues = q;
         self
     }
+    /// How long Redis keeps finished jobs and dead jobs (when the engine connects to Redis
+    /// itself; a broker given with [`broker`](WatchDogBuilder::broker) has its own).
+    pub fn retention(mut self, r: crate::broker::redis::Retention) -> Self {
+        self.retention = r;
+        self
+    }
+    /// The retry policy of jobs that carry none (default: an error is final).
+    pub fn retry(mut self, policy: Option<crate::job::RetryPolicy>) -> Self {
+        self.config.retry = policy;
+        self
+    }
     /// How long a job whose params type no engine claims waits before it fails (see
     /// [`EngineConfig::unclaimed_timeout`]).
     pub fn unclaimed_timeout(mut self, d: Duration) -> Self {
@@ -464,7 +503,11 @@ impl WatchDogBuilder {
     pub fn build(self) -> Result<WatchDog> {
         let broker: Arc<dyn Broker> = match self.broker {
             Some(b) => b,
-            None => Arc::new(RedisBroker::new(RedisConfig::new(&self.redis_url))?),
+            None => {
+                let mut rc = RedisConfig::new(&self.redis_url);
+                rc.retention = self.retention;
+                Arc::new(RedisBroker::new(rc)?)
+            }
         };
         let store = self
             .store
@@ -513,6 +556,7 @@ impl WatchDog {
     pub fn builder() -> WatchDogBuilder {
         WatchDogBuilder {
             redis_url: "redis://127.0.0.1:6379".into(),
+            retention: crate::broker::redis::Retention::default(),
             base: crate::store::default_base(),
             broker: None,
             store: None,
@@ -589,6 +633,14 @@ impl WatchDog {
                 Box::new(move || deadlines::run(s)),
             )?);
         }
+        if !shared.config.reconcile_only {
+            let s = Arc::clone(shared);
+            let feed = shared.broker.cancel_feed()?;
+            self.threads.push(spawn(
+                "herojobs-cancel".into(),
+                Box::new(move || run_cancels(s, feed)),
+            )?);
+        }
         {
             let s = Arc::clone(shared);
             self.threads.push(spawn(
@@ -658,6 +710,7 @@ impl WatchDog {
         // what is left in its channel and stops.
         s.draining.store(true, Ordering::Release);
         take("herojobs-watchdog", &mut self.threads);
+        take("herojobs-cancel", &mut self.threads);
         take("herojobs-recovery", &mut self.threads);
         take("herojobs-finisher", &mut self.threads);
         if let Err(e) = s.store.sync() {
@@ -665,6 +718,27 @@ impl WatchDog {
         }
         self.started = false;
         log::info!("engine {} stopped", s.config.name);
+    }
+}
+
+/// The cancel thread: cancels of running jobs reach every engine through the broker; the
+/// one running the job sets its cancel flag (the cancel is already recorded, so the run's
+/// late result loses), and the worker is free again as soon as the processor notices.
+fn run_cancels(shared: Arc<Shared>, mut feed: Box<dyn crate::broker::CancelFeed>) {
+    while !shared.draining.load(Ordering::Acquire) {
+        match feed.next(shared.config.poll) {
+            Ok(Some(key)) => {
+                if let Some(r) = shared.running.lock().get(&key) {
+                    r.cancel.store(true, Ordering::Release);
+                    stats::Stats::inc(&shared.stats.cancelled);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::warn!("cancel feed: {e}");
+                shared.nap(shared.config.poll);
+            }
+        }
     }
 }
 

@@ -54,7 +54,7 @@ pub fn run_one(shared: &Shared, w: Work) {
     }
     super::stats::Stats::inc(&shared.stats.started);
     let ctx = JobContext::with_deadline(deadline, shared.timeout_of(&job), Arc::clone(&cancel))
-        .with_attempt(attempt);
+        .with_attempt(attempt.saturating_sub(job.released));
     let result = match shared.registry.get(&job.params_type) {
         None => Err(format!("unknown params type: {}", job.params_type)),
         Some(p) => std::panic::catch_unwind(AssertUnwindSafe(|| p.process(&job, &ctx)))
@@ -74,6 +74,9 @@ pub fn run_one(shared: &Shared, w: Work) {
         job.status = JobStatus::Error;
         job.error = format!("timeout after {} s", shared.timeout_of(&job).as_secs());
         super::stats::Stats::inc(&shared.stats.timed_out);
+        if shared.config.retry_timeouts {
+            shared.schedule_retry(&mut job, attempt);
+        }
         Some(Ending::TimedOut)
     } else {
         job.time_end = unix_now();
@@ -81,10 +84,14 @@ pub fn run_one(shared: &Shared, w: Work) {
             Ok(r) => {
                 job.status = JobStatus::Done;
                 job.result = r;
+                job.error.clear();
             }
             Err(e) => {
                 job.status = JobStatus::Error;
                 job.error = e;
+                if !ctx.is_permanent() && !cancel.load(Ordering::Acquire) {
+                    shared.schedule_retry(&mut job, attempt);
+                }
             }
         }
         Some(Ending::Finished)

@@ -316,6 +316,21 @@ impl Recovery {
                     self.suspects.remove(&sk);
                     self.conflicted(q, job);
                 }
+                Ensure::FinishedElsewhere(status) => {
+                    self.suspects.remove(&sk);
+                    let mut j = job.clone();
+                    j.status = status;
+                    let note = "finished on another engine; its outcome expired from Redis before this store copied it (the engine that ran it has it in its OurDB)";
+                    if status == crate::job::JobStatus::Done {
+                        j.result = note.into();
+                    } else {
+                        j.error = note.into();
+                    }
+                    j.time_end = crate::job::unix_now();
+                    if let Err(e) = self.shared.store.update(&j) {
+                        log::warn!("recovery: job {q}/{}: {e}", job.id);
+                    }
+                }
             }
         }
     }

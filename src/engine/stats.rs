@@ -37,6 +37,10 @@ pub struct Stats {
     pub outcomes_copied: AtomicU64,
     /// Jobs handed back to their queue because no processor here runs their type.
     pub handed_back: AtomicU64,
+    /// Failed runs put back to wait for their retry.
+    pub retried: AtomicU64,
+    /// Running jobs whose cancel reached this engine.
+    pub cancelled: AtomicU64,
 }
 
 /// A point-in-time copy of the counters.
@@ -72,6 +76,10 @@ pub struct Snapshot {
     pub outcomes_copied: u64,
     /// See [`Stats::handed_back`].
     pub handed_back: u64,
+    /// See [`Stats::retried`].
+    pub retried: u64,
+    /// See [`Stats::cancelled`].
+    pub cancelled: u64,
     /// Jobs running now.
     pub running: u64,
 }
@@ -101,6 +109,8 @@ impl Stats {
             recovery_errors: l(&self.recovery_errors),
             outcomes_copied: l(&self.outcomes_copied),
             handed_back: l(&self.handed_back),
+            retried: l(&self.retried),
+            cancelled: l(&self.cancelled),
             running: shared.running.lock().len() as u64,
         }
     }
@@ -125,6 +135,8 @@ impl Snapshot {
             ("recovery_errors", self.recovery_errors),
             ("outcomes_copied", self.outcomes_copied),
             ("handed_back", self.handed_back),
+            ("retried", self.retried),
+            ("cancelled", self.cancelled),
             ("running", self.running),
         ]
     }

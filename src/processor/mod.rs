@@ -37,6 +37,7 @@ pub struct JobContext {
     cancel: Arc<AtomicBool>,
     log: Mutex<Vec<String>>,
     attempt: u32,
+    no_retry: AtomicBool,
 }
 
 /// Returned by [`JobContext::sleep`] when the job was cancelled (timeout or shutdown).
@@ -61,6 +62,7 @@ impl JobContext {
             cancel,
             log: Mutex::new(Vec::new()),
             attempt: 1,
+            no_retry: AtomicBool::new(false),
         }
     }
 
@@ -75,6 +77,17 @@ impl JobContext {
     /// Which run of its job this is: 1 on the first run, 2 on the first retry, ...
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// Makes the error this run returns final, whatever the job's retry policy: for
+    /// failures a retry cannot fix (bad input, a refused request).
+    pub fn fail_permanently(&self) {
+        self.no_retry.store(true, Ordering::Release);
+    }
+
+    /// Whether [`fail_permanently`](JobContext::fail_permanently) was called.
+    pub fn is_permanent(&self) -> bool {
+        self.no_retry.load(Ordering::Acquire)
     }
 
     /// When the job's time is up.

@@ -3,7 +3,7 @@
 //! depth, string, array and map sizes), stopped through the progress callback when the job
 //! is cancelled or its deadline passes.
 //!
-//! In scope: `JOB_ID`, `CIRCLE_ID`, `TOPIC`, `SESSION_KEY`. Functions: `print`/`debug` (to
+//! In scope: `JOB_ID`, `CIRCLE_ID`, `TOPIC`, `SESSION_KEY`, `ATTEMPT` (1 on the first run). Functions: `print`/`debug` (to
 //! the job log), `sleep(ms)` (returns early with an error when the job is cancelled),
 //! `heroscript(text)` (runs HeroScript actions through the same actors; returns their
 //! result). The script's value is the result: unit → empty, string → as is, anything else
@@ -163,6 +163,8 @@ impl Processor for RhaiProcessor {
         scope.push_constant("CIRCLE_ID", job.circle.clone());
         scope.push_constant("TOPIC", job.topic.clone());
         scope.push_constant("SESSION_KEY", job.session_key.clone());
+        // Which run this is (1 on the first): a script can act differently on a retry.
+        scope.push_constant("ATTEMPT", ctx.attempt() as i64);
         let out = engine.eval_with_scope::<Dynamic>(&mut scope, &job.params);
         for line in log.lock().drain(..) {
             ctx.log(line);

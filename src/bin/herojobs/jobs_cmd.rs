@@ -16,10 +16,10 @@ use std::time::Duration;
 pub struct TopicArgs {
     /// Circle.
     #[arg(long, default_value = "default")]
-    circle: String,
+    pub circle: String,
     /// Topic.
     #[arg(long, default_value = "default")]
-    topic: String,
+    pub topic: String,
 }
 
 /// A job by id.
@@ -58,8 +58,56 @@ pub struct SubmitArgs {
     /// Read the params from a file.
     #[arg(long)]
     file: Option<PathBuf>,
+    /// Retries after the first attempt if the job fails (0: an error is final, unless the
+    /// watchdog has a default policy).
+    #[arg(long)]
+    retries: Option<u32>,
+    /// First wait before a retry, seconds (fractions allowed).
+    #[arg(long, default_value_t = 1.0)]
+    backoff: f64,
+    /// How the wait between retries grows: fixed or exponential.
+    #[arg(long, default_value = "exponential")]
+    backoff_kind: String,
+    /// Run the job no earlier than this many seconds from now (fractions allowed).
+    #[arg(long, conflicts_with = "at")]
+    delay: Option<f64>,
+    /// Run the job no earlier than this unix time (seconds).
+    #[arg(long)]
+    at: Option<i64>,
     /// The params (`-` reads stdin).
     params: Option<String>,
+}
+
+/// A retry policy from the command line's `--retries N --backoff S --backoff-kind K`
+/// (`None` for 0 retries).
+pub fn retry_policy(
+    retries: u32,
+    backoff: f64,
+    kind: &str,
+) -> Result<Option<herojobs::job::RetryPolicy>, Failure> {
+    use herojobs::job::{Backoff, RetryPolicy};
+    if retries == 0 {
+        return Ok(None);
+    }
+    let kind = match kind {
+        "fixed" => Backoff::Fixed,
+        "exponential" => Backoff::Exponential,
+        other => {
+            return Err(Failure {
+                message: format!("--backoff-kind {other:?}: expected fixed or exponential"),
+                code: 2,
+            })
+        }
+    };
+    if !backoff.is_finite() || backoff < 0.0 {
+        return Err(Failure {
+            message: format!("--backoff {backoff}: expected seconds >= 0"),
+            code: 2,
+        });
+    }
+    let mut p = RetryPolicy::new(retries, kind, std::time::Duration::from_secs_f64(backoff));
+    p.jitter = true;
+    Ok(Some(p))
 }
 
 /// Options of `stats`.
@@ -149,7 +197,31 @@ pub fn submit(g: &Global, a: SubmitArgs) -> Result<ExitCode, Failure> {
         }
     };
     let c = client(g)?;
-    let job = Job::new(&a.t.circle, &a.t.topic, params_type, params).with_timeout(a.timeout);
+    let mut job = Job::new(&a.t.circle, &a.t.topic, params_type, params).with_timeout(a.timeout);
+    if let Some(n) = a.retries {
+        job.retry = retry_policy(n, a.backoff, &a.backoff_kind)?;
+        if job.retry.is_none() {
+            // --retries 0: final whatever the watchdog's default.
+            job.retry = Some(herojobs::job::RetryPolicy::new(
+                0,
+                herojobs::job::Backoff::Fixed,
+                std::time::Duration::ZERO,
+            ));
+        }
+    }
+    match (a.delay, a.at) {
+        (Some(d), _) if d.is_finite() && d >= 0.0 => {
+            job = job.with_delay(std::time::Duration::from_secs_f64(d))
+        }
+        (Some(d), _) => {
+            return Err(Failure {
+                message: format!("--delay {d}: expected seconds >= 0"),
+                code: 2,
+            })
+        }
+        (None, Some(at)) => job = job.with_run_at(at),
+        (None, None) => {}
+    }
     let id = c.submit(job)?;
     if !a.wait {
         if g.json {

@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod heroscript_cmd;
 mod jobs_cmd;
+mod lifecycle_cmd;
 mod ourdb_cmd;
 mod run_cmd;
 
@@ -62,6 +63,14 @@ enum Command {
     Wait(jobs_cmd::WaitArgs),
     /// List the jobs of a circle/topic (from OurDB) with their status.
     List(jobs_cmd::TopicArgs),
+    /// Cancel a job: waiting, delayed or running (on any watchdog); it ends `cancelled`.
+    Cancel(lifecycle_cmd::CancelArgs),
+    /// Queue a failed job (or every dead one) again.
+    Retry(lifecycle_cmd::RetryArgs),
+    /// List the dead jobs of a circle/topic (failed after their last attempt).
+    Dead(lifecycle_cmd::DeadArgs),
+    /// Empty the dead set of a circle/topic.
+    Purge(jobs_cmd::TopicArgs),
     /// List the queues and how many jobs wait in each.
     Queues,
     /// Engine counters and queue depths (--watch for a live view).
@@ -106,6 +115,10 @@ fn main() -> ExitCode {
         Command::Wait(a) => jobs_cmd::wait(&g, a),
         Command::List(a) => jobs_cmd::list(&g, a),
         Command::Queues => jobs_cmd::queues(&g),
+        Command::Cancel(a) => lifecycle_cmd::cancel(&g, a),
+        Command::Retry(a) => lifecycle_cmd::retry(&g, a),
+        Command::Dead(a) => lifecycle_cmd::dead(&g, a),
+        Command::Purge(a) => lifecycle_cmd::purge(&g, a),
         Command::Stats(a) => jobs_cmd::stats(&g, a),
         Command::Demo(a) => demo::run(&g, a),
         Command::Bench(a) => bench::run(&g, a),

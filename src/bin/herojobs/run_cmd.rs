@@ -44,6 +44,21 @@ pub struct RunArgs {
     /// Seconds a job whose params type no watchdog of the fleet runs waits before it fails.
     #[arg(long, default_value_t = 60)]
     unclaimed_timeout: u64,
+    /// Seconds Redis keeps a finished job (then `get` reads it from OurDB); 0 keeps it.
+    #[arg(long, env = "HEROJOBS_FINISHED_TTL", default_value_t = 3600)]
+    finished_ttl: u64,
+    /// Retries of a failed job that carries no retry policy of its own (0: an error is final).
+    #[arg(long, default_value_t = 0)]
+    retries: u32,
+    /// First wait before a retry, seconds (fractions allowed).
+    #[arg(long, default_value_t = 1.0)]
+    backoff: f64,
+    /// How the wait grows: fixed or exponential.
+    #[arg(long, default_value = "exponential")]
+    backoff_kind: String,
+    /// Retry timed-out runs too (by default a timeout is final).
+    #[arg(long)]
+    retry_timeouts: bool,
 }
 
 pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
@@ -61,6 +76,8 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
         },
         reconcile_only: a.reconcile_only,
         unclaimed_timeout: Duration::from_secs(a.unclaimed_timeout),
+        retry: crate::jobs_cmd::retry_policy(a.retries, a.backoff, &a.backoff_kind)?,
+        retry_timeouts: a.retry_timeouts,
         ..EngineConfig::default()
     };
     let base = g.base();
@@ -71,6 +88,10 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
             .redis_url(&g.redis)
             .base(&base)
             .config(config)
+            .retention(herojobs::broker::redis::Retention {
+                finished_ttl: Duration::from_secs(a.finished_ttl),
+                ..Default::default()
+            })
             .registry(Registry::with_builtins())
             .build()?
     };

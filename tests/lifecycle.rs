@@ -1,0 +1,415 @@
+//! The life of a job against a real redis-server: retries with backoff, the dead set and
+//! `retry`, permanent failures, delayed jobs (never early, on time, 10,000 at once, through
+//! a FLUSHALL), cancel of waiting, delayed and running jobs (the running one in another
+//! engine process), and retention (finished jobs leave Redis, OurDB answers).
+
+mod common;
+
+use common::{base_dir, test_engine, test_registry, tjob, wait_until, RedisServer};
+use herojobs::job::{unix_now_ms, Backoff, RetryPolicy};
+use herojobs::processor::JobContext;
+use herojobs::{Client, Job, JobStatus, ParamsType};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A registry whose `ai` params type records when each run of each job started and fails
+/// its runs while the job's params say so: `fail N` fails the first N runs, `never`
+/// fails permanently, `ok` succeeds.
+fn recording(runs: Arc<Mutex<HashMap<u32, Vec<Instant>>>>) -> herojobs::processor::Registry {
+    let mut r = test_registry();
+    r.register(ParamsType::Ai, move |job: &Job, ctx: &JobContext| {
+        let n = {
+            let mut g = runs.lock();
+            let v = g.entry(job.id).or_default();
+            v.push(Instant::now());
+            v.len() as u32
+        };
+        match job.params.split_once(' ') {
+            Some(("fail", k)) if n <= k.parse::<u32>().unwrap_or(0) => {
+                Err(format!("failing run {n}"))
+            }
+            None if job.params == "never" => {
+                ctx.fail_permanently();
+                Err("bad input: no retry can fix this".into())
+            }
+            _ => Ok(format!("ok after {n} run(s), attempt {}", ctx.attempt())),
+        }
+    });
+    r
+}
+
+#[test]
+fn a_job_failing_twice_succeeds_on_its_third_attempt_after_the_backoff() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let mut engine = test_engine(&redis.url(), &base, 2)
+        .registry(recording(Arc::clone(&runs)))
+        .build()
+        .unwrap();
+    engine.start().unwrap();
+    let policy = RetryPolicy::new(2, Backoff::Exponential, Duration::from_millis(300));
+    let id = client
+        .submit(Job::new("life", "r", ParamsType::Ai, "fail 2").with_retry(policy))
+        .unwrap();
+    // While it waits for a retry it is `new`, with its due time and last error.
+    wait_until("the first failure", Duration::from_secs(30), || {
+        runs.lock().get(&id).is_some_and(|v| !v.is_empty())
+            && client
+                .get("life", "r", id)
+                .is_ok_and(|j| j.status == JobStatus::New && j.run_at_ms > 0)
+    });
+    let j = client
+        .wait("life", "r", id, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(j.status, JobStatus::Done, "{j:?}");
+    assert_eq!(j.attempts, 3);
+    assert_eq!(j.result, "ok after 3 run(s), attempt 3");
+    assert!(j.error.is_empty());
+    let times = runs.lock().get(&id).cloned().unwrap();
+    assert_eq!(times.len(), 3);
+    // The gaps follow the exponential backoff: at least 300 ms, then at least 600 ms.
+    assert!(
+        times[1] - times[0] >= Duration::from_millis(300),
+        "{times:?}"
+    );
+    assert!(
+        times[2] - times[1] >= Duration::from_millis(600),
+        "{times:?}"
+    );
+    assert_eq!(engine.stats().retried, 2);
+    // OurDB agrees.
+    let stored = client.store().get("life", "r", id).unwrap().unwrap();
+    assert_eq!((stored.status, stored.attempts), (JobStatus::Done, 3));
+}
+
+#[test]
+fn an_exhausted_job_is_dead_until_retried_and_a_permanent_failure_is_never_retried() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let mut engine = test_engine(&redis.url(), &base, 2)
+        .registry(recording(Arc::clone(&runs)))
+        .retry(Some(RetryPolicy::new(
+            1,
+            Backoff::Fixed,
+            Duration::from_millis(50),
+        )))
+        .build()
+        .unwrap();
+    engine.start().unwrap();
+    // Engine default: one retry. "fail 5" exhausts it.
+    let id = client
+        .submit(Job::new("life", "d", ParamsType::Ai, "fail 3"))
+        .unwrap();
+    let never = client
+        .submit(Job::new("life", "d", ParamsType::Ai, "never"))
+        .unwrap();
+    let j = client
+        .wait("life", "d", id, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!((j.status, j.attempts), (JobStatus::Error, 2), "{j:?}");
+    let p = client
+        .wait("life", "d", never, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!((p.status, p.attempts), (JobStatus::Error, 1), "{p:?}");
+    assert_eq!(
+        runs.lock()[&never].len(),
+        1,
+        "a permanent failure ran again"
+    );
+    let dead: Vec<u32> = client
+        .dead("life", "d", 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    assert!(dead.contains(&id) && dead.contains(&never), "{dead:?}");
+    // Retried by hand, it gets its attempts afresh: two more runs, and the third run of
+    // all succeeds... after one more failure.
+    assert!(client.retry("life", "d", id).unwrap());
+    let j = client
+        .wait("life", "d", id, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(j.status, JobStatus::Done, "{j:?}");
+    assert_eq!(runs.lock()[&id].len(), 4);
+    assert!(!client
+        .dead("life", "d", 0, 10)
+        .unwrap()
+        .iter()
+        .any(|(i, _)| *i == id));
+    assert!(
+        !client.retry("life", "d", id).unwrap(),
+        "a done job is not retried"
+    );
+    assert_eq!(client.purge_dead("life", "d").unwrap(), 1);
+    assert!(client.dead("life", "d", 0, 10).unwrap().is_empty());
+}
+
+#[test]
+fn delayed_jobs_never_start_early_and_start_on_time() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let mut engine = test_engine(&redis.url(), &base, 2)
+        .registry(recording(Arc::clone(&runs)))
+        .build()
+        .unwrap();
+    engine.start().unwrap();
+    let job =
+        Job::new("life", "later", ParamsType::Ai, "ok").with_delay(Duration::from_millis(800));
+    let due = job.run_at_ms;
+    let id = client.submit(job).unwrap();
+    assert_eq!(
+        client.scheduled("life", "later", 10).unwrap(),
+        vec![(id, due)]
+    );
+    assert_eq!(client.queue_len("life", "later").unwrap(), 0);
+    let j = client
+        .wait("life", "later", id, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(j.status, JobStatus::Done);
+    let started = unix_now_ms() - runs.lock()[&id][0].elapsed().as_millis() as u64;
+    assert!(started + 5 >= due, "started {} ms early", due - started);
+    assert!(client.scheduled("life", "later", 10).unwrap().is_empty());
+}
+
+#[test]
+fn ten_thousand_jobs_delayed_to_one_second_all_run_once() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let mut engine = test_engine(&redis.url(), &base, 8)
+        .registry(recording(Arc::clone(&runs)))
+        .build()
+        .unwrap();
+    engine.start().unwrap();
+    let at = unix_now_ms() + 1000;
+    let jobs: Vec<Job> = (0..10_000)
+        .map(|_| {
+            let mut j = Job::new("life", "burst", ParamsType::Ai, "ok");
+            j.run_at_ms = at;
+            j
+        })
+        .collect();
+    let ids = client.submit_many(jobs).unwrap();
+    wait_until("10,000 delayed jobs done", Duration::from_secs(120), || {
+        engine.stats().done >= 10_000
+    });
+    let runs = runs.lock();
+    assert_eq!(runs.len(), 10_000);
+    for id in &ids {
+        let v = &runs[id];
+        assert_eq!(v.len(), 1, "job {id} ran {} times", v.len());
+    }
+}
+
+#[test]
+fn delayed_and_retry_waiting_jobs_survive_a_flushall_and_never_run_early() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let mut engine = test_engine(&redis.url(), &base, 2)
+        .registry(recording(Arc::clone(&runs)))
+        .build()
+        .unwrap();
+    engine.start().unwrap();
+    let delayed = Job::new("life", "f", ParamsType::Ai, "ok").with_delay(Duration::from_secs(3));
+    let due = delayed.run_at_ms;
+    let d = client.submit(delayed).unwrap();
+    let r = client
+        .submit(
+            Job::new("life", "f", ParamsType::Ai, "fail 1").with_retry(RetryPolicy::new(
+                1,
+                Backoff::Fixed,
+                Duration::from_secs(3),
+            )),
+        )
+        .unwrap();
+    wait_until("the retry to be waiting", Duration::from_secs(30), || {
+        client
+            .get("life", "f", r)
+            .is_ok_and(|j| j.status == JobStatus::New && j.run_at_ms > 0)
+    });
+    let retry_due = client.get("life", "f", r).unwrap().run_at_ms;
+    let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
+    let j = client
+        .wait("life", "f", d, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(j.status, JobStatus::Done);
+    let j = client
+        .wait("life", "f", r, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(j.status, JobStatus::Done, "{j:?}");
+    let now = unix_now_ms();
+    let runs = runs.lock();
+    let started = |t: Instant| now - t.elapsed().as_millis() as u64;
+    assert!(started(runs[&d][0]) + 5 >= due, "delayed job ran early");
+    assert_eq!(runs[&d].len(), 1);
+    assert_eq!(runs[&r].len(), 2);
+    assert!(started(runs[&r][1]) + 5 >= retry_due, "retry ran early");
+}
+
+#[test]
+fn child_engine() {
+    let (Ok(url), Ok(base)) = (std::env::var("LIFE_REDIS"), std::env::var("LIFE_BASE")) else {
+        return;
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    ctrlc::set_handler(move || s.store(true, Ordering::SeqCst)).expect("signal handler");
+    let mut engine = test_engine(&url, std::path::Path::new(&base), 1)
+        .build()
+        .expect("engine");
+    engine.start().expect("start");
+    println!("READY");
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        // Tell the parent when a job runs and when the worker is free again.
+        println!(
+            "STATS {} {}",
+            engine.stats().started,
+            engine.stats().running
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    engine.stop();
+}
+
+#[test]
+fn cancel_of_a_waiting_a_delayed_and_a_running_job_on_another_engine() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let (_e, engine_base) = base_dir();
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let delayed = client
+        .submit(tjob("life", "c", "ok late").with_delay(Duration::from_secs(60)))
+        .unwrap();
+    let running = client.submit(tjob("life", "c", "forever")).unwrap();
+    let waiting = client.submit(tjob("life", "c", "ok never")).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_engine", "--nocapture", "--test-threads=1"])
+        .env("LIFE_REDIS", redis.url())
+        .env("LIFE_BASE", &engine_base)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let stats = Arc::new(Mutex::new((0u64, 0u64)));
+    let s2 = Arc::clone(&stats);
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("STATS ") {
+                let mut it = rest.split(' ').filter_map(|x| x.parse().ok());
+                if let (Some(a), Some(b)) = (it.next(), it.next()) {
+                    *s2.lock() = (a, b);
+                }
+            }
+        }
+    });
+    // One worker: the endless job runs, the next one waits behind it.
+    wait_until("the endless job to run", Duration::from_secs(30), || {
+        client
+            .get("life", "c", running)
+            .is_ok_and(|j| j.status == JobStatus::Active)
+    });
+    assert!(client.cancel("life", "c", waiting).unwrap());
+    assert!(client.cancel("life", "c", delayed).unwrap());
+    assert!(client.cancel("life", "c", running).unwrap());
+    for id in [waiting, delayed, running] {
+        let j = client
+            .wait("life", "c", id, Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(
+            (j.status, j.error.as_str()),
+            (JobStatus::Error, "cancelled"),
+            "{j:?}"
+        );
+    }
+    // The other process's worker is free again (its run stopped), and the late result of
+    // the cancelled run did not overwrite the cancel.
+    wait_until("the worker to be free", Duration::from_secs(30), || {
+        stats.lock().1 == 0
+    });
+    let next = client.submit(tjob("life", "c", "ok after")).unwrap();
+    let j = client
+        .wait("life", "c", next, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(j.result, "after");
+    assert_eq!(client.get("life", "c", running).unwrap().error, "cancelled");
+    assert!(client.scheduled("life", "c", 10).unwrap().is_empty());
+    assert!(
+        !client.cancel("life", "c", running).unwrap(),
+        "cancel of a finished job"
+    );
+    // Stored as cancelled in this store's OurDB too.
+    let stored = client.store().get("life", "c", waiting).unwrap().unwrap();
+    assert_eq!(stored.error, "cancelled");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn finished_jobs_leave_redis_after_their_ttl_and_get_answers_from_ourdb() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let mut engine = test_engine(&redis.url(), &base, 2)
+        .retention(herojobs::broker::redis::Retention {
+            finished_ttl: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    engine.start().unwrap();
+    let ids: Vec<u32> = (0..20)
+        .map(|i| {
+            client
+                .submit(tjob("life", "ttl", &format!("ok r{i}")))
+                .unwrap()
+        })
+        .collect();
+    for id in &ids {
+        client
+            .wait("life", "ttl", *id, Duration::from_secs(30))
+            .unwrap();
+    }
+    let mut con = redis.conn();
+    wait_until(
+        "finished job hashes to expire",
+        Duration::from_secs(30),
+        || {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("herojobs:life:ttl:*")
+                .query(&mut con)
+                .unwrap();
+            keys.is_empty()
+        },
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let j = client.get("life", "ttl", *id).unwrap();
+        assert_eq!(
+            (j.status, j.result.clone()),
+            (JobStatus::Done, format!("r{i}"))
+        );
+    }
+    // A later recovery pass does not queue them again: they stay done, run once.
+    let passes = engine.stats().recovery_passes + 3;
+    wait_until("three recovery passes", Duration::from_secs(30), || {
+        engine.stats().recovery_passes >= passes
+    });
+    assert_eq!(engine.stats().done, 20);
+}
