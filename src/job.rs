@@ -175,6 +175,10 @@ pub struct Job {
     /// attempt limit; `attempts - released` is the number of runs that ended or died.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub released: u32,
+    /// herojobs: the submitter's HMAC-SHA256 of the job (hex; see [`crate::signing`]);
+    /// empty when unsigned. Engines that require signatures for the circle check it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub signature: String,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -37,6 +37,10 @@ pub struct Stats {
     pub outcomes_copied: AtomicU64,
     /// Jobs handed back to their queue because no processor here runs their type.
     pub handed_back: AtomicU64,
+    /// Jobs refused before running (bad or missing signature, or the authenticator said no).
+    pub refused: AtomicU64,
+    /// Workers given up on at shutdown (their job ignored its cancel past `give_up_after`).
+    pub gave_up: AtomicU64,
 }
 
 /// A point-in-time copy of the counters.
@@ -72,6 +76,10 @@ pub struct Snapshot {
     pub outcomes_copied: u64,
     /// See [`Stats::handed_back`].
     pub handed_back: u64,
+    /// See [`Stats::refused`].
+    pub refused: u64,
+    /// See [`Stats::gave_up`].
+    pub gave_up: u64,
     /// Jobs running now.
     pub running: u64,
 }
@@ -101,6 +109,8 @@ impl Stats {
             recovery_errors: l(&self.recovery_errors),
             outcomes_copied: l(&self.outcomes_copied),
             handed_back: l(&self.handed_back),
+            refused: l(&self.refused),
+            gave_up: l(&self.gave_up),
             running: shared.running.lock().len() as u64,
         }
     }
@@ -125,6 +135,8 @@ impl Snapshot {
             ("recovery_errors", self.recovery_errors),
             ("outcomes_copied", self.outcomes_copied),
             ("handed_back", self.handed_back),
+            ("refused", self.refused),
+            ("gave_up", self.gave_up),
             ("running", self.running),
         ]
     }
