@@ -835,3 +835,48 @@ fn stop_gives_up_on_a_worker_that_ignores_its_cancel() {
     assert_eq!(j.status, JobStatus::New, "{j:?}");
     assert_eq!(client.queue_ids("c", "stuck").unwrap(), vec![id]);
 }
+
+#[test]
+fn the_cli_signs_and_requires_signatures_with_a_keys_file() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let b = base.to_str().unwrap();
+    let url = redis.url();
+    let keys = base.join("signing.keys");
+    std::fs::write(&keys, "# circle secret\na circle-a-secret-0123456789\n").unwrap();
+    let k = keys.to_str().unwrap();
+    let mut d = Daemon::start(
+        &["--redis", &url, "--base", b, "--signing-keys", k, "run"],
+        &[],
+    );
+    d.wait_for("watchdog running");
+    let submit = |extra: &[&str], circle: &str| {
+        let mut args = vec!["--redis", url.as_str(), "--base", b];
+        args.extend_from_slice(extra);
+        args.extend([
+            "submit",
+            "--circle",
+            circle,
+            "--wait",
+            "--type",
+            "rhaiscript",
+            "6 * 7",
+        ]);
+        herojobs(&args, &[])
+    };
+    let (ok, out) = submit(&["--signing-keys", k], "a");
+    assert!(ok && out.contains("42"), "{out}");
+    let (ok, out) = submit(&[], "a");
+    assert!(!ok, "{out}");
+    assert!(out.contains("is not signed"), "{out}");
+    // Another circle needs no signature.
+    let (ok, out) = submit(&[], "b");
+    assert!(ok && out.contains("42"), "{out}");
+    // The secret is never printed.
+    assert!(!d.output().contains("circle-a-secret"), "{}", d.output());
+    std::fs::write(&keys, "a\n").unwrap();
+    let (ok, out) = submit(&["--signing-keys", k], "a");
+    assert!(!ok && out.contains("expected `circle secret`"), "{out}");
+    d.signal("-TERM");
+    d.wait_exit(Duration::from_secs(60));
+}
