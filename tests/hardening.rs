@@ -288,6 +288,26 @@ fn a_redis_password_is_never_printed() {
         assert!(!out.contains("hunter2"), "run printed the password: {out}");
     }
 
+    // `--help` names the environment variable, never its value.
+    let env_url = format!("redis://:hunter2@127.0.0.1:{closed}");
+    let url = env_url.as_str();
+    for args in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["bench", "--help"],
+    ] {
+        let (ok, out) = herojobs(&args, &[("HEROJOBS_REDIS_URL", url)]);
+        assert!(ok, "{out}");
+        assert!(out.contains("HEROJOBS_REDIS_URL"), "{out}");
+        assert!(
+            !out.contains("hunter2"),
+            "{args:?} printed the password: {out}"
+        );
+    }
+    // Nor does an error when the URL comes from the environment.
+    let (ok, out) = herojobs(&["--base", b, "get", "1"], &[("HEROJOBS_REDIS_URL", url)]);
+    assert!(!ok && !out.contains("hunter2"), "{out}");
+
     // A real server that requires the password.
     let redis = RedisServer::start();
     let mut con = redis.conn();

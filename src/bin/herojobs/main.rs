@@ -26,10 +26,12 @@ struct Cli {
 #[derive(Args, Clone)]
 pub struct Global {
     /// Redis URL (redis://, unix://).
+    // `hide_env_values`: `--help` would otherwise print the variable's value, password and all.
     #[arg(
         long = "redis",
         global = true,
         env = "HEROJOBS_REDIS_URL",
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis: String,
