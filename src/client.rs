@@ -61,7 +61,8 @@ impl Client {
     /// [`crate::signing`]), for engines that require signed jobs in that circle. Refuses
     /// secrets shorter than [`crate::signing::MIN_SECRET_LEN`].
     pub fn with_signing(mut self, circle: &str, secret: impl Into<Vec<u8>>) -> Result<Client> {
-        let circle = crate::names::name_fix(circle);
+        // The same name fixing as submit's, so the secret is found for the job's circle.
+        let circle = crate::names::path_name("circle", circle)?;
         let secret = secret.into();
         crate::signing::check_secret(&circle, &secret)?;
         Arc::make_mut(&mut self.signers).insert(circle, secret);

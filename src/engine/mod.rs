@@ -409,8 +409,8 @@ impl WatchDogBuilder {
     /// an unsigned or badly signed job fails with a clear error and never runs. `build()`
     /// refuses secrets shorter than [`crate::signing::MIN_SECRET_LEN`].
     pub fn require_signing(mut self, circle: &str, secret: impl Into<Vec<u8>>) -> Self {
-        self.signing
-            .insert(crate::names::name_fix(circle), secret.into());
+        // Name-fixed in `build()` (which can refuse a bad name).
+        self.signing.insert(circle.to_string(), secret.into());
         self
     }
     /// Calls `f` with each job before it runs; `Err(reason)` fails the job with the reason
@@ -508,9 +508,13 @@ impl WatchDogBuilder {
         if self.config.workers == 0 {
             return Err(Error::Invalid("an engine needs at least one worker".into()));
         }
-        for (circle, secret) in &self.signing {
-            crate::signing::check_secret(circle, secret)
+        let mut signing = HashMap::with_capacity(self.signing.len());
+        for (circle, secret) in self.signing {
+            // The same name fixing as submit's, so the job's circle finds its secret.
+            let circle = crate::names::path_name("circle", &circle)?;
+            crate::signing::check_secret(&circle, &secret)
                 .map_err(|e| Error::Invalid(e.to_string()))?;
+            signing.insert(circle, secret);
         }
         let shared = Arc::new(Shared {
             broker,
@@ -530,7 +534,7 @@ impl WatchDogBuilder {
             finish_cv: Condvar::new(),
             stop_cv: Condvar::new(),
             stop_lock: Mutex::new(()),
-            signing: self.signing,
+            signing,
             authenticator: self.authenticator,
         });
         Ok(WatchDog {
