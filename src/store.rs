@@ -292,11 +292,12 @@ impl JobStore {
         let n = records.len() as u64;
         for _ in 0..RESERVE_ROUNDS {
             if db.id_limit() == 0 || db.next_id() + n > db.id_limit() {
-                let (start, end) =
-                    reserve(db.next_id(), n.max(ID_BLOCK)).map_err(|reason| StoreError::Reserve {
+                let (start, end) = reserve(db.next_id(), n.max(ID_BLOCK)).map_err(|reason| {
+                    StoreError::Reserve {
                         path: self.db_dir(circle, topic),
                         reason,
-                    })?;
+                    }
+                })?;
                 db.reserve_ids(start, end)
                     .map_err(|e| self.db_err(circle, topic, e))?;
             }

@@ -290,8 +290,12 @@ fn a_job_saved_but_never_queued_is_queued_by_recovery() {
     orphan.topic = "nq".into();
     let broker = client.broker().clone();
     let q = herojobs::broker::QueueName::new("c", "nq");
-    let mut reserve = |floor: u64, n: u64| broker.reserve_ids(&q, floor, n).map_err(|e| e.to_string());
-    let id = client.store().add("c", "nq", &[orphan], &mut reserve).unwrap()[0];
+    let mut reserve =
+        |floor: u64, n: u64| broker.reserve_ids(&q, floor, n).map_err(|e| e.to_string());
+    let id = client
+        .store()
+        .add("c", "nq", &[orphan], &mut reserve)
+        .unwrap()[0];
     let j = client.wait("c", "nq", id, Duration::from_secs(30)).unwrap();
     assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "orphan"));
 }

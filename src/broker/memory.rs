@@ -202,9 +202,7 @@ impl Broker for MemoryBroker {
         let start = (cur + 1).max(floor.max(1));
         let end = start + count;
         if end - 1 > u32::MAX as u64 {
-            return Err(BrokerError::Config(format!(
-                "id space of {q} exhausted"
-            )));
+            return Err(BrokerError::Config(format!("id space of {q} exhausted")));
         }
         if end - 1 > cur {
             st.counters.insert(q.clone(), end - 1);

@@ -40,7 +40,10 @@ const HANDBACK_PAUSE: Duration = Duration::from_millis(250);
 
 /// The selected queues that exist: listed ones as given, `circle/*` expanded from the
 /// registry.
-fn expand<'a>(list: impl Iterator<Item = &'a QueueName>, registered: &[QueueName]) -> Vec<QueueName> {
+fn expand<'a>(
+    list: impl Iterator<Item = &'a QueueName>,
+    registered: &[QueueName],
+) -> Vec<QueueName> {
     let mut out: Vec<QueueName> = Vec::new();
     for sel in list {
         if sel.topic == "*" {
@@ -212,19 +215,30 @@ impl Dispatcher {
         match &self.shared.config.queues {
             QueueSelection::All => {
                 self.rotation = (self.rotation + 1) % n;
-                Ok(Some((0..n).map(|i| live[(self.rotation + i) % n].clone()).collect()))
+                Ok(Some(
+                    (0..n)
+                        .map(|i| live[(self.rotation + i) % n].clone())
+                        .collect(),
+                ))
             }
             QueueSelection::Strict(_) => Ok(Some(live)),
             QueueSelection::Weighted(list) => {
                 let weight = |q: &QueueName| {
                     list.iter()
-                        .find(|(s, _)| s.circle == q.circle && (s.topic == "*" || s.topic == q.topic))
+                        .find(|(s, _)| {
+                            s.circle == q.circle && (s.topic == "*" || s.topic == q.topic)
+                        })
                         .map_or(1, |(_, w)| *w as u64)
                 };
                 // Weighted sampling without replacement: each pick takes a queue with
                 // probability proportional to its weight among those left.
-                let mut left: Vec<(QueueName, u64)> =
-                    live.into_iter().map(|q| { let w = weight(&q); (q, w) }).collect();
+                let mut left: Vec<(QueueName, u64)> = live
+                    .into_iter()
+                    .map(|q| {
+                        let w = weight(&q);
+                        (q, w)
+                    })
+                    .collect();
                 let mut out = Vec::with_capacity(left.len());
                 while !left.is_empty() {
                     let total: u64 = left.iter().map(|(_, w)| w).sum();

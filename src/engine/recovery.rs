@@ -225,7 +225,10 @@ impl Recovery {
                     match s.broker.get(&q, tracker.mark) {
                         Ok(Some(done)) if done.status.is_finished() => {
                             if let Err(e) = s.store.update(&done) {
-                                log::warn!("recovery: recording the outcome of {q}/{}: {e}", done.id);
+                                log::warn!(
+                                    "recovery: recording the outcome of {q}/{}: {e}",
+                                    done.id
+                                );
                                 break;
                             }
                             Stats::inc(&s.stats.outcomes_copied);
