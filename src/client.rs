@@ -8,10 +8,13 @@ use crate::error::{Error, Result};
 use crate::job::{unix_now, Job, JobStatus};
 use crate::ourdb::Durability;
 use crate::store::{fix_names, JobStore};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Longest a `wait` blocks on the completion signal before it reads the job again.
+pub const WAIT_RECHECK: Duration = Duration::from_millis(1500);
 
 /// A job id with its status, or why its record could not be read.
 pub type ListedJob = (u32, std::result::Result<JobStatus, String>);
@@ -21,6 +24,8 @@ pub type ListedJob = (u32, std::result::Result<JobStatus, String>);
 pub struct Client {
     broker: Arc<dyn Broker>,
     store: Arc<JobStore>,
+    /// Circles whose jobs this client signs, with their secrets.
+    signers: Arc<HashMap<String, Vec<u8>>>,
 }
 
 impl Client {
@@ -45,7 +50,63 @@ impl Client {
 
     /// A client over an existing broker and job store (shared with an engine).
     pub fn with_parts(broker: Arc<dyn Broker>, store: Arc<JobStore>) -> Client {
-        Client { broker, store }
+        Client {
+            broker,
+            store,
+            signers: Arc::new(HashMap::new()),
+        }
+    }
+
+    /// Signs every job this client submits to `circle` with `secret` (HMAC-SHA256, see
+    /// [`crate::signing`]), for engines that require signed jobs in that circle. Refuses
+    /// secrets shorter than [`crate::signing::MIN_SECRET_LEN`].
+    pub fn with_signing(mut self, circle: &str, secret: impl Into<Vec<u8>>) -> Result<Client> {
+        // The same name fixing as submit's, so the secret is found for the job's circle.
+        let circle = crate::names::path_name("circle", circle)?;
+        let secret = secret.into();
+        crate::signing::check_secret(&circle, &secret)?;
+        Arc::make_mut(&mut self.signers).insert(circle, secret);
+        Ok(self)
+    }
+
+    /// Refuses jobs whose record, as submitted, would leave no room under the database's
+    /// `record_size_max` for their outcome (see [`crate::limits`]); nothing is stored.
+    fn check_fit(&self, circle: &str, topic: &str, jobs: &[Job]) -> Result<()> {
+        let max = self
+            .store
+            .db(circle, topic)?
+            .stored_config()
+            .record_size_max;
+        for job in jobs {
+            crate::limits::check_submit(job, max)?;
+        }
+        Ok(())
+    }
+
+    /// Signs the jobs of signing circles (their ids are assigned now) and writes the signed
+    /// version to OurDB too, so a job recovery re-queues from OurDB still verifies. Called
+    /// between the OurDB add and the enqueue.
+    fn sign_prepared(&self, jobs: &mut [Job], which: &[usize]) -> Result<()> {
+        if self.signers.is_empty() {
+            return Ok(());
+        }
+        let mut signed = Vec::new();
+        for &i in which {
+            let job = &mut jobs[i];
+            if let Some(secret) = self.signers.get(&job.circle) {
+                job.signature = crate::signing::sign(job, secret);
+                signed.push(i);
+            }
+        }
+        if let Some(e) = self
+            .store
+            .update_many(signed.iter().map(|&i| &jobs[i]))
+            .into_iter()
+            .next()
+        {
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// The broker.
@@ -90,6 +151,7 @@ impl Client {
             job.released = 0;
             job.error.clear();
             job.result.clear();
+            job.signature.clear();
             job.store = identity.clone();
             prepared.push(job);
         }
@@ -114,11 +176,13 @@ impl Client {
                         .reserve_ids(&q, floor, count)
                         .map_err(|e| e.to_string())
                 };
+                self.check_fit(c, t, &batch)?;
                 let ids = self.store.add(c, t, &batch, &mut reserve)?;
                 for (&i, id) in idx.iter().zip(ids) {
                     prepared[i].id = id;
                 }
             }
+            self.sign_prepared(&mut prepared, &todo)?;
             let batch: Vec<Job> = todo.iter().map(|&i| prepared[i].clone()).collect();
             let conflicts = match self.broker.enqueue(&batch) {
                 Ok(c) => c,
@@ -211,8 +275,9 @@ impl Client {
         }
     }
 
-    /// Blocks until the job is done or error (or `timeout` passes), without polling: it
-    /// blocks on the job's completion signal.
+    /// Blocks until the job is done or error (or `timeout` passes) on the job's completion
+    /// signal, reading the job again at least every [`WAIT_RECHECK`] (so a broker that lost
+    /// its data, and with it the signal, costs a waiter at most that much).
     pub fn wait(&self, circle: &str, topic: &str, id: u32, timeout: Duration) -> Result<Job> {
         let q = Self::queue(circle, topic)?;
         let start = Instant::now();
@@ -231,8 +296,11 @@ impl Client {
                 });
             }
             // A wake-up that carries the finished job ends the wait; any other, look again:
-            // the job decides, the signal only wakes us.
-            if let Wake::Finished(job) = self.broker.wait_done(&q, id, left)? {
+            // the job decides, the signal only wakes us. Each block is bounded by
+            // WAIT_RECHECK: if the broker lost its data (a restart, FLUSHALL) it also lost our
+            // waiter registration, so no signal would come; the next look reads the job
+            // (from OurDB when the broker has no copy).
+            if let Wake::Finished(job) = self.broker.wait_done(&q, id, left.min(WAIT_RECHECK))? {
                 // The signal's JSON has no token or store (they live in hash fields): a job
                 // this store still has new was run elsewhere, and a `get` reads them.
                 if self
@@ -444,6 +512,10 @@ impl Client {
 
     fn finish(&self, job: &mut Job, attempt: u32) -> Result<Transition> {
         job.time_end = unix_now();
+        // Like the engine: the outcome is cut so the finished record fits OurDB.
+        if let Ok(db) = self.store.db(&job.circle, &job.topic) {
+            crate::limits::fit_finished(job, db.stored_config().record_size_max);
+        }
         let t = record_finished(&*self.broker, &self.store, &[(job.clone(), attempt)])?
             .pop()
             .unwrap_or(Transition::Missing);

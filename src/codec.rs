@@ -74,6 +74,9 @@ struct Added {
     retry: Option<crate::job::RetryPolicy>,
     #[serde(default, skip_serializing_if = "is_zero")]
     attempt_base: u32,
+    /// The submitter's signature (see `crate::signing`), empty when unsigned.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    signature: String,
 }
 
 fn is_zero_u64(n: &u64) -> bool {
@@ -82,6 +85,19 @@ fn is_zero_u64(n: &u64) -> bool {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// The added fields of `job`, as a v2 record stores them.
+fn added_of(job: &Job) -> Added {
+    Added {
+        store: job.store.clone(),
+        token: job.token.clone(),
+        released: job.released,
+        run_at_ms: job.run_at_ms,
+        retry: job.retry.clone(),
+        attempt_base: job.attempt_base,
+        signature: job.signature.clone(),
+    }
 }
 
 fn status_code(s: JobStatus) -> u8 {
@@ -126,20 +142,35 @@ pub fn to_record(job: &Job, out: &mut Vec<u8>) {
         attempts: job.attempts,
         logs: job.logs.clone(),
     };
-    let added = Added {
-        store: job.store.clone(),
-        token: job.token.clone(),
-        released: job.released,
-        run_at_ms: job.run_at_ms,
-        retry: job.retry.clone(),
-        attempt_base: job.attempt_base,
-    };
+    let added = added_of(job);
     // Writing into a Vec cannot fail for these types.
     let _ = bincode::serialize_into(&mut *out, &rec);
     let _ = bincode::serialize_into(
         &mut *out,
         &serde_json::to_string(&added).unwrap_or_default(),
     );
+}
+
+/// The size of `job`'s OurDB record in bytes (what `record_size_max` is compared with),
+/// computed without encoding the large fields: the engine asks for every finished job.
+/// bincode's fixed-int layout: 8-byte length before each string and the log vector,
+/// `u8`/`bool` 1 byte, `u32` 4, `u64`/`i64` 8; then the added fields' JSON as one string.
+pub fn record_len(job: &Job) -> usize {
+    let s = |x: &str| 8 + x.len();
+    let strings = s(&job.session_key)
+        + s(&job.circle)
+        + s(&job.topic)
+        + s(&job.params)
+        + s(job.params_type.as_str())
+        + s(&job.error)
+        + s(&job.result);
+    let logs = 8 + job.logs.iter().map(|l| s(l)).sum::<usize>();
+    let fixed = 1 /* version */ + 1 /* status */ + 8 /* timeout */ + 3 * 8 /* times */
+        + 1 /* log */ + 4 /* attempts */;
+    let added = serde_json::to_string(&added_of(job))
+        .map(|t| t.len())
+        .unwrap_or(0);
+    fixed + strings + logs + 8 + added
 }
 
 /// Decodes an OurDB record into a job with id `id`.
@@ -205,6 +236,7 @@ pub fn from_record(id: u32, bytes: &[u8]) -> Result<Job, CodecError> {
                 run_at_ms: added.run_at_ms,
                 retry: added.retry,
                 attempt_base: added.attempt_base,
+                signature: added.signature,
             })
         }
         v => Err(CodecError::UnknownVersion(v)),
@@ -243,7 +275,30 @@ mod tests {
                 std::time::Duration::from_millis(1500),
             )),
             attempt_base: 1,
+            signature: String::new(),
         }
+    }
+
+    #[test]
+    fn the_signature_round_trips_and_record_len_is_exact() {
+        let signed = Job {
+            signature: "ab".repeat(32),
+            ..full_job()
+        };
+        let mut rec = Vec::new();
+        to_record(&signed, &mut rec);
+        assert_eq!(from_record(42, &rec).unwrap(), signed);
+        assert_eq!(record_len(&signed), rec.len());
+        to_record(&full_job(), &mut rec);
+        assert_eq!(record_len(&full_job()), rec.len());
+        to_record(&Job::default(), &mut rec);
+        assert_eq!(record_len(&Job::default()), rec.len());
+        // JSON: the field is there when signed (readers that do not know it ignore it), and
+        // absent when unsigned.
+        let v: serde_json::Value = serde_json::from_str(&to_json(&signed)).unwrap();
+        assert_eq!(v["signature"], signed.signature.as_str());
+        let v: serde_json::Value = serde_json::from_str(&to_json(&full_job())).unwrap();
+        assert!(v.get("signature").is_none());
     }
 
     #[test]

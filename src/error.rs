@@ -22,6 +22,12 @@ pub enum Error {
     /// A circle or topic name that cannot be used.
     #[error(transparent)]
     Name(#[from] BadName),
+    /// A job too large to be submitted (it would leave no room for its outcome).
+    #[error(transparent)]
+    TooLarge(#[from] crate::limits::TooLarge),
+    /// Job signing (a secret that cannot be used).
+    #[error(transparent)]
+    Sign(#[from] crate::signing::SignError),
     /// No such job in the broker or in OurDB.
     #[error("job {circle}/{topic}/{id} not found")]
     NotFound {

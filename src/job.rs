@@ -187,6 +187,10 @@ pub struct Job {
     /// counts runs from there, so a retried dead job gets its attempts afresh.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempt_base: u32,
+    /// herojobs: the submitter's HMAC-SHA256 of the job (hex; see [`crate::signing`]);
+    /// empty when unsigned. Engines that require signatures for the circle check it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub signature: String,
 }
 
 fn is_zero(n: &u32) -> bool {

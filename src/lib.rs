@@ -28,6 +28,9 @@
 //! - [`processor`]: the `Processor` trait, the job context and the registry.
 //! - [`engine`]: the `WatchDog`: dispatcher, worker pool, finisher, watchdog, recovery.
 //! - [`error`]: the crate-level error every module error converts into.
+//! - [`limits`]: result/error caps so a finished job always fits its OurDB record.
+//! - [`redact`]: hides credentials in URLs before they are shown.
+//! - [`signing`]: per-circle HMAC-SHA256 job signatures (submitter and engine share a secret).
 //! - `src/bin/herojobs/`: the command line: `run`, `submit`, `get`, `wait`, `list`,
 //!   `queues`, `stats`, `demo`, `bench`, `ourdb ...`.
 
@@ -37,9 +40,12 @@ pub mod codec;
 pub mod engine;
 pub mod error;
 pub mod job;
+pub mod limits;
 pub mod names;
 pub mod ourdb;
 pub mod processor;
+pub mod redact;
+pub mod signing;
 pub mod store;
 
 pub use client::Client;

@@ -61,14 +61,6 @@ pub enum BrokerError {
     Config(String),
 }
 
-/// A URL with its password (and user) replaced by `***`, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s + 3 => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_string(),
-    }
-}
-
 /// A job read from the broker under `queue`/`id` keeps the identity of the key it was read
 /// from: circle, topic and id come from the key, never from the JSON (Redis content is
 /// untrusted). JSON that names another job (after name fixing: an empty topic is

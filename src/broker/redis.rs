@@ -13,8 +13,9 @@ use parking_lot::Mutex;
 use redis::{Connection, RedisError, RedisResult, Script};
 use std::time::{Duration, Instant};
 
-/// How the broker connects and how hard it retries.
-#[derive(Debug, Clone)]
+/// How the broker connects and how hard it retries. Its `Debug` output redacts the URL's
+/// credentials.
+#[derive(Clone)]
 pub struct RedisConfig {
     /// `redis://host:port[/db]`, `rediss://` (if the redis crate was built with TLS) or
     /// `unix:///path/to/socket` (also `redis+unix://`).
@@ -52,6 +53,18 @@ impl Default for Retention {
             dead_max: 10_000,
             dead_age: Duration::from_secs(30 * 24 * 3600),
         }
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &crate::redact::redact_url(&self.url))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("retry_for", &self.retry_for)
+            .field("max_idle", &self.max_idle)
+            .finish()
     }
 }
 
@@ -594,6 +607,8 @@ pub type EngineStats = (String, Vec<(String, u64)>);
 /// Redis behind a pool of blocking connections.
 pub struct RedisBroker {
     config: RedisConfig,
+    /// `config.url` with its credentials redacted: the only form errors and logs carry.
+    shown_url: String,
     client: redis::Client,
     idle: Mutex<Vec<Connection>>,
     enqueue: Script,
@@ -618,10 +633,16 @@ fn is_connection_error(e: &RedisError) -> bool {
 impl RedisBroker {
     /// A broker for `config.url`. Does not connect yet (the first command does).
     pub fn new(config: RedisConfig) -> Result<RedisBroker, BrokerError> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| BrokerError::Config(format!("redis URL {:?}: {e}", config.url)))?;
+        let shown_url = crate::redact::redact_url(&config.url);
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
+            BrokerError::Config(format!(
+                "redis URL {shown_url:?}: {}",
+                crate::redact::redact_in(&e.to_string(), &config.url)
+            ))
+        })?;
         Ok(RedisBroker {
             config,
+            shown_url,
             client,
             idle: Mutex::new(Vec::new()),
             enqueue: Script::new(ENQUEUE),
@@ -639,9 +660,9 @@ impl RedisBroker {
         })
     }
 
-    /// The server URL.
+    /// The server URL as it may be shown: credentials redacted.
     pub fn url(&self) -> &str {
-        &self.config.url
+        &self.shown_url
     }
 
     fn connect(&self) -> RedisResult<Connection> {
@@ -696,7 +717,7 @@ impl RedisBroker {
                 Err(source) => {
                     return Err(BrokerError::Redis {
                         op,
-                        url: self.config.url.clone(),
+                        url: self.shown_url.clone(),
                         source,
                     })
                 }
@@ -816,7 +837,7 @@ impl RedisCancelFeed {
                     if let Err(e) = res {
                         log::debug!(
                             "cancel channel at {}: {e}; reconnecting",
-                            crate::broker::redact(&url)
+                            crate::redact::redact_url(&url)
                         );
                         std::thread::sleep(delay);
                         delay = (delay * 2).min(Duration::from_secs(2));

@@ -78,6 +78,12 @@ pub struct EngineConfig {
     pub retry: Option<crate::job::RetryPolicy>,
     /// Whether a timed-out run is retried like an error (default: no, a timeout is final).
     pub retry_timeouts: bool,
+    /// How much each job may log (64 KiB, 4 KiB per line by default).
+    pub log_limits: crate::processor::LogLimits,
+    /// After the grace period, how long cancelled jobs get to return before the engine gives
+    /// up on their workers (their jobs go back to their queues; the threads are left to end
+    /// on their own).
+    pub give_up_after: Duration,
 }
 
 /// Which queues an engine serves.
@@ -178,9 +184,15 @@ impl Default for EngineConfig {
             reconcile_only: false,
             retry: None,
             retry_timeouts: false,
+            log_limits: crate::processor::LogLimits::default(),
+            give_up_after: Duration::from_secs(2),
         }
     }
 }
+
+/// Called with each job (its session key, circle, params...) before it runs; `Err(reason)`
+/// fails the job with that reason and it never runs.
+pub type Authenticator = Arc<dyn Fn(&Job) -> std::result::Result<(), String> + Send + Sync>;
 
 /// Identifies a running job.
 pub type JobKey = (QueueName, u32);
@@ -319,6 +331,10 @@ pub struct Shared {
     pub stop_cv: Condvar,
     /// Paired with `stop_cv`.
     pub stop_lock: Mutex<()>,
+    /// Circles whose jobs must carry a valid signature, with their secrets.
+    pub signing: HashMap<String, Vec<u8>>,
+    /// Checks each job before it runs.
+    pub authenticator: Option<Authenticator>,
 }
 
 impl Shared {
@@ -412,9 +428,29 @@ pub struct WatchDogBuilder {
     durability: Durability,
     registry: Registry,
     config: EngineConfig,
+    signing: HashMap<String, Vec<u8>>,
+    authenticator: Option<Authenticator>,
 }
 
 impl WatchDogBuilder {
+    /// Requires every job of `circle` to be signed with `secret` (see [`crate::signing`]):
+    /// an unsigned or badly signed job fails with a clear error and never runs. `build()`
+    /// refuses secrets shorter than [`crate::signing::MIN_SECRET_LEN`].
+    pub fn require_signing(mut self, circle: &str, secret: impl Into<Vec<u8>>) -> Self {
+        // Name-fixed in `build()` (which can refuse a bad name).
+        self.signing.insert(circle.to_string(), secret.into());
+        self
+    }
+    /// Calls `f` with each job before it runs; `Err(reason)` fails the job with the reason
+    /// (prefixed "refused by the authenticator: ") and it never runs. E.g. check the
+    /// session key against your sessions.
+    pub fn authenticator(
+        mut self,
+        f: impl Fn(&Job) -> std::result::Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.authenticator = Some(Arc::new(f));
+        self
+    }
     /// Redis URL (default `redis://127.0.0.1:6379`).
     pub fn redis_url(mut self, url: &str) -> Self {
         self.redis_url = url.to_string();
@@ -515,6 +551,14 @@ impl WatchDogBuilder {
         if self.config.workers == 0 {
             return Err(Error::Invalid("an engine needs at least one worker".into()));
         }
+        let mut signing = HashMap::with_capacity(self.signing.len());
+        for (circle, secret) in self.signing {
+            // The same name fixing as submit's, so the job's circle finds its secret.
+            let circle = crate::names::path_name("circle", &circle)?;
+            crate::signing::check_secret(&circle, &secret)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            signing.insert(circle, secret);
+        }
         let shared = Arc::new(Shared {
             broker,
             store,
@@ -533,6 +577,8 @@ impl WatchDogBuilder {
             finish_cv: Condvar::new(),
             stop_cv: Condvar::new(),
             stop_lock: Mutex::new(()),
+            signing,
+            authenticator: self.authenticator,
         });
         Ok(WatchDog {
             shared,
@@ -563,6 +609,8 @@ impl WatchDog {
             durability: Durability::Periodic,
             registry: Registry::new(),
             config: EngineConfig::default(),
+            signing: HashMap::new(),
+            authenticator: None,
         }
     }
 
@@ -697,14 +745,50 @@ impl WatchDog {
                 r.cancel.store(true, Ordering::Release);
             }
         }
-        let workers: Vec<String> = self
-            .threads
-            .iter()
-            .map(|(n, _)| n.clone())
-            .filter(|n| n.starts_with("herojobs-worker-"))
-            .collect();
-        for w in workers {
-            take(&w, &mut self.threads);
+        // Cancelled jobs get `give_up_after` to return. A worker still busy then (a processor
+        // that ignores its cancel flag, a call that cannot be interrupted) is given up on: its
+        // job goes back to its queue now and the thread is left to end on its own; whatever
+        // it returns later is dropped (it no longer owns a `running` entry).
+        let give_up_at = Instant::now() + s.config.give_up_after;
+        let is_worker = |n: &str| n.starts_with("herojobs-worker-");
+        while Instant::now() < give_up_at
+            && self
+                .threads
+                .iter()
+                .any(|(n, h)| is_worker(n) && !h.is_finished())
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stuck: Vec<Running> = s.running.lock().drain().map(|(_, r)| r).collect();
+        if !stuck.is_empty() {
+            log::warn!(
+                "giving up on {} worker(s) whose job did not return {:?} after being cancelled; their jobs go back to their queues",
+                stuck.len(),
+                s.config.give_up_after
+            );
+        }
+        for r in stuck {
+            stats::Stats::inc(&s.stats.gave_up);
+            if r.timed_out {
+                continue; // the watchdog recorded its timeout
+            }
+            s.send_outcome(Outcome {
+                job: r.job,
+                attempt: r.attempt,
+                ending: Ending::Release,
+                frees_slot: false,
+            });
+        }
+        let mut i = 0;
+        while i < self.threads.len() {
+            if is_worker(&self.threads[i].0) {
+                let (_, h) = self.threads.remove(i);
+                if h.is_finished() {
+                    let _ = h.join();
+                } // else: detached (given up on above)
+            } else {
+                i += 1;
+            }
         }
         // No worker runs any more: the watchdog and recovery stop, then the finisher records
         // what is left in its channel and stops.

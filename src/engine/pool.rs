@@ -4,8 +4,8 @@
 use super::handoff::{Handoff, Recv};
 use super::{Ending, Outcome, Shared, Work};
 use crate::broker::QueueName;
-use crate::job::{unix_now, JobStatus};
-use crate::processor::JobContext;
+use crate::job::{unix_now, Job, JobStatus};
+use crate::processor::{JobContext, JobLog};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,6 +32,49 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Whether this engine may run `job`: its circle's signature (if the circle requires one),
+/// then the authenticator hook. `Err` is the job's error; the processor never sees it.
+fn admit(shared: &Shared, job: &Job) -> Result<(), String> {
+    if let Some(secret) = shared.signing.get(&job.circle) {
+        if let Err(e) = crate::signing::verify(job, secret) {
+            super::stats::Stats::inc(&shared.stats.refused);
+            log::warn!("{e}");
+            return Err(e.to_string());
+        }
+    }
+    if let Some(auth) = &shared.authenticator {
+        let verdict =
+            std::panic::catch_unwind(AssertUnwindSafe(|| auth(job))).unwrap_or_else(|p| {
+                Err(format!(
+                    "the authenticator panicked: {}",
+                    panic_message(&*p)
+                ))
+            });
+        if let Err(reason) = verdict {
+            super::stats::Stats::inc(&shared.stats.refused);
+            return Err(format!("refused by the authenticator: {reason}"));
+        }
+    }
+    Ok(())
+}
+
+/// Cuts the finished job's result, error and log so its OurDB record fits the database's
+/// `record_size_max` (the job's log says what was cut).
+fn fit_record(shared: &Shared, job: &mut Job) {
+    let max = match shared.store.db(&job.circle, &job.topic) {
+        Ok(db) => db.stored_config().record_size_max,
+        Err(_) => crate::ourdb::Config::default().record_size_max,
+    };
+    if crate::limits::fit_finished(job, max) {
+        log::warn!(
+            "job {}/{}/{}: outcome cut to fit the record limit of {max} bytes",
+            job.circle,
+            job.topic,
+            job.id
+        );
+    }
+}
+
 /// Runs one job and hands its outcome to the finisher.
 pub fn run_one(shared: &Shared, w: Work) {
     let Work {
@@ -53,15 +96,35 @@ pub fn run_one(shared: &Shared, w: Work) {
         return;
     }
     super::stats::Stats::inc(&shared.stats.started);
-    let ctx = JobContext::with_deadline(deadline, shared.timeout_of(&job), Arc::clone(&cancel))
-        .with_attempt(attempt.saturating_sub(job.released));
-    let result = match shared.registry.get(&job.params_type) {
-        None => Err(format!("unknown params type: {}", job.params_type)),
-        Some(p) => std::panic::catch_unwind(AssertUnwindSafe(|| p.process(&job, &ctx)))
-            .unwrap_or_else(|panic| Err(format!("processor panicked: {}", panic_message(&*panic)))),
+    let ctx = JobContext::with_log(
+        deadline,
+        shared.timeout_of(&job),
+        Arc::clone(&cancel),
+        JobLog::new(shared.config.log_limits),
+    )
+    .with_attempt(attempt.saturating_sub(job.released));
+    let result = match admit(shared, &job) {
+        Err(refusal) => Err(refusal),
+        Ok(()) => match shared.registry.get(&job.params_type) {
+            None => Err(format!("unknown params type: {}", job.params_type)),
+            Some(p) => std::panic::catch_unwind(AssertUnwindSafe(|| p.process(&job, &ctx)))
+                .unwrap_or_else(|panic| {
+                    Err(format!("processor panicked: {}", panic_message(&*panic)))
+                }),
+        },
     };
     job.logs.extend(ctx.take_log());
     let entry = shared.running.lock().remove(&key);
+    if entry.is_none() {
+        // Shutdown gave up on this worker and already gave its job back: nothing to record.
+        log::warn!(
+            "job {}/{}/{} returned after the engine gave up on it; its outcome is dropped",
+            job.circle,
+            job.topic,
+            job.id
+        );
+        return;
+    }
     let timed_out = entry.as_ref().is_some_and(|r| r.timed_out);
     let ending = if timed_out {
         None // the watchdog recorded the timeout; first finisher wins
@@ -96,6 +159,9 @@ pub fn run_one(shared: &Shared, w: Work) {
         }
         Some(Ending::Finished)
     };
+    if ending.is_some() {
+        fit_record(shared, &mut job);
+    }
     match ending {
         // The finisher gives the slot back once the outcome is recorded.
         Some(ending) => {

@@ -41,6 +41,10 @@ pub struct Stats {
     pub retried: AtomicU64,
     /// Running jobs whose cancel reached this engine.
     pub cancelled: AtomicU64,
+    /// Jobs refused before running (bad or missing signature, or the authenticator said no).
+    pub refused: AtomicU64,
+    /// Workers given up on at shutdown (their job ignored its cancel past `give_up_after`).
+    pub gave_up: AtomicU64,
 }
 
 /// A point-in-time copy of the counters.
@@ -80,6 +84,10 @@ pub struct Snapshot {
     pub retried: u64,
     /// See [`Stats::cancelled`].
     pub cancelled: u64,
+    /// See [`Stats::refused`].
+    pub refused: u64,
+    /// See [`Stats::gave_up`].
+    pub gave_up: u64,
     /// Jobs running now.
     pub running: u64,
 }
@@ -111,6 +119,8 @@ impl Stats {
             handed_back: l(&self.handed_back),
             retried: l(&self.retried),
             cancelled: l(&self.cancelled),
+            refused: l(&self.refused),
+            gave_up: l(&self.gave_up),
             running: shared.running.lock().len() as u64,
         }
     }
@@ -137,6 +147,8 @@ impl Snapshot {
             ("handed_back", self.handed_back),
             ("retried", self.retried),
             ("cancelled", self.cancelled),
+            ("refused", self.refused),
+            ("gave_up", self.gave_up),
             ("running", self.running),
         ]
     }

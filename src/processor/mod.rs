@@ -30,12 +30,118 @@ where
     }
 }
 
+/// How much a job may log. Enforced as each line is written, so a job printing without
+/// bound costs at most these bytes of memory (and of its record in Redis and OurDB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    /// Bytes of log kept per job, counting 8 bytes per line (default 64 KiB).
+    pub max_bytes: usize,
+    /// Longest line kept, in bytes; longer lines are cut (default 4 KiB).
+    pub max_line: usize,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits {
+            max_bytes: 64 * 1024,
+            max_line: 4 * 1024,
+        }
+    }
+}
+
+/// Per-line cost counted against [`LogLimits::max_bytes`]: what a line costs in a record
+/// (its length prefix), so a million empty lines are bounded too.
+const LINE_OVERHEAD: usize = 8;
+
+/// The largest index `<= max` that is a char boundary of `s`.
+pub fn floor_char_boundary(s: &str, max: usize) -> usize {
+    if max >= s.len() {
+        return s.len();
+    }
+    let mut i = max;
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[derive(Default)]
+struct LogBuf {
+    lines: Vec<String>,
+    bytes: usize,
+    cut_bytes: u64,
+    cut_lines: u64,
+    dropped_lines: u64,
+}
+
+/// A job's log: shared by the job's context and any callback that writes to it (a Rhai
+/// `print`), bounded by [`LogLimits`] as it is written. Cheap to clone.
+#[derive(Clone)]
+pub struct JobLog {
+    limits: LogLimits,
+    buf: Arc<Mutex<LogBuf>>,
+}
+
+impl JobLog {
+    /// An empty log with these limits.
+    pub fn new(limits: LogLimits) -> JobLog {
+        JobLog {
+            limits,
+            buf: Arc::new(Mutex::new(LogBuf::default())),
+        }
+    }
+
+    /// Appends a line: cut to `max_line` bytes, dropped once the log holds `max_bytes`.
+    /// Only the kept part is copied.
+    pub fn write(&self, line: &str) {
+        let l = self.limits;
+        let mut b = self.buf.lock();
+        let room = l.max_bytes.saturating_sub(b.bytes + LINE_OVERHEAD);
+        if room == 0 || b.dropped_lines > 0 {
+            b.dropped_lines += 1;
+            b.cut_bytes += line.len() as u64;
+            return;
+        }
+        let keep = floor_char_boundary(line, l.max_line.min(room));
+        if keep < line.len() {
+            b.cut_lines += 1;
+            b.cut_bytes += (line.len() - keep) as u64;
+        }
+        b.bytes += keep + LINE_OVERHEAD;
+        b.lines.push(line[..keep].to_string());
+    }
+
+    /// Takes the lines written so far; if anything was cut, a last line says how much.
+    pub fn take(&self) -> Vec<String> {
+        let mut b = self.buf.lock();
+        let mut lines = std::mem::take(&mut b.lines);
+        if b.cut_bytes > 0 {
+            lines.push(format!(
+                "… {} bytes cut from this log ({} lines shortened to {} bytes, {} lines dropped past {} bytes)",
+                b.cut_bytes, b.cut_lines, self.limits.max_line, b.dropped_lines, self.limits.max_bytes
+            ));
+        }
+        *b = LogBuf::default();
+        lines
+    }
+
+    /// Its limits.
+    pub fn limits(&self) -> LogLimits {
+        self.limits
+    }
+
+    /// Bytes held now (with the per-line overhead).
+    pub fn bytes(&self) -> usize {
+        self.buf.lock().bytes
+    }
+}
+
 /// What a running job may look at and write to.
 pub struct JobContext {
     deadline: Instant,
     timeout: Duration,
     cancel: Arc<AtomicBool>,
-    log: Mutex<Vec<String>>,
+    log: JobLog,
     attempt: u32,
     no_retry: AtomicBool,
 }
@@ -56,14 +162,30 @@ impl JobContext {
         timeout: Duration,
         cancel: Arc<AtomicBool>,
     ) -> JobContext {
+        JobContext::with_log(deadline, timeout, cancel, JobLog::new(LogLimits::default()))
+    }
+
+    /// A context that writes to `log` (an engine's limits, or a parent job's log shared
+    /// with a nested run).
+    pub fn with_log(
+        deadline: Instant,
+        timeout: Duration,
+        cancel: Arc<AtomicBool>,
+        log: JobLog,
+    ) -> JobContext {
         JobContext {
             deadline,
             timeout,
             cancel,
-            log: Mutex::new(Vec::new()),
+            log,
             attempt: 1,
             no_retry: AtomicBool::new(false),
         }
+    }
+
+    /// The job's log, for callbacks that outlive a borrow of the context.
+    pub fn log_handle(&self) -> JobLog {
+        self.log.clone()
     }
 
     /// The same context for run number `attempt` of its job (1 on the first run); the worker
@@ -130,17 +252,47 @@ impl JobContext {
         }
     }
 
-    /// Appends a line to the job's log.
-    pub fn log(&self, line: impl Into<String>) {
-        let mut log = self.log.lock();
-        if log.len() < 10_000 {
-            log.push(line.into());
-        }
+    /// Appends a line to the job's log (bounded: see [`LogLimits`]).
+    pub fn log(&self, line: impl AsRef<str>) {
+        self.log.write(line.as_ref());
     }
 
-    /// Takes the log lines written so far.
+    /// Takes the log lines written so far (with a last line saying what was cut, if any).
     pub fn take_log(&self) -> Vec<String> {
-        std::mem::take(&mut *self.log.lock())
+        self.log.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_is_bounded_as_it_is_written() {
+        let log = JobLog::new(LogLimits {
+            max_bytes: 1000,
+            max_line: 100,
+        });
+        log.write("short");
+        log.write(&"é".repeat(100)); // 200 bytes: cut at a char boundary
+        let big = "x".repeat(1_000_000);
+        for _ in 0..400 {
+            log.write(&big);
+        }
+        assert!(log.bytes() <= 1000, "{}", log.bytes());
+        let lines = log.take();
+        assert_eq!(lines[0], "short");
+        assert_eq!(lines[1], "é".repeat(50));
+        let last = lines.last().unwrap();
+        assert!(
+            last.starts_with("… ") && last.contains("bytes cut"),
+            "{last}"
+        );
+        let kept: usize = lines[..lines.len() - 1].iter().map(|l| l.len() + 8).sum();
+        assert!(kept <= 1000, "{kept}");
+        // Taking resets it.
+        assert!(log.take().is_empty());
+        assert_eq!(floor_char_boundary("aé", 2), 1);
     }
 }
 

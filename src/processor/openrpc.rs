@@ -89,6 +89,49 @@ pub struct Method {
     pub run: MethodFn,
 }
 
+/// An integer JSON number, exactly (i64 or u64 range).
+fn as_int(v: &Value) -> Option<i128> {
+    v.as_i64()
+        .map(i128::from)
+        .or_else(|| v.as_u64().map(i128::from))
+}
+
+/// `math.add`: integers add exactly (2^53 + 1 stays 9007199254740993, not a float); a sum
+/// outside the i64/u64 range, or a float sum that overflows to infinity, is an error (-32602
+/// names it), never `null` or a rounded float.
+pub fn add_numbers(a: &Value, b: &Value) -> Result<Value, RpcError> {
+    if let (Some(x), Some(y)) = (as_int(a), as_int(b)) {
+        let sum = x + y; // both fit in 65 bits: no i128 overflow
+        if let Ok(v) = i64::try_from(sum) {
+            return Ok(json!(v));
+        }
+        if let Ok(v) = u64::try_from(sum) {
+            return Ok(json!(v));
+        }
+        return Err(RpcError::new(
+            -32602,
+            format!("Invalid params: {x} + {y} = {sum} does not fit in a 64-bit integer"),
+        ));
+    }
+    let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) else {
+        return Err(RpcError::new(
+            -32602,
+            "Invalid params: a and b must be numbers",
+        ));
+    };
+    let sum = x + y;
+    if !sum.is_finite() {
+        return Err(RpcError::new(
+            -32602,
+            format!("Invalid params: {x} + {y} overflows a 64-bit float"),
+        ));
+    }
+    // A whole float stays a float: the caller sent a float.
+    serde_json::Number::from_f64(sum)
+        .map(Value::Number)
+        .ok_or_else(|| RpcError::new(-32603, format!("the sum {sum} is not a JSON number")))
+}
+
 /// The processor for `openrpc` jobs.
 #[derive(Clone, Default)]
 pub struct OpenRpcProcessor {
@@ -132,15 +175,10 @@ impl OpenRpcProcessor {
                     params
                         .get(name)
                         .or_else(|| params.get(idx))
-                        .and_then(Value::as_f64)
+                        .cloned()
+                        .unwrap_or(Value::Null)
                 };
-                let (a, b) = (get("a", 0).unwrap_or(0.0), get("b", 1).unwrap_or(0.0));
-                let sum = a + b;
-                Ok(if sum.fract() == 0.0 && sum.abs() < 9.0e15 {
-                    json!(sum as i64)
-                } else {
-                    json!(sum)
-                })
+                add_numbers(&get("a", 0), &get("b", 1))
             },
         );
         p.register("echo", "Returns its params.", vec![], "", |params, _, _| {
@@ -453,6 +491,34 @@ mod tests {
             .unwrap();
         assert_eq!(add["params"][0]["schema"]["type"], "number");
         assert_eq!(add["params"][1]["required"], true);
+        let add = |a: &str, b: &str| {
+            run(
+                &p,
+                &format!(r#"{{"jsonrpc":"2.0","method":"math.add","params":[{a},{b}]}}"#),
+            )
+        };
+        assert_eq!(add("9007199254740992", "1").unwrap(), "9007199254740993");
+        assert_eq!(
+            add("9223372036854775807", "1").unwrap(),
+            "9223372036854775808"
+        );
+        assert!(add("-9223372036854775808", "-1")
+            .unwrap_err()
+            .contains("does not fit"));
+        assert!(add("18446744073709551615", "1")
+            .unwrap_err()
+            .starts_with("RPC error -32602"));
+        assert_eq!(
+            add("18446744073709551615", "-1").unwrap(),
+            "18446744073709551614"
+        );
+        let e = add("1e308", "1e308").unwrap_err();
+        assert!(
+            e.starts_with("RPC error -32602") && e.contains("overflows"),
+            "{e}"
+        );
+        assert_eq!(add("1.5", "1").unwrap(), "2.5");
+        assert_eq!(add("-3", "3").unwrap(), "0");
         let mut custom = OpenRpcProcessor::new();
         custom.register("boom", "fails", vec![], "", |_, _, _| {
             Err(RpcError::new(42, "custom failure"))

@@ -3,16 +3,16 @@
 //! depth, string, array and map sizes), stopped through the progress callback when the job
 //! is cancelled or its deadline passes.
 //!
-//! In scope: `JOB_ID`, `CIRCLE_ID`, `TOPIC`, `SESSION_KEY`, `ATTEMPT` (1 on the first run). Functions: `print`/`debug` (to
-//! the job log), `sleep(ms)` (returns early with an error when the job is cancelled),
+//! In scope: `JOB_ID`, `CIRCLE_ID`, `TOPIC`, `SESSION_KEY`, `ATTEMPT` (1 on the first run).
+//! Functions: `print`/`debug` (to the job log, bounded as written: see
+//! [`super::LogLimits`]), `sleep(ms)` (returns early with an error when the job is cancelled),
 //! `heroscript(text)` (runs HeroScript actions through the same actors; returns their
 //! result). The script's value is the result: unit → empty, string → as is, anything else
 //! → JSON.
 
 use super::heroscript::Actors;
-use super::{JobContext, Processor};
+use super::{JobContext, JobLog, Processor};
 use crate::job::Job;
-use parking_lot::Mutex;
 use rhai::{Dynamic, Engine, EvalAltResult, Scope};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -81,7 +81,7 @@ impl RhaiProcessor {
         self
     }
 
-    fn engine(&self, ctx: &JobContext, log: Arc<Mutex<Vec<String>>>) -> Engine {
+    fn engine(&self, ctx: &JobContext, log: JobLog) -> Engine {
         let mut engine = Engine::new();
         let l = &self.limits;
         engine.set_max_operations(l.max_operations);
@@ -104,10 +104,15 @@ impl RhaiProcessor {
                 None
             }
         });
-        let l1 = Arc::clone(&log);
-        engine.on_print(move |s| l1.lock().push(s.to_string()));
-        let l2 = Arc::clone(&log);
-        engine.on_debug(move |s, _src, pos| l2.lock().push(format!("debug {pos}: {s}")));
+        // Written straight into the job's bounded log: a script printing without end costs
+        // no more memory than the log's limits.
+        let l1 = log.clone();
+        engine.on_print(move |s| l1.write(s));
+        let l2 = log.clone();
+        engine.on_debug(move |s, _src, pos| {
+            let cut = super::floor_char_boundary(s, l2_max_line(&l2));
+            l2.write(&format!("debug {pos}: {}", &s[..cut]))
+        });
 
         let c1 = Arc::clone(&cancel);
         engine.register_fn("sleep", move |ms: i64| -> Result<(), Box<EvalAltResult>> {
@@ -124,15 +129,13 @@ impl RhaiProcessor {
         let c2 = Arc::clone(&cancel);
         let timeout = ctx.timeout();
         let attempt = ctx.attempt();
-        let l3 = Arc::clone(&log);
+        let l3 = log;
         engine.register_fn(
             "heroscript",
             move |text: &str| -> Result<String, Box<EvalAltResult>> {
-                let inner = JobContext::with_deadline(deadline, timeout, Arc::clone(&c2))
+                let inner = JobContext::with_log(deadline, timeout, Arc::clone(&c2), l3.clone())
                     .with_attempt(attempt);
-                let r = actors.run(text, &inner);
-                l3.lock().extend(inner.take_log());
-                r.map_err(|e| e.into())
+                actors.run(text, &inner).map_err(|e| e.into())
             },
         );
         for hook in &self.hooks {
@@ -140,6 +143,11 @@ impl RhaiProcessor {
         }
         engine
     }
+}
+
+/// The per-line limit of a log (debug lines are cut before formatting).
+fn l2_max_line(log: &JobLog) -> usize {
+    log.limits().max_line
 }
 
 /// Turns the script's value into the job's result text.
@@ -156,8 +164,7 @@ fn result_text(v: Dynamic) -> Result<String, String> {
 
 impl Processor for RhaiProcessor {
     fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, String> {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let engine = self.engine(ctx, Arc::clone(&log));
+        let engine = self.engine(ctx, ctx.log_handle());
         let mut scope = Scope::new();
         scope.push_constant("JOB_ID", job.id as i64);
         scope.push_constant("CIRCLE_ID", job.circle.clone());
@@ -166,9 +173,6 @@ impl Processor for RhaiProcessor {
         // Which run this is (1 on the first): a script can act differently on a retry.
         scope.push_constant("ATTEMPT", ctx.attempt() as i64);
         let out = engine.eval_with_scope::<Dynamic>(&mut scope, &job.params);
-        for line in log.lock().drain(..) {
-            ctx.log(line);
-        }
         match out {
             Ok(v) => result_text(v),
             Err(e) => {

@@ -100,13 +100,20 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<ExitCode, Failure> {
             .config(config)
             .registry(Registry::with_builtins())
             .build()?;
-        (client, engine, format!("Redis at {}", g.redis))
+        (
+            client,
+            engine,
+            format!("Redis at {}", herojobs::redact::redact_url(&g.redis)),
+        )
     } else {
         let (client, engine) = herojobs::embedded(&base, Registry::with_builtins(), config)?;
         let why = if a.embedded {
             "as asked".to_string()
         } else {
-            format!("no Redis answered at {}", g.redis)
+            format!(
+                "no Redis answered at {}",
+                herojobs::redact::redact_url(&g.redis)
+            )
         };
         (
             client,

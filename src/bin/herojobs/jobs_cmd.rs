@@ -119,7 +119,11 @@ pub struct StatsArgs {
 }
 
 fn client(g: &Global) -> Result<Client, Failure> {
-    Ok(Client::connect(&g.redis, g.base())?)
+    let mut c = Client::connect(&g.redis, g.base())?;
+    for (circle, secret) in g.signing_keys()? {
+        c = c.with_signing(&circle, secret)?;
+    }
+    Ok(c)
 }
 
 fn print_job(g: &Global, job: &Job) {
@@ -370,7 +374,7 @@ fn no_engine_hint(g: &Global) -> String {
     match RedisBroker::new(RedisConfig::new(&g.redis)).and_then(|b| b.read_stats()) {
         Ok(engines) if engines.is_empty() => format!(
             " (no watchdog is publishing counters at {}: start one with `herojobs run`)",
-            g.redis
+            herojobs::redact::redact_url(&g.redis)
         ),
         _ => String::new(),
     }

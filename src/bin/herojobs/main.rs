@@ -27,10 +27,12 @@ struct Cli {
 #[derive(Args, Clone)]
 pub struct Global {
     /// Redis URL (redis://, unix://).
+    // `hide_env_values`: `--help` would otherwise print the variable's value, password and all.
     #[arg(
         long = "redis",
         global = true,
         env = "HEROJOBS_REDIS_URL",
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis: String,
@@ -40,9 +42,40 @@ pub struct Global {
     /// Machine-readable output (JSON).
     #[arg(long, global = true)]
     pub json: bool,
+    /// File of per-circle signing secrets, one `circle secret` per line (`#` comments):
+    /// `submit` signs the jobs of these circles, `run` refuses their unsigned or badly signed
+    /// jobs. Keep it readable by its owner only.
+    #[arg(long = "signing-keys", global = true, env = "HEROJOBS_SIGNING_KEYS")]
+    pub signing_keys: Option<PathBuf>,
 }
 
 impl Global {
+    /// The (circle, secret) pairs of `--signing-keys`, none without it.
+    pub fn signing_keys(&self) -> Result<Vec<(String, Vec<u8>)>, Failure> {
+        let Some(path) = &self.signing_keys else {
+            return Ok(Vec::new());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--signing-keys {}: {e}", path.display()))?;
+        let mut out = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((circle, secret)) = line.split_once(char::is_whitespace) else {
+                return Err(format!(
+                    "--signing-keys {} line {}: expected `circle secret`",
+                    path.display(),
+                    n + 1
+                )
+                .into());
+            };
+            out.push((circle.to_string(), secret.trim().as_bytes().to_vec()));
+        }
+        Ok(out)
+    }
+
     /// The base directory, defaulting to `~/hero/var`.
     pub fn base(&self) -> PathBuf {
         self.base
@@ -108,6 +141,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let g = cli.global;
+    let redis_url = g.redis.clone();
     let result = match cli.command {
         Command::Run(a) => run_cmd::run(&g, a),
         Command::Submit(a) => jobs_cmd::submit(&g, a),
@@ -128,7 +162,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(f) => {
-            eprintln!("herojobs: {}", f.message);
+            // Belt and braces: whatever a message quotes, the Redis password is not shown.
+            eprintln!(
+                "herojobs: {}",
+                herojobs::redact::redact_in(&f.message, &redis_url)
+            );
             ExitCode::from(f.code)
         }
     }

@@ -1,4 +1,6 @@
-//! `herojobs run`: the watchdog as a daemon.
+//! `herojobs run`: the watchdog as a daemon. The first SIGINT/SIGTERM stops it gracefully
+//! (running jobs get `--grace` seconds, then are cancelled and given back); a second one
+//! exits at once.
 
 use crate::{Failure, Global};
 use clap::Args;
@@ -64,7 +66,15 @@ pub struct RunArgs {
 pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
     let stop = Arc::new(AtomicBool::new(false));
     let s = Arc::clone(&stop);
-    ctrlc::set_handler(move || s.store(true, Ordering::SeqCst))?;
+    // First SIGINT/SIGTERM: graceful stop (grace, then cancel and re-queue). A second one
+    // while stopping: exit at once; running jobs' leases expire and another watchdog (or
+    // this one's next start) runs them again.
+    ctrlc::set_handler(move || {
+        if s.swap(true, Ordering::SeqCst) {
+            eprintln!("herojobs: second signal: stopping now without waiting for running jobs");
+            std::process::exit(130);
+        }
+    })?;
     let config = EngineConfig {
         workers: a.workers.max(1),
         default_timeout: Duration::from_secs(a.timeout.max(1)),
@@ -81,10 +91,14 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
         ..EngineConfig::default()
     };
     let base = g.base();
+    let keys = g.signing_keys()?;
     let mut engine = if a.embedded {
+        if !keys.is_empty() {
+            return Err("--signing-keys needs a Redis watchdog (not --embedded)".into());
+        }
         herojobs::embedded(&base, Registry::with_builtins(), config)?.1
     } else {
-        WatchDog::builder()
+        let mut b = WatchDog::builder()
             .redis_url(&g.redis)
             .base(&base)
             .config(config)
@@ -92,8 +106,11 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
                 finished_ttl: Duration::from_secs(a.finished_ttl),
                 ..Default::default()
             })
-            .registry(Registry::with_builtins())
-            .build()?
+            .registry(Registry::with_builtins());
+        for (circle, secret) in keys {
+            b = b.require_signing(&circle, secret);
+        }
+        b.build()?
     };
     engine.start()?;
     eprintln!(
@@ -102,7 +119,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
         if a.embedded {
             "embedded broker".to_string()
         } else {
-            format!("redis {}", g.redis)
+            format!("redis {}", herojobs::redact::redact_url(&g.redis))
         },
         base.display()
     );
