@@ -28,6 +28,7 @@
 //! - [`processor`]: the `Processor` trait, the job context and the registry.
 //! - [`engine`]: the `WatchDog`: dispatcher, worker pool, finisher, watchdog, recovery.
 //! - [`error`]: the crate-level error every module error converts into.
+//! - `web` (feature `web`, on by default): the dashboard, `/api` JSON and `/metrics`.
 //! - `src/bin/herojobs/`: the command line: `run`, `submit`, `get`, `wait`, `list`,
 //!   `queues`, `stats`, `demo`, `bench`, `ourdb ...`.
 
@@ -41,6 +42,8 @@ pub mod names;
 pub mod ourdb;
 pub mod processor;
 pub mod store;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use client::Client;
 

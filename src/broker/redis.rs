@@ -1005,6 +1005,47 @@ impl Broker for RedisBroker {
         Ok(out)
     }
 
+    fn queue_page(&self, q: &QueueName, start: u64, count: u64) -> Result<Vec<u32>, BrokerError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        // LPUSH in, RPOP out: the next to run is the last element, so position `start` from
+        // the right is index -(start + 1).
+        let key = keys::queue(&q.circle, &q.topic);
+        let first = -(start as i64) - (count as i64);
+        let last = -(start as i64) - 1;
+        let raw: Vec<String> = self.run("queue page", true, |con| {
+            redis::cmd("LRANGE")
+                .arg(&key)
+                .arg(first)
+                .arg(last)
+                .query(con)
+        })?;
+        Ok(raw.iter().rev().filter_map(|s| s.parse().ok()).collect())
+    }
+
+    fn running_ids(&self, q: &QueueName) -> Result<Vec<u32>, BrokerError> {
+        let members: Vec<String> = self.run("running jobs", true, |con| {
+            redis::cmd("ZRANGE")
+                .arg(keys::LEASES)
+                .arg(0)
+                .arg(-1)
+                .query(con)
+        })?;
+        let mut ids: Vec<u32> = members
+            .iter()
+            .filter_map(|m| keys::parse_lease_member(m))
+            .filter(|(c, t, _)| *c == q.circle && *t == q.topic)
+            .map(|(_, _, id)| id)
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn read_stats(&self) -> Result<Vec<EngineStats>, BrokerError> {
+        RedisBroker::read_stats(self)
+    }
+
     fn publish_stats(
         &self,
         name: &str,

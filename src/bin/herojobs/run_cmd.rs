@@ -44,6 +44,19 @@ pub struct RunArgs {
     /// Seconds a job whose params type no watchdog of the fleet runs waits before it fails.
     #[arg(long, default_value_t = 60)]
     unclaimed_timeout: u64,
+    /// Also serve the web dashboard and /metrics on this address (e.g. 127.0.0.1:8088).
+    #[cfg(feature = "web")]
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Token that allows the dashboard's actions (read-only without one).
+    #[cfg(feature = "web")]
+    #[arg(
+        long,
+        env = "HEROJOBS_WEB_TOKEN",
+        hide_env_values = true,
+        requires = "http"
+    )]
+    token: Option<String>,
 }
 
 pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
@@ -64,17 +77,30 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
         ..EngineConfig::default()
     };
     let base = g.base();
-    let mut engine = if a.embedded {
-        herojobs::embedded(&base, Registry::with_builtins(), config)?.1
+    let (client, mut engine) = if a.embedded {
+        herojobs::embedded(&base, Registry::with_builtins(), config)?
     } else {
-        WatchDog::builder()
+        let engine = WatchDog::builder()
             .redis_url(&g.redis)
             .base(&base)
             .config(config)
             .registry(Registry::with_builtins())
-            .build()?
+            .build()?;
+        // The dashboard shares the engine's broker and job store (one OurDB handle each).
+        let s = engine.shared();
+        (
+            herojobs::Client::with_parts(s.broker.clone(), s.store.clone()),
+            engine,
+        )
     };
     engine.start()?;
+    #[cfg(feature = "web")]
+    let mut web = match &a.http {
+        Some(addr) => Some(crate::web_cmd::start(client, addr, a.token.clone())?),
+        None => None,
+    };
+    #[cfg(not(feature = "web"))]
+    drop(client);
     eprintln!(
         "herojobs: watchdog running ({} workers, {}, jobs under {}); Ctrl-C to stop",
         a.workers,
@@ -92,6 +118,10 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
         "herojobs: stopping (running jobs get {} s to finish)",
         a.grace
     );
+    #[cfg(feature = "web")]
+    if let Some(w) = web.as_mut() {
+        w.stop();
+    }
     engine.stop();
     let s = engine.stats();
     eprintln!(
