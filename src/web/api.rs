@@ -324,7 +324,7 @@ fn queue(app: &App, c: &str, t: &str, query: &str) -> Reply {
                 }
                 Ok((
                     rows,
-                    page.next.map_or(Value::Null, |b| json!({ "before": b })),
+                    json!({ "before": page.next, "scanned": page.scanned }),
                 ))
             }
         }
@@ -332,7 +332,16 @@ fn queue(app: &App, c: &str, t: &str, query: &str) -> Reply {
     match listed {
         Ok((rows, next)) => {
             out["jobs"] = json!(rows);
-            out["next"] = next;
+            // OurDB pages say how many records they read and where the next page starts.
+            if let Some(scanned) = next.get("scanned") {
+                out["scanned"] = scanned.clone();
+                out["next"] = match next.get("before") {
+                    Some(Value::Null) | None => Value::Null,
+                    Some(b) => json!({ "before": b }),
+                };
+            } else {
+                out["next"] = next;
+            }
             Reply::json(200, out)
         }
         Err(e @ crate::Error::Invalid(_)) => Reply::error(400, e),

@@ -1,65 +1,108 @@
-//! `/metrics`: the fleet in the Prometheus text format, encoded by `prometheus-client` from
-//! what the engines publish (so any process that reaches Redis can serve it), the queues
-//! and OurDB. Counters carry an `engine` label so an engine restart reads as a counter
-//! reset of its own series, which `rate()` handles.
+//! `/metrics`: the fleet in the Prometheus text format, encoded by the `prometheus` crate
+//! from what the engines publish (so any process that reaches Redis can serve it), the
+//! queues and OurDB. Per-queue counters carry an `engine` label so an engine restart reads
+//! as a counter reset of its own series, which `rate()` handles.
 
 use super::fleet::FleetView;
 use super::App;
 use crate::broker::QueueName;
 use crate::engine::stats::{Histogram, BUCKETS};
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
+use prometheus::proto::{self, MetricFamily, MetricType};
+use prometheus::Encoder;
 
 type Labels = Vec<(String, String)>;
-/// A metric family: name, help, and its series.
-type Family<V> = (&'static str, &'static str, Vec<(Labels, V)>);
 
-/// Everything one scrape reports, read before encoding.
-#[derive(Debug, Default)]
+/// One scrape's families, built from values read before encoding (nothing is kept between
+/// scrapes: the engines own the counts).
+#[derive(Default)]
 struct Scrape {
-    counters: Vec<Family<u64>>,
-    gauges: Vec<Family<i64>>,
-    histograms: Vec<Family<Histogram>>,
+    families: Vec<MetricFamily>,
 }
 
-impl Collector for Scrape {
-    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for (name, help, series) in &self.counters {
-            let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (labels, v) in series {
-                m.encode_family(labels)?
-                    .encode_counter::<NoLabelSet, _, u64>(v, None)?;
-            }
-        }
-        for (name, help, series) in &self.gauges {
-            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (labels, v) in series {
-                m.encode_family(labels)?.encode_gauge(v)?;
-            }
-        }
-        for (name, help, series) in &self.histograms {
-            let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
-            for (labels, h) in series {
-                let mut buckets: Vec<(f64, u64)> = BUCKETS
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| (*b as f64, h.buckets.get(i).copied().unwrap_or(0)))
-                    .collect();
-                buckets.push((
-                    f64::INFINITY,
-                    h.buckets.get(BUCKETS.len()).copied().unwrap_or(0),
-                ));
-                m.encode_family(labels)?.encode_histogram::<NoLabelSet>(
-                    h.sum as f64,
-                    h.count,
-                    &buckets,
-                    None,
-                )?;
-            }
-        }
-        Ok(())
+/// A sample with its labels, sorted by name (one canonical order for every series).
+fn metric(labels: &Labels) -> proto::Metric {
+    let mut sorted: Vec<&(String, String)> = labels.iter().collect();
+    sorted.sort();
+    let mut m = proto::Metric::default();
+    m.set_label(
+        sorted
+            .into_iter()
+            .map(|(k, v)| {
+                let mut l = proto::LabelPair::default();
+                l.set_name(k.clone());
+                l.set_value(v.clone());
+                l
+            })
+            .collect(),
+    );
+    m
+}
+
+impl Scrape {
+    fn family(&mut self, name: &str, help: &str, t: MetricType, metrics: Vec<proto::Metric>) {
+        let mut f = MetricFamily::default();
+        f.set_name(name.to_string());
+        f.set_help(help.to_string());
+        f.set_field_type(t);
+        f.set_metric(metrics);
+        self.families.push(f);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, series: Vec<(Labels, u64)>) {
+        let metrics = series
+            .iter()
+            .map(|(l, v)| {
+                let mut m = metric(l);
+                let mut c = proto::Counter::default();
+                c.set_value(*v as f64);
+                m.set_counter(c);
+                m
+            })
+            .collect();
+        self.family(name, help, MetricType::COUNTER, metrics);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, series: Vec<(Labels, i64)>) {
+        let metrics = series
+            .iter()
+            .map(|(l, v)| {
+                let mut m = metric(l);
+                let mut g = proto::Gauge::default();
+                g.set_value(*v as f64);
+                m.set_gauge(g);
+                m
+            })
+            .collect();
+        self.family(name, help, MetricType::GAUGE, metrics);
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, series: Vec<(Labels, Histogram)>) {
+        let metrics = series
+            .iter()
+            .map(|(l, h)| {
+                let mut m = metric(l);
+                let mut p = proto::Histogram::default();
+                let mut cumulative = 0;
+                p.set_bucket(
+                    BUCKETS
+                        .iter()
+                        .enumerate()
+                        .map(|(i, upper)| {
+                            cumulative += h.buckets.get(i).copied().unwrap_or(0);
+                            let mut b = proto::Bucket::default();
+                            b.set_upper_bound(*upper as f64);
+                            b.set_cumulative_count(cumulative);
+                            b
+                        })
+                        .collect(),
+                );
+                p.set_sample_count(h.count);
+                p.set_sample_sum(h.sum as f64);
+                m.set_histogram(p);
+                m
+            })
+            .collect();
+        self.family(name, help, MetricType::HISTOGRAM, metrics);
     }
 }
 
@@ -107,21 +150,21 @@ pub(crate) fn render(app: &App) -> crate::Result<String> {
         }
         out
     };
-    s.counters.push((
-        "herojobs_jobs_done",
+    s.counter(
+        "herojobs_jobs_done_total",
         "Jobs recorded done, per queue and engine (since the engine started).",
         per_engine_queue(&|c| c.done),
-    ));
-    s.counters.push((
-        "herojobs_jobs_failed",
+    );
+    s.counter(
+        "herojobs_jobs_failed_total",
         "Jobs recorded failed (timeouts included), per queue and engine.",
         per_engine_queue(&|c| c.failed),
-    ));
-    s.counters.push((
-        "herojobs_jobs_timed_out",
+    );
+    s.counter(
+        "herojobs_jobs_timed_out_total",
         "Jobs recorded as timed out, per queue and engine.",
         per_engine_queue(&|c| c.timed_out),
-    ));
+    );
     let engine_counter = |k: &str| -> Vec<(Labels, u64)> {
         fleet
             .engines
@@ -134,18 +177,18 @@ pub(crate) fn render(app: &App) -> crate::Result<String> {
             })
             .collect()
     };
-    s.counters.push((
-        "herojobs_jobs_recovered",
+    s.counter(
+        "herojobs_jobs_recovered_total",
         "Jobs queued again by an engine's recovery (lost by the broker or by a dead engine).",
         engine_counter("recovered"),
-    ));
-    s.counters.push((
-        "herojobs_jobs_started",
+    );
+    s.counter(
+        "herojobs_jobs_started_total",
         "Runs started by an engine's workers.",
         engine_counter("started"),
-    ));
-    s.counters.push((
-        "herojobs_jobs_submitted",
+    );
+    s.counter(
+        "herojobs_jobs_submitted_total",
         "Jobs ever submitted to a queue (OurDB's highest id).",
         queues
             .iter()
@@ -156,7 +199,7 @@ pub(crate) fn render(app: &App) -> crate::Result<String> {
                 )
             })
             .collect(),
-    ));
+    );
 
     let mut depth = Vec::new();
     let mut running = Vec::new();
@@ -177,44 +220,43 @@ pub(crate) fn render(app: &App) -> crate::Result<String> {
             dir_bytes(&app.client.store().db_dir(&q.circle, &q.topic)) as i64,
         ));
     }
-    s.gauges
-        .push(("herojobs_queue_depth", "Jobs waiting in a queue.", depth));
-    s.gauges.push((
+    s.gauge("herojobs_queue_depth", "Jobs waiting in a queue.", depth);
+    s.gauge(
         "herojobs_queue_running",
         "Jobs of a queue running now (leases held, fleet-wide).",
         running,
-    ));
-    s.gauges.push((
+    );
+    s.gauge(
         "herojobs_queue_oldest_waiting_seconds",
         "How long the next job to run has waited (0 when none waits).",
         oldest,
-    ));
-    s.gauges.push((
+    );
+    s.gauge(
         "herojobs_engines_up",
         "Engines whose published counters have not expired.",
         vec![(Vec::new(), fleet.engines.len() as i64)],
-    ));
+    );
     let engine_gauge = |k: &str| -> Vec<(Labels, i64)> {
         engine_counter(k)
             .into_iter()
             .map(|(l, v)| (l, v as i64))
             .collect()
     };
-    s.gauges.push((
+    s.gauge(
         "herojobs_engine_workers",
         "Worker threads of an engine.",
         engine_gauge("workers"),
-    ));
-    s.gauges.push((
+    );
+    s.gauge(
         "herojobs_engine_running",
         "Jobs an engine runs now.",
         engine_gauge("running"),
-    ));
-    s.gauges.push((
+    );
+    s.gauge(
         "herojobs_ourdb_bytes",
         "Bytes on disk of a queue's OurDB (data files and lookup table).",
         bytes,
-    ));
+    );
 
     let hist = |f: &dyn Fn(&crate::engine::stats::QueueCounts) -> Histogram| {
         let mut out = Vec::new();
@@ -225,21 +267,20 @@ pub(crate) fn render(app: &App) -> crate::Result<String> {
         }
         out
     };
-    s.histograms.push((
+    s.histogram(
         "herojobs_job_wait_seconds",
         "Seconds from submit to start of recorded jobs (whole seconds: job times are unix seconds).",
         hist(&|c| c.wait.clone()),
-    ));
-    s.histograms.push((
+    );
+    s.histogram(
         "herojobs_job_run_seconds",
         "Seconds from start to end of recorded jobs (whole seconds).",
         hist(&|c| c.run.clone()),
-    ));
+    );
 
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(s));
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, &registry)
+    let mut out = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&s.families, &mut out)
         .map_err(|e| crate::Error::Invalid(format!("encoding metrics: {e}")))?;
-    Ok(out)
+    String::from_utf8(out).map_err(|e| crate::Error::Invalid(format!("encoding metrics: {e}")))
 }

@@ -24,6 +24,11 @@ function el(tag, attrs, ...kids) {
   return e;
 }
 
+// Replaces a node's children, skipping null/undefined and flattening nested arrays.
+function put(node, ...kids) {
+  node.replaceChildren(...kids.flat(Infinity).filter(k => k !== null && k !== undefined && k !== false));
+}
+
 function svg(tag, attrs) {
   const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -110,7 +115,7 @@ function markLive(ok) {
 
 function crumbs(...parts) {
   const n = document.getElementById("crumbs");
-  n.replaceChildren(...parts.flatMap((p, i) => (i ? [" / ", p] : [p])));
+  put(n, parts.flatMap((p, i) => (i ? [" / ", p] : [p])));
 }
 
 // The rate chart: done and failed jobs per second over the sampled minutes, an inline SVG.
@@ -154,7 +159,7 @@ async function fleetPage(app) {
   const running = d.queues.reduce((a, q) => a + (q.running || 0), 0);
   const oldest = Math.max(0, ...d.queues.map(q => q.oldest_wait_s || 0));
   const workers = d.engines.reduce((a, e) => a + (e.counters.workers || 0), 0);
-  app.replaceChildren(
+  put(app,
     el("h1", { text: "Fleet" }),
     d.error ? el("p", { class: "err", text: d.error }) : null,
     el("div", { class: "cards", id: "fleet-cards" },
@@ -171,7 +176,7 @@ async function fleetPage(app) {
         td(q.error ? el("span", { class: "err", text: "?" }) : q.waiting, true), td(q.running, true),
         td(q.done, true), td(q.failed, true), td(rate(q.done_per_s), true),
         td(q.oldest_wait_s === null || q.oldest_wait_s === undefined ? "—" : dur(q.oldest_wait_s), true),
-        td(q.submitted, true)))), [1, 2, 3, 4, 5, 6, 7]),
+        td(q.submitted, true))), [1, 2, 3, 4, 5, 6, 7]),
     el("h2", { text: "Engines" }),
     table(["engine", "workers", "running", "done", "failed", "timed out", "recovered"],
       d.engines.map(e => el("tr", {}, td(e.name), td(e.counters.workers, true), td(e.counters.running, true),
@@ -196,7 +201,7 @@ async function queuePage(app, c, t) {
   const search = el("input", { type: "search", id: "search", placeholder: "job id", value: qs.get("id") || "" });
   const next = d.next ? el("a", { id: "next", href: queueHref(c, t, new URLSearchParams(Object.assign(
     status === "all" ? {} : { status }, d.next, { limit: d.limit })).toString()), text: "older →" }) : null;
-  app.replaceChildren(
+  put(app,
     el("h1", { text: "Queue " + c + "/" + t }),
     s.error || d.error ? el("p", { class: "err", text: s.error || d.error }) : null,
     el("div", { class: "cards", id: "queue-cards" },
@@ -212,7 +217,8 @@ async function queuePage(app, c, t) {
         td(j.attempts ?? "", true), td(ago(j.time_scheduled)),
         td(j.time_end && j.time_start ? dur(j.time_end - j.time_start) : (j.time_start ? "running " + ago(j.time_start) : "—")),
         td(j.error ? el("span", { class: "err", text: j.error }) : (j.result || ""))))),
-    el("div", { class: "bar" }, next, el("span", { class: "muted", text: d.jobs.length + " shown" })));
+    el("div", { class: "bar" }, next, el("span", { class: "muted", id: "shown",
+      text: d.jobs.length + " shown" + (d.scanned ? " (" + d.scanned + " records read)" : "") })));
 }
 
 // ---- job ----
@@ -224,7 +230,7 @@ async function jobPage(app, c, t, id) {
   const j = d.job;
   const took = j.time_end && j.time_start ? dur(j.time_end - j.time_start) : (j.time_start ? "running for " + ago(j.time_start).replace(" ago", "") : "—");
   const waited = j.time_start ? dur(j.time_start - j.time_scheduled) : "waiting for " + ago(j.time_scheduled).replace(" ago", "");
-  app.replaceChildren(
+  put(app,
     el("h1", {}, "Job " + c + "/" + t + "/#" + j.jobid + " ", el("span", { id: "job-status" }, statusBadge(j.status))),
     el("div", { class: "bar" }, actionButton("delete job", "delete", { circle: c, topic: t, id: j.jobid },
       "Delete job #" + j.jobid + " everywhere (Redis and OurDB)?", () => { location.href = queueHref(c, t); })),
