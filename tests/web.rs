@@ -343,6 +343,15 @@ fn waiting_jobs_page_from_the_queue_and_empty_needs_the_token() {
         get_json(&format!("{base}/api/queue/w/q?status=active"))["jobs"],
         serde_json::json!([])
     );
+    // No engine yet: the metrics still answer (queue gauges only) and stay valid.
+    let (code, metrics) = get(&format!("{base}/metrics"));
+    assert_eq!(code, 200, "{metrics}");
+    common_promtool(&metrics);
+    assert!(
+        metrics.contains("herojobs_queue_depth{circle=\"w\",topic=\"q\"} 120"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("herojobs_engines_up 0"), "{metrics}");
     let f = get_json(&format!("{ro_base}/api/fleet"));
     assert_eq!(f["read_only"], true);
     assert_eq!(f["engines"], serde_json::json!([]));

@@ -40,6 +40,10 @@ fn metric(labels: &Labels) -> proto::Metric {
 
 impl Scrape {
     fn family(&mut self, name: &str, help: &str, t: MetricType, metrics: Vec<proto::Metric>) {
+        // The encoder refuses a family without samples (no engine yet, no queue yet).
+        if metrics.is_empty() {
+            return;
+        }
         let mut f = MetricFamily::default();
         f.set_name(name.to_string());
         f.set_help(help.to_string());
