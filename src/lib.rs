@@ -29,7 +29,7 @@
 //! - [`engine`]: the `WatchDog`: dispatcher, worker pool, finisher, watchdog, recovery.
 //! - [`error`]: the crate-level error every module error converts into.
 //! - `web` (feature `web`, on by default): the dashboard, `/api` JSON and `/metrics`.
-//! - `src/bin/herojobs/`: the command line: `run`, `submit`, `get`, `wait`, `list`,
+//! - `src/bin/herojobs/`: the command line: `run`, `web`, `submit`, `get`, `wait`, `list`,
 //!   `queues`, `stats`, `demo`, `bench`, `ourdb ...`.
 
 pub mod broker;

@@ -281,6 +281,17 @@ fn pages_api_actions_and_metrics_against_a_running_engine() {
     let (code, _) = http("PUT", &format!("{base}/api/action"), &[], Some("{}"));
     assert_eq!(code, 405);
     eng.stop();
+    // A stopped engine's hash expires and it leaves the fleet (and the engine registry).
+    wait_until(
+        "the stopped engine to leave the fleet",
+        Duration::from_secs(20),
+        || get_json(&format!("{base}/api/fleet"))["engines"] == serde_json::json!([]),
+    );
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("herojobs-engines")
+        .query(&mut redis.conn())
+        .expect("smembers");
+    assert!(members.is_empty(), "{members:?}");
 }
 
 /// Runs `promtool check metrics` on the text; fails the test if promtool is missing (it is

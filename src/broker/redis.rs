@@ -555,36 +555,43 @@ impl RedisBroker {
         })
     }
 
-    /// Every published stats hash: (engine name, counters).
+    /// Every published stats hash: (engine name, counters). Reads the engine registry and
+    /// the hashes in one pipelined round trip (never a keyspace scan: a big queue means a
+    /// million job hashes), and drops the names whose hash expired (their engine stopped
+    /// publishing).
     pub fn read_stats(&self) -> Result<Vec<EngineStats>, BrokerError> {
-        let names: Vec<String> = self.run("list stats", true, |con| {
-            let mut out = Vec::new();
-            let mut cursor = 0u64;
-            loop {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(format!("{}*", keys::STATS_PREFIX))
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(con)?;
-                out.extend(batch);
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
+        let mut names: Vec<String> = self.run("list engines", true, |con| {
+            redis::cmd("SMEMBERS").arg(keys::ENGINES).query(con)
+        })?;
+        names.sort();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hashes: Vec<Vec<(String, u64)>> = self.run("read stats", true, |con| {
+            let mut p = redis::pipe();
+            for name in &names {
+                p.cmd("HGETALL")
+                    .arg(format!("{}{name}", keys::STATS_PREFIX));
             }
-            Ok(out)
+            p.query(con)
         })?;
         let mut out = Vec::new();
-        for key in names {
-            let fields: Vec<(String, u64)> = self.run("read stats", true, |con| {
-                redis::cmd("HGETALL").arg(&key).query(con)
-            })?;
-            out.push((
-                key.trim_start_matches(keys::STATS_PREFIX).to_string(),
-                fields,
-            ));
+        let mut gone = Vec::new();
+        for (name, fields) in names.into_iter().zip(hashes) {
+            if fields.is_empty() {
+                gone.push(name);
+            } else {
+                out.push((name, fields));
+            }
+        }
+        if !gone.is_empty() {
+            // An engine that comes back re-adds itself with its next publish.
+            let _ = self.run("forget engines", true, |con| {
+                redis::cmd("SREM")
+                    .arg(keys::ENGINES)
+                    .arg(&gone)
+                    .query::<i64>(con)
+            });
         }
         Ok(out)
     }
@@ -1065,6 +1072,7 @@ impl Broker for RedisBroker {
                 .arg(&key)
                 .arg(ttl.as_millis() as u64)
                 .ignore();
+            p.cmd("SADD").arg(keys::ENGINES).arg(name).ignore();
             p.query::<()>(con)
         })
     }

@@ -262,7 +262,8 @@ fn queue(app: &App, c: &str, t: &str, query: &str) -> Reply {
         "status": status.as_deref().unwrap_or("all"),
         "limit": limit,
     });
-    let listed = (|| -> crate::Result<(Vec<Value>, Value)> {
+    // Rows, where the next page starts, and (OurDB pages) how many records were read.
+    let listed = (|| -> crate::Result<(Vec<Value>, Value, Option<usize>)> {
         if let Some(id) = param(query, "id") {
             let id: u32 = id
                 .parse()
@@ -271,7 +272,7 @@ fn queue(app: &App, c: &str, t: &str, query: &str) -> Reply {
                 .map(|(j, _)| row(&j))
                 .into_iter()
                 .collect();
-            return Ok((rows, Value::Null));
+            return Ok((rows, Value::Null, None));
         }
         match status.as_deref() {
             // Waiting jobs come from the queue itself, a page at a time (LRANGE).
@@ -293,7 +294,7 @@ fn queue(app: &App, c: &str, t: &str, query: &str) -> Reply {
                 } else {
                     Value::Null
                 };
-                Ok((rows, next))
+                Ok((rows, next, None))
             }
             // Running jobs: the leases (bounded by the fleet's workers).
             Some("active") => {
@@ -303,7 +304,7 @@ fn queue(app: &App, c: &str, t: &str, query: &str) -> Reply {
                         rows.push(row(&j));
                     }
                 }
-                Ok((rows, Value::Null))
+                Ok((rows, Value::Null, None))
             }
             // Everything else from OurDB, newest first, a bounded number of reads.
             _ => {
@@ -322,26 +323,16 @@ fn queue(app: &App, c: &str, t: &str, query: &str) -> Reply {
                 for (id, why) in &page.unreadable {
                     rows.push(json!({ "id": id, "status": "unreadable", "error": why }));
                 }
-                Ok((
-                    rows,
-                    json!({ "before": page.next, "scanned": page.scanned }),
-                ))
+                let next = page.next.map_or(Value::Null, |b| json!({ "before": b }));
+                Ok((rows, next, Some(page.scanned)))
             }
         }
     })();
     match listed {
-        Ok((rows, next)) => {
+        Ok((rows, next, scanned)) => {
             out["jobs"] = json!(rows);
-            // OurDB pages say how many records they read and where the next page starts.
-            if let Some(scanned) = next.get("scanned") {
-                out["scanned"] = scanned.clone();
-                out["next"] = match next.get("before") {
-                    Some(Value::Null) | None => Value::Null,
-                    Some(b) => json!({ "before": b }),
-                };
-            } else {
-                out["next"] = next;
-            }
+            out["next"] = next;
+            out["scanned"] = json!(scanned);
             Reply::json(200, out)
         }
         Err(e @ crate::Error::Invalid(_)) => Reply::error(400, e),
