@@ -53,8 +53,9 @@ pub struct JobPage {
     pub next: Option<u32>,
     /// Records read for this page.
     pub scanned: usize,
-    /// Jobs ever submitted to the circle/topic (OurDB's highest id).
-    pub submitted: u64,
+    /// The highest id this base's OurDB holds for the circle/topic (ids come in blocks per
+    /// store, so it bounds the jobs submitted here rather than counting them).
+    pub highest_id: u64,
 }
 
 /// Submits, reads and waits for jobs. Cheap to clone; share it between threads.
@@ -409,8 +410,8 @@ impl Client {
             .collect())
     }
 
-    /// Jobs ever submitted to a circle/topic: OurDB's highest id (0 without a database).
-    pub fn submitted(&self, circle: &str, topic: &str) -> Result<u64> {
+    /// The highest id this base's OurDB holds for a circle/topic (0 without a database).
+    pub fn highest_id(&self, circle: &str, topic: &str) -> Result<u64> {
         let q = Self::queue(circle, topic)?;
         if !self.store.db_dir(&q.circle, &q.topic).is_dir() {
             return Ok(0);
@@ -432,9 +433,9 @@ impl Client {
             return Ok(page);
         }
         let db = self.store.db(&q.circle, &q.topic)?;
-        page.submitted = db.next_id().saturating_sub(1);
-        let top = query.before.map_or(page.submitted, |b| {
-            (b as u64).saturating_sub(1).min(page.submitted)
+        page.highest_id = db.next_id().saturating_sub(1);
+        let top = query.before.map_or(page.highest_id, |b| {
+            (b as u64).saturating_sub(1).min(page.highest_id)
         });
         let mut id = top;
         while id > 0 {

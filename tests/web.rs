@@ -134,7 +134,7 @@ fn pages_api_actions_and_metrics_against_a_running_engine() {
                         && q["topic"] == "t"
                         && q["done"] == 5
                         && q["failed"] == 2
-                        && q["submitted"] == 7
+                        && q["highest_id"] == 7
                         && q["waiting"] == 0
                 })
             });
@@ -212,7 +212,7 @@ fn pages_api_actions_and_metrics_against_a_running_engine() {
         0.0
     );
     assert_eq!(
-        sample(r#"herojobs_jobs_submitted_total{circle="c",topic="t"}"#),
+        sample(r#"herojobs_queue_highest_id{circle="c",topic="t"}"#),
         7.0
     );
     assert_eq!(

@@ -151,7 +151,7 @@ fn queue_summary(app: &App, fleet: &FleetView, q: &QueueName) -> Value {
         "timed_out": counts.timed_out,
         "done_per_s": rate.0,
         "failed_per_s": rate.1,
-        "submitted": app.client.submitted(&q.circle, &q.topic).unwrap_or(0),
+        "highest_id": app.client.highest_id(&q.circle, &q.topic).unwrap_or(0),
     });
     let live = (|| -> crate::Result<(u64, usize, Option<i64>)> {
         Ok((

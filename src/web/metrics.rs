@@ -191,15 +191,15 @@ pub(crate) fn render(app: &App) -> crate::Result<String> {
         "Runs started by an engine's workers.",
         engine_counter("started"),
     );
-    s.counter(
-        "herojobs_jobs_submitted_total",
-        "Jobs ever submitted to a queue (OurDB's highest id).",
+    s.gauge(
+        "herojobs_queue_highest_id",
+        "The highest job id this base's OurDB holds for a queue (ids come in blocks per store).",
         queues
             .iter()
             .map(|q| {
                 (
                     queue_labels(q),
-                    app.client.submitted(&q.circle, &q.topic).unwrap_or(0),
+                    app.client.highest_id(&q.circle, &q.topic).unwrap_or(0) as i64,
                 )
             })
             .collect(),
