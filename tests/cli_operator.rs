@@ -335,3 +335,89 @@ fn run_http_and_web_serve_the_dashboard() {
         );
     }
 }
+
+#[test]
+fn stats_watch_shows_rates_per_queue_and_embedded_run_serves_the_dashboard() {
+    use std::io::BufRead;
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let mut config = herojobs::engine::EngineConfig {
+        name: "watch-engine".into(),
+        workers: 2,
+        ..Default::default()
+    };
+    config.poll = Duration::from_millis(200);
+    let mut engine = test_engine(&redis.url(), &base, 2)
+        .config(config)
+        .build()
+        .expect("engine");
+    engine.start().expect("start");
+    let client = herojobs::Client::connect(&redis.url(), &base).expect("client");
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_herojobs"))
+        .args(["stats", "--watch", "--json"])
+        .env("HEROJOBS_REDIS_URL", redis.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("stats --watch");
+    let mut lines = std::io::BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    // Jobs keep finishing while the watch samples, so some period shows a rate above zero.
+    let mut seen_rate = false;
+    for round in 0..30 {
+        for i in 0..20 {
+            client
+                .submit(tjob("rates", "q", &format!("ok {round}-{i}")))
+                .expect("submit");
+        }
+        let Some(Ok(line)) = lines.next() else { break };
+        let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line per refresh");
+        if v["queues"].as_array().is_some_and(|q| {
+            q.iter().any(|q| {
+                q["circle"] == "rates" && q["done_per_s"].as_f64().is_some_and(|r| r > 0.0)
+            })
+        }) {
+            seen_rate = true;
+            break;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(seen_rate, "stats --watch reports done/s per queue");
+    engine.stop();
+
+    // The embedded broker: the dashboard of `run --embedded --http` sees its own engine.
+    let port = free_port();
+    let (_d2, base2) = base_dir();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_herojobs"))
+        .args([
+            "run",
+            "--embedded",
+            "--workers",
+            "1",
+            "--http",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("HEROJOBS_BASE", &base2)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run --embedded --http");
+    wait_until(
+        "the embedded engine on its dashboard",
+        Duration::from_secs(30),
+        || {
+            ureq::get(&format!("http://127.0.0.1:{port}/api/fleet"))
+                .call()
+                .ok()
+                .and_then(|r| r.into_json::<serde_json::Value>().ok())
+                .is_some_and(|f| f["engines"].as_array().is_some_and(|e| e.len() == 1))
+        },
+    );
+    let ok = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+    assert!(daemon.wait().expect("wait").success());
+}
