@@ -19,6 +19,48 @@ pub const WAIT_RECHECK: Duration = Duration::from_millis(1500);
 /// A job id with its status, or why its record could not be read.
 pub type ListedJob = (u32, std::result::Result<JobStatus, String>);
 
+/// What [`Client::list_page`] looks for: jobs newest first, optionally of one status,
+/// starting below `before`, at most `limit` of them, reading at most `budget` records.
+#[derive(Debug, Clone)]
+pub struct PageQuery {
+    /// Only jobs with this status (`None`: all).
+    pub status: Option<JobStatus>,
+    /// Start below this id (`None`: from the newest job).
+    pub before: Option<u32>,
+    /// Jobs on the page at most.
+    pub limit: usize,
+    /// Records read at most: a page of a rare status in a long history stops here and says
+    /// where to go on, so no request scans a whole database.
+    pub budget: usize,
+}
+
+impl Default for PageQuery {
+    fn default() -> Self {
+        PageQuery {
+            status: None,
+            before: None,
+            limit: 50,
+            budget: 10_000,
+        }
+    }
+}
+
+/// One page of a circle/topic's jobs from OurDB, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct JobPage {
+    /// The jobs found.
+    pub jobs: Vec<Job>,
+    /// Ids whose record could not be read, with why.
+    pub unreadable: Vec<(u32, String)>,
+    /// Where the next page starts (pass it as `before`); `None` at the oldest job.
+    pub next: Option<u32>,
+    /// Records read for this page.
+    pub scanned: usize,
+    /// The highest id this base's OurDB holds for the circle/topic (ids come in blocks per
+    /// store, so it bounds the jobs submitted here rather than counting them).
+    pub highest_id: u64,
+}
+
 /// Submits, reads and waits for jobs. Cheap to clone; share it between threads.
 #[derive(Clone)]
 pub struct Client {
@@ -481,6 +523,117 @@ impl Client {
             .into_iter()
             .map(|(id, s)| (id, s.map_err(|e| e.to_string())))
             .collect())
+    }
+
+    /// A page of a queue's waiting ids, next to run first (positions `start..start+count`;
+    /// one bounded broker read).
+    pub fn queue_page(
+        &self,
+        circle: &str,
+        topic: &str,
+        start: u64,
+        count: u64,
+    ) -> Result<Vec<u32>> {
+        Ok(self
+            .broker
+            .queue_page(&Self::queue(circle, topic)?, start, count)?)
+    }
+
+    /// Ids of a queue's jobs running now on any engine.
+    pub fn running_ids(&self, circle: &str, topic: &str) -> Result<Vec<u32>> {
+        Ok(self.broker.running_ids(&Self::queue(circle, topic)?)?)
+    }
+
+    /// A job as OurDB holds it (no broker call): what `get` answers when the broker is
+    /// unreachable. `None` if it has no record (or its circle/topic has no database).
+    pub fn stored(&self, circle: &str, topic: &str, id: u32) -> Result<Option<Job>> {
+        let q = Self::queue(circle, topic)?;
+        if !self.store.db_dir(&q.circle, &q.topic).is_dir() {
+            return Ok(None);
+        }
+        Ok(self.store.get(&q.circle, &q.topic, id)?)
+    }
+
+    /// Up to `depth` versions of a job from OurDB, newest first (each, or why it does not
+    /// decode).
+    pub fn history(
+        &self,
+        circle: &str,
+        topic: &str,
+        id: u32,
+        depth: usize,
+    ) -> Result<Vec<std::result::Result<Job, String>>> {
+        let q = Self::queue(circle, topic)?;
+        if !self.store.db_dir(&q.circle, &q.topic).is_dir() {
+            return Ok(Vec::new());
+        }
+        let db = self.store.db(&q.circle, &q.topic)?;
+        let versions = match db.history(id, depth) {
+            Ok(v) => v,
+            Err(crate::ourdb::OurDbError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(Error::Store(crate::store::StoreError::Db {
+                    path: self.store.db_dir(&q.circle, &q.topic),
+                    source,
+                }))
+            }
+        };
+        Ok(versions
+            .iter()
+            .map(|v| crate::codec::from_record(id, v).map_err(|e| e.to_string()))
+            .collect())
+    }
+
+    /// The highest id this base's OurDB holds for a circle/topic (0 without a database).
+    pub fn highest_id(&self, circle: &str, topic: &str) -> Result<u64> {
+        let q = Self::queue(circle, topic)?;
+        if !self.store.db_dir(&q.circle, &q.topic).is_dir() {
+            return Ok(0);
+        }
+        Ok(self
+            .store
+            .db(&q.circle, &q.topic)?
+            .next_id()
+            .saturating_sub(1))
+    }
+
+    /// One page of a circle/topic's jobs from OurDB, newest first: reads ids downwards from
+    /// `before` and stops at `limit` matches or `budget` records, whichever comes first, so
+    /// a page costs O(limit) reads for all statuses (and at most `budget` for a filter).
+    pub fn list_page(&self, circle: &str, topic: &str, query: &PageQuery) -> Result<JobPage> {
+        let q = Self::queue(circle, topic)?;
+        let mut page = JobPage::default();
+        if !self.store.db_dir(&q.circle, &q.topic).is_dir() {
+            return Ok(page);
+        }
+        let db = self.store.db(&q.circle, &q.topic)?;
+        page.highest_id = db.next_id().saturating_sub(1);
+        let top = query.before.map_or(page.highest_id, |b| {
+            (b as u64).saturating_sub(1).min(page.highest_id)
+        });
+        let mut id = top;
+        while id > 0 {
+            if page.jobs.len() >= query.limit.max(1) || page.scanned >= query.budget.max(1) {
+                page.next = Some(id as u32 + 1);
+                break;
+            }
+            page.scanned += 1;
+            match self.store.get(&q.circle, &q.topic, id as u32) {
+                Ok(Some(job)) => {
+                    if query.status.is_none_or(|s| s == job.status) {
+                        page.jobs.push(job);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    if query.status.is_none() {
+                        page.unreadable.push((id as u32, e.to_string()));
+                    }
+                }
+            }
+            id -= 1;
+        }
+        Ok(page)
     }
 
     /// Marks a job active for `attempt` (Redis, then OurDB). `AlreadyFinished` means the

@@ -31,7 +31,8 @@
 //! - [`limits`]: result/error caps so a finished job always fits its OurDB record.
 //! - [`redact`]: hides credentials in URLs before they are shown.
 //! - [`signing`]: per-circle HMAC-SHA256 job signatures (submitter and engine share a secret).
-//! - `src/bin/herojobs/`: the command line: `run`, `submit`, `get`, `wait`, `list`,
+//! - `web` (feature `web`, on by default): the dashboard, `/api` JSON and `/metrics`.
+//! - `src/bin/herojobs/`: the command line: `run`, `web`, `submit`, `get`, `wait`, `list`,
 //!   `queues`, `stats`, `demo`, `bench`, `ourdb ...`.
 
 pub mod broker;
@@ -47,6 +48,8 @@ pub mod processor;
 pub mod redact;
 pub mod signing;
 pub mod store;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use client::Client;
 

@@ -19,6 +19,10 @@ pub const TYPES: &str = "herojobs-types";
 pub const CANCEL_CHANNEL: &str = "herojobs-cancel";
 /// Prefix of the hash where each engine publishes its counters.
 pub const STATS_PREFIX: &str = "herojobs-stats:";
+/// Set of the names of engines that publish counters (readers look their hashes up here
+/// instead of scanning the keyspace, which holds a hash per job; a name whose hash expired
+/// is removed by the reader).
+pub const ENGINES: &str = "herojobs-engines";
 
 /// Prefix of the per-queue id counters (`herojobs-ids:<circle>:<topic>`: the highest id
 /// reserved for that circle/topic by any store of the fleet).

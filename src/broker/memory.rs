@@ -23,6 +23,9 @@ const KEEP_FINISHED: usize = 10_000;
 /// Dead jobs kept per queue.
 const DEAD_MAX: usize = 10_000;
 
+/// An engine's published counters and when they expire.
+type Published = (Instant, Vec<(String, u64)>);
+
 #[derive(Default)]
 struct State {
     /// Highest id reserved per queue (see `Broker::reserve_ids`).
@@ -49,6 +52,9 @@ pub struct MemoryBroker {
     state: Mutex<State>,
     /// Signalled on enqueue (pops wait on it) and on finish (waiters wait on it).
     changed: Condvar,
+    /// Published engine counters with the moment they expire (the embedded dashboard reads
+    /// them as it reads Redis's stats hashes).
+    stats: Mutex<HashMap<String, Published>>,
 }
 
 impl MemoryBroker {
@@ -572,6 +578,59 @@ impl Broker for MemoryBroker {
             .iter()
             .map(|id| st.jobs.contains_key(&(q.clone(), *id)))
             .collect())
+    }
+
+    fn queue_page(&self, q: &QueueName, start: u64, count: u64) -> Result<Vec<u32>, BrokerError> {
+        Ok(self
+            .state
+            .lock()
+            .queues
+            .get(q)
+            .map(|l| {
+                l.iter()
+                    .skip(start as usize)
+                    .take(count as usize)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn running_ids(&self, q: &QueueName) -> Result<Vec<u32>, BrokerError> {
+        let st = self.state.lock();
+        let mut ids: Vec<u32> = st
+            .leases
+            .keys()
+            .filter(|(lq, _)| lq == q)
+            .map(|(_, id)| *id)
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn publish_stats(
+        &self,
+        name: &str,
+        fields: &[(&str, u64)],
+        ttl: Duration,
+    ) -> Result<(), BrokerError> {
+        let fields = fields.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        self.stats
+            .lock()
+            .insert(name.to_string(), (Instant::now() + ttl, fields));
+        Ok(())
+    }
+
+    fn read_stats(&self) -> Result<Vec<super::redis::EngineStats>, BrokerError> {
+        let mut stats = self.stats.lock();
+        let now = Instant::now();
+        stats.retain(|_, (until, _)| *until > now);
+        let mut out: Vec<_> = stats
+            .iter()
+            .map(|(name, (_, f))| (name.clone(), f.clone()))
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     fn epoch(&self) -> Result<String, BrokerError> {

@@ -327,6 +327,35 @@ pub trait Broker: Send + Sync {
     /// Whether some engine of the fleet claimed params type `t` within `within`.
     fn type_claimed(&self, t: &str, within: Duration) -> Result<bool, BrokerError>;
 
+    /// A page of waiting ids, next to run first: positions `start .. start + count` of the
+    /// queue, read in one bounded call (never the whole list), so the dashboard pages a
+    /// queue of millions as cheaply as one of ten.
+    fn queue_page(
+        &self,
+        queue: &QueueName,
+        start: u64,
+        count: u64,
+    ) -> Result<Vec<u32>, BrokerError> {
+        Ok(self
+            .queue_ids(queue)?
+            .into_iter()
+            .skip(start as usize)
+            .take(count as usize)
+            .collect())
+    }
+
+    /// Ids of a queue's jobs that run under a lease now, on any engine (bounded by the
+    /// fleet's workers, so reading them all is cheap).
+    fn running_ids(&self, _queue: &QueueName) -> Result<Vec<u32>, BrokerError> {
+        Ok(Vec::new())
+    }
+
+    /// Every engine's published counters (see [`publish_stats`](Broker::publish_stats)),
+    /// for `herojobs stats` and the dashboard; empty where nobody publishes.
+    fn read_stats(&self) -> Result<Vec<redis::EngineStats>, BrokerError> {
+        Ok(Vec::new())
+    }
+
     /// Publishes an engine's counters for `herojobs stats` (no-op where nobody can read them).
     fn publish_stats(
         &self,

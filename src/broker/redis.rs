@@ -742,36 +742,43 @@ impl RedisBroker {
         })
     }
 
-    /// Every published stats hash: (engine name, counters).
+    /// Every published stats hash: (engine name, counters). Reads the engine registry and
+    /// the hashes in one pipelined round trip (never a keyspace scan: a big queue means a
+    /// million job hashes), and drops the names whose hash expired (their engine stopped
+    /// publishing).
     pub fn read_stats(&self) -> Result<Vec<EngineStats>, BrokerError> {
-        let names: Vec<String> = self.run("list stats", true, |con| {
-            let mut out = Vec::new();
-            let mut cursor = 0u64;
-            loop {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(format!("{}*", keys::STATS_PREFIX))
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(con)?;
-                out.extend(batch);
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
+        let mut names: Vec<String> = self.run("list engines", true, |con| {
+            redis::cmd("SMEMBERS").arg(keys::ENGINES).query(con)
+        })?;
+        names.sort();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hashes: Vec<Vec<(String, u64)>> = self.run("read stats", true, |con| {
+            let mut p = redis::pipe();
+            for name in &names {
+                p.cmd("HGETALL")
+                    .arg(format!("{}{name}", keys::STATS_PREFIX));
             }
-            Ok(out)
+            p.query(con)
         })?;
         let mut out = Vec::new();
-        for key in names {
-            let fields: Vec<(String, u64)> = self.run("read stats", true, |con| {
-                redis::cmd("HGETALL").arg(&key).query(con)
-            })?;
-            out.push((
-                key.trim_start_matches(keys::STATS_PREFIX).to_string(),
-                fields,
-            ));
+        let mut gone = Vec::new();
+        for (name, fields) in names.into_iter().zip(hashes) {
+            if fields.is_empty() {
+                gone.push(name);
+            } else {
+                out.push((name, fields));
+            }
+        }
+        if !gone.is_empty() {
+            // An engine that comes back re-adds itself with its next publish.
+            let _ = self.run("forget engines", true, |con| {
+                redis::cmd("SREM")
+                    .arg(keys::ENGINES)
+                    .arg(&gone)
+                    .query::<i64>(con)
+            });
         }
         Ok(out)
     }
@@ -1390,6 +1397,47 @@ impl Broker for RedisBroker {
         Ok(out)
     }
 
+    fn queue_page(&self, q: &QueueName, start: u64, count: u64) -> Result<Vec<u32>, BrokerError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        // LPUSH in, RPOP out: the next to run is the last element, so position `start` from
+        // the right is index -(start + 1).
+        let key = keys::queue(&q.circle, &q.topic);
+        let first = -(start as i64) - (count as i64);
+        let last = -(start as i64) - 1;
+        let raw: Vec<String> = self.run("queue page", true, |con| {
+            redis::cmd("LRANGE")
+                .arg(&key)
+                .arg(first)
+                .arg(last)
+                .query(con)
+        })?;
+        Ok(raw.iter().rev().filter_map(|s| s.parse().ok()).collect())
+    }
+
+    fn running_ids(&self, q: &QueueName) -> Result<Vec<u32>, BrokerError> {
+        let members: Vec<String> = self.run("running jobs", true, |con| {
+            redis::cmd("ZRANGE")
+                .arg(keys::LEASES)
+                .arg(0)
+                .arg(-1)
+                .query(con)
+        })?;
+        let mut ids: Vec<u32> = members
+            .iter()
+            .filter_map(|m| keys::parse_lease_member(m))
+            .filter(|(c, t, _)| *c == q.circle && *t == q.topic)
+            .map(|(_, _, id)| id)
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn read_stats(&self) -> Result<Vec<EngineStats>, BrokerError> {
+        RedisBroker::read_stats(self)
+    }
+
     fn publish_stats(
         &self,
         name: &str,
@@ -1409,6 +1457,7 @@ impl Broker for RedisBroker {
                 .arg(&key)
                 .arg(ttl.as_millis() as u64)
                 .ignore();
+            p.cmd("SADD").arg(keys::ENGINES).arg(name).ignore();
             p.query::<()>(con)
         })
     }

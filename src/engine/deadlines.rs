@@ -81,7 +81,9 @@ impl Watchdog {
         self.last_publish = Some(Instant::now());
         let s = &self.shared;
         let snap = s.stats.snapshot(s);
-        let fields = snap.fields();
+        let queue_fields = s.stats.queue_fields();
+        let mut fields: Vec<(&str, u64)> = snap.fields();
+        fields.extend(queue_fields.iter().map(|(k, v)| (k.as_str(), *v)));
         if let Err(e) = s
             .broker
             .publish_stats(&s.config.name, &fields, Duration::from_secs(5))

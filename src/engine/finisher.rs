@@ -156,10 +156,16 @@ fn apply(shared: &Shared, finished: &[Outcome], transitions: Option<&[Transition
             JobStatus::Error => Stats::inc(&shared.stats.error),
             JobStatus::New | JobStatus::Active => Stats::inc(&shared.stats.retried),
         }
-        winners.push(&o.job);
+        winners.push(o);
     }
+    // Per-queue counts and wait/run histograms, for the dashboard and /metrics.
+    shared.stats.record_outcomes(
+        winners
+            .iter()
+            .map(|o| (&o.job, o.ending == Ending::TimedOut)),
+    );
     // One OurDB batch for the lot: in `strict` mode one fsync round instead of one per job.
-    for e in shared.store.update_many(winners) {
+    for e in shared.store.update_many(winners.iter().map(|o| &o.job)) {
         log::error!("recording finished jobs: {e}");
     }
 }

@@ -1,8 +1,142 @@
 //! Engine counters: readable from the library and published in the broker for `herojobs
-//! stats`.
+//! stats`, the dashboard and `/metrics` (per engine, and per queue with wait-time and
+//! run-time histograms).
 
 use super::Shared;
+use crate::broker::QueueName;
+use crate::job::{Job, JobStatus};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds, in seconds, of the wait-time and run-time histogram buckets (a last,
+/// unbounded bucket follows). Job times are whole unix seconds, so a duration is a whole
+/// number of seconds and `0` means "within the same second".
+pub const BUCKETS: [u64; 10] = [0, 1, 2, 5, 10, 30, 60, 300, 900, 3600];
+
+/// A histogram of whole seconds: per-bucket (not cumulative) counts, their sum and count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Histogram {
+    /// Count per bucket of [`BUCKETS`], then the unbounded one (`BUCKETS.len() + 1` entries).
+    pub buckets: Vec<u64>,
+    /// Sum of the observed seconds.
+    pub sum: u64,
+    /// Observations.
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Records one duration in seconds.
+    pub fn observe(&mut self, secs: u64) {
+        if self.buckets.len() != BUCKETS.len() + 1 {
+            self.buckets.resize(BUCKETS.len() + 1, 0);
+        }
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[i] += 1;
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    /// Adds another histogram's counts (summing engines).
+    pub fn merge(&mut self, other: &Histogram) {
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
+
+/// Outcomes of one queue recorded by one engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueCounts {
+    /// Recorded done.
+    pub done: u64,
+    /// Recorded error (timeouts included).
+    pub failed: u64,
+    /// Recorded as timed out.
+    pub timed_out: u64,
+    /// Seconds from submit to start, of the recorded jobs.
+    pub wait: Histogram,
+    /// Seconds from start to end, of the recorded jobs.
+    pub run: Histogram,
+}
+
+impl QueueCounts {
+    /// Adds another engine's counts.
+    pub fn merge(&mut self, other: &QueueCounts) {
+        self.done += other.done;
+        self.failed += other.failed;
+        self.timed_out += other.timed_out;
+        self.wait.merge(&other.wait);
+        self.run.merge(&other.run);
+    }
+
+    /// The published fields of queue `q`: `q:<circle>:<topic>:<name>` (names are
+    /// name-fixed, so they hold no `:`), histograms as `wait:b<i>`, `wait:sum`, `wait:count`.
+    fn fields(&self, q: &QueueName, out: &mut Vec<(String, u64)>) {
+        let p = format!("q:{}:{}:", q.circle, q.topic);
+        out.push((format!("{p}done"), self.done));
+        out.push((format!("{p}failed"), self.failed));
+        out.push((format!("{p}timed_out"), self.timed_out));
+        for (name, h) in [("wait", &self.wait), ("run", &self.run)] {
+            for (i, n) in h.buckets.iter().enumerate() {
+                out.push((format!("{p}{name}:b{i}"), *n));
+            }
+            out.push((format!("{p}{name}:sum"), h.sum));
+            out.push((format!("{p}{name}:count"), h.count));
+        }
+    }
+}
+
+/// Splits an engine's published fields into its own counters and its per-queue counts (the
+/// reverse of what the watchdog publishes). Fields it does not know are ignored.
+pub fn parse_fields(
+    fields: &[(String, u64)],
+) -> (BTreeMap<String, u64>, BTreeMap<QueueName, QueueCounts>) {
+    let mut engine = BTreeMap::new();
+    let mut queues: BTreeMap<QueueName, QueueCounts> = BTreeMap::new();
+    for (k, v) in fields {
+        let Some(rest) = k.strip_prefix("q:") else {
+            engine.insert(k.clone(), *v);
+            continue;
+        };
+        let mut parts = rest.splitn(3, ':');
+        let (Some(c), Some(t), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let qc = queues.entry(QueueName::new(c, t)).or_default();
+        let (hist, field) = match name.split_once(':') {
+            Some(("wait", f)) => (Some(&mut qc.wait), f),
+            Some(("run", f)) => (Some(&mut qc.run), f),
+            _ => (None, name),
+        };
+        match (hist, field) {
+            (None, "done") => qc.done = *v,
+            (None, "failed") => qc.failed = *v,
+            (None, "timed_out") => qc.timed_out = *v,
+            (Some(h), "sum") => h.sum = *v,
+            (Some(h), "count") => h.count = *v,
+            (Some(h), b) => {
+                if let Some(i) = b.strip_prefix('b').and_then(|i| i.parse::<usize>().ok()) {
+                    if i <= BUCKETS.len() {
+                        if h.buckets.len() != BUCKETS.len() + 1 {
+                            h.buckets.resize(BUCKETS.len() + 1, 0);
+                        }
+                        h.buckets[i] = *v;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (engine, queues)
+}
 
 /// Monotonic counters of one engine.
 #[derive(Default)]
@@ -45,6 +179,8 @@ pub struct Stats {
     pub refused: AtomicU64,
     /// Workers given up on at shutdown (their job ignored its cancel past `give_up_after`).
     pub gave_up: AtomicU64,
+    /// Outcomes per queue (one lock per recorded batch, not per job).
+    pub queues: parking_lot::Mutex<HashMap<QueueName, QueueCounts>>,
 }
 
 /// A point-in-time copy of the counters.
@@ -90,6 +226,8 @@ pub struct Snapshot {
     pub gave_up: u64,
     /// Jobs running now.
     pub running: u64,
+    /// Worker threads of the engine.
+    pub workers: u64,
 }
 
 impl Stats {
@@ -122,7 +260,56 @@ impl Stats {
             refused: l(&self.refused),
             gave_up: l(&self.gave_up),
             running: shared.running.lock().len() as u64,
+            workers: shared.config.workers as u64,
         }
+    }
+
+    /// Counts recorded outcomes per queue: called once per batch where the finisher applies
+    /// the broker's verdicts, with the winners only (`timed_out` says which of them the
+    /// watchdog timed out).
+    pub fn record_outcomes<'a>(&self, jobs: impl IntoIterator<Item = (&'a Job, bool)>) {
+        let mut queues = self.queues.lock();
+        for (job, timed_out) in jobs {
+            let q = match queues.get_mut(&QueueName::new(&job.circle, &job.topic)) {
+                Some(q) => q,
+                None => queues
+                    .entry(QueueName::new(&job.circle, &job.topic))
+                    .or_default(),
+            };
+            match job.status {
+                JobStatus::Done => q.done += 1,
+                _ => q.failed += 1,
+            }
+            if timed_out {
+                q.timed_out += 1;
+            }
+            if job.time_start > 0 {
+                q.wait
+                    .observe((job.time_start - job.time_scheduled).max(0) as u64);
+                if job.time_end >= job.time_start {
+                    q.run.observe((job.time_end - job.time_start) as u64);
+                }
+            }
+        }
+    }
+
+    /// The per-queue counts, for publishing (see [`QueueCounts`] for the field names).
+    pub fn queue_fields(&self) -> Vec<(String, u64)> {
+        let queues = self.queues.lock();
+        let mut out = Vec::with_capacity(queues.len() * 32);
+        for (q, c) in queues.iter() {
+            c.fields(q, &mut out);
+        }
+        out
+    }
+
+    /// A copy of the per-queue counts.
+    pub fn queue_counts(&self) -> BTreeMap<QueueName, QueueCounts> {
+        self.queues
+            .lock()
+            .iter()
+            .map(|(q, c)| (q.clone(), c.clone()))
+            .collect()
     }
 }
 
@@ -150,6 +337,42 @@ impl Snapshot {
             ("refused", self.refused),
             ("gave_up", self.gave_up),
             ("running", self.running),
+            ("workers", self.workers),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_counts_survive_publishing() {
+        let stats = Stats::default();
+        let mut a = Job::new("c", "t", crate::ParamsType::RhaiScript, "1");
+        a.status = JobStatus::Done;
+        a.time_scheduled = 100;
+        a.time_start = 103;
+        a.time_end = 104;
+        let mut b = a.clone();
+        b.status = JobStatus::Error;
+        b.time_end = 4000;
+        stats.record_outcomes([(&a, false), (&b, true)]);
+        let mut fields = stats.queue_fields();
+        fields.push(("done".into(), 2));
+        let (engine, queues) = parse_fields(&fields);
+        assert_eq!(engine.get("done"), Some(&2));
+        let q = &queues[&QueueName::new("c", "t")];
+        assert_eq!((q.done, q.failed, q.timed_out), (1, 1, 1));
+        assert_eq!(q.wait.count, 2);
+        assert_eq!(q.wait.sum, 6);
+        assert_eq!(q.wait.buckets[3], 2, "3 s waits fall in the <= 5 s bucket");
+        assert_eq!(q.run.buckets[1], 1, "1 s run");
+        assert_eq!(
+            q.run.buckets[BUCKETS.len()],
+            1,
+            "3896 s run: the unbounded bucket"
+        );
+        assert_eq!(queues.len(), 1);
     }
 }

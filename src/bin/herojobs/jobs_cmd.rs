@@ -1,15 +1,19 @@
-//! `herojobs submit | get | wait | list | queues | stats`: the client side, for people and
-//! scripts (`--json`).
+//! `herojobs submit | get | wait | list | queues | stats`: the client side, for people
+//! (human times and durations, a spinner and progress bar on a terminal) and scripts
+//! (`--json` keeps the raw values).
 
+use crate::human::{ago, duration, snippet, when};
+use crate::outln;
 use crate::{Failure, Global};
 use clap::Args;
 use herojobs::broker::redis::{RedisBroker, RedisConfig};
 use herojobs::broker::Broker;
+use herojobs::client::PageQuery;
 use herojobs::{Client, Job, JobStatus, ParamsType};
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Which circle and topic.
 #[derive(Args)]
@@ -31,6 +35,29 @@ pub struct JobRef {
     id: u32,
 }
 
+/// Options of `get`.
+#[derive(Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    job: JobRef,
+    /// Versions of the job's history (from OurDB) to show.
+    #[arg(long, default_value_t = 10)]
+    history: usize,
+}
+
+/// Options of `list`.
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    t: TopicArgs,
+    /// Only jobs with this status: new, active, done or error.
+    #[arg(long)]
+    status: Option<String>,
+    /// At most this many jobs, newest first (0: all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+}
+
 /// Options of `wait`.
 #[derive(Args)]
 pub struct WaitArgs {
@@ -46,9 +73,18 @@ pub struct WaitArgs {
 pub struct SubmitArgs {
     #[command(flatten)]
     t: TopicArgs,
-    /// Params type: heroscript, rhaiscript, openrpc or ai.
+    /// Params type: heroscript, rhaiscript, openrpc or ai (another name with --custom).
     #[arg(long = "type", default_value = "heroscript")]
     params_type: String,
+    /// Allow a params type that is not built in: one a program's own processor handles
+    /// (registered with `Registry::register` in the engine that runs it).
+    #[arg(long)]
+    custom: bool,
+    /// Submit many jobs from a JSON-lines file (`-`: stdin), one job object per line:
+    /// `{"params": "...", "params_type": "rhaiscript", "circleid": "c", "topic": "t",
+    /// "timeout": 10}`; missing fields take the command line's values.
+    #[arg(long, conflicts_with_all = ["file", "params", "wait"])]
+    jsonl: Option<PathBuf>,
     /// Job timeout in seconds (0: the watchdog's default).
     #[arg(long, default_value_t = 0)]
     timeout: u64,
@@ -113,7 +149,7 @@ pub fn retry_policy(
 /// Options of `stats`.
 #[derive(Args)]
 pub struct StatsArgs {
-    /// Refresh every second until Ctrl-C.
+    /// Refresh every second until Ctrl-C, with done and failed jobs per second per queue.
     #[arg(long)]
     watch: bool,
 }
@@ -128,35 +164,53 @@ fn client(g: &Global) -> Result<Client, Failure> {
 
 fn print_job(g: &Global, job: &Job) {
     if g.json {
-        println!("{}", herojobs::codec::to_json(job));
+        outln!("{}", herojobs::codec::to_json(job));
         return;
     }
-    println!("job        {}/{}/{}", job.circle, job.topic, job.id);
-    println!("status     {}", job.status);
-    println!("type       {}", job.params_type);
-    println!("attempts   {}", job.attempts);
-    println!("timeout    {} s", job.timeout);
-    println!(
-        "scheduled  {}  start {}  end {}",
-        job.time_scheduled, job.time_start, job.time_end
-    );
+    outln!("job        {}/{}/{}", job.circle, job.topic, job.id);
+    outln!("status     {}", job.status);
+    outln!("type       {}", job.params_type);
+    outln!("attempts   {}", job.attempts);
+    if job.timeout == 0 {
+        outln!("timeout    engine default");
+    } else {
+        outln!("timeout    {}", duration(job.timeout as i64));
+    }
+    outln!("submitted  {}", when(job.time_scheduled));
+    outln!("started    {}", when(job.time_start));
+    outln!("ended      {}", when(job.time_end));
+    if job.time_start > 0 {
+        outln!(
+            "waited     {}",
+            duration(job.time_start - job.time_scheduled)
+        );
+    }
+    if job.time_end > 0 && job.time_start > 0 {
+        outln!("ran        {}", duration(job.time_end - job.time_start));
+    }
+    outln!("params     {}", indent(&job.params));
     if !job.result.is_empty() {
-        println!("result     {}", job.result);
+        outln!("result     {}", indent(&job.result));
     }
     if !job.error.is_empty() {
-        println!("error      {}", job.error);
+        outln!("error      {}", indent(&job.error));
     }
     for l in &job.logs {
-        println!("log        {l}");
+        outln!("log        {l}");
     }
+}
+
+/// Continuation lines of a multi-line value, aligned under its first line.
+fn indent(s: &str) -> String {
+    s.trim_end().replace('\n', "\n           ")
 }
 
 /// Exit status for a finished job: 0 done, 1 otherwise (the error on stderr).
 fn outcome(g: &Global, job: &Job) -> ExitCode {
     if g.json {
-        println!("{}", herojobs::codec::to_json(job));
+        outln!("{}", herojobs::codec::to_json(job));
     } else if job.status == JobStatus::Done {
-        println!("{}", job.result);
+        outln!("{}", job.result);
     }
     if job.status == JobStatus::Done {
         ExitCode::SUCCESS
@@ -169,13 +223,27 @@ fn outcome(g: &Global, job: &Job) -> ExitCode {
     }
 }
 
-pub fn submit(g: &Global, a: SubmitArgs) -> Result<ExitCode, Failure> {
-    let params_type: ParamsType = a.params_type.parse().unwrap_or_default();
-    if let ParamsType::Other(t) = &params_type {
-        return Err(Failure {
-            message: format!("--type {t:?}: expected heroscript, rhaiscript, openrpc or ai"),
+fn parse_type(name: &str, custom: bool) -> Result<ParamsType, Failure> {
+    let params_type: ParamsType = name.parse().unwrap_or_default();
+    match &params_type {
+        ParamsType::Other(t) if !custom => Err(Failure {
+            message: format!(
+                "--type {t:?}: expected heroscript, rhaiscript, openrpc or ai (add --custom for a type your own processor handles)"
+            ),
             code: 2,
-        });
+        }),
+        ParamsType::Other(t) if t.is_empty() => Err(Failure {
+            message: "--type: empty".into(),
+            code: 2,
+        }),
+        _ => Ok(params_type),
+    }
+}
+
+pub fn submit(g: &Global, a: SubmitArgs) -> Result<ExitCode, Failure> {
+    let params_type = parse_type(&a.params_type, a.custom)?;
+    if let Some(path) = &a.jsonl {
+        return submit_jsonl(g, &a, params_type, path);
     }
     let params = match (&a.file, a.params.as_deref()) {
         (Some(f), None) => {
@@ -195,7 +263,8 @@ pub fn submit(g: &Global, a: SubmitArgs) -> Result<ExitCode, Failure> {
         }
         (None, None) => {
             return Err(Failure {
-                message: "no params: give them as an argument, --file F, or - for stdin".into(),
+                message: "no params: give them as an argument, --file F, - for stdin, or --jsonl F"
+                    .into(),
                 code: 2,
             })
         }
@@ -229,51 +298,309 @@ pub fn submit(g: &Global, a: SubmitArgs) -> Result<ExitCode, Failure> {
     let id = c.submit(job)?;
     if !a.wait {
         if g.json {
-            println!("{{\"jobid\":{id}}}");
+            outln!("{{\"jobid\":{id}}}");
         } else {
-            println!("{id}");
+            outln!("{id}");
         }
         return Ok(ExitCode::SUCCESS);
     }
     let wait_for = Duration::from_secs(if a.timeout == 0 { 60 } else { a.timeout } + 30);
-    match c.wait(&a.t.circle, &a.t.topic, id, wait_for) {
-        Ok(job) => Ok(outcome(g, &job)),
-        Err(e @ herojobs::Error::WaitTimeout { .. }) => {
-            Err(format!("{e}{}", no_engine_hint(g)).into())
+    wait_for_job(g, &c, &a.t.circle, &a.t.topic, id, wait_for)
+}
+
+/// One line of a `--jsonl` file: every field optional but the params.
+#[derive(serde::Deserialize)]
+struct JsonlJob {
+    params: String,
+    #[serde(default)]
+    params_type: Option<String>,
+    #[serde(default, alias = "circle")]
+    circleid: Option<String>,
+    #[serde(default)]
+    topic: Option<String>,
+    #[serde(default)]
+    timeout: Option<u64>,
+}
+
+/// Jobs submitted per call of a bulk submit (one OurDB batch and one broker round trip).
+const BULK_BATCH: usize = 1000;
+
+/// `submit --jsonl FILE`: reads every line first (so a bad line fails the whole file before
+/// anything is submitted), then submits in batches with a progress bar on a terminal.
+fn submit_jsonl(
+    g: &Global,
+    a: &SubmitArgs,
+    default_type: ParamsType,
+    path: &std::path::Path,
+) -> Result<ExitCode, Failure> {
+    let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).map_err(|e| format!("--jsonl {}: {e}", path.display()))?,
+        ))
+    };
+    let mut jobs = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| format!("--jsonl {} line {}: {e}", path.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
         }
+        let j: JsonlJob = serde_json::from_str(&line).map_err(|e| Failure {
+            message: format!("--jsonl {} line {}: {e}", path.display(), n + 1),
+            code: 2,
+        })?;
+        let params_type = match &j.params_type {
+            Some(t) => parse_type(t, a.custom).map_err(|f| Failure {
+                message: format!("--jsonl {} line {}: {}", path.display(), n + 1, f.message),
+                code: 2,
+            })?,
+            None => default_type.clone(),
+        };
+        jobs.push(
+            Job::new(
+                j.circleid.as_deref().unwrap_or(&a.t.circle),
+                j.topic.as_deref().unwrap_or(&a.t.topic),
+                params_type,
+                j.params,
+            )
+            .with_timeout(j.timeout.unwrap_or(a.timeout)),
+        );
+    }
+    let c = client(g)?;
+    let bar = if crate::human::stderr_is_terminal() {
+        indicatif::ProgressBar::new(jobs.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} submitting [{bar:40}] {pos}/{len} jobs  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let start = Instant::now();
+    let total = jobs.len();
+    let mut rest = jobs;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(BULK_BATCH));
+        let n = rest.len() as u64;
+        let ids = c.submit_many(std::mem::replace(&mut rest, tail))?;
+        bar.inc(n);
+        if g.json {
+            for id in ids {
+                outln!("{{\"jobid\":{id}}}");
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if !g.json {
+        let secs = start.elapsed().as_secs_f64();
+        outln!(
+            "submitted {total} jobs in {secs:.2} s ({:.0} jobs/s)",
+            total as f64 / secs.max(1e-9)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for a job, with a spinner on a terminal saying how long and what the job is doing.
+fn wait_for_job(
+    g: &Global,
+    c: &Client,
+    circle: &str,
+    topic: &str,
+    id: u32,
+    timeout: Duration,
+) -> Result<ExitCode, Failure> {
+    let spinner = if crate::human::stderr_is_terminal() && !g.json {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.enable_steady_tick(Duration::from_millis(100));
+        Some(s)
+    } else {
+        None
+    };
+    let start = Instant::now();
+    let result = loop {
+        // With a spinner, wait in short slices to show the job's status as it changes;
+        // without one, one blocking wait (no polling).
+        let left = timeout.saturating_sub(start.elapsed());
+        let slice = if spinner.is_some() {
+            left.min(Duration::from_millis(500))
+        } else {
+            left
+        };
+        match c.wait(circle, topic, id, slice) {
+            Err(herojobs::Error::WaitTimeout { .. }) if !left.is_zero() && slice < left => {
+                if let Some(s) = &spinner {
+                    let status = c
+                        .get(circle, topic, id)
+                        .map(|j| j.status.to_string())
+                        .unwrap_or_else(|e| format!("? ({e})"));
+                    s.set_message(format!(
+                        "job {circle}/{topic}/{id}: {status}, waiting {}",
+                        duration(start.elapsed().as_secs() as i64)
+                    ));
+                }
+            }
+            other => break other,
+        }
+    };
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    match result {
+        Ok(job) => Ok(outcome(g, &job)),
+        Err(herojobs::Error::WaitTimeout { .. }) => Err(format!(
+            "job {circle}/{topic}/{id} did not finish within {}{}",
+            duration(timeout.as_secs() as i64),
+            no_engine_hint(g)
+        )
+        .into()),
         Err(e) => Err(e.into()),
     }
 }
 
-pub fn get(g: &Global, a: JobRef) -> Result<ExitCode, Failure> {
-    let job = client(g)?.get(&a.t.circle, &a.t.topic, a.id)?;
+pub fn get(g: &Global, a: GetArgs) -> Result<ExitCode, Failure> {
+    let c = client(g)?;
+    let (circle, topic, id) = (&a.job.t.circle, &a.job.t.topic, a.job.id);
+    // Redis first; when it cannot be reached, OurDB (the record of truth) answers.
+    let (job, note) = match c.get(circle, topic, id) {
+        Ok(j) => (j, None),
+        Err(herojobs::Error::Broker(e)) => match c.stored(circle, topic, id)? {
+            Some(j) => (j, Some(format!("Redis unreachable ({e}); read from OurDB"))),
+            None => return Err(herojobs::Error::Broker(e).into()),
+        },
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(n) = &note {
+        eprintln!("herojobs: {n}");
+    }
     print_job(g, &job);
+    if a.history > 0 && !g.json {
+        let versions = c.history(circle, topic, id, a.history)?;
+        if !versions.is_empty() {
+            outln!("history    (OurDB, newest first)");
+        }
+        for (i, v) in versions.iter().enumerate() {
+            match v {
+                Ok(j) => outln!(
+                    "  #{i:<3} {:<6} attempt {}  {}{}",
+                    j.status.as_str(),
+                    j.attempts,
+                    if j.time_end > 0 {
+                        format!("ended {}", ago(j.time_end))
+                    } else if j.time_start > 0 {
+                        format!("started {}", ago(j.time_start))
+                    } else {
+                        format!("submitted {}", ago(j.time_scheduled))
+                    },
+                    if j.error.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  error: {}", snippet(&j.error, 60))
+                    }
+                ),
+                Err(e) => outln!("  #{i:<3} unreadable: {e}"),
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn wait(g: &Global, a: WaitArgs) -> Result<ExitCode, Failure> {
     let c = client(g)?;
-    match c.wait(
+    wait_for_job(
+        g,
+        &c,
         &a.job.t.circle,
         &a.job.t.topic,
         a.job.id,
         Duration::from_secs(a.timeout),
-    ) {
-        Ok(job) => Ok(outcome(g, &job)),
-        Err(e @ herojobs::Error::WaitTimeout { .. }) => {
-            Err(format!("{e}{}", no_engine_hint(g)).into())
-        }
-        Err(e) => Err(e.into()),
-    }
+    )
 }
 
-pub fn list(g: &Global, a: TopicArgs) -> Result<ExitCode, Failure> {
-    for (id, status) in client(g)?.list(&a.circle, &a.topic)? {
-        match (g.json, status) {
-            (true, Ok(s)) => println!("{}", serde_json::json!({"jobid": id, "status": s.as_str()})),
-            (true, Err(e)) => println!("{}", serde_json::json!({"jobid": id, "error": e})),
-            (false, Ok(s)) => println!("{id}\t{s}"),
-            (false, Err(e)) => println!("{id}\tunreadable: {e}"),
+pub fn list(g: &Global, a: ListArgs) -> Result<ExitCode, Failure> {
+    let status = match a.status.as_deref() {
+        None | Some("all") => None,
+        Some("new") => Some(JobStatus::New),
+        Some("active") => Some(JobStatus::Active),
+        Some("done") => Some(JobStatus::Done),
+        Some("error") => Some(JobStatus::Error),
+        Some(s) => {
+            return Err(Failure {
+                message: format!("--status {s:?}: expected new, active, done or error"),
+                code: 2,
+            })
+        }
+    };
+    let c = client(g)?;
+    let mut query = PageQuery {
+        status,
+        before: None,
+        limit: if a.limit == 0 { usize::MAX } else { a.limit },
+        // The command line reads as far as it must: a person asked for these jobs.
+        budget: usize::MAX,
+    };
+    let human = !g.json;
+    if human && crate::human::stdout_is_terminal() {
+        outln!(
+            "{:>8}  {:<6}  {:<10}  {:>14}  {:>10}  result / error",
+            "id",
+            "status",
+            "type",
+            "submitted",
+            "ran"
+        );
+    }
+    // Pages of 1000, so output starts at once and memory stays small for a long history.
+    let mut left = query.limit;
+    loop {
+        query.limit = left.min(1000);
+        let page = c.list_page(&a.t.circle, &a.t.topic, &query)?;
+        for job in &page.jobs {
+            if g.json {
+                outln!(
+                    "{}",
+                    serde_json::json!({"jobid": job.id, "status": job.status.as_str(),
+                        "params_type": job.params_type.as_str(), "attempts": job.attempts,
+                        "time_scheduled": job.time_scheduled, "time_start": job.time_start,
+                        "time_end": job.time_end, "result": job.result, "error": job.error})
+                );
+            } else {
+                let ran = if job.time_end > 0 && job.time_start > 0 {
+                    duration(job.time_end - job.time_start)
+                } else {
+                    "—".into()
+                };
+                let what = if job.error.is_empty() {
+                    &job.result
+                } else {
+                    &job.error
+                };
+                outln!(
+                    "{:>8}  {:<6}  {:<10}  {:>14}  {:>10}  {}",
+                    job.id,
+                    job.status.as_str(),
+                    job.params_type.as_str(),
+                    ago(job.time_scheduled),
+                    ran,
+                    snippet(what, 60)
+                );
+            }
+        }
+        for (id, why) in &page.unreadable {
+            if g.json {
+                outln!("{}", serde_json::json!({"jobid": id, "error": why}));
+            } else {
+                outln!("{id:>8}  unreadable: {why}");
+            }
+        }
+        left = left.saturating_sub(page.jobs.len());
+        match page.next {
+            Some(next) if left > 0 => query.before = Some(next),
+            _ => break,
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -284,12 +611,12 @@ pub fn queues(g: &Global) -> Result<ExitCode, Failure> {
     for q in c.queues()? {
         let n = c.broker().queue_len(&q)?;
         if g.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"circle": q.circle, "topic": q.topic, "waiting": n})
             );
         } else {
-            println!("{q}\t{n}");
+            outln!("{q}\t{n}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -297,13 +624,49 @@ pub fn queues(g: &Global) -> Result<ExitCode, Failure> {
 
 pub fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode, Failure> {
     let broker = RedisBroker::new(RedisConfig::new(&g.redis))?;
+    // Per engine and queue, the last (done, failed) seen and when: rates are their change.
+    type Seen = std::collections::BTreeMap<(String, String), (u64, u64)>;
+    let mut last: Option<(Instant, Seen)> = None;
     loop {
         let engines = broker.read_stats()?;
         let mut queues = Vec::new();
         for q in broker.queues()? {
             let n = broker.queue_len(&q)?;
-            queues.push((q, n));
+            let oldest = match broker.peek(&q)? {
+                Some(id) => broker
+                    .get(&q, id)?
+                    .map(|j| herojobs::job::unix_now() - j.time_scheduled),
+                None => None,
+            };
+            queues.push((q, n, oldest));
         }
+        let now = Instant::now();
+        let mut seen: Seen = Seen::new();
+        let mut per_queue: std::collections::BTreeMap<
+            String,
+            herojobs::engine::stats::QueueCounts,
+        > = Default::default();
+        for (name, fields) in &engines {
+            let (_, qs) = herojobs::engine::stats::parse_fields(fields);
+            for (q, c) in qs {
+                seen.insert((name.clone(), q.to_string()), (c.done, c.failed));
+                per_queue.entry(q.to_string()).or_default().merge(&c);
+            }
+        }
+        let mut rates: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+        if let Some((then, prev)) = &last {
+            let secs = now.duration_since(*then).as_secs_f64().max(1e-3);
+            for ((engine, q), (d, f)) in &seen {
+                let (pd, pf) = prev
+                    .get(&(engine.clone(), q.clone()))
+                    .copied()
+                    .unwrap_or((*d, *f));
+                let r = rates.entry(q.clone()).or_default();
+                r.0 += d.saturating_sub(pd) as f64 / secs;
+                r.1 += f.saturating_sub(pf) as f64 / secs;
+            }
+        }
+        last = Some((now, seen));
         if g.json {
             let e: serde_json::Map<String, serde_json::Value> = engines
                 .iter()
@@ -316,20 +679,63 @@ pub fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode, Failure> {
                     )
                 })
                 .collect();
-            let q: Vec<_> = queues.iter().map(|(q, n)| serde_json::json!({"circle": q.circle, "topic": q.topic, "waiting": n})).collect();
-            println!("{}", serde_json::json!({"engines": e, "queues": q}));
+            let q: Vec<_> = queues
+                .iter()
+                .map(|(q, n, oldest)| {
+                    let key = q.to_string();
+                    let c = per_queue.get(&key).cloned().unwrap_or_default();
+                    let r = rates.get(&key).copied();
+                    serde_json::json!({"circle": q.circle, "topic": q.topic, "waiting": n,
+                        "oldest_wait_s": oldest, "done": c.done, "failed": c.failed,
+                        "done_per_s": r.map(|r| r.0), "failed_per_s": r.map(|r| r.1)})
+                })
+                .collect();
+            outln!("{}", serde_json::json!({"engines": e, "queues": q}));
         } else {
             if a.watch {
                 print!("\x1b[2J\x1b[H");
             }
-            println!("engines ({})", engines.len());
+            outln!("engines ({})", engines.len());
             for (name, fields) in &engines {
-                let f: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!("  {name}: {}", f.join(" "));
+                let (f, _) = herojobs::engine::stats::parse_fields(fields);
+                let c = |k: &str| f.get(k).copied().unwrap_or(0);
+                outln!(
+                    "  {name}: {} workers, {} running, {} done, {} failed ({} timed out), {} recovered",
+                    c("workers"),
+                    c("running"),
+                    c("done"),
+                    c("error"),
+                    c("timed_out"),
+                    c("recovered")
+                );
             }
-            println!("queues ({})", queues.len());
-            for (q, n) in &queues {
-                println!("  {q}: {n} waiting");
+            outln!("queues ({})", queues.len());
+            outln!(
+                "  {:<32} {:>9} {:>10} {:>10} {:>9} {:>9}  oldest waiting",
+                "queue",
+                "waiting",
+                "done",
+                "failed",
+                "done/s",
+                "failed/s"
+            );
+            for (q, n, oldest) in &queues {
+                let key = q.to_string();
+                let c = per_queue.get(&key).cloned().unwrap_or_default();
+                let (dr, fr) = match rates.get(&key) {
+                    Some(r) => (format!("{:.1}", r.0), format!("{:.1}", r.1)),
+                    None => ("—".into(), "—".into()),
+                };
+                outln!(
+                    "  {:<32} {:>9} {:>10} {:>10} {:>9} {:>9}  {}",
+                    key,
+                    n,
+                    c.done,
+                    c.failed,
+                    dr,
+                    fr,
+                    oldest.map_or("—".into(), duration)
+                );
             }
         }
         if !a.watch {

@@ -4,10 +4,13 @@
 mod bench;
 mod demo;
 mod heroscript_cmd;
+pub mod human;
 mod jobs_cmd;
 mod lifecycle_cmd;
 mod ourdb_cmd;
 mod run_cmd;
+#[cfg(feature = "web")]
+mod web_cmd;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -90,12 +93,13 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Submit a job; prints its id (with --wait, its result).
     Submit(jobs_cmd::SubmitArgs),
-    /// Show a job.
-    Get(jobs_cmd::JobRef),
+    /// Show a job: params, result or error, logs, times and its history (OurDB answers
+    /// when Redis is down).
+    Get(jobs_cmd::GetArgs),
     /// Wait for a job to finish; exit status 0 if done.
     Wait(jobs_cmd::WaitArgs),
-    /// List the jobs of a circle/topic (from OurDB) with their status.
-    List(jobs_cmd::TopicArgs),
+    /// List the jobs of a circle/topic (from OurDB), newest first, with their status.
+    List(jobs_cmd::ListArgs),
     /// Cancel a job: waiting, delayed or running (on any watchdog); it ends `cancelled`.
     Cancel(lifecycle_cmd::CancelArgs),
     /// Queue a failed job (or every dead one) again.
@@ -112,6 +116,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// The standard benchmark: enqueue, drain, round trip.
     Bench(bench::BenchArgs),
+    /// Serve the web dashboard and /metrics (read-only without a token).
+    #[cfg(feature = "web")]
+    Web(web_cmd::WebArgs),
     /// Inspect and maintain an OurDB database directory.
     #[command(subcommand)]
     Ourdb(ourdb_cmd::OurdbCommand),
@@ -128,11 +135,15 @@ pub struct Failure {
     pub code: u8,
 }
 
-impl<E: std::fmt::Display> From<E> for Failure {
+impl<E: std::fmt::Display + 'static> From<E> for Failure {
     fn from(e: E) -> Self {
+        // A closed stdout (the reader exited: `herojobs ... | head -1`) is not a failure.
+        let broken_pipe = (&e as &dyn std::any::Any)
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
         Failure {
             message: e.to_string(),
-            code: 1,
+            code: if broken_pipe { 0 } else { 1 },
         }
     }
 }
@@ -156,11 +167,14 @@ fn main() -> ExitCode {
         Command::Stats(a) => jobs_cmd::stats(&g, a),
         Command::Demo(a) => demo::run(&g, a),
         Command::Bench(a) => bench::run(&g, a),
-        Command::Ourdb(cmd) => ourdb_cmd::run(cmd),
+        #[cfg(feature = "web")]
+        Command::Web(a) => web_cmd::run(&g, a),
+        Command::Ourdb(cmd) => ourdb_cmd::run(&g, cmd),
         Command::Heroscript(cmd) => heroscript_cmd::run(&g, cmd),
     };
     match result {
         Ok(code) => code,
+        Err(f) if f.code == 0 => ExitCode::SUCCESS,
         Err(f) => {
             // Belt and braces: whatever a message quotes, the Redis password is not shown.
             eprintln!(

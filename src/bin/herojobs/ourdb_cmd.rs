@@ -53,10 +53,22 @@ pub enum OurdbCommand {
         #[arg(long)]
         json: bool,
     },
-    /// One JSON line per live id: id, length, file, position.
+    /// One JSON line per live id: id, length, file, position. With --circle (and --topic)
+    /// instead of a directory: the job database under --base, each record decoded as the
+    /// job's JSON.
     Dump {
-        #[command(flatten)]
-        db: DbArgs,
+        /// Database directory (or --circle/--topic).
+        #[arg(required_unless_present = "circle")]
+        dir: Option<PathBuf>,
+        /// Lookup keysize (see `stats`).
+        #[arg(long)]
+        keysize: Option<u8>,
+        /// The circle whose job database to decode.
+        #[arg(long, conflicts_with = "dir")]
+        circle: Option<String>,
+        /// Its topic.
+        #[arg(long, default_value = "default", requires = "circle")]
+        topic: String,
     },
     /// Verify every record and its history; exit 0 only if all are intact.
     Check {
@@ -92,7 +104,7 @@ fn printable(data: &[u8]) -> String {
     data.escape_ascii().to_string()
 }
 
-pub fn run(cmd: OurdbCommand) -> Result<ExitCode, Failure> {
+pub fn run(g: &crate::Global, cmd: OurdbCommand) -> Result<ExitCode, Failure> {
     let mut out = std::io::stdout().lock();
     match cmd {
         OurdbCommand::Stats { db, json } => {
@@ -157,8 +169,41 @@ pub fn run(cmd: OurdbCommand) -> Result<ExitCode, Failure> {
                 }
             }
         }
-        OurdbCommand::Dump { db } => {
-            let db = open(&db, false)?;
+        OurdbCommand::Dump {
+            dir,
+            keysize,
+            circle: Some(circle),
+            topic,
+        } => {
+            let (c, t) = herojobs::store::fix_names(&circle, &topic)?;
+            let store =
+                herojobs::store::JobStore::new(g.base(), herojobs::ourdb::Durability::Periodic);
+            let args = DbArgs {
+                dir: dir.unwrap_or_else(|| store.db_dir(&c, &t)),
+                keysize,
+            };
+            if !args.dir.is_dir() {
+                return Err(
+                    format!("no job database for {c}/{t} at {}", args.dir.display()).into(),
+                );
+            }
+            let db = open(&args, false)?;
+            for id in db.ids() {
+                let line = match db.get(id).map_err(|e| e.to_string()).and_then(|bytes| {
+                    herojobs::codec::from_record(id, &bytes).map_err(|e| e.to_string())
+                }) {
+                    Ok(job) => herojobs::codec::to_json(&job),
+                    Err(e) => serde_json::json!({"jobid": id, "unreadable": e}).to_string(),
+                };
+                writeln!(out, "{line}")?;
+            }
+        }
+        OurdbCommand::Dump { dir, keysize, .. } => {
+            let args = DbArgs {
+                dir: dir.ok_or("a database directory or --circle")?,
+                keysize,
+            };
+            let db = open(&args, false)?;
             for id in db.ids() {
                 let Some(loc) = db.location(id)? else {
                     continue;

@@ -61,6 +61,19 @@ pub struct RunArgs {
     /// Retry timed-out runs too (by default a timeout is final).
     #[arg(long)]
     retry_timeouts: bool,
+    /// Also serve the web dashboard and /metrics on this address (e.g. 127.0.0.1:8088).
+    #[cfg(feature = "web")]
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Token that allows the dashboard's actions (read-only without one).
+    #[cfg(feature = "web")]
+    #[arg(
+        long,
+        env = "HEROJOBS_WEB_TOKEN",
+        hide_env_values = true,
+        requires = "http"
+    )]
+    token: Option<String>,
 }
 
 pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
@@ -92,11 +105,11 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
     };
     let base = g.base();
     let keys = g.signing_keys()?;
-    let mut engine = if a.embedded {
+    let (client, mut engine) = if a.embedded {
         if !keys.is_empty() {
             return Err("--signing-keys needs a Redis watchdog (not --embedded)".into());
         }
-        herojobs::embedded(&base, Registry::with_builtins(), config)?.1
+        herojobs::embedded(&base, Registry::with_builtins(), config)?
     } else {
         let mut b = WatchDog::builder()
             .redis_url(&g.redis)
@@ -110,9 +123,22 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
         for (circle, secret) in keys {
             b = b.require_signing(&circle, secret);
         }
-        b.build()?
+        let engine = b.build()?;
+        // The dashboard shares the engine's broker and job store (one OurDB handle each).
+        let s = engine.shared();
+        (
+            herojobs::Client::with_parts(s.broker.clone(), s.store.clone()),
+            engine,
+        )
     };
     engine.start()?;
+    #[cfg(feature = "web")]
+    let mut web = match &a.http {
+        Some(addr) => Some(crate::web_cmd::start(client, addr, a.token.clone())?),
+        None => None,
+    };
+    #[cfg(not(feature = "web"))]
+    drop(client);
     eprintln!(
         "herojobs: watchdog running ({} workers, {}, jobs under {}); Ctrl-C to stop",
         a.workers,
@@ -130,6 +156,10 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
         "herojobs: stopping (running jobs get {} s to finish)",
         a.grace
     );
+    #[cfg(feature = "web")]
+    if let Some(w) = web.as_mut() {
+        w.stop();
+    }
     engine.stop();
     let s = engine.stats();
     eprintln!(

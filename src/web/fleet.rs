@@ -1,0 +1,163 @@
+//! The fleet as the dashboard sees it: the engines' published counters parsed back into
+//! per-engine and per-queue figures, and the done/failed rates sampled over the last
+//! minutes for the chart.
+
+use super::App;
+use crate::broker::QueueName;
+use crate::engine::stats::{parse_fields, QueueCounts};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+/// Samples kept for the chart (10 minutes at the default 2 s period).
+const KEEP: usize = 300;
+
+/// One engine alive (its stats hash has not expired).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EngineView {
+    /// Its name (`host-pid` by default).
+    pub name: String,
+    /// Its own counters (`done`, `error`, `running`, `workers`, ...).
+    pub counters: BTreeMap<String, u64>,
+    /// Its outcomes per queue.
+    #[serde(skip)]
+    pub queues: BTreeMap<QueueName, QueueCounts>,
+}
+
+/// Every engine alive, read in one pass over the stats hashes.
+#[derive(Debug, Clone, Default)]
+pub struct FleetView {
+    /// The engines.
+    pub engines: Vec<EngineView>,
+}
+
+impl FleetView {
+    /// Reads the published counters through the client's broker.
+    pub fn read(client: &crate::Client) -> crate::Result<FleetView> {
+        let raw = client.broker().read_stats()?;
+        Ok(FleetView {
+            engines: raw
+                .into_iter()
+                .map(|(name, fields)| {
+                    let (counters, queues) = parse_fields(&fields);
+                    EngineView {
+                        name,
+                        counters,
+                        queues,
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    /// A queue's outcomes summed over the engines alive.
+    pub fn queue(&self, q: &QueueName) -> QueueCounts {
+        let mut sum = QueueCounts::default();
+        for e in &self.engines {
+            if let Some(c) = e.queues.get(q) {
+                sum.merge(c);
+            }
+        }
+        sum
+    }
+
+    /// Every queue some engine has recorded outcomes for.
+    pub fn queue_names(&self) -> Vec<QueueName> {
+        let mut out: Vec<QueueName> = self
+            .engines
+            .iter()
+            .flat_map(|e| e.queues.keys().cloned())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// One point of the chart: jobs per second done and failed over the period ending at `t`.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct RateSample {
+    /// Unix milliseconds.
+    pub t: u64,
+    /// Jobs done per second.
+    pub done: f64,
+    /// Jobs failed per second.
+    pub failed: f64,
+}
+
+/// (done, failed) per engine.
+type Totals = BTreeMap<String, (u64, u64)>;
+/// (done, failed) per engine and queue.
+type QueueTotals = BTreeMap<(String, QueueName), (u64, u64)>;
+
+/// The sampled history, and the last totals seen per engine and per queue.
+#[derive(Default)]
+pub struct Rates {
+    /// Oldest first.
+    pub samples: VecDeque<RateSample>,
+    /// Per queue, done/s and failed/s over the last period.
+    pub queues: BTreeMap<QueueName, (f64, f64)>,
+    last: Option<(Instant, Totals, QueueTotals)>,
+}
+
+/// Reads the fleet once and appends a sample. A counter that went down (its engine
+/// restarted under the same name) counts from zero; an engine seen for the first time adds
+/// nothing (its earlier work is not in this period).
+pub(crate) fn sample(app: &App) {
+    let fleet = match FleetView::read(&app.client) {
+        Ok(f) => f,
+        Err(e) => {
+            log::debug!("web dashboard: reading the fleet's counters: {e}");
+            return;
+        }
+    };
+    let now = Instant::now();
+    let mut engines = BTreeMap::new();
+    let mut queues = BTreeMap::new();
+    for e in &fleet.engines {
+        let c = |k: &str| e.counters.get(k).copied().unwrap_or(0);
+        engines.insert(e.name.clone(), (c("done"), c("error")));
+        for (q, qc) in &e.queues {
+            queues.insert((e.name.clone(), q.clone()), (qc.done, qc.failed));
+        }
+    }
+    let mut rates = app.rates.lock();
+    if let Some((then, last_e, last_q)) = &rates.last {
+        let secs = now.duration_since(*then).as_secs_f64().max(0.001);
+        let delta = |new: u64, old: Option<u64>| match old {
+            Some(o) if new >= o => new - o,
+            Some(_) => new,
+            None => 0,
+        };
+        let (mut d, mut f) = (0u64, 0u64);
+        for (name, (done, failed)) in &engines {
+            let old = last_e.get(name);
+            d += delta(*done, old.map(|o| o.0));
+            f += delta(*failed, old.map(|o| o.1));
+        }
+        let mut per_q: BTreeMap<QueueName, (f64, f64)> = BTreeMap::new();
+        for (k, (done, failed)) in &queues {
+            let old = last_q.get(k);
+            let e = per_q.entry(k.1.clone()).or_default();
+            e.0 += delta(*done, old.map(|o| o.0)) as f64 / secs;
+            e.1 += delta(*failed, old.map(|o| o.1)) as f64 / secs;
+        }
+        rates.queues = per_q;
+        rates.samples.push_back(RateSample {
+            t: unix_ms(),
+            done: d as f64 / secs,
+            failed: f as f64 / secs,
+        });
+        while rates.samples.len() > KEEP {
+            rates.samples.pop_front();
+        }
+    }
+    rates.last = Some((now, engines, queues));
+}
+
+/// Now in unix milliseconds.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
