@@ -459,6 +459,9 @@ fn act(c: &crate::Client, r: &ActionRequest) -> crate::Result<Value> {
     Ok(match r.action.as_str() {
         "delete" => json!({ "deleted": c.delete(&r.circle, &r.topic, r.id()?)? }),
         "empty" => json!({ "removed": c.empty_queue(&r.circle, &r.topic)? }),
+        "retry" => json!({ "retried": c.retry(&r.circle, &r.topic, r.id()?)? }),
+        "cancel" => json!({ "cancelled": c.cancel(&r.circle, &r.topic, r.id()?)? }),
+        "purge_dead" => json!({ "purged": c.purge_dead(&r.circle, &r.topic)? }),
         other => return Err(crate::Error::Invalid(format!("unknown action {other:?}"))),
     })
 }

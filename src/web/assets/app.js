@@ -232,7 +232,12 @@ async function jobPage(app, c, t, id) {
   const waited = j.time_start ? dur(j.time_start - j.time_scheduled) : "waiting for " + ago(j.time_scheduled).replace(" ago", "");
   put(app,
     el("h1", {}, "Job " + c + "/" + t + "/#" + j.jobid + " ", el("span", { id: "job-status" }, statusBadge(j.status))),
-    el("div", { class: "bar" }, actionButton("delete job", "delete", { circle: c, topic: t, id: j.jobid },
+    el("div", { class: "bar" },
+      j.status === "error" ? actionButton("retry", "retry", { circle: c, topic: t, id: j.jobid }, null,
+        () => { location.reload(); }) : "",
+      (j.status === "new" || j.status === "active") ? actionButton("cancel", "cancel", { circle: c, topic: t, id: j.jobid },
+        "Cancel job #" + j.jobid + "?", () => { location.reload(); }) : "",
+      actionButton("delete job", "delete", { circle: c, topic: t, id: j.jobid },
       "Delete job #" + j.jobid + " everywhere (Redis and OurDB)?", () => { location.href = queueHref(c, t); })),
     el("dl", { class: "kv" },
       el("dt", { text: "type" }), el("dd", { text: j.params_type }),
