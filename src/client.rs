@@ -491,6 +491,29 @@ impl Client {
         Ok(self.broker.purge_dead(&Self::queue(circle, topic)?)?)
     }
 
+    /// Pauses a queue: no engine takes from it until [`resume`](Client::resume) (within
+    /// half a second); jobs submitted meanwhile wait in it.
+    pub fn pause(&self, circle: &str, topic: &str) -> Result<()> {
+        Ok(self.broker.set_paused(&Self::queue(circle, topic)?, true)?)
+    }
+
+    /// Resumes a paused queue.
+    pub fn resume(&self, circle: &str, topic: &str) -> Result<()> {
+        Ok(self
+            .broker
+            .set_paused(&Self::queue(circle, topic)?, false)?)
+    }
+
+    /// The paused queues.
+    pub fn paused(&self) -> Result<Vec<QueueName>> {
+        Ok(self.broker.paused()?)
+    }
+
+    /// Dead jobs and scheduled (delayed or retry-waiting) jobs of a queue: two counts.
+    pub fn lifecycle_counts(&self, circle: &str, topic: &str) -> Result<(u64, u64)> {
+        Ok(self.broker.lifecycle_counts(&Self::queue(circle, topic)?)?)
+    }
+
     /// Delayed jobs and jobs waiting for a retry, next due first, with their due time (ms).
     pub fn scheduled(&self, circle: &str, topic: &str, limit: usize) -> Result<Vec<(u32, u64)>> {
         Ok(self.broker.scheduled(&Self::queue(circle, topic)?, limit)?)

@@ -348,8 +348,9 @@ fn a_redis_password_is_never_printed() {
         assert!(ok, "{all:?}: {out}");
         assert!(!out.contains("hunter2"), "{all:?}: {out}");
     }
-    let (ok, out) = herojobs(&["--redis", &wrong, "--base", b, "get", "1"], &[]);
-    assert!(!ok, "{out}");
+    // With the wrong password `get` fails or answers from OurDB (saying Redis could not be
+    // reached); either way the password is not shown.
+    let (_, out) = herojobs(&["--redis", &wrong, "--base", b, "get", "1"], &[]);
     assert!(!out.contains("wrongpass99"), "{out}");
     d.signal("-TERM");
     d.wait_exit(Duration::from_secs(60));
@@ -516,7 +517,7 @@ fn a_redis_acl_confines_a_submitter_to_its_circle() {
     // The layout docs/security.md gives (the same lines).
     for rule in [
         "ACL SETUSER engine on >engine-pw-0123 ~herojobs* ~heroqueue* &* +@all",
-        "ACL SETUSER submit-a on >submit-a-pw-0123 resetkeys ~herojobs:a:* ~heroqueue:a:* ~herojobs-ids:a:* ~heroqueues ~herojobs-signal resetchannels -@all +evalsha +eval +script|load +hexists +hget +hmget +hset +lpush +sadd +ltrim +get +set +blmove +ping +auth +hello",
+        "ACL SETUSER submit-a on >submit-a-pw-0123 resetkeys ~herojobs:a:* ~heroqueue:a:* ~herojobs-ids:a:* ~herojobs-scheduled:a:* ~heroqueues ~herojobs-signal resetchannels -@all +evalsha +eval +script|load +hexists +hget +hmget +hset +lpush +sadd +ltrim +zadd +get +set +blmove +ping +auth +hello",
     ] {
         let parts: Vec<&str> = rule.split(' ').collect();
         try_cmd(&mut admin, &parts).unwrap_or_else(|e| panic!("{rule}: {e}"));

@@ -15,6 +15,8 @@ pub const EPOCH: &str = "herojobs-epoch";
 /// an engine last claimed it, ms): an engine without a processor for a job's type hands the
 /// job back while another engine claims the type.
 pub const TYPES: &str = "herojobs-types";
+/// Set of paused queue keys: engines do not take from them (jobs still queue up).
+pub const PAUSED: &str = "herojobs-paused";
 /// Pub/sub channel on which cancels of running jobs reach every engine (`circle:topic:id`).
 pub const CANCEL_CHANNEL: &str = "herojobs-cancel";
 /// Prefix of the hash where each engine publishes its counters.

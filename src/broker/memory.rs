@@ -36,6 +36,8 @@ struct State {
     scheduled: HashMap<QueueName, BTreeSet<(u64, u32)>>,
     /// Jobs that ended in error, oldest first (unix ms, id), per queue; capped.
     dead: HashMap<QueueName, VecDeque<(u64, u32)>>,
+    /// Paused queues.
+    paused: BTreeSet<QueueName>,
     /// Engines listening for cancels of running jobs.
     cancel_subs: Vec<std::sync::mpsc::Sender<(QueueName, u32)>>,
     /// Finished jobs in the order they finished (oldest first), for eviction.
@@ -301,6 +303,28 @@ impl Broker for MemoryBroker {
             .get(q)
             .map(|s| s.iter().take(limit).map(|(at, id)| (*id, *at)).collect())
             .unwrap_or_default())
+    }
+
+    fn set_paused(&self, q: &QueueName, paused: bool) -> Result<(), BrokerError> {
+        let mut st = self.state.lock();
+        if paused {
+            st.paused.insert(q.clone());
+        } else {
+            st.paused.remove(q);
+        }
+        Ok(())
+    }
+
+    fn paused(&self) -> Result<Vec<QueueName>, BrokerError> {
+        Ok(self.state.lock().paused.iter().cloned().collect())
+    }
+
+    fn lifecycle_counts(&self, q: &QueueName) -> Result<(u64, u64), BrokerError> {
+        let st = self.state.lock();
+        Ok((
+            st.dead.get(q).map_or(0, |d| d.len() as u64),
+            st.scheduled.get(q).map_or(0, |s| s.len() as u64),
+        ))
     }
 
     fn cancel_feed(&self) -> Result<Box<dyn super::CancelFeed>, BrokerError> {

@@ -318,6 +318,16 @@ pub trait Broker: Send + Sync {
     /// Ids of a queue's delayed jobs and jobs waiting for a retry, with their due times (ms).
     fn scheduled(&self, queue: &QueueName, limit: usize) -> Result<Vec<(u32, u64)>, BrokerError>;
 
+    /// Pauses (`true`) or resumes a queue: engines stop taking from a paused queue within a
+    /// registry refresh (half a second); submits go on queueing.
+    fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<(), BrokerError>;
+
+    /// The paused queues.
+    fn paused(&self) -> Result<Vec<QueueName>, BrokerError>;
+
+    /// Number of dead jobs and of scheduled (delayed or retry-waiting) jobs of a queue.
+    fn lifecycle_counts(&self, queue: &QueueName) -> Result<(u64, u64), BrokerError>;
+
     /// A feed of cancels of running jobs, for an engine (see [`Broker::cancel`]).
     fn cancel_feed(&self) -> Result<Box<dyn CancelFeed>, BrokerError>;
 

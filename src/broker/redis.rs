@@ -1046,6 +1046,39 @@ impl Broker for RedisBroker {
             .collect())
     }
 
+    fn set_paused(&self, q: &QueueName, paused: bool) -> Result<(), BrokerError> {
+        let key = keys::queue(&q.circle, &q.topic);
+        self.run("pause queue", true, |con| {
+            redis::cmd(if paused { "SADD" } else { "SREM" })
+                .arg(keys::PAUSED)
+                .arg(&key)
+                .query::<i64>(con)
+        })?;
+        Ok(())
+    }
+
+    fn paused(&self) -> Result<Vec<QueueName>, BrokerError> {
+        let members: Vec<String> = self.run("list paused queues", true, |con| {
+            redis::cmd("SMEMBERS").arg(keys::PAUSED).query(con)
+        })?;
+        Ok(members
+            .iter()
+            .filter_map(|m| keys::parse_queue(m))
+            .map(|(circle, topic)| QueueName { circle, topic })
+            .collect())
+    }
+
+    fn lifecycle_counts(&self, q: &QueueName) -> Result<(u64, u64), BrokerError> {
+        self.run("count dead and scheduled jobs", true, |con| {
+            redis::pipe()
+                .cmd("ZCARD")
+                .arg(keys::dead(&q.circle, &q.topic))
+                .cmd("ZCARD")
+                .arg(keys::scheduled(&q.circle, &q.topic))
+                .query(con)
+        })
+    }
+
     fn cancel_feed(&self) -> Result<Box<dyn super::CancelFeed>, BrokerError> {
         Ok(Box::new(RedisCancelFeed::start(
             self.client.clone(),

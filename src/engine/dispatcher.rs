@@ -197,12 +197,16 @@ impl Dispatcher {
         use super::QueueSelection;
         if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
             let selection = &self.shared.config.queues;
-            let registered = self.shared.broker.queues().map_err(|e| e.to_string())?;
+            let mut registered = self.shared.broker.queues().map_err(|e| e.to_string())?;
+            // Paused queues are read with the registry: a pause holds within REFRESH.
+            let paused = self.shared.broker.paused().map_err(|e| e.to_string())?;
+            registered.retain(|q| !paused.contains(q));
             self.queues = match selection {
                 QueueSelection::All => registered,
                 QueueSelection::Strict(list) => expand(list.iter(), &registered),
                 QueueSelection::Weighted(list) => expand(list.iter().map(|(q, _)| q), &registered),
             };
+            self.queues.retain(|q| !paused.contains(q));
             self.refreshed = Some(Instant::now());
         }
         let now = Instant::now();

@@ -153,18 +153,25 @@ fn queue_summary(app: &App, fleet: &FleetView, q: &QueueName) -> Value {
         "failed_per_s": rate.1,
         "highest_id": app.client.highest_id(&q.circle, &q.topic).unwrap_or(0),
     });
-    let live = (|| -> crate::Result<(u64, usize, Option<i64>)> {
+    /// Waiting, running, oldest wait, (dead, scheduled), paused.
+    type Live = (u64, usize, Option<i64>, (u64, u64), bool);
+    let live = (|| -> crate::Result<Live> {
         Ok((
             app.client.queue_len(&q.circle, &q.topic)?,
             app.client.running_ids(&q.circle, &q.topic)?.len(),
             oldest_wait(app, q)?,
+            app.client.lifecycle_counts(&q.circle, &q.topic)?,
+            app.client.paused()?.contains(q),
         ))
     })();
     match live {
-        Ok((waiting, running, oldest)) => {
+        Ok((waiting, running, oldest, (dead, scheduled), paused)) => {
             v["waiting"] = json!(waiting);
             v["running"] = json!(running);
             v["oldest_wait_s"] = json!(oldest);
+            v["dead"] = json!(dead);
+            v["scheduled"] = json!(scheduled);
+            v["paused"] = json!(paused);
         }
         Err(e) => v["error"] = json!(e.to_string()),
     }
@@ -375,10 +382,21 @@ fn job(app: &App, c: &str, t: &str, id: u32) -> Reply {
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let (job, source) = found;
+    // Which store submitted it, and whether that is this dashboard's own (where its history
+    // lives): the identity is not in the JSON (see `Job::store`).
+    let own = app.client.store().identity().ok();
+    let store = (!job.store.is_empty()).then(|| {
+        if own.as_deref() == Some(job.store.as_str()) {
+            format!("{} (this base)", job.store)
+        } else {
+            job.store.clone()
+        }
+    });
     Reply::json(
         200,
         json!({
             "job": job,
+            "store": store,
             "source": source,
             "history": history,
             "history_error": history_error,
@@ -462,6 +480,14 @@ fn act(c: &crate::Client, r: &ActionRequest) -> crate::Result<Value> {
         "retry" => json!({ "retried": c.retry(&r.circle, &r.topic, r.id()?)? }),
         "cancel" => json!({ "cancelled": c.cancel(&r.circle, &r.topic, r.id()?)? }),
         "purge_dead" => json!({ "purged": c.purge_dead(&r.circle, &r.topic)? }),
+        "pause" => {
+            c.pause(&r.circle, &r.topic)?;
+            json!({ "paused": true })
+        }
+        "resume" => {
+            c.resume(&r.circle, &r.topic)?;
+            json!({ "paused": false })
+        }
         other => return Err(crate::Error::Invalid(format!("unknown action {other:?}"))),
     })
 }

@@ -133,3 +133,16 @@ pub fn purge(g: &Global, a: TopicArgs) -> Result<ExitCode, Failure> {
     println!("{n} dead job(s) purged");
     Ok(ExitCode::SUCCESS)
 }
+
+/// `herojobs pause` / `resume`: engines stop or start taking from a queue.
+pub fn pause(g: &Global, a: TopicArgs, paused: bool) -> Result<ExitCode, Failure> {
+    let c = client(g)?;
+    if paused {
+        c.pause(&a.circle, &a.topic)?;
+        println!("paused {}/{}", a.circle, a.topic);
+    } else {
+        c.resume(&a.circle, &a.topic)?;
+        println!("resumed {}/{}", a.circle, a.topic);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -108,6 +108,10 @@ enum Command {
     Dead(lifecycle_cmd::DeadArgs),
     /// Empty the dead set of a circle/topic.
     Purge(jobs_cmd::TopicArgs),
+    /// Stop every watchdog taking jobs from a queue (submits go on queueing).
+    Pause(jobs_cmd::TopicArgs),
+    /// Let watchdogs take from a paused queue again.
+    Resume(jobs_cmd::TopicArgs),
     /// List the queues and how many jobs wait in each.
     Queues,
     /// Engine counters and queue depths (--watch for a live view).
@@ -164,6 +168,8 @@ fn main() -> ExitCode {
         Command::Retry(a) => lifecycle_cmd::retry(&g, a),
         Command::Dead(a) => lifecycle_cmd::dead(&g, a),
         Command::Purge(a) => lifecycle_cmd::purge(&g, a),
+        Command::Pause(a) => lifecycle_cmd::pause(&g, a, true),
+        Command::Resume(a) => lifecycle_cmd::pause(&g, a, false),
         Command::Stats(a) => jobs_cmd::stats(&g, a),
         Command::Demo(a) => demo::run(&g, a),
         Command::Bench(a) => bench::run(&g, a),
