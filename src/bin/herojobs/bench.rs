@@ -37,6 +37,45 @@ pub struct BenchArgs {
     /// Sequential round trips to time.
     #[arg(long, default_value_t = 500)]
     roundtrips: usize,
+    /// Seconds Redis keeps a finished job (the engine's retention; default 1 hour).
+    #[arg(long, default_value_t = 3600)]
+    finished_ttl: u64,
+    /// After the drain, submit this many jobs delayed to one moment and time how fast the
+    /// dispatcher promotes and runs them (0: skip).
+    #[arg(long, default_value_t = 0)]
+    delayed: u64,
+}
+
+/// Redis `used_memory` in bytes (0 when unknown or embedded).
+fn redis_used_memory(url: &str) -> u64 {
+    redis::Client::open(url)
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+        .and_then(|mut c| redis::cmd("INFO").arg("memory").query::<String>(&mut c))
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("used_memory:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Bytes of OurDB data files under `dir` (recursively).
+fn ourdb_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "db") {
+                total += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    total
 }
 
 fn rss_kb() -> u64 {
@@ -78,7 +117,11 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
         Arc::new(herojobs::broker::memory::MemoryBroker::new())
     } else {
         Arc::new(herojobs::broker::redis::RedisBroker::new(
-            herojobs::broker::redis::RedisConfig::new(&g.redis),
+            {
+                let mut rc = herojobs::broker::redis::RedisConfig::new(&g.redis);
+                rc.retention.finished_ttl = Duration::from_secs(a.finished_ttl);
+                rc
+            },
         )?)
     };
     let mut engine = WatchDog::builder()
@@ -91,6 +134,7 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
     let circle = format!("bench{}", std::process::id());
     let params = "x".repeat(a.payload);
 
+    let redis_before = if a.embedded { 0 } else { redis_used_memory(&g.redis) };
     let b = bar(a.jobs, "enqueue");
     let start = Instant::now();
     for i in 0..a.jobs {
@@ -147,6 +191,41 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
     let rss_after = rss_kb();
     let rss_warm = rss_warm.unwrap_or(rss_after);
     let rss_peak = rss_peak.max(rss_after);
+    let redis_after = if a.embedded { 0 } else { redis_used_memory(&g.redis) };
+    // Disk per finished job: every version (new, active, done) of every drained job.
+    let disk_per_job = ourdb_bytes(base.path()) as f64 / a.jobs.max(1) as f64;
+
+    // Promotion: jobs delayed to one moment, all due together; from that moment to the last
+    // one done (the dispatcher moves them into the queue inside its takes).
+    // Once the TTL has passed the finished jobs' hashes are gone: memory back to flat. Only
+    // waited for when the TTL is short enough for a bench.
+    let redis_after_ttl = if !a.embedded && a.finished_ttl > 0 && a.finished_ttl <= 60 {
+        std::thread::sleep(Duration::from_secs(a.finished_ttl + 1));
+        serde_json::json!(redis_used_memory(&g.redis))
+    } else {
+        serde_json::Value::Null
+    };
+    let mut promoted_per_s = serde_json::Value::Null;
+    if a.delayed > 0 {
+        let done_before = engine.stats().done;
+        let due = herojobs::job::unix_now_ms() + 2000;
+        let jobs: Vec<Job> = (0..a.delayed)
+            .map(|_| {
+                let mut j = Job::new(&circle, "delayed", ParamsType::HeroScript, params.clone());
+                j.run_at_ms = due;
+                j
+            })
+            .collect();
+        for chunk in jobs.chunks(1000) {
+            client.submit_many(chunk.to_vec())?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while engine.stats().done < done_before + a.delayed && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let took_ms = herojobs::job::unix_now_ms().saturating_sub(due).max(1);
+        promoted_per_s = serde_json::json!((a.delayed as f64 * 1000.0 / took_ms as f64).round());
+    }
 
     let b = bar(a.roundtrips as u64, "roundtrip");
     let mut rtts = Vec::with_capacity(a.roundtrips);
@@ -188,6 +267,12 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
         "rss_kb_after_drain": rss_after,
         "rss_kb_warm": rss_warm,
         "rss_kb_peak_after_warm": rss_peak,
+        "redis_used_memory_before": redis_before,
+        "redis_used_memory_after_drain": redis_after,
+        "redis_used_memory_after_ttl": redis_after_ttl,
+        "finished_ttl_s": a.finished_ttl,
+        "ourdb_bytes_per_job": (disk_per_job * 10.0).round() / 10.0,
+        "delayed_promoted_and_run_per_s": promoted_per_s,
     });
     if g.json {
         println!("{out}");
