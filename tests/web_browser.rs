@@ -282,6 +282,34 @@ fn the_dashboard_renders_and_acts_in_a_real_browser() {
     });
     drop(b);
 
+    // The retry button of a dead job: refused with a wrong token, re-runs it with the token.
+    assert!(
+        client
+            .dead("media", "thumbs", 0, 100)
+            .expect("dead set")
+            .iter()
+            .any(|(id, _)| *id == 5),
+        "job 5 failed after its last attempt: it is dead"
+    );
+    let mut b = Browser::open(&format!("{base}/job/media/thumbs/5"));
+    b.wait_for(
+        "the retry button, enabled",
+        "(() => { const x = document.querySelector('button[data-action=retry]'); return !!x && !x.disabled; })()",
+    );
+    b.eval("window.confirm = () => true; document.getElementById('token').value = 'wrong'; document.querySelector('button[data-action=retry]').click(); true");
+    b.wait_for(
+        "the refusal",
+        "document.getElementById('flash').textContent.includes('refused')",
+    );
+    assert_eq!(client.get("media", "thumbs", 5).expect("job").attempts, 1);
+    b.eval("document.getElementById('token').value = 's3cret'; document.querySelector('button[data-action=retry]').click(); true");
+    wait_until("the dead job to run again", Duration::from_secs(30), || {
+        client
+            .get("media", "thumbs", 5)
+            .is_ok_and(|j| j.attempts == 2 && j.status.is_finished())
+    });
+    drop(b);
+
     // A read-only dashboard shows the button disabled, and refuses even a forced click.
     let mut b = Browser::open(&format!("{ro_base}/job/media/thumbs/3"));
     b.wait_for(

@@ -65,7 +65,9 @@ fn ourdb_bytes(dir: &std::path::Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -116,13 +118,11 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
     let broker: Arc<dyn herojobs::broker::Broker> = if a.embedded {
         Arc::new(herojobs::broker::memory::MemoryBroker::new())
     } else {
-        Arc::new(herojobs::broker::redis::RedisBroker::new(
-            {
-                let mut rc = herojobs::broker::redis::RedisConfig::new(&g.redis);
-                rc.retention.finished_ttl = Duration::from_secs(a.finished_ttl);
-                rc
-            },
-        )?)
+        Arc::new(herojobs::broker::redis::RedisBroker::new({
+            let mut rc = herojobs::broker::redis::RedisConfig::new(&g.redis);
+            rc.retention.finished_ttl = Duration::from_secs(a.finished_ttl);
+            rc
+        })?)
     };
     let mut engine = WatchDog::builder()
         .broker(broker.clone())
@@ -134,7 +134,11 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
     let circle = format!("bench{}", std::process::id());
     let params = "x".repeat(a.payload);
 
-    let redis_before = if a.embedded { 0 } else { redis_used_memory(&g.redis) };
+    let redis_before = if a.embedded {
+        0
+    } else {
+        redis_used_memory(&g.redis)
+    };
     let b = bar(a.jobs, "enqueue");
     let start = Instant::now();
     for i in 0..a.jobs {
@@ -191,7 +195,11 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
     let rss_after = rss_kb();
     let rss_warm = rss_warm.unwrap_or(rss_after);
     let rss_peak = rss_peak.max(rss_after);
-    let redis_after = if a.embedded { 0 } else { redis_used_memory(&g.redis) };
+    let redis_after = if a.embedded {
+        0
+    } else {
+        redis_used_memory(&g.redis)
+    };
     // Disk per finished job: every version (new, active, done) of every drained job.
     let disk_per_job = ourdb_bytes(base.path()) as f64 / a.jobs.max(1) as f64;
 
