@@ -242,4 +242,16 @@ fn waiting_without_a_watchdog_says_so() {
         .query(&mut redis.conn())
         .unwrap();
     assert_eq!(queues, vec!["heroqueue:c:default".to_string()]);
+    // It took nothing of the other users' jobs (the one above still waits) and left no key
+    // of its own behind.
+    let waiting: u64 = redis::cmd("LLEN")
+        .arg("heroqueue:c:default")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(waiting, 1, "the demo took another user's job");
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("*demo*")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(left.is_empty(), "the demo left {left:?}");
 }

@@ -764,6 +764,9 @@ pub fn remove_circle_keys(url: &str, circle: &str) {
         format!("herojobs:{circle}:*"),
         format!("heroqueue:{circle}:*"),
         format!("herojobs-ids:{circle}:*"),
+        format!("herojobs-outcomes:{circle}:*"),
+        format!("herojobs-dead:{circle}:*"),
+        format!("herojobs-scheduled:{circle}:*"),
     ] {
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(&pattern)
