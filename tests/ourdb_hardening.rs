@@ -298,3 +298,33 @@ fn store_keeps_the_number_of_open_databases_and_fds_bounded() {
     }
     assert!(store.open_count() <= 8);
 }
+
+/// A read-only handle (what `herojobs ourdb check` uses) beside a live writer: records the
+/// writer adds after the read-only open are no "entries beyond the next id", and writes
+/// through the read-only handle are refused.
+#[test]
+fn read_only_check_beside_a_live_writer_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let writer = OurDb::open(d, Config::default()).unwrap();
+    for i in 0..10 {
+        writer.add(format!("before {i}").as_bytes()).unwrap();
+    }
+    let ro_cfg = Config {
+        read_only: true,
+        ..Config::default()
+    };
+    let reader = OurDb::open(d, ro_cfg).unwrap();
+    for i in 0..10 {
+        writer.add(format!("after {i}").as_bytes()).unwrap();
+    }
+    assert_eq!(reader.get(15).unwrap(), b"after 4");
+    let problems = reader.check().unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(matches!(
+        reader.add(b"no"),
+        Err(OurDbError::ReadOnly { .. })
+    ));
+    drop(reader);
+    writer.close().unwrap();
+}

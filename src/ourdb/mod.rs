@@ -656,11 +656,18 @@ impl OurDb {
         // The next id as it stands, unless open had to raise it to cover entries beyond what
         // the state and `.inc` said: then the value before (a process killed between
         // publishing an entry and raising the next id leaves a difference of one).
-        let handed_out = if inner.scan_raised {
+        let mut handed_out = if inner.scan_raised {
             inner.prior_next + 1
         } else {
             inner.state.next_id().max(1)
         };
+        if inner.read_only {
+            // A read-only handle's state is a copy taken at open; a writer may have handed
+            // out (and written) more ids since. The live file says how many.
+            if let Ok((live, true)) = State::snapshot(&inner.dir) {
+                handed_out = handed_out.max(live.next_id());
+            }
+        }
         if reach.live > 0 && reach.highest as u64 >= handed_out {
             problems.push(whole(format!(
                 "the lookup table has an entry for id {} but only ids below {handed_out} were \
