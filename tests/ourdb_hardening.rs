@@ -328,3 +328,25 @@ fn read_only_check_beside_a_live_writer_passes() {
     drop(reader);
     writer.close().unwrap();
 }
+
+/// A fleet's id block far ahead of this database's table (other stores handed out the ids
+/// between) is not an implausible next id: `reserve_ids` grows the table over the skipped
+/// ids (sparsely), so the database reopens, and herolib's dump stays O(live ids).
+#[test]
+fn reserved_block_far_ahead_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = OurDb::open(d, Config::default()).unwrap();
+    db.add(b"first").unwrap();
+    assert!(db.reserve_ids(50_000_000, 50_001_000).unwrap());
+    assert_eq!(db.add(b"far").unwrap(), 50_000_000);
+    db.close().unwrap();
+    let db = OurDb::open(d, Config::default()).unwrap();
+    assert_eq!(db.get(50_000_000).unwrap(), b"far");
+    assert!(db.check().unwrap().is_empty());
+    db.close().unwrap();
+    let dump = std::fs::metadata(d.join("lookup_dump.db/data"))
+        .unwrap()
+        .len();
+    assert_eq!(dump, 2 * 10, "a mostly-gap table dumps its live ids only");
+}
