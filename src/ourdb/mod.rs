@@ -875,10 +875,18 @@ impl OurDb {
         if let Some(h) = self.syncer.take() {
             let _ = h.join();
         }
-        let res = self
-            .inner
-            .sync_all()
-            .and_then(|()| self.inner.write_dump(true));
+        // The dump is brought up to date if this handle changed the table. A handle that
+        // changed nothing leaves it as it found it (its background pass compared it if the
+        // handle lived past the dump interval): comparing at every close would make each
+        // open/close cycle O(ids), as in a store cycling idle databases.
+        let wrote = self.inner.dump.changes.load(Ordering::Acquire) > 0;
+        let res = self.inner.sync_all().and_then(|()| {
+            if wrote {
+                self.inner.write_dump(true)
+            } else {
+                Ok(())
+            }
+        });
         let mut w = self.inner.writer.lock();
         let trimmed = self.inner.trim_tail(&mut w);
         self.inner.release_lock(&mut w);
