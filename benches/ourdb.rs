@@ -1,5 +1,6 @@
 //! OurDB benchmarks: adds in each durability mode and thread count, random gets, history,
-//! open of a 1,000,000-record database, and bytes on disk per record.
+//! open of a 1,000,000-record database, bytes on disk per record, and the cost of keeping
+//! herolib's sparse dump current.
 //!
 //! `cargo bench --bench ourdb`. Figures and the machine are recorded in docs/performance.md.
 
@@ -160,5 +161,54 @@ fn disk_usage(dir: &std::path::Path) -> u64 {
     total
 }
 
-criterion_group!(benches, adds, gets);
+/// What keeping herolib's sparse dump current costs: `sync()` after one `add` (the dump is
+/// rewritten: O(ids)) and single-thread `periodic` adds into a large database (the background
+/// thread rewrites it at a bounded rate), each with the dump on and off (off = the code path
+/// before dumps were kept).
+fn dumps(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ourdb_dump");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(3));
+    for n in [100_000u32, 1_000_000] {
+        for on in [true, false] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config = Config {
+                herolib_dump: on,
+                ..cfg(Durability::Periodic)
+            };
+            let db = OurDb::open(dir.path(), config).expect("open");
+            let data = [1u8; RECORD];
+            let batch: Vec<&[u8]> = vec![&data[..]; 10_000];
+            for _ in 0..n / 10_000 {
+                db.add_many(batch.iter().copied()).expect("add_many");
+            }
+            db.sync().expect("sync");
+            let name = if on {
+                "sync_after_add/on"
+            } else {
+                "sync_after_add/off"
+            };
+            g.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                b.iter(|| {
+                    db.add(&data).expect("add");
+                    db.sync().expect("sync");
+                })
+            });
+            if n == 1_000_000 {
+                g.throughput(Throughput::Elements(1));
+                let name = if on {
+                    "add_periodic_1t/on"
+                } else {
+                    "add_periodic_1t/off"
+                };
+                g.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                    b.iter_custom(|iters| add_parallel(&db, 1, iters))
+                });
+            }
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, adds, gets, dumps);
 criterion_main!(benches);

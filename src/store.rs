@@ -9,6 +9,7 @@ use crate::ourdb::{Config, Durability, OurDb, OurDbError};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Errors of the job store.
@@ -140,11 +141,28 @@ pub fn fix_names(circle: &str, topic: &str) -> Result<(String, String), BadName>
     ))
 }
 
+/// How many job databases a store keeps open by default (see [`JobStore::with_max_open`]).
+///
+/// An open database costs 4 file descriptors plus one per data file (`ourdb.open`,
+/// `ourdb.lock`, `ourdb.state`, `lookup/data`, `N.db`; one more for a moment while the
+/// sparse dump is written), one background thread and its address-space reservations (the
+/// maps reserve, not use, memory). 64 databases of one data file are 320 descriptors.
+pub const DEFAULT_MAX_OPEN: usize = 64;
+
+/// An open database and when it was last used (a tick of the store's clock).
+struct OpenDb {
+    db: Arc<OurDb>,
+    used: AtomicU64,
+}
+
 /// All job databases under one base directory.
 pub struct JobStore {
     base: PathBuf,
     durability: Durability,
-    dbs: RwLock<HashMap<(String, String), Arc<OurDb>>>,
+    dbs: RwLock<HashMap<(String, String), OpenDb>>,
+    /// At most this many databases stay open; the least recently used is closed first.
+    max_open: usize,
+    clock: AtomicU64,
     identity: parking_lot::Mutex<Option<String>>,
 }
 
@@ -156,7 +174,22 @@ impl JobStore {
             durability,
             dbs: RwLock::new(HashMap::new()),
             identity: parking_lot::Mutex::new(None),
+            max_open: DEFAULT_MAX_OPEN,
+            clock: AtomicU64::new(0),
         }
+    }
+
+    /// Keeps at most `n` (at least 1) databases open: opening one more closes the least
+    /// recently used (it closes for real once no caller still holds its `Arc`). Bounds the
+    /// process's file descriptors however many circles and topics it serves.
+    pub fn with_max_open(mut self, n: usize) -> JobStore {
+        self.max_open = n.max(1);
+        self
+    }
+
+    /// Number of databases open now.
+    pub fn open_count(&self) -> usize {
+        self.dbs.read().len()
     }
 
     /// The store's identity: 32 random hex digits created with the store and kept in
@@ -219,25 +252,81 @@ impl JobStore {
             .join("jobsdb")
     }
 
-    /// The open database of `circle`/`topic` (fixed names), opening it on first use.
+    /// The open database of `circle`/`topic` (fixed names), opening (creating) it on first
+    /// use. For writes; reads use [`JobStore::existing_db`], which creates nothing.
     pub fn db(&self, circle: &str, topic: &str) -> Result<Arc<OurDb>, StoreError> {
+        self.open_db(circle, topic, true)?.ok_or_else(|| {
+            self.db_err(
+                circle,
+                topic,
+                OurDbError::NoDatabase {
+                    dir: self.db_dir(circle, topic),
+                },
+            )
+        })
+    }
+
+    /// The database of `circle`/`topic` if one exists on disk, `None` otherwise: a read of
+    /// a circle or topic nobody wrote to must not create a database for it.
+    pub fn existing_db(&self, circle: &str, topic: &str) -> Result<Option<Arc<OurDb>>, StoreError> {
+        self.open_db(circle, topic, false)
+    }
+
+    fn cached(&self, key: &(String, String)) -> Option<Arc<OurDb>> {
+        let dbs = self.dbs.read();
+        let open = dbs.get(key)?;
+        open.used.store(
+            self.clock.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        Some(Arc::clone(&open.db))
+    }
+
+    fn open_db(
+        &self,
+        circle: &str,
+        topic: &str,
+        create: bool,
+    ) -> Result<Option<Arc<OurDb>>, StoreError> {
         let key = (circle.to_string(), topic.to_string());
-        if let Some(db) = self.dbs.read().get(&key) {
-            return Ok(Arc::clone(db));
+        if let Some(db) = self.cached(&key) {
+            return Ok(Some(db));
         }
         let mut dbs = self.dbs.write();
-        if let Some(db) = dbs.get(&key) {
-            return Ok(Arc::clone(db));
+        if let Some(open) = dbs.get(&key) {
+            return Ok(Some(Arc::clone(&open.db)));
         }
         let path = self.db_dir(circle, topic);
         let cfg = Config {
             durability: self.durability,
+            create,
             ..Config::default()
         };
-        let db = OurDb::open(&path, cfg).map_err(|source| StoreError::Db { path, source })?;
-        let db = Arc::new(db);
-        dbs.insert(key, Arc::clone(&db));
-        Ok(db)
+        let db = match OurDb::open(&path, cfg) {
+            Ok(db) => Arc::new(db),
+            Err(OurDbError::NoDatabase { .. }) if !create => return Ok(None),
+            Err(source) => return Err(StoreError::Db { path, source }),
+        };
+        while dbs.len() >= self.max_open {
+            let Some(oldest) = dbs
+                .iter()
+                .min_by_key(|(_, o)| o.used.load(Ordering::Relaxed))
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            // Dropping the store's `Arc` closes the database (sync, dump, unlock) unless a
+            // caller is still using it; then it closes when that caller is done.
+            dbs.remove(&oldest);
+        }
+        dbs.insert(
+            key,
+            OpenDb {
+                db: Arc::clone(&db),
+                used: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
+            },
+        );
+        Ok(Some(db))
     }
 
     /// Circle/topic pairs that have a database on disk.
@@ -386,7 +475,9 @@ impl JobStore {
 
     /// Reads a job; `None` if it has no record.
     pub fn get(&self, circle: &str, topic: &str, id: u32) -> Result<Option<Job>, StoreError> {
-        let db = self.db(circle, topic)?;
+        let Some(db) = self.existing_db(circle, topic)? else {
+            return Ok(None);
+        };
         let bytes = match db.get(id) {
             Ok(b) => b,
             Err(OurDbError::NotFound { .. }) => return Ok(None),
@@ -404,7 +495,10 @@ impl JobStore {
 
     /// Deletes a job's record; `false` if it had none.
     pub fn delete(&self, circle: &str, topic: &str, id: u32) -> Result<bool, StoreError> {
-        match self.db(circle, topic)?.delete(id) {
+        let Some(db) = self.existing_db(circle, topic)? else {
+            return Ok(false);
+        };
+        match db.delete(id) {
             Ok(()) => Ok(true),
             Err(OurDbError::NotFound { .. }) => Ok(false),
             Err(e) => Err(self.db_err(circle, topic, e)),
@@ -413,7 +507,9 @@ impl JobStore {
 
     /// Every job of a circle/topic with its status (decodes every record: O(jobs)).
     pub fn list(&self, circle: &str, topic: &str) -> Result<Vec<Listed>, StoreError> {
-        let db = self.db(circle, topic)?;
+        let Some(db) = self.existing_db(circle, topic)? else {
+            return Ok(Vec::new());
+        };
         let ids: Vec<u32> = db.ids().collect();
         Ok(ids
             .into_iter()
@@ -429,8 +525,8 @@ impl JobStore {
 
     /// Syncs every open database.
     pub fn sync(&self) -> Result<(), StoreError> {
-        for ((c, t), db) in self.dbs.read().iter() {
-            db.sync().map_err(|e| self.db_err(c, t, e))?;
+        for ((c, t), open) in self.dbs.read().iter() {
+            open.db.sync().map_err(|e| self.db_err(c, t, e))?;
         }
         Ok(())
     }

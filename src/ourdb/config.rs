@@ -58,6 +58,19 @@ pub struct Config {
     pub sync_interval: Duration,
     /// Create the database if the directory holds none.
     pub create: bool,
+    /// Open for reading only: nothing is created or written inside the directory (no
+    /// `ourdb.json`, `lookup/`, state, lock or dump files), which makes it safe on a foreign
+    /// or read-only database. Writes fail with `ReadOnly`. Implies `create: false`.
+    pub read_only: bool,
+    /// Shortest time between two background rewrites of herolib's sparse dump while the
+    /// table changes (it is also rewritten at `sync()`, close and compaction). The effective
+    /// interval is at least 20 × the last dump's cost, so dumping a large table takes at most
+    /// about 5 % of a core.
+    pub dump_interval: Duration,
+    /// Keep herolib's sparse dump (`lookup_dump.db/`) current, so stock herolib reads the
+    /// database. Off: no dump is written (the cost of `sync()` and close stays O(1)), and a
+    /// dump already there goes stale — for databases herolib never opens.
+    pub herolib_dump: bool,
 }
 
 impl Default for Config {
@@ -71,6 +84,9 @@ impl Default for Config {
             durability: Durability::Periodic,
             sync_interval: Duration::from_millis(50),
             create: true,
+            read_only: false,
+            dump_interval: Duration::from_secs(1),
+            herolib_dump: true,
         }
     }
 }

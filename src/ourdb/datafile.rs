@@ -60,6 +60,40 @@ impl DataFile {
         })
     }
 
+    /// Opens existing data file `nr` for reading only (a read-only handle): writes nothing,
+    /// not even the preamble of an empty file (whose records are then all out of range).
+    pub fn open_read_only(dir: &Path, nr: u16) -> Result<DataFile> {
+        let path = dir.join(format::data_file_name(nr));
+        let file = File::open(&path).map_err(|e| OurDbError::io("open", &path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| OurDbError::io("stat", &path, e))?
+            .len();
+        if len > 0 {
+            let mut first = [0u8; 1];
+            file.read_exact_at(&mut first, 0)
+                .map_err(|e| OurDbError::io("read", &path, e))?;
+            if first[0] != 0 {
+                return Err(OurDbError::corrupt(
+                    &path,
+                    0,
+                    format!(
+                        "a data file starts with one zero byte; found {:#04x}: not an OurDB data file",
+                        first[0]
+                    ),
+                ));
+            }
+        }
+        let map =
+            Map::read_only(&file, DATA_RESERVE).map_err(|e| OurDbError::io("mmap", &path, e))?;
+        Ok(DataFile {
+            path,
+            file,
+            map,
+            known_len: AtomicU64::new(len),
+        })
+    }
+
     /// Length this process knows the file to have.
     pub fn known_len(&self) -> u64 {
         self.known_len.load(Ordering::Acquire)

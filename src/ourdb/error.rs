@@ -112,6 +112,35 @@ pub enum OurDbError {
         /// The database directory.
         dir: PathBuf,
     },
+    /// The directory holds no OurDB database (and the open was not asked to create one).
+    #[error("open {dir}: no OurDB database here")]
+    NoDatabase {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A write (or a repair that needs one) on a handle opened read-only.
+    #[error("{dir}: opened read-only: {what} needs a writable open")]
+    ReadOnly {
+        /// The database directory.
+        dir: PathBuf,
+        /// What was refused.
+        what: &'static str,
+    },
+    /// A next id (from `.inc`) so far beyond the lookup table that it can only be damage;
+    /// accepting it would grow the table to an absurd size on the next `add`.
+    #[error("{path}: next id {next} is implausible: the lookup table holds entries for ids below {table_ids}, and a next id may run at most {gap} ids ahead of it (bound {bound}); correct the file or delete it (the next id is then derived from the table)")]
+    NextIdImplausible {
+        /// The file holding the value.
+        path: PathBuf,
+        /// The value found.
+        next: u64,
+        /// Ids the table covers (`0..table_ids`).
+        table_ids: u64,
+        /// The largest gap accepted ([`super::format::MAX_ID_GAP`]).
+        gap: u64,
+        /// The largest next id accepted.
+        bound: u64,
+    },
     /// The configuration asked for is not possible.
     #[error("invalid OurDB configuration: {0}")]
     InvalidConfig(String),

@@ -238,9 +238,18 @@ pub fn encode_header(data: &[u8], prev: Location, out: &mut Vec<u8>) -> usize {
     out.len()
 }
 
+/// herolib's threshold for switching to keysize 6: `size × nr / 2 > 10,000,000` bytes
+/// (its `mbyte_` constant is 1,000,000, decimal, not 1 MiB).
+pub const HEROLIB_MULTIFILE_THRESHOLD: f64 = 10_000_000.0;
+
 /// Chooses the lookup keysize from the planned maximum record count and record size,
 /// exactly as herolib's `ourdb.new` does, so that a database configured the same way in
 /// either implementation has the same layout.
+///
+/// herolib's fields are `u32` and it multiplies them as `u32` before converting to `f64`, so
+/// the product wraps modulo 2^32 (e.g. 1,048,576 records of 4,096 bytes give a product of 0
+/// and keysize 3, not 6). That is reproduced for values herolib can be given; beyond `u32`
+/// (which herolib cannot express) the exact product is used.
 pub fn herolib_keysize(record_nr_max: u64, record_size_max: u64) -> u8 {
     let mut keysize = if record_nr_max < 65_536 {
         2
@@ -249,11 +258,23 @@ pub fn herolib_keysize(record_nr_max: u64, record_size_max: u64) -> u8 {
     } else {
         4
     };
-    if (record_size_max as f64 * record_nr_max as f64) / 2.0 > 10.0 * 1024.0 * 1024.0 {
+    let product = match (u32::try_from(record_nr_max), u32::try_from(record_size_max)) {
+        (Ok(nr), Ok(size)) => size.wrapping_mul(nr) as f64,
+        _ => record_size_max as f64 * record_nr_max as f64,
+    };
+    if product / 2.0 > HEROLIB_MULTIFILE_THRESHOLD {
         keysize = 6;
     }
     keysize
 }
+
+/// How far the next id may run ahead of the lookup table (in ids) before open refuses it as
+/// implausible. Every id herojobs writes grows the table to cover it and the table never
+/// shrinks (compaction keeps its length), so a next id beyond the table comes only from ids
+/// handed out and never written (trailing deletes in a herolib dump, reserved ids) — bounded
+/// in practice by herolib's default capacity, 2^24 ids. A larger gap is a damaged or edited
+/// `.inc`: accepting it made a 25 GB sparse table from `.inc` = 4294967295.
+pub const MAX_ID_GAP: u64 = 1 << 24;
 
 /// Name of data file `nr` inside the database directory.
 pub fn data_file_name(nr: u16) -> String {
@@ -323,6 +344,27 @@ mod tests {
         assert_eq!(herolib_keysize(1000, 100), 2);
         assert_eq!(herolib_keysize(100_000, 100), 3);
         assert_eq!(herolib_keysize(20_000_000, 1), 4);
+    }
+
+    /// Parameters where herolib's decimal threshold (10,000,000) and 10 MiB (10,485,760)
+    /// disagree.
+    #[test]
+    fn keysize_threshold_is_decimal_ten_million() {
+        // 205 × 100,000 / 2 = 10,250,000: above 10,000,000, below 10 MiB.
+        assert_eq!(herolib_keysize(100_000, 205), 6);
+        // 200 × 100,000 / 2 = 10,000,000: not above the threshold.
+        assert_eq!(herolib_keysize(100_000, 200), 3);
+        // 40,000 × 512 / 2 = 10,240,000: keysize 2 would have been kept under 10 MiB.
+        assert_eq!(herolib_keysize(40_000, 512), 6);
+    }
+
+    /// herolib multiplies u32 × u32 and the product wraps: 2^20 × 2^12 = 2^32 → 0.
+    #[test]
+    fn keysize_reproduces_herolib_u32_wrap() {
+        assert_eq!(herolib_keysize(1 << 20, 4096), 3);
+        assert_eq!(herolib_keysize((1 << 20) + 1, 4096), 3);
+        // One record fewer: 4,294,963,200 fits u32, so it is the true product: keysize 6.
+        assert_eq!(herolib_keysize((1 << 20) - 1, 4096), 6);
     }
 
     #[test]

@@ -35,6 +35,27 @@ impl Lookup {
     /// Opens (creating if needed) `lookup/data` with entries of `keysize` bytes.
     pub fn open(path: &Path, keysize: u8) -> Result<Lookup> {
         let file = super::open_rw(path, true)?;
+        Self::from_file(path, file, keysize, true)
+    }
+
+    /// Opens an existing `lookup/data` for reading only (a read-only handle; never written).
+    pub fn open_read_only(path: &Path, keysize: u8) -> Result<Lookup> {
+        let file = File::open(path).map_err(|e| OurDbError::io("open", path, e))?;
+        Self::from_file(path, file, keysize, false)
+    }
+
+    /// A table outside the database directory, for a read-only handle on a database without
+    /// `lookup/data`: built from the sparse dump at `dump_dir` if given, else empty. It lives
+    /// in an unlinked temporary file, so nothing is created inside the database.
+    pub fn private(path: &Path, keysize: u8, dump_dir: Option<&Path>) -> Result<Lookup> {
+        let file = tempfile::tempfile().map_err(|e| OurDbError::io("create temporary", path, e))?;
+        if let Some(dump) = dump_dir {
+            fill_from_sparse(dump, &file, path, keysize)?;
+        }
+        Self::from_file(path, file, keysize, false)
+    }
+
+    fn from_file(path: &Path, file: File, keysize: u8, writable: bool) -> Result<Lookup> {
         let len = file
             .metadata()
             .map_err(|e| OurDbError::io("stat", path, e))?
@@ -49,7 +70,12 @@ impl Lookup {
             });
         }
         let reserve = keysize as u64 * (u32::MAX as u64 + 1);
-        let map = Map::read_write(&file, reserve).map_err(|e| OurDbError::io("mmap", path, e))?;
+        let map = if writable {
+            Map::read_write(&file, reserve)
+        } else {
+            Map::read_only(&file, reserve)
+        }
+        .map_err(|e| OurDbError::io("mmap", path, e))?;
         Ok(Lookup {
             path: path.to_path_buf(),
             file,
@@ -57,6 +83,11 @@ impl Lookup {
             keysize,
             known_len: AtomicU64::new(len),
         })
+    }
+
+    /// Entry width in bytes.
+    pub fn keysize(&self) -> u8 {
+        self.keysize
     }
 
     /// Path of `lookup/data`.
@@ -131,6 +162,16 @@ impl Lookup {
             .map_err(|e| OurDbError::io("grow", &self.path, e))?;
         self.note_len(new_len);
         Ok(Some(new_len))
+    }
+
+    /// Copies the raw entries of ids `first..first + out.len() / keysize` into `out` (for the
+    /// dump: a bulk copy, not per-byte atomics; an entry being rewritten meanwhile may come
+    /// out torn, and the write that tore it marks the dump for rewriting). The range must lie
+    /// within the known length.
+    pub fn copy_entries(&self, first: u64, out: &mut [u8]) {
+        let off = first * self.keysize as u64;
+        debug_assert!(off + out.len() as u64 <= self.known_len());
+        self.map.copy_out(off, out);
     }
 
     /// Writes the entry of `id`. The caller has ensured capacity and holds the writer lock.
@@ -211,10 +252,23 @@ pub fn write_inc(path: &Path, next_id: u64) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| OurDbError::io("rename", path, e))
 }
 
-/// Converts herolib's sparse dump (`lookup_dump.db/data`: per live id, u32 LE id then the
+/// Converts herolib's sparse dump (`lookup_dump.db/data`: per id, u32 LE id then the
 /// entry) into a dense table at `dense` (written to a temporary file, then renamed in).
 /// Returns the dump's `.inc` value, if any.
 pub fn import_sparse(dump_dir: &Path, dense: &Path, keysize: u8) -> Result<Option<u64>> {
+    let tmp = dense.with_extension("import.tmp");
+    let file = File::create(&tmp).map_err(|e| OurDbError::io("create", &tmp, e))?;
+    fill_from_sparse(dump_dir, &file, &tmp, keysize)?;
+    file.sync_all()
+        .map_err(|e| OurDbError::io("fsync", &tmp, e))?;
+    drop(file);
+    std::fs::rename(&tmp, dense).map_err(|e| OurDbError::io("rename", dense, e))?;
+    read_inc(&dump_dir.join(".inc"))
+}
+
+/// Writes the entries of the sparse dump in `dump_dir` into the empty file `file` (named
+/// `path` in errors), as a dense table.
+fn fill_from_sparse(dump_dir: &Path, file: &File, path: &Path, keysize: u8) -> Result<()> {
     let data_path = dump_dir.join("data");
     let bytes = std::fs::read(&data_path).map_err(|e| OurDbError::io("read", &data_path, e))?;
     let ks = keysize as usize;
@@ -235,10 +289,8 @@ pub fn import_sparse(dump_dir: &Path, dense: &Path, keysize: u8) -> Result<Optio
     }
     // Written entry by entry into a sparse file: a dump naming a huge id must not make us
     // allocate the whole table in memory.
-    let tmp = dense.with_extension("import.tmp");
-    let file = File::create(&tmp).map_err(|e| OurDbError::io("create", &tmp, e))?;
     file.set_len((max_id as u64 + 1) * ks as u64)
-        .map_err(|e| OurDbError::io("grow", &tmp, e))?;
+        .map_err(|e| OurDbError::io("grow", path, e))?;
     for (i, chunk) in bytes.chunks_exact(rec).enumerate() {
         let id = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
         if id == 0 {
@@ -249,11 +301,7 @@ pub fn import_sparse(dump_dir: &Path, dense: &Path, keysize: u8) -> Result<Optio
             ));
         }
         file.write_all_at(&chunk[4..], id as u64 * ks as u64)
-            .map_err(|e| OurDbError::io("write", &tmp, e))?;
+            .map_err(|e| OurDbError::io("write", path, e))?;
     }
-    file.sync_all()
-        .map_err(|e| OurDbError::io("fsync", &tmp, e))?;
-    drop(file);
-    std::fs::rename(&tmp, dense).map_err(|e| OurDbError::io("rename", dense, e))?;
-    read_inc(&dump_dir.join(".inc"))
+    Ok(())
 }

@@ -34,6 +34,7 @@
 pub mod compact;
 mod config;
 mod datafile;
+pub mod dump;
 mod durability;
 mod error;
 pub mod format;
@@ -101,7 +102,8 @@ const RESIDENT_TRIM: Duration = Duration::from_secs(1);
 
 /// What only the writer touches.
 struct Writer {
-    lock: File,
+    /// `ourdb.lock`; `None` on a read-only handle, which never writes.
+    lock: Option<File>,
     buf: Vec<u8>,
     /// Whether this handle holds the file lock now (it is kept across consecutive writes).
     held: bool,
@@ -115,8 +117,18 @@ struct Writer {
 
 struct Inner {
     dir: PathBuf,
-    /// Held shared for the handle's life (see [`OPEN_LOCK_FILE`]).
-    open_lock: File,
+    /// Held shared for the handle's life (see [`OPEN_LOCK_FILE`]); `None` when read-only.
+    open_lock: Option<File>,
+    /// Opened with `Config::read_only`: writes are refused, nothing on disk is touched.
+    read_only: bool,
+    /// The next id as the state file and `.inc` had it at open, before the scan of the table
+    /// raised it: `check` compares the table with it (an entry at or above it means the
+    /// table is read with the wrong keysize, or the state was lost).
+    prior_next: u64,
+    /// Whether the open-time scan of the table raised the next id above `prior_next`.
+    scan_raised: bool,
+    /// herolib's sparse dump: how current it is (see [`dump`]).
+    dump: DumpCtl,
     stored: StoredConfig,
     durability: Durability,
     maps: ArcSwap<Maps>,
@@ -126,6 +138,36 @@ struct Inner {
     /// Mirrors `Writer::held` for the background thread, which must not wait for the mutex.
     lock_held: AtomicBool,
     sync: SyncCtl,
+}
+
+/// Bookkeeping for rewriting herolib's sparse dump only when the table changed.
+struct DumpCtl {
+    /// Bumped whenever an entry is published into the table (or the table replaced).
+    changes: std::sync::atomic::AtomicU64,
+    /// `changes` as of the last dump written (`u64::MAX`: the dump on disk is stale).
+    dumped: std::sync::atomic::AtomicU64,
+    /// When the last dump finished, and the interval before the next background one.
+    timing: Mutex<(Instant, Duration)>,
+    /// `Config::dump_interval`.
+    interval: Duration,
+    /// `Config::herolib_dump`.
+    enabled: bool,
+}
+
+impl DumpCtl {
+    fn new(current: bool, interval: Duration, enabled: bool) -> DumpCtl {
+        DumpCtl {
+            enabled,
+            changes: 0.into(),
+            dumped: (if current { 0 } else { u64::MAX }).into(),
+            timing: Mutex::new((Instant::now(), interval)),
+            interval,
+        }
+    }
+
+    fn note_change(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// A summary of a database, for `herojobs ourdb stats`.
@@ -164,10 +206,24 @@ pub struct Problem {
     pub error: String,
 }
 
+/// What `check` saw of the live records: how many, the highest id, and per data file the
+/// end of the last byte any live record or history version occupies.
+#[derive(Default)]
+struct Reach {
+    live: u64,
+    highest: u32,
+    ends: Vec<u64>,
+}
+
 /// An open OurDB database. `Send + Sync`: share it between threads by reference or `Arc`.
 pub struct OurDb {
     inner: Arc<Inner>,
     syncer: Option<JoinHandle<()>>,
+    /// Set by the first `shutdown` (`close`, then `drop` calls it again). A second one must
+    /// not run: the first left `ourdb.open` locked exclusively (the last handle's probe), and
+    /// a second one waiting for the writer lock while holding it deadlocks against an opener
+    /// that holds the writer lock and waits for `ourdb.open`.
+    closed: bool,
 }
 
 impl OurDb {
@@ -175,6 +231,17 @@ impl OurDb {
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<OurDb> {
         let dir = dir.as_ref().to_path_buf();
         let inner = Arc::new(Inner::open(dir, &config)?);
+        if inner.read_only {
+            return Ok(OurDb {
+                inner,
+                syncer: None,
+                closed: false,
+            });
+        }
+        // Whether the dump on disk matches the table is unknown until compared (a crash
+        // before the last sync, a table changed behind our back, a database from before
+        // dumps were kept): the background thread's first dump pass compares, and rewrites
+        // it only if it differs. Not done here: it is O(ids), and open stays O(1).
         // One background thread per handle: it hands the writer file lock back when this
         // handle goes idle, and in `Periodic` mode runs the fsync every `sync_interval`.
         let inner2 = Arc::clone(&inner);
@@ -215,16 +282,33 @@ impl OurDb {
                             }
                         }
                     }
+                    // After the fsync, so a dump never names a record less durable than the
+                    // table's entry for it.
+                    if let Err(e) = inner2.write_dump(false) {
+                        log::error!(
+                            "ourdb {}: writing herolib's lookup dump: {e}",
+                            inner2.dir.display()
+                        );
+                    }
                 }
             })
             .map_err(|e| OurDbError::io("spawn sync thread for", &inner.dir, e))?;
         let syncer = Some(syncer);
-        Ok(OurDb { inner, syncer })
+        Ok(OurDb {
+            inner,
+            syncer,
+            closed: false,
+        })
     }
 
     /// The database directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Whether this handle was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
     }
 
     /// The recorded configuration (keysize, file size, mode).
@@ -299,6 +383,15 @@ impl OurDb {
             }
             let new_next = next.max(start);
             if new_next != next {
+                // The table covers every id below the next one (sparse growth), so a jump
+                // never looks like the implausible next id open refuses (`MAX_ID_GAP`).
+                let below = u32::try_from(new_next - 1).unwrap_or(u32::MAX);
+                if let Some(len) = inner
+                    .lookup()
+                    .ensure_capacity(below, inner.state.lookup_len())?
+                {
+                    inner.state.set_lookup_len(len);
+                }
                 // The jump must survive a restart before any id of the block is used.
                 lookup::write_inc(&inner.dir.join("lookup/.inc"), new_next)?;
                 inner.state.set_next_id(new_next);
@@ -484,17 +577,22 @@ impl OurDb {
         })
     }
 
-    /// Verifies every live record and every version in its history. Returns the problems
-    /// found (empty when the database is intact).
+    /// Verifies every live record and every version in its history, then cross-checks the
+    /// database as a whole (see [`OurDb::check_consistency`]). Returns the problems found
+    /// (empty when the database is intact). A problem with `id` 0 concerns the database as a
+    /// whole rather than one record.
     pub fn check(&self) -> Result<Vec<Problem>> {
         let mut problems = Vec::new();
         let mut buf = Vec::new();
         let max = self.inner.stored.record_size_max;
+        let mut reach = Reach::default();
         for id in self.ids() {
             let mut loc = match self.inner.entry(id)? {
                 Some(l) => l,
                 None => continue,
             };
+            reach.live += 1;
+            reach.highest = reach.highest.max(id);
             let mut seen = 0usize;
             while !loc.is_none() {
                 seen += 1;
@@ -511,7 +609,15 @@ impl OurDb {
                     .data_file(loc.file_nr)
                     .and_then(|f| f.read_record(loc.position, max, &mut buf));
                 match res {
-                    Ok(h) => loc = h.prev,
+                    Ok(h) => {
+                        let end = loc.position as u64 + h.total_len() as u64;
+                        let nr = loc.file_nr as usize;
+                        if reach.ends.len() <= nr {
+                            reach.ends.resize(nr + 1, 0);
+                        }
+                        reach.ends[nr] = reach.ends[nr].max(end);
+                        loc = h.prev;
+                    }
                     Err(e) => {
                         problems.push(Problem {
                             id,
@@ -523,7 +629,173 @@ impl OurDb {
                 }
             }
         }
+        problems.extend(self.check_consistency(&reach)?);
         Ok(problems)
+    }
+
+    /// The checks of the database as a whole, which catch a table that reads "intact" but
+    /// is not the table of these data files:
+    ///
+    /// * an entry at or above the next id the state and `.inc` held at open (a table read
+    ///   with the wrong keysize decodes entries at ids never handed out);
+    /// * keysize 2, 3 or 4 with more than one data file (those keysizes address `0.db` only);
+    /// * herolib's sparse dump not parsing with the keysize (ids out of order, zero, or its
+    ///   length not a multiple of 4 + keysize), or — when no other handle has the database
+    ///   open, so that no dump is due — disagreeing with the table;
+    /// * intact records past the last byte the table reaches while the table does not reach
+    ///   the ids handed out (`lookup/data` lost or truncated: records invisible).
+    fn check_consistency(&self, reach: &Reach) -> Result<Vec<Problem>> {
+        let inner = &*self.inner;
+        let ks = inner.stored.keysize;
+        let mut problems = Vec::new();
+        let whole = |error: String| Problem {
+            id: 0,
+            location: inner.dir.display().to_string(),
+            error,
+        };
+        // The next id as it stands, unless open had to raise it to cover entries beyond what
+        // the state and `.inc` said: then the value before (a process killed between
+        // publishing an entry and raising the next id leaves a difference of one).
+        let mut handed_out = if inner.scan_raised {
+            inner.prior_next + 1
+        } else {
+            inner.state.next_id().max(1)
+        };
+        if inner.read_only {
+            // A read-only handle's state is a copy taken at open; a writer may have handed
+            // out (and written) more ids since. The live file says how many.
+            if let Ok((live, true)) = State::snapshot(&inner.dir) {
+                handed_out = handed_out.max(live.next_id());
+            }
+        }
+        if reach.live > 0 && reach.highest as u64 >= handed_out {
+            problems.push(whole(format!(
+                "the lookup table has an entry for id {} but only ids below {handed_out} were \
+                 handed out (ourdb.state, lookup/.inc): the table is read with the wrong keysize \
+                 ({ks}?), belongs to another database, or the state was lost",
+                reach.highest
+            )));
+        }
+        let maps = inner.current_maps()?;
+        if ks != 6 && maps.files.len() > 1 {
+            problems.push(whole(format!(
+                "{} data files, but keysize {ks} addresses 0.db only: the keysize is wrong",
+                maps.files.len()
+            )));
+        }
+        match dump::read(&inner.dir, ks)? {
+            None => {}
+            Some(Err(e)) => problems.push(whole(format!(
+                "herolib's sparse dump does not parse with keysize {ks}: {e}"
+            ))),
+            Some(Ok(entries)) => {
+                let mut prev = 0u32;
+                let bad_order = entries.iter().position(|(id, _)| {
+                    let bad = *id <= prev;
+                    prev = *id;
+                    bad
+                });
+                if let Some(i) = bad_order {
+                    problems.push(whole(format!(
+                        "herolib's sparse dump does not parse with keysize {ks}: entry {i} names \
+                         id {} after id {} (ids are written ascending, from 1)",
+                        entries[i].0,
+                        if i == 0 { 0 } else { entries[i - 1].0 }
+                    )));
+                } else if self.alone_for_check()? {
+                    let published = inner.state.lookup_len();
+                    let mut differ = 0u64;
+                    let mut first = None;
+                    let mut in_dump = 0u64;
+                    for &(id, loc) in &entries {
+                        let table = maps.lookup.get(id, published)?.unwrap_or(Location::NONE);
+                        if !loc.is_none() {
+                            in_dump += 1;
+                        }
+                        if table != loc {
+                            differ += 1;
+                            first.get_or_insert((id, loc, table));
+                        }
+                    }
+                    if let Some((id, loc, table)) = first {
+                        problems.push(whole(format!(
+                            "herolib's sparse dump disagrees with the table at {differ} ids \
+                             (first: id {id}, dump {loc}, table {table}): herolib would read \
+                             other records; a writable open rewrites it"
+                        )));
+                    } else if reach.live > in_dump {
+                        problems.push(whole(format!(
+                            "herolib's sparse dump lacks {} of the {} live ids: herolib \
+                             would not see them; a writable open rewrites it",
+                            reach.live - in_dump,
+                            reach.live
+                        )));
+                    }
+                }
+            }
+        }
+        let table_ids = maps.lookup.entries();
+        let next = inner.state.next_id().max(1);
+        if table_ids < next {
+            let mut buf = Vec::new();
+            let max = inner.stored.record_size_max;
+            for (nr, file) in maps.files.iter().enumerate() {
+                let start = reach
+                    .ends
+                    .get(nr)
+                    .copied()
+                    .unwrap_or(0)
+                    .max(format::DATA_FILE_PREAMBLE);
+                let mut pos = start;
+                let mut intact = 0u64;
+                while intact < 1_000_000 && pos <= format::MAX_POSITION {
+                    match file.read_record(pos as u32, max, &mut buf) {
+                        Ok(h) if h.data_len > 0 => {
+                            intact += 1;
+                            pos += h.total_len() as u64;
+                        }
+                        _ => break,
+                    }
+                }
+                if intact > 0 {
+                    problems.push(whole(format!(
+                        "{} holds {intact} intact records from byte {start} on that no lookup \
+                         entry reaches, and the table covers ids below {table_ids} while ids \
+                         below {next} were handed out: lookup/data was lost or truncated \
+                         (records invisible)",
+                        format::data_file_name(nr as u16),
+                    )));
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Whether no other handle has the database open (then no dump is pending anywhere and
+    /// the dump must equal the table). A writable handle brings its own dump up to date
+    /// first; a read-only one probes `ourdb.open` without creating it.
+    fn alone_for_check(&self) -> Result<bool> {
+        let inner = &*self.inner;
+        if !inner.read_only {
+            // This handle is itself a handle with the database open (and dumps on sync and
+            // close): the comparison is for read-only inspection, `herojobs ourdb check`.
+            return Ok(false);
+        }
+        let path = inner.dir.join(OPEN_LOCK_FILE);
+        let probe = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(OurDbError::io("open", &path, e)),
+        };
+        match probe.try_lock() {
+            Ok(()) => {
+                let _ = probe.unlock();
+                Ok(true)
+            }
+            // Another handle is open: its dump may be due but not written yet.
+            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => Err(OurDbError::io("lock", &path, e)),
+        }
     }
 
     /// Figures for `herojobs ourdb stats` (counts live records: O(ids)).
@@ -556,15 +828,25 @@ impl OurDb {
             if !w.pending.is_empty() {
                 inner.sync_and_publish(w)?;
             }
-            compact::compact(inner)
+            let report = compact::compact(inner)?;
+            inner.dump.note_change();
+            Ok(report)
         })?;
         inner.after_write(seq)?;
+        // Every location moved: herolib must not read the old dump a moment longer than needed.
+        inner.write_dump(true)?;
         Ok(report)
     }
 
-    /// Makes every write so far durable now, whatever the durability mode.
+    /// Makes every write so far durable now, whatever the durability mode, and brings
+    /// herolib's sparse dump up to date with the table (if anything changed since the last
+    /// one): after `sync` returns, stock herolib reads every write made before it.
     pub fn sync(&self) -> Result<()> {
-        self.inner.sync_all()
+        if self.inner.read_only {
+            return Ok(());
+        }
+        self.inner.sync_all()?;
+        self.inner.write_dump(true)
     }
 
     /// Releases mapped pages from this process's resident set (the background thread does
@@ -585,11 +867,26 @@ impl OurDb {
     }
 
     fn shutdown(&mut self) -> Result<()> {
+        if self.inner.read_only || self.closed {
+            return Ok(());
+        }
+        self.closed = true;
         self.inner.sync.request_stop();
         if let Some(h) = self.syncer.take() {
             let _ = h.join();
         }
-        let res = self.inner.sync_all();
+        // The dump is brought up to date if this handle changed the table. A handle that
+        // changed nothing leaves it as it found it (its background pass compared it if the
+        // handle lived past the dump interval): comparing at every close would make each
+        // open/close cycle O(ids), as in a store cycling idle databases.
+        let wrote = self.inner.dump.changes.load(Ordering::Acquire) > 0;
+        let res = self.inner.sync_all().and_then(|()| {
+            if wrote {
+                self.inner.write_dump(true)
+            } else {
+                Ok(())
+            }
+        });
         let mut w = self.inner.writer.lock();
         let trimmed = self.inner.trim_tail(&mut w);
         self.inner.release_lock(&mut w);
@@ -608,19 +905,91 @@ impl Drop for OurDb {
     }
 }
 
+/// Whether `dir` holds records or a table that some writer put there: a non-empty data file,
+/// a non-empty `lookup/data` or a sparse dump. Decided under the writer lock at creation, so
+/// that a half-created database (a crash, or another opener that has made `lookup/` and the
+/// lock files but not yet `ourdb.json`) is created again instead of taken for a foreign one.
+fn has_data(dir: &Path) -> bool {
+    let len = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    len(dir.join(format::data_file_name(0))) > format::DATA_FILE_PREAMBLE
+        || dir.join(format::data_file_name(1)).exists()
+        || len(dir.join("lookup/data")) > 0
+        || dir.join(dump::DUMP_DIR).join("data").exists()
+}
+
+fn no_database(dir: &Path) -> OurDbError {
+    OurDbError::NoDatabase {
+        dir: dir.to_path_buf(),
+    }
+}
+
+/// The next id from its sources, each checked against the table (see
+/// [`format::MAX_ID_GAP`]). Returns the next id and the value before the table scan.
+fn reconcile_next_id(
+    dir: &Path,
+    lookup: &Lookup,
+    state_next: Option<u64>,
+    dump_inc: Option<u64>,
+) -> Result<(u64, u64)> {
+    let table_ids = lookup.entries().max(1);
+    let bound = table_ids + format::MAX_ID_GAP;
+    let implausible = |path: PathBuf, next: u64| OurDbError::NextIdImplausible {
+        path,
+        next,
+        table_ids,
+        gap: format::MAX_ID_GAP,
+        bound,
+    };
+    let inc_path = dir.join("lookup/.inc");
+    let inc = lookup::read_inc(&inc_path)?;
+    if let Some(n) = inc.filter(|n| *n > bound) {
+        return Err(implausible(inc_path, n));
+    }
+    if let Some(n) = dump_inc.filter(|n| *n > bound) {
+        return Err(implausible(dir.join(dump::DUMP_DIR).join(".inc"), n));
+    }
+    // The state file is a cache rebuilt from the files: an absurd value there is dropped.
+    let state_next = state_next.filter(|n| {
+        let ok = *n <= bound;
+        if !ok {
+            log::warn!(
+                "ourdb {}: ignoring next id {n} in {}: beyond the table (bound {bound})",
+                dir.display(),
+                state::STATE_FILE
+            );
+        }
+        ok
+    });
+    let prior = state_next
+        .into_iter()
+        .chain(inc)
+        .chain(dump_inc)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let scanned = lookup
+        .last_set_id(OPEN_SCAN_WINDOW)
+        .map(|id| id as u64 + 1)
+        .unwrap_or(1);
+    Ok((prior.max(scanned), prior))
+}
+
 impl Inner {
     fn open(dir: PathBuf, config: &Config) -> Result<Inner> {
+        if config.read_only {
+            return Self::open_read_only(dir, config);
+        }
         let existed = dir.join(CONFIG_FILE).exists()
             || dir.join("lookup").exists()
-            || dir.join("lookup_dump.db").exists()
+            || dir.join(dump::DUMP_DIR).exists()
             || dir.join("0.db").exists();
         if !existed && !config.create {
-            return Err(OurDbError::io(
-                "open",
-                &dir,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no OurDB database here"),
-            ));
+            return Err(no_database(&dir));
         }
+        // Every step up to `ourdb.json` is idempotent (directories, empty lock files), and
+        // whether the database exists is decided under the writer lock (`open_locked`): so
+        // any number of first opens, in threads or processes, agree, and a creation cut short
+        // anywhere is completed by the next open.
         std::fs::create_dir_all(dir.join("lookup"))
             .map_err(|e| OurDbError::io("create directory", dir.join("lookup"), e))?;
         let open_path = dir.join(OPEN_LOCK_FILE);
@@ -641,19 +1010,25 @@ impl Inner {
             let _ = lock.unlock();
             return Err(OurDbError::io("lock", &open_path, e));
         }
-        let opened = Self::open_locked(&dir, config, existed, alone);
+        let opened = Self::open_locked(&dir, config, alone);
         let _ = lock.unlock();
-        let (stored, state, maps) = opened?;
+        let (stored, state, maps, prior_next) = opened?;
+        let state_raised = state.next_id() > prior_next;
         Ok(Inner {
             dir,
-            open_lock,
+            open_lock: Some(open_lock),
+            read_only: false,
+            prior_next,
+            scan_raised: state_raised,
+            // Unknown until compared: the first `write_dump` compares and writes if needed.
+            dump: DumpCtl::new(false, config.dump_interval, config.herolib_dump),
             stored,
             durability: config.durability,
             maps: ArcSwap::from_pointee(maps),
             reload: Mutex::new(()),
             state,
             writer: Mutex::new(Writer {
-                lock,
+                lock: Some(lock),
                 buf: Vec::with_capacity(4096),
                 held: false,
                 held_since: Instant::now(),
@@ -665,55 +1040,62 @@ impl Inner {
         })
     }
 
+    /// The configuration of `dir`: `ourdb.json`, or (none there) the one `config` describes,
+    /// for a new database or a herolib one opened with an explicit keysize. `store`: write
+    /// it (a writable open); a read-only one only uses it.
+    fn resolve_config(dir: &Path, config: &Config, store: bool) -> Result<StoredConfig> {
+        if let Some(s) = StoredConfig::load(dir)? {
+            if let Some(k) = config.keysize {
+                if k != s.keysize {
+                    return Err(OurDbError::KeysizeMismatch {
+                        path: dir.join(CONFIG_FILE),
+                        detail: format!(
+                            "database was created with keysize {}, opened with {k}",
+                            s.keysize
+                        ),
+                    });
+                }
+            }
+            return Ok(s);
+        }
+        let data = has_data(dir);
+        if !data && (!config.create || config.read_only) {
+            return Err(no_database(dir));
+        }
+        let keysize = match config.keysize {
+            Some(k) => k,
+            None if data => {
+                return Err(OurDbError::KeysizeUnknown {
+                    dir: dir.to_path_buf(),
+                })
+            }
+            None => format::herolib_keysize(config.record_nr_max, config.record_size_max as u64),
+        };
+        let s = StoredConfig {
+            format: 1,
+            keysize,
+            file_size: config.file_size,
+            incremental: config.incremental,
+            record_size_max: config.record_size_max,
+        };
+        s.validate().map_err(OurDbError::InvalidConfig)?;
+        if store {
+            s.store(dir)?;
+        }
+        Ok(s)
+    }
+
     /// Open-time work that must not race another process's writer or compaction.
+    #[allow(clippy::type_complexity)]
     fn open_locked(
         dir: &Path,
         config: &Config,
-        existed: bool,
         alone: bool,
-    ) -> Result<(StoredConfig, State, Maps)> {
+    ) -> Result<(StoredConfig, State, Maps, u64)> {
         let recovered = compact::recover(dir)?;
-        let stored = match StoredConfig::load(dir)? {
-            Some(s) => {
-                if let Some(k) = config.keysize {
-                    if k != s.keysize {
-                        return Err(OurDbError::KeysizeMismatch {
-                            path: dir.join(CONFIG_FILE),
-                            detail: format!(
-                                "database was created with keysize {}, opened with {k}",
-                                s.keysize
-                            ),
-                        });
-                    }
-                }
-                s
-            }
-            None => {
-                let keysize = match config.keysize {
-                    Some(k) => k,
-                    None if existed => {
-                        return Err(OurDbError::KeysizeUnknown {
-                            dir: dir.to_path_buf(),
-                        })
-                    }
-                    None => {
-                        format::herolib_keysize(config.record_nr_max, config.record_size_max as u64)
-                    }
-                };
-                let s = StoredConfig {
-                    format: 1,
-                    keysize,
-                    file_size: config.file_size,
-                    incremental: config.incremental,
-                    record_size_max: config.record_size_max,
-                };
-                s.validate().map_err(OurDbError::InvalidConfig)?;
-                s.store(dir)?;
-                s
-            }
-        };
+        let stored = Self::resolve_config(dir, config, true)?;
         let dense = dir.join("lookup/data");
-        let dump = dir.join("lookup_dump.db");
+        let dump = dir.join(dump::DUMP_DIR);
         let mut dump_inc = None;
         if !dense.exists() && dump.join("data").exists() {
             dump_inc = lookup::import_sparse(&dump, &dense, stored.keysize)?;
@@ -746,17 +1128,8 @@ impl Inner {
         } else {
             last_len
         };
-        let inc = lookup::read_inc(&dir.join("lookup/.inc"))?
-            .into_iter()
-            .chain(dump_inc)
-            .max()
-            .unwrap_or(1);
-        let scanned = lookup
-            .last_set_id(OPEN_SCAN_WINDOW)
-            .map(|id| id as u64 + 1)
-            .unwrap_or(1);
-        let prior_next = if valid { state.next_id() } else { 1 };
-        let next = prior_next.max(inc).max(scanned).max(1);
+        let state_next = valid.then(|| state.next_id());
+        let (next, prior_next) = reconcile_next_id(dir, &lookup, state_next, dump_inc)?;
         state.set_next_id(next);
         state.set_file_nr(last);
         state.set_append_pos(append);
@@ -775,7 +1148,130 @@ impl Inner {
             lookup: Arc::new(lookup),
             files,
         };
-        Ok((stored, state, maps))
+        Ok((stored, state, maps, prior_next))
+    }
+
+    /// A read-only handle: reads the files as they are and creates, locks and writes nothing
+    /// in `dir`. Without `lookup/data` the table is built from the sparse dump in a private
+    /// temporary file; without `ourdb.state` the state is rebuilt in memory.
+    fn open_read_only(dir: PathBuf, config: &Config) -> Result<Inner> {
+        let stored = Self::resolve_config(&dir, config, false)?;
+        if dir.join(compact::STAGING).join(compact::COMMIT).exists() {
+            return Err(OurDbError::ReadOnly {
+                dir,
+                what: "finishing an interrupted compaction (.compact/COMMIT exists)",
+            });
+        }
+        let dense = dir.join("lookup/data");
+        let dump_dir = dir.join(dump::DUMP_DIR);
+        let mut dump_inc = None;
+        let lookup = if dense.exists() {
+            Lookup::open_read_only(&dense, stored.keysize)?
+        } else if dump_dir.join("data").exists() {
+            dump_inc = lookup::read_inc(&dump_dir.join(".inc"))?;
+            Lookup::private(&dense, stored.keysize, Some(&dump_dir))?
+        } else {
+            Lookup::private(&dense, stored.keysize, None)?
+        };
+        let mut files = Vec::new();
+        while files.len() <= u16::MAX as usize
+            && dir
+                .join(format::data_file_name(files.len() as u16))
+                .exists()
+        {
+            files.push(Arc::new(DataFile::open_read_only(
+                &dir,
+                files.len() as u16,
+            )?));
+        }
+        let (state, valid) = State::snapshot(&dir)?;
+        let state_next = valid.then(|| state.next_id());
+        let (next, prior_next) = reconcile_next_id(&dir, &lookup, state_next, dump_inc)?;
+        let last = files.len().saturating_sub(1) as u16;
+        state.set_next_id(next);
+        state.set_file_nr(last);
+        state.set_append_pos(files.last().map_or(0, |f| f.known_len()));
+        state.set_lookup_len(lookup.known_len());
+        if !valid {
+            state.set_generation(0);
+        }
+        state.set_valid();
+        let maps = Maps {
+            generation: state.generation(),
+            lookup: Arc::new(lookup),
+            files,
+        };
+        Ok(Inner {
+            dir,
+            open_lock: None,
+            read_only: true,
+            prior_next,
+            scan_raised: next > prior_next,
+            dump: DumpCtl::new(true, config.dump_interval, false),
+            stored,
+            durability: Durability::None,
+            maps: ArcSwap::from_pointee(maps),
+            reload: Mutex::new(()),
+            state,
+            writer: Mutex::new(Writer {
+                lock: None,
+                buf: Vec::new(),
+                held: false,
+                held_since: Instant::now(),
+                last_write: Instant::now(),
+                pending: Vec::new(),
+            }),
+            lock_held: AtomicBool::new(false),
+            sync: SyncCtl::default(),
+        })
+    }
+
+    /// Rewrites herolib's sparse dump from the table if the table changed since the last
+    /// one. `force: false` (the background thread) also waits for the dump interval.
+    fn write_dump(&self, force: bool) -> Result<()> {
+        if self.read_only || !self.dump.enabled {
+            return Ok(());
+        }
+        let changes = self.dump.changes.load(Ordering::Acquire);
+        if changes == self.dump.dumped.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if !force {
+            let t = self.dump.timing.lock();
+            if t.0.elapsed() < t.1 {
+                return Ok(());
+            }
+        }
+        // Nothing was ever written and herolib has no dump to be misled by: none is needed
+        // (herolib reads the database as the empty one it is).
+        if self.state.next_id() <= 1 && !self.dir.join(dump::DUMP_DIR).exists() {
+            self.dump.dumped.store(changes, Ordering::Release);
+            return Ok(());
+        }
+        let started = Instant::now();
+        dump::with_lock(&self.dir, || {
+            // Read again under the lock: a dump that finished meanwhile may cover us.
+            let changes = self.dump.changes.load(Ordering::Acquire);
+            if changes == self.dump.dumped.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            let maps = self.current_maps()?;
+            let mut buf = Vec::new();
+            maps.lookup.note_len(self.state.lookup_len());
+            let highest = dump::build(&maps.lookup, self.stored.incremental, &mut buf);
+            // Read after the snapshot, and never below what it names: an `add` publishes its
+            // entry before it raises the next id.
+            let next = self.state.next_id().max(1).max(highest as u64 + 1);
+            if !dump::is_current(&self.dir, &buf, next) {
+                dump::write(&self.dir, &buf, next)?;
+            }
+            self.dump.dumped.store(changes, Ordering::Release);
+            Ok(())
+        })?;
+        let cost = started.elapsed();
+        let mut t = self.dump.timing.lock();
+        *t = (Instant::now(), self.dump.interval.max(cost * 20));
+        Ok(())
     }
 
     fn check_size(&self, data: &[u8]) -> Result<()> {
@@ -903,6 +1399,12 @@ impl Inner {
     /// Runs `f` as the one writer of the database (process mutex + file lock), and notes the
     /// write for durability. Returns `f`'s value and the write's sequence number.
     fn write<R>(&self, f: impl FnOnce(&mut Writer) -> Result<R>) -> Result<(R, u64)> {
+        if self.read_only {
+            return Err(OurDbError::ReadOnly {
+                dir: self.dir.clone(),
+                what: "writing",
+            });
+        }
         if self.durability != Durability::None {
             self.sync.check_failed()?;
         }
@@ -930,8 +1432,13 @@ impl Inner {
     /// Takes the cross-process file lock unless this handle already holds it.
     fn take_file_lock(&self, w: &mut Writer) -> Result<()> {
         if !w.held {
-            w.lock
-                .lock()
+            let Some(lock) = &w.lock else {
+                return Err(OurDbError::ReadOnly {
+                    dir: self.dir.clone(),
+                    what: "taking the writer lock",
+                });
+            };
+            lock.lock()
                 .map_err(|e| OurDbError::io("lock", self.dir.join(LOCK_FILE), e))?;
             w.held = true;
             w.held_since = Instant::now();
@@ -943,7 +1450,9 @@ impl Inner {
 
     fn release_lock(&self, w: &mut Writer) {
         if w.held {
-            let _ = w.lock.unlock();
+            if let Some(lock) = &w.lock {
+                let _ = lock.unlock();
+            }
             w.held = false;
             self.lock_held.store(false, Ordering::Release);
         }
@@ -956,8 +1465,11 @@ impl Inner {
     /// process may still map them.
     fn trim_tail(&self, w: &mut Writer) -> Result<()> {
         // The writer lock first, as an opener takes it before its probe (see `Inner::open`).
+        let Some(open_lock) = &self.open_lock else {
+            return Ok(());
+        };
         self.take_file_lock(w)?;
-        match self.open_lock.try_lock() {
+        match open_lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok(()),
             Err(std::fs::TryLockError::Error(e)) => {
@@ -1035,9 +1547,13 @@ impl Inner {
     fn sync_and_publish(&self, w: &mut Writer) -> Result<()> {
         let res = self.current_maps().and_then(|maps| {
             self.data_file(self.state.file_nr())?.sync()?;
+            let published = !w.pending.is_empty();
             for (id, loc) in w.pending.drain(..) {
                 // Capacity was ensured and the location checked when the record was written.
                 maps.lookup.set(id, loc)?;
+            }
+            if published {
+                self.dump.note_change();
             }
             Self::sync_table(&maps)
         });
@@ -1136,7 +1652,9 @@ impl Inner {
             w.pending.push((id, loc));
             Ok(())
         } else {
-            lookup.set(id, loc)
+            lookup.set(id, loc)?;
+            self.dump.note_change();
+            Ok(())
         }
     }
 

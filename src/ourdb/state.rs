@@ -26,11 +26,19 @@ const OFF_LOOKUP_LEN: u64 = 32;
 const OFF_GENERATION: u64 = 40;
 const OFF_ID_LIMIT: u64 = 48;
 
-/// The mapped state file.
+/// The mapped state file, or (read-only handles) a private copy of it.
 pub struct State {
     path: PathBuf,
-    file: File,
-    map: Map,
+    backing: Backing,
+}
+
+/// Where the state words live.
+enum Backing {
+    /// The shared file, mapped: what writers and live readers use.
+    Mapped { file: File, map: Map },
+    /// A read-only handle's private copy: it writes nothing into the database directory,
+    /// so it takes the file's values once (or rebuilds them, when there is no file).
+    Owned(Box<[AtomicU64; (STATE_LEN / 8) as usize]>),
 }
 
 impl State {
@@ -48,14 +56,46 @@ impl State {
         }
         let map =
             Map::read_write(&file, STATE_LEN).map_err(|e| OurDbError::io("mmap", &path, e))?;
-        let state = State { path, file, map };
+        let state = State {
+            path,
+            backing: Backing::Mapped { file, map },
+        };
         let valid =
             len >= STATE_LEN && state.word(OFF_MAGIC).load(Ordering::Acquire) == STATE_MAGIC;
         Ok((state, valid))
     }
 
+    /// A private copy of the state file for a read-only handle: the file's words if it
+    /// exists and is valid, zeros otherwise. Returns it and whether the file was valid.
+    /// Creates and changes nothing on disk.
+    pub fn snapshot(dir: &Path) -> Result<(State, bool)> {
+        let path = dir.join(STATE_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(OurDbError::io("read", &path, e)),
+        };
+        let words: [AtomicU64; (STATE_LEN / 8) as usize] = Default::default();
+        let valid = bytes.len() >= STATE_LEN as usize && bytes[..8] == STATE_MAGIC.to_le_bytes();
+        if valid {
+            for (i, w) in words.iter().enumerate() {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+                w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+            }
+        }
+        let state = State {
+            path,
+            backing: Backing::Owned(Box::new(words)),
+        };
+        Ok((state, valid))
+    }
+
     fn word(&self, off: u64) -> &AtomicU64 {
-        self.map.atomic_u64(off)
+        match &self.backing {
+            Backing::Mapped { map, .. } => map.atomic_u64(off),
+            Backing::Owned(words) => &words[(off / 8) as usize],
+        }
     }
 
     /// Marks the file valid (after its fields are filled in).
@@ -115,8 +155,11 @@ impl State {
 
     /// Flushes the state to stable storage.
     pub fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| OurDbError::io("fsync", &self.path, e))
+        match &self.backing {
+            Backing::Mapped { file, .. } => file
+                .sync_data()
+                .map_err(|e| OurDbError::io("fsync", &self.path, e)),
+            Backing::Owned(_) => Ok(()),
+        }
     }
 }

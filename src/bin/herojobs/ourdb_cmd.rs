@@ -82,7 +82,16 @@ pub enum OurdbCommand {
     },
 }
 
-fn open(args: &DbArgs, create: bool) -> Result<OurDb, Failure> {
+/// How a subcommand opens the database: inspection opens read-only and creates nothing in
+/// the directory (it may be a foreign or read-only database); `add` may create one.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Inspect,
+    Write,
+    Create,
+}
+
+fn open(args: &DbArgs, mode: Mode) -> Result<OurDb, Failure> {
     if let Some(k) = args.keysize {
         if ![2, 3, 4, 6].contains(&k) {
             return Err(Failure {
@@ -93,7 +102,8 @@ fn open(args: &DbArgs, create: bool) -> Result<OurDb, Failure> {
     }
     let cfg = Config {
         keysize: args.keysize,
-        create,
+        create: mode == Mode::Create,
+        read_only: mode == Mode::Inspect,
         ..Config::default()
     };
     Ok(OurDb::open(&args.dir, cfg)?)
@@ -108,7 +118,7 @@ pub fn run(g: &crate::Global, cmd: OurdbCommand) -> Result<ExitCode, Failure> {
     let mut out = std::io::stdout().lock();
     match cmd {
         OurdbCommand::Stats { db, json } => {
-            let db = open(&db, false)?;
+            let db = open(&db, Mode::Inspect)?;
             let s = db.stats()?;
             if json {
                 writeln!(out, "{}", serde_json::to_string(&s)?)?;
@@ -137,14 +147,14 @@ pub fn run(g: &crate::Global, cmd: OurdbCommand) -> Result<ExitCode, Failure> {
             }
         }
         OurdbCommand::Get { db, id } => {
-            let db = open(&db, false)?;
+            let db = open(&db, Mode::Inspect)?;
             let data = db.get(id)?;
             out.write_all(&data)?;
         }
         OurdbCommand::Add { db } => {
             let mut data = Vec::new();
             std::io::stdin().read_to_end(&mut data)?;
-            let db = open(&db, true)?;
+            let db = open(&db, Mode::Create)?;
             let id = db.add(&data)?;
             db.close()?;
             writeln!(out, "{id}")?;
@@ -155,7 +165,7 @@ pub fn run(g: &crate::Global, cmd: OurdbCommand) -> Result<ExitCode, Failure> {
             depth,
             json,
         } => {
-            let db = open(&db, false)?;
+            let db = open(&db, Mode::Inspect)?;
             for (i, v) in db.history(id, depth)?.iter().enumerate() {
                 if json {
                     let line = match std::str::from_utf8(v) {
@@ -187,7 +197,7 @@ pub fn run(g: &crate::Global, cmd: OurdbCommand) -> Result<ExitCode, Failure> {
                     format!("no job database for {c}/{t} at {}", args.dir.display()).into(),
                 );
             }
-            let db = open(&args, false)?;
+            let db = open(&args, Mode::Inspect)?;
             for id in db.ids() {
                 let line = match db.get(id).map_err(|e| e.to_string()).and_then(|bytes| {
                     herojobs::codec::from_record(id, &bytes).map_err(|e| e.to_string())
@@ -203,7 +213,7 @@ pub fn run(g: &crate::Global, cmd: OurdbCommand) -> Result<ExitCode, Failure> {
                 dir: dir.ok_or("a database directory or --circle")?,
                 keysize,
             };
-            let db = open(&args, false)?;
+            let db = open(&args, Mode::Inspect)?;
             for id in db.ids() {
                 let Some(loc) = db.location(id)? else {
                     continue;
@@ -220,21 +230,31 @@ pub fn run(g: &crate::Global, cmd: OurdbCommand) -> Result<ExitCode, Failure> {
             }
         }
         OurdbCommand::Check { db } => {
-            let db = open(&db, false)?;
+            let db = open(&db, Mode::Inspect)?;
             let problems = db.check()?;
             let live = db.ids().count();
             if problems.is_empty() {
                 writeln!(out, "ok: {live} live records, all intact")?;
             } else {
+                let mut records = 0;
                 for p in &problems {
-                    writeln!(out, "id {} at {}: {}", p.id, p.location, p.error)?;
+                    if p.id == 0 {
+                        writeln!(out, "database: {}", p.error)?;
+                    } else {
+                        records += 1;
+                        writeln!(out, "id {} at {}: {}", p.id, p.location, p.error)?;
+                    }
                 }
-                writeln!(out, "{} of {live} live records damaged", problems.len())?;
+                writeln!(
+                    out,
+                    "{records} of {live} live records damaged, {} problems of the database as a whole",
+                    problems.len() - records
+                )?;
                 return Ok(ExitCode::from(1));
             }
         }
         OurdbCommand::Compact { db } => {
-            let db = open(&db, false)?;
+            let db = open(&db, Mode::Write)?;
             let r = db.compact()?;
             db.close()?;
             writeln!(
