@@ -1481,6 +1481,8 @@ impl Broker for RedisBroker {
         self.run("publish stats", true, |con| {
             let mut p = redis::pipe();
             p.atomic();
+            // Replaced whole: a field that is gone (a database no longer blocked) goes too.
+            p.cmd("DEL").arg(&key).ignore();
             p.cmd("HSET").arg(&key);
             for (k, v) in fields {
                 p.arg(*k).arg(*v);
