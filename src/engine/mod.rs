@@ -832,16 +832,22 @@ fn run_cancels(shared: Arc<Shared>, mut feed: Box<dyn crate::broker::CancelFeed>
     }
 }
 
-/// Checks that `base` takes a file: creates it if missing, then creates, writes, fsyncs and
-/// removes a probe file. A read-only or full base fails here, before any job is taken.
+/// Checks that `base` takes a file: creates it if missing, then probes it ([`probe_dir`]).
+/// A read-only or full base fails here, before any job is taken.
 fn probe_base(base: &std::path::Path) -> Result<()> {
-    use std::io::Write;
     let err = |reason: String| Error::BaseNotWritable {
         path: base.to_path_buf(),
         reason,
     };
     std::fs::create_dir_all(base).map_err(|e| err(format!("creating it: {e}")))?;
-    let probe = base.join(format!(
+    probe_dir(base).map_err(err)
+}
+
+/// Creates, writes, fsyncs and removes a small file in `dir`: whether the directory takes
+/// writes now (read-only, full, or gone directories fail), without touching any database.
+pub(crate) fn probe_dir(dir: &std::path::Path) -> std::result::Result<(), String> {
+    use std::io::Write;
+    let probe = dir.join(format!(
         ".herojobs-probe-{}-{}",
         std::process::id(),
         crate::store::random_hex(4)
@@ -857,7 +863,7 @@ fn probe_base(base: &std::path::Path) -> Result<()> {
                 .map_err(|e| format!("writing {}: {e}", probe.display()))
         });
     let _ = std::fs::remove_file(&probe);
-    res.map_err(err)
+    res
 }
 
 impl Drop for WatchDog {

@@ -80,6 +80,17 @@ fn write(store: &JobStore, jobs: &[&Job]) -> Result<(), StoreError> {
         .map_or(Ok(()), Err)
 }
 
+/// Tries again after a failed write. A handle whose write or fsync failed refuses every later
+/// write (the kernel may have dropped its dirty pages), so the database is opened afresh —
+/// but only once its directory takes a probe file: opening maps the files, and on a full
+/// tmpfs even reading a hole in a shared map needs a page the filesystem no longer has.
+fn rewrite(store: &JobStore, q: &QueueName, jobs: &[&Job]) -> Result<(), String> {
+    let dir = store.db_dir(&q.circle, &q.topic);
+    super::probe_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    store.close(&q.circle, &q.topic);
+    write(store, jobs).map_err(|e| e.to_string())
+}
+
 impl Unrecorded {
     /// Whether the database of `q` is blocked (its queue is not to be taken from).
     pub fn is_blocked(&self, q: &QueueName) -> bool {
@@ -124,7 +135,7 @@ impl Unrecorded {
                     continue;
                 }
             }
-            let mut res = write(&shared.store, &group);
+            let mut res = write(&shared.store, &group).map_err(|e| e.to_string());
             for pause in RETRIES {
                 let Err(e) = &res else { break };
                 if shared.draining.load(Ordering::Acquire) && pause > RETRIES[0] {
@@ -132,10 +143,10 @@ impl Unrecorded {
                 }
                 log::warn!("{what} in OurDB {q}: {e}; retrying in {pause:?}");
                 std::thread::sleep(pause);
-                res = write(&shared.store, &group);
+                res = rewrite(&shared.store, &q, &group);
             }
             if let Err(e) = res {
-                self.block(shared, &q, group, e.to_string());
+                self.block(shared, &q, group, e);
             }
         }
     }
@@ -180,7 +191,7 @@ impl Unrecorded {
             let jobs: Vec<&Job> = b.jobs.values().collect();
             // A database blocked by a failed `active` write may hold only versions that a
             // later outcome replaced: either way, what is kept is the latest.
-            match write(&shared.store, &jobs) {
+            match rewrite(&shared.store, q, &jobs) {
                 Ok(()) => {
                     log::warn!(
                         "OurDB {q} stores again after {:?}: {} kept version(s) written; its queue is served again",
@@ -190,7 +201,7 @@ impl Unrecorded {
                     done.push(q.clone());
                 }
                 Err(e) => {
-                    b.error = e.to_string();
+                    b.error = e.clone();
                     b.pause = (b.pause * 2).min(RETRY_MAX);
                     b.next_try = Instant::now() + b.pause;
                     log::warn!(
