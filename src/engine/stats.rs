@@ -186,6 +186,8 @@ pub struct Stats {
     pub dbs_blocked: AtomicU64,
     /// Times a blocked database stored its kept versions and was unblocked.
     pub dbs_unblocked: AtomicU64,
+    /// Queues found unregistered (pushed to by other clients) and registered by recovery.
+    pub queues_discovered: AtomicU64,
 }
 
 /// A point-in-time copy of the counters.
@@ -233,6 +235,8 @@ pub struct Snapshot {
     pub dbs_blocked: u64,
     /// See [`Stats::dbs_unblocked`].
     pub dbs_unblocked: u64,
+    /// See [`Stats::queues_discovered`].
+    pub queues_discovered: u64,
     /// Job versions kept for blocked databases now (outcomes OurDB does not have yet).
     pub unrecorded: u64,
     /// Jobs running now.
@@ -274,6 +278,7 @@ impl Stats {
             gave_up: l(&self.gave_up),
             dbs_blocked: l(&self.dbs_blocked),
             dbs_unblocked: l(&self.dbs_unblocked),
+            queues_discovered: l(&self.queues_discovered),
             unrecorded: shared.unrecorded.waiting() as u64,
             running: shared.running.lock().len() as u64,
             workers: shared.config.workers as u64,
@@ -360,6 +365,7 @@ impl Snapshot {
             ("gave_up", self.gave_up),
             ("dbs_blocked", self.dbs_blocked),
             ("dbs_unblocked", self.dbs_unblocked),
+            ("queues_discovered", self.queues_discovered),
             ("blocked", self.blocked_dbs.len() as u64),
             ("unrecorded", self.unrecorded),
             ("running", self.running),
