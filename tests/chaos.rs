@@ -58,24 +58,27 @@ fn config() -> herojobs::engine::EngineConfig {
 /// [`expected`].
 fn chaos_registry(log: String) -> Registry {
     let mut r = Registry::new();
-    r.register(ParamsType::HeroScript, move |job: &Job, ctx: &JobContext| {
-        let n: u64 = job
-            .params
-            .strip_prefix("chaos ")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("bad params {:?}", job.params))?;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|e| e.to_string())?;
-        // One write per line: O_APPEND keeps lines whole between processes.
-        f.write_all(format!("{} {} {} {}\n", job.topic, job.id, n, now_ms()).as_bytes())
-            .map_err(|e| e.to_string())?;
-        ctx.sleep(Duration::from_millis(n % 20))
-            .map_err(|_| "cancelled".to_string())?;
-        Ok(expected(n))
-    });
+    r.register(
+        ParamsType::HeroScript,
+        move |job: &Job, ctx: &JobContext| {
+            let n: u64 = job
+                .params
+                .strip_prefix("chaos ")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| format!("bad params {:?}", job.params))?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .map_err(|e| e.to_string())?;
+            // One write per line: O_APPEND keeps lines whole between processes.
+            f.write_all(format!("{} {} {} {}\n", job.topic, job.id, n, now_ms()).as_bytes())
+                .map_err(|e| e.to_string())?;
+            ctx.sleep(Duration::from_millis(n % 20))
+                .map_err(|_| "cancelled".to_string())?;
+            Ok(expected(n))
+        },
+    );
     r
 }
 
@@ -180,7 +183,12 @@ fn chaos_kills_and_wipes_lose_nothing_and_duplicate_only_across_them() {
         std::thread::spawn(move || {
             for n in 0..JOBS {
                 let topic = TOPICS[(n % 3) as usize];
-                let job = Job::new("chaos", topic, ParamsType::HeroScript, &format!("chaos {n}"));
+                let job = Job::new(
+                    "chaos",
+                    topic,
+                    ParamsType::HeroScript,
+                    format!("chaos {n}"),
+                );
                 let mut tries = 0;
                 let id = loop {
                     match client.submit(job.clone()) {
@@ -270,9 +278,12 @@ fn chaos_kills_and_wipes_lose_nothing_and_duplicate_only_across_them() {
                     lost.push(format!("{t}/{id}: {} and never ran", j.status));
                 }
             }
-            Ok(j) if j.status != JobStatus::Done || j.result != expected(*n) => wrong.push(
-                format!("{t}/{id} (n={n}): {} {:?} {:?}", j.status, j.result, j.error),
-            ),
+            Ok(j) if j.status != JobStatus::Done || j.result != expected(*n) => {
+                wrong.push(format!(
+                    "{t}/{id} (n={n}): {} {:?} {:?}",
+                    j.status, j.result, j.error
+                ))
+            }
             Ok(_) => {}
         }
     }
@@ -307,15 +318,30 @@ fn chaos_kills_and_wipes_lose_nothing_and_duplicate_only_across_them() {
         unfinished.len()
     );
     for c in children.iter_mut() {
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
     }
     for c in children.iter_mut() {
         let _ = c.wait();
     }
     reconciler.stop();
-    assert!(lost.is_empty(), "lost jobs: {:?}", &lost[..lost.len().min(20)]);
-    assert!(stuck.is_empty(), "stuck jobs: {:?}", &stuck[..stuck.len().min(20)]);
-    assert!(wrong.is_empty(), "wrong results: {:?}", &wrong[..wrong.len().min(20)]);
+    assert!(
+        lost.is_empty(),
+        "lost jobs: {:?}",
+        &lost[..lost.len().min(20)]
+    );
+    assert!(
+        stuck.is_empty(),
+        "stuck jobs: {:?}",
+        &stuck[..stuck.len().min(20)]
+    );
+    assert!(
+        wrong.is_empty(),
+        "wrong results: {:?}",
+        &wrong[..wrong.len().min(20)]
+    );
     assert!(
         unexplained.is_empty(),
         "duplicate runs without a kill or wipe between: {:?}",

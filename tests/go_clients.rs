@@ -45,29 +45,44 @@ fn jobs_pushed_to_an_unregistered_queue_by_plain_redis_commands_run() {
     redis_cli(&redis, &["LPUSH", "heroqueue:goc:gotopic", "5", "6"]);
     // A queue key whose names are not name-fixed is never registered.
     redis_cli(&redis, &["LPUSH", "heroqueue:Bad Name:t", "1"]);
-    assert_eq!(redis_cli(&redis, &["SISMEMBER", "heroqueues", "heroqueue:goc:gotopic"]), "0");
+    assert_eq!(
+        redis_cli(
+            &redis,
+            &["SISMEMBER", "heroqueues", "heroqueue:goc:gotopic"]
+        ),
+        "0"
+    );
     let client = Client::connect(&redis.url(), &base).unwrap();
     let mut done = Vec::new();
-    wait_until(
-        "both Go jobs done",
-        Duration::from_secs(60),
-        || {
-            done = [5, 6]
-                .iter()
-                .filter_map(|id| client.get("goc", "gotopic", *id).ok())
-                .filter(|j| j.status.is_finished())
-                .collect();
-            done.len() == 2
-        },
-    );
+    wait_until("both Go jobs done", Duration::from_secs(60), || {
+        done = [5, 6]
+            .iter()
+            .filter_map(|id| client.get("goc", "gotopic", *id).ok())
+            .filter(|j| j.status.is_finished())
+            .collect();
+        done.len() == 2
+    });
     let (j5, j6) = (&done[0], &done[1]);
-    assert_eq!((j5.status, j5.result.as_str()), (JobStatus::Done, "from go"), "{j5:?}");
+    assert_eq!(
+        (j5.status, j5.result.as_str()),
+        (JobStatus::Done, "from go"),
+        "{j5:?}"
+    );
     assert_eq!(j5.timeout, 0, "a negative timeout is the default");
     assert_eq!(j6.params_type, herojobs::ParamsType::OpenRpc);
     assert_eq!(j6.status, JobStatus::Done, "{j6:?}");
     assert!(j6.result.contains('5'), "math.add 2+3: {}", j6.result);
-    assert_eq!(redis_cli(&redis, &["SISMEMBER", "heroqueues", "heroqueue:goc:gotopic"]), "1");
-    assert_eq!(redis_cli(&redis, &["SISMEMBER", "heroqueues", "heroqueue:Bad Name:t"]), "0");
+    assert_eq!(
+        redis_cli(
+            &redis,
+            &["SISMEMBER", "heroqueues", "heroqueue:goc:gotopic"]
+        ),
+        "1"
+    );
+    assert_eq!(
+        redis_cli(&redis, &["SISMEMBER", "heroqueues", "heroqueue:Bad Name:t"]),
+        "0"
+    );
     assert!(engine.stats().queues_discovered >= 1);
     // A Go reader sees the outcome in the hash, under its own field names.
     let json = redis_cli(&redis, &["HGET", "herojobs:goc:gotopic:5", "job"]);

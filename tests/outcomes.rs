@@ -157,7 +157,10 @@ fn a_database_that_stops_storing_blocks_its_queue_and_resumes_once_repaired() {
     );
     let s = engine.stats();
     assert_eq!(s.dbs_blocked, 1, "{s:?}");
-    assert!(s.unrecorded > 0, "no outcome kept for the full database: {s:?}");
+    assert!(
+        s.unrecorded > 0,
+        "no outcome kept for the full database: {s:?}"
+    );
     let q = herojobs::broker::QueueName::new("full", "t");
     let waiting = broker.queue_len(&q).unwrap();
     assert!(waiting > 0, "every job ran before the database refused");
@@ -172,18 +175,23 @@ fn a_database_that_stops_storing_blocks_its_queue_and_resumes_once_repaired() {
                 .query(&mut con)
                 .unwrap();
             keys.iter().any(|k| {
-                let f: Vec<(String, u64)> =
-                    redis::cmd("HGETALL").arg(k).query(&mut con).unwrap();
+                let f: Vec<(String, u64)> = redis::cmd("HGETALL").arg(k).query(&mut con).unwrap();
                 f.iter().any(|(n, _)| n == "blocked:full/t")
             })
         },
     );
     // Other queues go on while full/t is blocked, and full/t is not taken from.
     let good: Vec<u32> = (0..20)
-        .map(|i| client.submit(tjob("good", "t", &format!("ok g{i}"))).unwrap())
+        .map(|i| {
+            client
+                .submit(tjob("good", "t", &format!("ok g{i}")))
+                .unwrap()
+        })
         .collect();
     for id in &good {
-        let j = client.wait("good", "t", *id, Duration::from_secs(30)).unwrap();
+        let j = client
+            .wait("good", "t", *id, Duration::from_secs(30))
+            .unwrap();
         assert_eq!(j.status, JobStatus::Done);
     }
     assert_eq!(
@@ -191,11 +199,17 @@ fn a_database_that_stops_storing_blocks_its_queue_and_resumes_once_repaired() {
         waiting,
         "jobs of the blocked database were taken"
     );
-    assert!(engine.stats().blocked_dbs.iter().any(|(q, _)| q == "full/t"));
+    assert!(engine
+        .stats()
+        .blocked_dbs
+        .iter()
+        .any(|(q, _)| q == "full/t"));
     // Repair: room again. The database is unblocked and every job runs.
     std::fs::remove_file(&filler).unwrap();
     for id in &queued {
-        let j = client.wait("full", "t", *id, Duration::from_secs(60)).unwrap();
+        let j = client
+            .wait("full", "t", *id, Duration::from_secs(60))
+            .unwrap();
         assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "slept"));
     }
     wait_until("full/t unblocked", Duration::from_secs(30), || {
