@@ -183,12 +183,7 @@ fn chaos_kills_and_wipes_lose_nothing_and_duplicate_only_across_them() {
         std::thread::spawn(move || {
             for n in 0..JOBS {
                 let topic = TOPICS[(n % 3) as usize];
-                let job = Job::new(
-                    "chaos",
-                    topic,
-                    ParamsType::HeroScript,
-                    format!("chaos {n}"),
-                );
+                let job = Job::new("chaos", topic, ParamsType::HeroScript, format!("chaos {n}"));
                 let mut tries = 0;
                 let id = loop {
                     match client.submit(job.clone()) {

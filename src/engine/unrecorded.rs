@@ -86,6 +86,7 @@ fn write(store: &JobStore, jobs: &[&Job]) -> Result<(), StoreError> {
 /// tmpfs even reading a hole in a shared map needs a page the filesystem no longer has.
 fn rewrite(store: &JobStore, q: &QueueName, jobs: &[&Job]) -> Result<(), String> {
     let dir = store.db_dir(&q.circle, &q.topic);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     super::probe_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     store.close(&q.circle, &q.topic);
     write(store, jobs).map_err(|e| e.to_string())
@@ -237,5 +238,72 @@ impl Unrecorded {
                 if b.jobs.len() > 20 { ",..." } else { "" }
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::broker::memory::MemoryBroker;
+    use crate::broker::QueueName;
+    use crate::job::{Job, JobStatus, ParamsType};
+    use std::sync::Arc;
+
+    fn job(circle: &str, id: u32, status: JobStatus) -> Job {
+        Job {
+            id,
+            status,
+            ..Job::new(circle, "t", ParamsType::HeroScript, "x")
+        }
+    }
+
+    /// A database that cannot be opened (its circle directory is a file) blocks only its own
+    /// queue, keeps the latest version of each job, and is unblocked once it stores them.
+    #[test]
+    fn a_refusing_database_is_blocked_keeps_the_latest_versions_and_unblocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::create_dir_all(base.join("circles")).unwrap();
+        std::fs::write(base.join("circles/bad"), b"not a directory").unwrap();
+        let wd = crate::WatchDog::builder()
+            .broker(Arc::new(MemoryBroker::new()))
+            .base(base)
+            .build()
+            .unwrap();
+        let s = Arc::clone(wd.shared());
+        let (bad, good) = (QueueName::new("bad", "t"), QueueName::new("good", "t"));
+        let active = job("bad", 1, JobStatus::Active);
+        let done = job("bad", 1, JobStatus::Done);
+        let other = job("good", 1, JobStatus::Done);
+        s.unrecorded.store(&s, vec![&active, &other], "test");
+        assert!(s.unrecorded.is_blocked(&bad));
+        assert!(!s.unrecorded.is_blocked(&good));
+        assert_eq!(
+            s.store.get("good", "t", 1).unwrap().unwrap().status,
+            JobStatus::Done
+        );
+        // A blocked database's later version replaces the kept one, written to nobody.
+        s.unrecorded.store(&s, vec![&done], "test");
+        assert_eq!(s.unrecorded.waiting(), 1);
+        assert_eq!(
+            s.unrecorded.retry(&s, true),
+            1,
+            "unblocked while still broken"
+        );
+        assert_eq!(s.unrecorded.list().len(), 1);
+        assert_eq!(
+            s.stats
+                .dbs_blocked
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        // Repaired: the kept version (the latest) is written and the queue is served again.
+        std::fs::remove_file(base.join("circles/bad")).unwrap();
+        assert_eq!(s.unrecorded.retry(&s, true), 0);
+        assert!(!s.unrecorded.is_blocked(&bad));
+        assert_eq!(s.unrecorded.waiting(), 0);
+        assert_eq!(
+            s.store.get("bad", "t", 1).unwrap().unwrap().status,
+            JobStatus::Done
+        );
     }
 }
