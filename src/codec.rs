@@ -363,6 +363,32 @@ mod tests {
     }
 
     #[test]
+    fn a_negative_timeout_means_the_default() {
+        let j = from_json(br#"{"jobid":1,"params":"x","params_type":"heroscript","timeout":-1}"#)
+            .unwrap();
+        assert_eq!(j.timeout, 0);
+        let j = from_json(br#"{"params_type":"heroscript","timeout":-86400}"#).unwrap();
+        assert_eq!(j.timeout, 0);
+        let j = from_json(br#"{"params_type":"heroscript","timeout":30}"#).unwrap();
+        assert_eq!(j.timeout, 30);
+        assert!(from_json(br#"{"timeout":"soon"}"#).is_err());
+        assert!(from_json(br#"{"timeout":1.5}"#).is_err());
+    }
+
+    #[test]
+    fn a_job_without_params_type_is_openrpc_as_in_the_go_original() {
+        let j = from_json(br#"{"jobid":3,"params":"{\"jsonrpc\":\"2.0\"}"}"#).unwrap();
+        assert_eq!(j.params_type, ParamsType::OpenRpc);
+        let j = from_json(br#"{"params_type":""}"#).unwrap();
+        assert_eq!(j.params_type, ParamsType::OpenRpc);
+        let j = from_json(br#"{"params_type":"wasm"}"#).unwrap();
+        assert_eq!(j.params_type, ParamsType::Other("wasm".into()));
+        // Written by herojobs, the type is always named and reads back as written.
+        let j = from_json(to_json(&Job::default()).as_bytes()).unwrap();
+        assert_eq!(j.params_type, ParamsType::HeroScript);
+    }
+
+    #[test]
     fn version_1_records_still_load() {
         let job = full_job();
         let mut rec = vec![RECORD_V1];

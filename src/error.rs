@@ -75,6 +75,15 @@ pub enum Error {
         /// How long we waited.
         waited: Duration,
     },
+    /// An engine's base directory cannot be written: it would run jobs whose outcomes it
+    /// cannot record, so it does not start.
+    #[error("base directory {path} is not writable ({reason}): a watchdog that cannot record outcomes does not start")]
+    BaseNotWritable {
+        /// The base directory.
+        path: std::path::PathBuf,
+        /// What the probe (create, write, fsync a file) ran into.
+        reason: String,
+    },
     /// An invalid argument or configuration.
     #[error("{0}")]
     Invalid(String),

@@ -103,8 +103,37 @@ impl Serialize for ParamsType {
 impl<'de> Deserialize<'de> for ParamsType {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
+        if s.is_empty() {
+            return Ok(ParamsType::absent());
+        }
         Ok(s.parse().unwrap_or_default())
     }
+}
+
+impl ParamsType {
+    /// The type of a job whose JSON names none: `openrpc`, as the Go original reads it, so a
+    /// Go client's job runs the same here.
+    pub fn absent() -> ParamsType {
+        ParamsType::OpenRpc
+    }
+}
+
+/// Reads a JSON timeout: any integer; zero or negative (Go's `-1`) means the default, 0.
+fn timeout_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a timeout in whole seconds")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+            Ok(v.max(0) as u64)
+        }
+    }
+    d.deserialize_i64(V)
 }
 
 /// A job. Field names in JSON are the original system's; fields after `log` are herojobs
@@ -126,14 +155,16 @@ pub struct Job {
     /// The script or request to run.
     #[serde(default)]
     pub params: String,
-    /// How to read `params`.
-    #[serde(rename = "params_type", default)]
+    /// How to read `params`. Absent (or empty) in JSON means `openrpc`, as the Go original
+    /// reads it (its zero value falls through to OpenRPC).
+    #[serde(rename = "params_type", default = "ParamsType::absent")]
     pub params_type: ParamsType,
     /// Where the job is in its life.
     #[serde(default)]
     pub status: JobStatus,
-    /// Seconds the job may run; 0 means the default (60).
-    #[serde(default)]
+    /// Seconds the job may run; 0 means the default (60). In JSON any integer loads: a
+    /// negative one (the Go original's `-1`) means the default too.
+    #[serde(default, deserialize_with = "timeout_secs")]
     pub timeout: u64,
     /// Unix seconds when submitted.
     #[serde(default)]

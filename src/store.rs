@@ -329,6 +329,16 @@ impl JobStore {
         Ok(Some(db))
     }
 
+    /// Forgets the open database of `circle`/`topic`: the next use opens it again. After a
+    /// failed write (a failed fsync leaves an OurDB handle refusing every later write, since
+    /// the kernel may have dropped the dirty pages) a fresh open is the way to write again.
+    /// Threads still holding the old handle keep it until they drop it.
+    pub fn close(&self, circle: &str, topic: &str) {
+        self.dbs
+            .write()
+            .remove(&(circle.to_string(), topic.to_string()));
+    }
+
     /// Circle/topic pairs that have a database on disk.
     pub fn topics(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();

@@ -366,6 +366,16 @@ pub trait Broker: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// One bounded step of finding queues that other clients created without registering
+    /// them (the Go original pushes to `heroqueue:<circle>:<topic>` and finds queues with
+    /// `KEYS`): examines about `max_keys` keys, continuing where the previous step stopped,
+    /// and registers the queues it finds whose names are name-fixed. Returns those newly
+    /// registered. Off the hot path (recovery calls it every few seconds); never `KEYS`.
+    /// Brokers where every queue is registered do nothing.
+    fn discover_queues(&self, _max_keys: usize) -> Result<Vec<QueueName>, BrokerError> {
+        Ok(Vec::new())
+    }
+
     /// Publishes an engine's counters for `herojobs stats` (no-op where nobody can read them).
     fn publish_stats(
         &self,

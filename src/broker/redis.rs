@@ -623,7 +623,12 @@ pub struct RedisBroker {
     delete: Script,
     cancel: Script,
     retry: Script,
+    /// Where queue discovery's `SCAN` goes on next time (0: a fresh pass).
+    scan_cursor: Mutex<u64>,
 }
+
+/// Keys one `SCAN` call of queue discovery examines.
+const DISCOVER_COUNT: usize = 1000;
 
 /// Whether an error means the connection (not the command) failed, so a retry may work.
 fn is_connection_error(e: &RedisError) -> bool {
@@ -657,6 +662,7 @@ impl RedisBroker {
             delete: Script::new(DELETE),
             cancel: Script::new(CANCEL),
             retry: Script::new(RETRY),
+            scan_cursor: Mutex::new(0),
         })
     }
 
@@ -1170,6 +1176,64 @@ impl Broker for RedisBroker {
         Ok(out)
     }
 
+    fn discover_queues(&self, max_keys: usize) -> Result<Vec<QueueName>, BrokerError> {
+        let mut cursor = *self.scan_cursor.lock();
+        let mut found: Vec<String> = Vec::new();
+        let mut examined = 0;
+        loop {
+            // `TYPE list`: job hashes and other keys under the prefix are not queues.
+            let (next, batch): (u64, Vec<String>) = self.run("discover queues", true, |con| {
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{}*", keys::QUEUE_PREFIX))
+                    .arg("COUNT")
+                    .arg(DISCOVER_COUNT)
+                    .arg("TYPE")
+                    .arg("list")
+                    .query(con)
+            })?;
+            found.extend(batch);
+            cursor = next;
+            examined += DISCOVER_COUNT;
+            if cursor == 0 || examined >= max_keys {
+                break;
+            }
+        }
+        *self.scan_cursor.lock() = cursor;
+        // Untrusted names: only keys that parse as name-fixed queues are registered.
+        let queues: Vec<(String, QueueName)> = found
+            .into_iter()
+            .filter_map(|k| {
+                keys::parse_queue(&k).map(|(c, t)| {
+                    (
+                        k,
+                        QueueName {
+                            circle: c,
+                            topic: t,
+                        },
+                    )
+                })
+            })
+            .collect();
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let added: Vec<i64> = self.run("register discovered queues", true, |con| {
+            let mut p = redis::pipe();
+            for (k, _) in &queues {
+                p.cmd("SADD").arg(keys::REGISTRY).arg(k);
+            }
+            p.query(con)
+        })?;
+        Ok(queues
+            .into_iter()
+            .zip(added)
+            .filter(|(_, n)| *n > 0)
+            .map(|((_, q), _)| q)
+            .collect())
+    }
+
     fn peek(&self, q: &QueueName) -> Result<Option<u32>, BrokerError> {
         let key = keys::queue(&q.circle, &q.topic);
         let raw: Option<String> = self.run("peek queue", true, |con| {
@@ -1481,6 +1545,8 @@ impl Broker for RedisBroker {
         self.run("publish stats", true, |con| {
             let mut p = redis::pipe();
             p.atomic();
+            // Replaced whole: a field that is gone (a database no longer blocked) goes too.
+            p.cmd("DEL").arg(&key).ignore();
             p.cmd("HSET").arg(&key);
             for (k, v) in fields {
                 p.arg(*k).arg(*v);

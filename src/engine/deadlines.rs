@@ -69,6 +69,8 @@ impl Watchdog {
                 log::warn!("renewing {} lease(s): {e}", keys.len());
             }
         }
+        // Blocked OurDB databases, each when its pause is over.
+        s.unrecorded.retry(&s, false);
         if self
             .last_publish
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
@@ -84,6 +86,13 @@ impl Watchdog {
         let queue_fields = s.stats.queue_fields();
         let mut fields: Vec<(&str, u64)> = snap.fields();
         fields.extend(queue_fields.iter().map(|(k, v)| (k.as_str(), *v)));
+        // Each blocked database as a field of its own (`blocked:circle/topic` = seconds).
+        let blocked: Vec<(String, u64)> = snap
+            .blocked_dbs
+            .iter()
+            .map(|(q, secs)| (format!("blocked:{q}"), *secs))
+            .collect();
+        fields.extend(blocked.iter().map(|(k, v)| (k.as_str(), *v)));
         if let Err(e) = s
             .broker
             .publish_stats(&s.config.name, &fields, Duration::from_secs(5))

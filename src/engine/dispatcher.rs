@@ -215,6 +215,8 @@ impl Dispatcher {
             .queues
             .iter()
             .filter(|q| !self.paused.iter().any(|(p, _)| p == *q))
+            // A database that cannot store outcomes: its jobs wait in their queue.
+            .filter(|q| !self.shared.unrecorded.is_blocked(q))
             .cloned()
             .collect();
         let n = live.len();
@@ -297,9 +299,11 @@ impl Dispatcher {
         let handed = batch.len();
         // OurDB learns the batch is active in one write (in `strict` mode one fsync round
         // for the batch instead of one per worker).
-        for e in s.store.update_many(batch.iter().map(|w| &w.job)) {
-            log::error!("cannot record taken jobs active in OurDB: {e}");
-        }
+        s.unrecorded.store(
+            &s,
+            batch.iter().map(|w| &w.job).collect(),
+            "recording taken jobs active",
+        );
         if let Err(back) = self.work.send_all(batch) {
             // Workers are gone (shutdown): give the jobs back.
             for w in back {

@@ -165,9 +165,12 @@ fn apply(shared: &Shared, finished: &[Outcome], transitions: Option<&[Transition
             .map(|o| (&o.job, o.ending == Ending::TimedOut)),
     );
     // One OurDB batch for the lot: in `strict` mode one fsync round instead of one per job.
-    for e in shared.store.update_many(winners.iter().map(|o| &o.job)) {
-        log::error!("recording finished jobs: {e}");
-    }
+    // A database that keeps refusing is blocked, its outcomes kept until it stores again.
+    shared.unrecorded.store(
+        shared,
+        winners.iter().map(|o| &o.job).collect(),
+        "recording finished jobs",
+    );
 }
 
 /// Slot accounting after a record: `freed` slots come back, `taken` are in use.

@@ -26,6 +26,7 @@ pub mod handoff;
 pub mod pool;
 pub mod recovery;
 pub mod stats;
+pub mod unrecorded;
 
 use crate::broker::redis::{RedisBroker, RedisConfig};
 use crate::broker::{Broker, QueueName};
@@ -335,6 +336,8 @@ pub struct Shared {
     pub signing: HashMap<String, Vec<u8>>,
     /// Checks each job before it runs.
     pub authenticator: Option<Authenticator>,
+    /// Job versions OurDB refused, and the databases (queues) blocked until it stores them.
+    pub unrecorded: unrecorded::Unrecorded,
 }
 
 impl Shared {
@@ -579,6 +582,7 @@ impl WatchDogBuilder {
             stop_lock: Mutex::new(()),
             signing,
             authenticator: self.authenticator,
+            unrecorded: unrecorded::Unrecorded::default(),
         });
         Ok(WatchDog {
             shared,
@@ -633,6 +637,7 @@ impl WatchDog {
         if self.shared.stopping.load(Ordering::Acquire) {
             return Err(Error::Invalid("engine already started once".into()));
         }
+        probe_base(self.shared.store.base())?;
         self.started = true;
         let shared = &self.shared;
         let rec = recovery::Recovery::new(Arc::clone(shared));
@@ -797,6 +802,7 @@ impl WatchDog {
         take("herojobs-cancel", &mut self.threads);
         take("herojobs-recovery", &mut self.threads);
         take("herojobs-finisher", &mut self.threads);
+        s.unrecorded.last_try(s);
         if let Err(e) = s.store.sync() {
             log::error!("final OurDB sync: {e}");
         }
@@ -824,6 +830,40 @@ fn run_cancels(shared: Arc<Shared>, mut feed: Box<dyn crate::broker::CancelFeed>
             }
         }
     }
+}
+
+/// Checks that `base` takes a file: creates it if missing, then probes it ([`probe_dir`]).
+/// A read-only or full base fails here, before any job is taken.
+fn probe_base(base: &std::path::Path) -> Result<()> {
+    let err = |reason: String| Error::BaseNotWritable {
+        path: base.to_path_buf(),
+        reason,
+    };
+    std::fs::create_dir_all(base).map_err(|e| err(format!("creating it: {e}")))?;
+    probe_dir(base).map_err(err)
+}
+
+/// Creates, writes, fsyncs and removes a small file in `dir`: whether the directory takes
+/// writes now (read-only, full, or gone directories fail), without touching any database.
+pub(crate) fn probe_dir(dir: &std::path::Path) -> std::result::Result<(), String> {
+    use std::io::Write;
+    let probe = dir.join(format!(
+        ".herojobs-probe-{}-{}",
+        std::process::id(),
+        crate::store::random_hex(4)
+    ));
+    let res = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| format!("creating {}: {e}", probe.display()))
+        .and_then(|mut f| {
+            f.write_all(b"herojobs write probe\n")
+                .and_then(|_| f.sync_all())
+                .map_err(|e| format!("writing {}: {e}", probe.display()))
+        });
+    let _ = std::fs::remove_file(&probe);
+    res
 }
 
 impl Drop for WatchDog {

@@ -69,12 +69,19 @@ impl ScanTrim<'_> {
     }
 }
 
+/// How often recovery looks for queues that other clients created without registering them.
+const DISCOVER_EVERY: Duration = Duration::from_secs(10);
+/// Keys one discovery step examines (a full pass over a large keyspace spans several steps).
+const DISCOVER_KEYS: usize = 5000;
+
 /// Recovery's state between passes.
 pub struct Recovery {
     shared: Arc<Shared>,
     trackers: HashMap<(String, String), Tracker>,
     suspects: HashMap<(QueueName, u32), Instant>,
     epoch: Option<String>,
+    /// When queue discovery last ran.
+    discovered: Option<Instant>,
 }
 
 /// The thread body. The first pass (a full check: nothing is known about the broker yet)
@@ -115,6 +122,7 @@ impl Recovery {
             trackers: HashMap::new(),
             suspects: HashMap::new(),
             epoch: None,
+            discovered: None,
         }
     }
 
@@ -186,6 +194,7 @@ impl Recovery {
         }
         self.epoch = Some(epoch);
         self.recheck_suspects()?;
+        self.discover();
         Stats::inc(&s.stats.recovery_passes);
         Ok(())
     }
@@ -359,6 +368,28 @@ impl Recovery {
                 Stats::inc(&s.stats.recovered);
             }
             Err(e) => log::warn!("recovery: job {q}/{} met another job under its id; submitting it again failed: {e}; retried next pass", job.id),
+        }
+    }
+
+    /// Every [`DISCOVER_EVERY`], one bounded step of finding queues other clients (the Go
+    /// original) push to without registering them; the dispatcher serves them from its next
+    /// registry read.
+    fn discover(&mut self) {
+        if self
+            .discovered
+            .is_some_and(|t| t.elapsed() < DISCOVER_EVERY)
+        {
+            return;
+        }
+        self.discovered = Some(Instant::now());
+        match self.shared.broker.discover_queues(DISCOVER_KEYS) {
+            Ok(found) => {
+                for q in found {
+                    log::info!("recovery: found unregistered queue {q}; serving it");
+                    Stats::inc(&self.shared.stats.queues_discovered);
+                }
+            }
+            Err(e) => log::warn!("recovery: looking for unregistered queues: {e}"),
         }
     }
 

@@ -181,6 +181,13 @@ pub struct Stats {
     pub gave_up: AtomicU64,
     /// Outcomes per queue (one lock per recorded batch, not per job).
     pub queues: parking_lot::Mutex<HashMap<QueueName, QueueCounts>>,
+    /// Times an OurDB database refused writes after retries and was blocked (its queue not
+    /// taken from until it stores again).
+    pub dbs_blocked: AtomicU64,
+    /// Times a blocked database stored its kept versions and was unblocked.
+    pub dbs_unblocked: AtomicU64,
+    /// Queues found unregistered (pushed to by other clients) and registered by recovery.
+    pub queues_discovered: AtomicU64,
 }
 
 /// A point-in-time copy of the counters.
@@ -224,10 +231,20 @@ pub struct Snapshot {
     pub refused: u64,
     /// See [`Stats::gave_up`].
     pub gave_up: u64,
+    /// See [`Stats::dbs_blocked`].
+    pub dbs_blocked: u64,
+    /// See [`Stats::dbs_unblocked`].
+    pub dbs_unblocked: u64,
+    /// See [`Stats::queues_discovered`].
+    pub queues_discovered: u64,
+    /// Job versions kept for blocked databases now (outcomes OurDB does not have yet).
+    pub unrecorded: u64,
     /// Jobs running now.
     pub running: u64,
     /// Worker threads of the engine.
     pub workers: u64,
+    /// The databases blocked now (`circle/topic`) with the seconds each has been blocked.
+    pub blocked_dbs: Vec<(String, u64)>,
 }
 
 impl Stats {
@@ -259,8 +276,18 @@ impl Stats {
             cancelled: l(&self.cancelled),
             refused: l(&self.refused),
             gave_up: l(&self.gave_up),
+            dbs_blocked: l(&self.dbs_blocked),
+            dbs_unblocked: l(&self.dbs_unblocked),
+            queues_discovered: l(&self.queues_discovered),
+            unrecorded: shared.unrecorded.waiting() as u64,
             running: shared.running.lock().len() as u64,
             workers: shared.config.workers as u64,
+            blocked_dbs: shared
+                .unrecorded
+                .list()
+                .into_iter()
+                .map(|(q, d)| (q, d.as_secs()))
+                .collect(),
         }
     }
 
@@ -336,6 +363,11 @@ impl Snapshot {
             ("cancelled", self.cancelled),
             ("refused", self.refused),
             ("gave_up", self.gave_up),
+            ("dbs_blocked", self.dbs_blocked),
+            ("dbs_unblocked", self.dbs_unblocked),
+            ("queues_discovered", self.queues_discovered),
+            ("blocked", self.blocked_dbs.len() as u64),
+            ("unrecorded", self.unrecorded),
             ("running", self.running),
             ("workers", self.workers),
         ]
