@@ -509,6 +509,11 @@ impl Client {
         Ok(self.broker.paused()?)
     }
 
+    /// Jobs ever submitted per queue, as the broker counts them (since it last lost its data).
+    pub fn submitted(&self) -> Result<Vec<(QueueName, u64)>> {
+        Ok(self.broker.submitted()?)
+    }
+
     /// Dead jobs and scheduled (delayed or retry-waiting) jobs of a queue: two counts.
     pub fn lifecycle_counts(&self, circle: &str, topic: &str) -> Result<(u64, u64)> {
         Ok(self.broker.lifecycle_counts(&Self::queue(circle, topic)?)?)

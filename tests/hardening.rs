@@ -517,7 +517,7 @@ fn a_redis_acl_confines_a_submitter_to_its_circle() {
     // The layout docs/security.md gives (the same lines).
     for rule in [
         "ACL SETUSER engine on >engine-pw-0123 ~herojobs* ~heroqueue* &* +@all",
-        "ACL SETUSER submit-a on >submit-a-pw-0123 resetkeys ~herojobs:a:* ~heroqueue:a:* ~herojobs-ids:a:* ~herojobs-scheduled:a:* ~heroqueues ~herojobs-signal resetchannels -@all +evalsha +eval +script|load +hexists +hget +hmget +hset +lpush +sadd +ltrim +zadd +get +set +blmove +ping +auth +hello",
+        "ACL SETUSER submit-a on >submit-a-pw-0123 resetkeys ~herojobs:a:* ~heroqueue:a:* ~herojobs-ids:a:* ~herojobs-scheduled:a:* ~heroqueues ~herojobs-submitted ~herojobs-signal resetchannels -@all +evalsha +eval +script|load +hexists +hget +hmget +hset +lpush +sadd +ltrim +zadd +hincrby +get +set +blmove +ping +auth +hello",
     ] {
         let parts: Vec<&str> = rule.split(' ').collect();
         try_cmd(&mut admin, &parts).unwrap_or_else(|e| panic!("{rule}: {e}"));

@@ -206,6 +206,12 @@ fn pages_api_actions_and_metrics_against_a_running_engine() {
     };
     let labels = r#"{circle="c",engine="web-test-engine",topic="t"}"#;
     assert_eq!(sample(&format!("herojobs_jobs_done_total{labels}")), 5.0);
+    assert_eq!(
+        sample(r#"herojobs_jobs_submitted_total{circle="c",topic="t"}"#),
+        7.0,
+        "5 done and 2 failed were submitted"
+    );
+    assert_eq!(sample(&format!("herojobs_jobs_retried_total{labels}")), 0.0);
     assert_eq!(sample(&format!("herojobs_jobs_failed_total{labels}")), 2.0);
     assert_eq!(
         sample(&format!("herojobs_jobs_timed_out_total{labels}")),

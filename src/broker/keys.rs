@@ -15,6 +15,8 @@ pub const EPOCH: &str = "herojobs-epoch";
 /// an engine last claimed it, ms): an engine without a processor for a job's type hands the
 /// job back while another engine claims the type.
 pub const TYPES: &str = "herojobs-types";
+/// Hash of jobs ever submitted per queue (field: queue key), for metrics.
+pub const SUBMITTED: &str = "herojobs-submitted";
 /// Set of paused queue keys: engines do not take from them (jobs still queue up).
 pub const PAUSED: &str = "herojobs-paused";
 /// Pub/sub channel on which cancels of running jobs reach every engine (`circle:topic:id`).

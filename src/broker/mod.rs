@@ -325,6 +325,11 @@ pub trait Broker: Send + Sync {
     /// The paused queues.
     fn paused(&self) -> Result<Vec<QueueName>, BrokerError>;
 
+    /// Jobs ever submitted per queue (the broker's counter, since it last lost its data).
+    fn submitted(&self) -> Result<Vec<(QueueName, u64)>, BrokerError> {
+        Ok(Vec::new())
+    }
+
     /// Number of dead jobs and of scheduled (delayed or retry-waiting) jobs of a queue.
     fn lifecycle_counts(&self, queue: &QueueName) -> Result<(u64, u64), BrokerError>;
 

@@ -83,7 +83,8 @@ impl RedisConfig {
 }
 
 // KEYS: registry, then one hash per job, then each distinct queue, then the wake-up list.
-// KEYS also: after the queues, each queue's scheduled set, in the same order.
+// KEYS also: after the queues, each queue's scheduled set, in the same order, then the
+// submitted-jobs counter hash (field: queue key), then the wake-up list.
 // ARGV: job count, now (ms), then per job: id, json, index of its queue (1-based among the
 // queues), submit token, submitting store's identity, due time (ms; a job due later waits in
 // the scheduled set instead of the list).
@@ -100,9 +101,10 @@ local function token_of(h)
 end
 local n = tonumber(ARGV[1])
 local now_ms = tonumber(ARGV[2])
-local nq = (#KEYS - 2 - n) / 2
+local nq = (#KEYS - 3 - n) / 2
 local pending = {}
 local conflicts = {}
+local submitted = {}
 for i = 1, n do
   local a = 3 + 6 * (i - 1)
   local id, json, qi, tok = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
@@ -110,6 +112,7 @@ for i = 1, n do
   local h = KEYS[1 + i]
   if redis.call('HEXISTS', h, 'job') == 0 then
     redis.call('HSET', h, 'job', json, 'token', tok, 'store', ARGV[a + 4])
+    submitted[qi] = (submitted[qi] or 0) + 1
     if due > now_ms then
       redis.call('ZADD', KEYS[1 + n + nq + qi], due, id)
       redis.call('SADD', KEYS[1], KEYS[1 + n + qi])
@@ -128,6 +131,9 @@ for qi, ids in pairs(pending) do
     redis.call('LPUSH', q, unpack(ids, s, math.min(s + 999, #ids)))
   end
   redis.call('SADD', KEYS[1], q)
+end
+for qi, k in pairs(submitted) do
+  redis.call('HINCRBY', KEYS[#KEYS - 1], KEYS[1 + n + qi], k)
 end
 redis.call('LPUSH', KEYS[#KEYS], '1')
 redis.call('LTRIM', KEYS[#KEYS], 0, 63)
@@ -935,6 +941,7 @@ impl Broker for RedisBroker {
         }
         keys_.extend(queues);
         keys_.extend(scheds);
+        keys_.push(keys::SUBMITTED.to_string());
         keys_.push(keys::SIGNAL.to_string());
         // Safe to retry: a job already stored with its own token is skipped.
         let conflicts: Vec<i64> = self.run("enqueue", true, |con| {
@@ -1071,6 +1078,19 @@ impl Broker for RedisBroker {
             .iter()
             .filter_map(|m| keys::parse_queue(m))
             .map(|(circle, topic)| QueueName { circle, topic })
+            .collect())
+    }
+
+    fn submitted(&self) -> Result<Vec<(QueueName, u64)>, BrokerError> {
+        let raw: Vec<(String, u64)> = self.run("read submitted counts", true, |con| {
+            redis::cmd("HGETALL").arg(keys::SUBMITTED).query(con)
+        })?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(k, n)| {
+                let (circle, topic) = keys::parse_queue(&k)?;
+                Some((QueueName { circle, topic }, n))
+            })
             .collect())
     }
 

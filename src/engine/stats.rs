@@ -61,6 +61,8 @@ pub struct QueueCounts {
     pub failed: u64,
     /// Recorded as timed out.
     pub timed_out: u64,
+    /// Failed runs put back to wait for a retry (not counted in `failed`).
+    pub retried: u64,
     /// Seconds from submit to start, of the recorded jobs.
     pub wait: Histogram,
     /// Seconds from start to end, of the recorded jobs.
@@ -73,6 +75,7 @@ impl QueueCounts {
         self.done += other.done;
         self.failed += other.failed;
         self.timed_out += other.timed_out;
+        self.retried += other.retried;
         self.wait.merge(&other.wait);
         self.run.merge(&other.run);
     }
@@ -84,6 +87,7 @@ impl QueueCounts {
         out.push((format!("{p}done"), self.done));
         out.push((format!("{p}failed"), self.failed));
         out.push((format!("{p}timed_out"), self.timed_out));
+        out.push((format!("{p}retried"), self.retried));
         for (name, h) in [("wait", &self.wait), ("run", &self.run)] {
             for (i, n) in h.buckets.iter().enumerate() {
                 out.push((format!("{p}{name}:b{i}"), *n));
@@ -120,6 +124,7 @@ pub fn parse_fields(
             (None, "done") => qc.done = *v,
             (None, "failed") => qc.failed = *v,
             (None, "timed_out") => qc.timed_out = *v,
+            (None, "retried") => qc.retried = *v,
             (Some(h), "sum") => h.sum = *v,
             (Some(h), "count") => h.count = *v,
             (Some(h), b) => {
@@ -305,7 +310,9 @@ impl Stats {
             };
             match job.status {
                 JobStatus::Done => q.done += 1,
-                _ => q.failed += 1,
+                JobStatus::Error => q.failed += 1,
+                // Waiting for a retry: not an outcome yet.
+                JobStatus::New | JobStatus::Active => q.retried += 1,
             }
             if timed_out {
                 q.timed_out += 1;

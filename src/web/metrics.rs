@@ -169,6 +169,11 @@ pub(crate) fn render(app: &App) -> crate::Result<String> {
         "Jobs recorded as timed out, per queue and engine.",
         per_engine_queue(&|c| c.timed_out),
     );
+    s.counter(
+        "herojobs_jobs_retried_total",
+        "Failed runs put back to wait for a retry, per queue and engine.",
+        per_engine_queue(&|c| c.retried),
+    );
     let engine_counter = |k: &str| -> Vec<(Labels, u64)> {
         fleet
             .engines
@@ -190,6 +195,16 @@ pub(crate) fn render(app: &App) -> crate::Result<String> {
         "herojobs_jobs_started_total",
         "Runs started by an engine's workers.",
         engine_counter("started"),
+    );
+    s.counter(
+        "herojobs_jobs_submitted_total",
+        "Jobs submitted per queue, fleet-wide (counted in Redis by the submit script, since Redis last lost its data).",
+        app.client
+            .submitted()
+            .unwrap_or_default()
+            .iter()
+            .map(|(q, n)| (queue_labels(q), *n))
+            .collect(),
     );
     s.gauge(
         "herojobs_queue_highest_id",
