@@ -232,6 +232,7 @@ pub fn from_record(id: u32, bytes: &[u8]) -> Result<Job, CodecError> {
                 logs: r.logs,
                 store: added.store,
                 token: added.token,
+                progress: String::new(),
                 released: added.released,
                 run_at_ms: added.run_at_ms,
                 retry: added.retry,
@@ -267,6 +268,7 @@ mod tests {
             logs: vec!["one".into(), "two".into()],
             store: "a1b2".into(),
             token: "t0k".into(),
+            progress: String::new(),
             released: 1,
             run_at_ms: 1_700_000_000_123,
             retry: Some(crate::job::RetryPolicy::new(

@@ -201,6 +201,10 @@ pub struct Job {
     /// field `token` (not in the JSON, like `store`).
     #[serde(skip)]
     pub token: String,
+    /// herojobs: the progress its processor last reported while it ran (hash field
+    /// `progress`, not in the JSON or OurDB).
+    #[serde(skip)]
+    pub progress: String,
     /// herojobs: starts that were handed back without a verdict (graceful shutdown, or an
     /// engine without a processor for the job's type). They do not count against the
     /// attempt limit; `attempts - released` is the number of runs that ended or died.

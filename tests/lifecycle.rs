@@ -37,6 +37,13 @@ fn recording(runs: Arc<Mutex<HashMap<u32, Vec<Instant>>>>) -> herojobs::processo
                 ctx.fail_permanently();
                 Err("bad input: no retry can fix this".into())
             }
+            None if job.params == "progress" => {
+                ctx.set_progress("half way");
+                while !ctx.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err("cancelled".into())
+            }
             _ => Ok(format!("ok after {n} run(s), attempt {}", ctx.attempt())),
         }
     });
@@ -160,6 +167,28 @@ fn an_exhausted_job_is_dead_until_retried_and_a_permanent_failure_is_never_retri
     );
     assert_eq!(client.purge_dead("life", "d").unwrap(), 1);
     assert!(client.dead("life", "d", 0, 10).unwrap().is_empty());
+}
+
+#[test]
+fn a_running_job_reports_its_progress() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let mut engine = test_engine(&redis.url(), &base, 1)
+        .registry(recording(Arc::clone(&runs)))
+        .build()
+        .unwrap();
+    engine.start().unwrap();
+    let id = client
+        .submit(Job::new("life", "prog", ParamsType::Ai, "progress"))
+        .unwrap();
+    wait_until("the progress in Redis", Duration::from_secs(30), || {
+        client
+            .get("life", "prog", id)
+            .is_ok_and(|j| j.progress == "half way" && j.status == JobStatus::Active)
+    });
+    assert!(client.cancel("life", "prog", id).unwrap());
 }
 
 #[test]

@@ -305,6 +305,16 @@ impl Broker for MemoryBroker {
             .unwrap_or_default())
     }
 
+    fn set_progress(&self, jobs: &[(QueueName, u32, String)]) -> Result<(), BrokerError> {
+        let mut st = self.state.lock();
+        for (q, id, text) in jobs {
+            if let Some(e) = st.jobs.get_mut(&(q.clone(), *id)) {
+                e.job.progress = text.clone();
+            }
+        }
+        Ok(())
+    }
+
     fn set_paused(&self, q: &QueueName, paused: bool) -> Result<(), BrokerError> {
         let mut st = self.state.lock();
         if paused {

@@ -325,6 +325,9 @@ pub trait Broker: Send + Sync {
     /// The paused queues.
     fn paused(&self) -> Result<Vec<QueueName>, BrokerError>;
 
+    /// Publishes the progress of running jobs (hash field `progress`; `get` returns it).
+    fn set_progress(&self, jobs: &[(QueueName, u32, String)]) -> Result<(), BrokerError>;
+
     /// Jobs ever submitted per queue (the broker's counter, since it last lost its data).
     fn submitted(&self) -> Result<Vec<(QueueName, u64)>, BrokerError> {
         Ok(Vec::new())

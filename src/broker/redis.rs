@@ -1081,6 +1081,20 @@ impl Broker for RedisBroker {
             .collect())
     }
 
+    fn set_progress(&self, jobs: &[(QueueName, u32, String)]) -> Result<(), BrokerError> {
+        self.run("publish progress", true, |con| {
+            let mut p = redis::pipe();
+            for (q, id, text) in jobs {
+                p.cmd("HSET")
+                    .arg(keys::job(&q.circle, &q.topic, *id))
+                    .arg("progress")
+                    .arg(text)
+                    .ignore();
+            }
+            p.query::<()>(con)
+        })
+    }
+
     fn submitted(&self) -> Result<Vec<(QueueName, u64)>, BrokerError> {
         let raw: Vec<(String, u64)> = self.run("read submitted counts", true, |con| {
             redis::cmd("HGETALL").arg(keys::SUBMITTED).query(con)
@@ -1157,15 +1171,21 @@ impl Broker for RedisBroker {
 
     fn get(&self, q: &QueueName, id: u32) -> Result<Option<Job>, BrokerError> {
         let key = keys::job(&q.circle, &q.topic, id);
-        let (raw, token, store): (Option<Vec<u8>>, Option<String>, Option<String>) =
-            self.run("get job", true, |con| {
-                redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg("job")
-                    .arg("token")
-                    .arg("store")
-                    .query(con)
-            })?;
+        #[allow(clippy::type_complexity)]
+        let (raw, token, store, progress): (
+            Option<Vec<u8>>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ) = self.run("get job", true, |con| {
+            redis::cmd("HMGET")
+                .arg(&key)
+                .arg("job")
+                .arg("token")
+                .arg("store")
+                .arg("progress")
+                .query(con)
+        })?;
         match raw {
             None => Ok(None),
             Some(bytes) => codec::from_json(&bytes)
@@ -1174,6 +1194,7 @@ impl Broker for RedisBroker {
                 .map(|mut job| {
                     job.token = token.unwrap_or_default();
                     job.store = store.unwrap_or_default();
+                    job.progress = progress.unwrap_or_default();
                     Some(job)
                 })
                 .map_err(|reason| BrokerError::BadJob { key, reason }),

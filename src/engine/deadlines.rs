@@ -62,6 +62,25 @@ impl Watchdog {
                 });
             }
         }
+        // Progress reports that changed since the last tick: one pipelined write for all.
+        let changed: Vec<(crate::broker::QueueName, u32, String)> = {
+            let mut running = s.running.lock();
+            running
+                .iter_mut()
+                .filter_map(|(k, r)| {
+                    let (seq, text) = r.progress.get();
+                    (seq != r.progress_published).then(|| {
+                        r.progress_published = seq;
+                        (k.0.clone(), k.1, text)
+                    })
+                })
+                .collect()
+        };
+        if !changed.is_empty() {
+            if let Err(e) = s.broker.set_progress(&changed) {
+                log::debug!("publishing progress of {} job(s): {e}", changed.len());
+            }
+        }
         if self.last_renew.elapsed() >= s.config.lease / 3 {
             self.last_renew = Instant::now();
             let keys: Vec<_> = s.running.lock().keys().cloned().collect();

@@ -455,6 +455,7 @@ impl Dispatcher {
             return None;
         }
         let cancel = Arc::new(AtomicBool::new(false));
+        let progress = crate::processor::Progress::default();
         let deadline = Instant::now() + s.timeout_of(&job);
         let key = (QueueName::new(&job.circle, &job.topic), job.id);
         s.running.lock().insert(
@@ -465,6 +466,8 @@ impl Dispatcher {
                 deadline,
                 cancel: Arc::clone(&cancel),
                 timed_out: false,
+                progress: progress.clone(),
+                progress_published: 0,
             },
         );
         Some(Work {
@@ -472,6 +475,7 @@ impl Dispatcher {
             attempt,
             cancel,
             deadline,
+            progress,
         })
     }
 }

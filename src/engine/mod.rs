@@ -210,6 +210,10 @@ pub struct Running {
     pub cancel: Arc<AtomicBool>,
     /// The watchdog recorded a timeout; the worker's result is dropped.
     pub timed_out: bool,
+    /// What the processor reports (published to the broker when it changes).
+    pub progress: crate::processor::Progress,
+    /// The change count of `progress` last published.
+    pub progress_published: u64,
 }
 
 /// Work for a worker.
@@ -222,6 +226,8 @@ pub struct Work {
     pub cancel: Arc<AtomicBool>,
     /// Its deadline (the same one the watchdog enforces).
     pub deadline: Instant,
+    /// Where its processor reports progress.
+    pub progress: crate::processor::Progress,
 }
 
 /// How a run ended, for the finisher.

@@ -82,6 +82,7 @@ pub fn run_one(shared: &Shared, w: Work) {
         attempt,
         cancel,
         deadline,
+        progress,
     } = w;
     let key = (QueueName::new(&job.circle, &job.topic), job.id);
     if shared.stopping.load(Ordering::Acquire) {
@@ -102,7 +103,8 @@ pub fn run_one(shared: &Shared, w: Work) {
         Arc::clone(&cancel),
         JobLog::new(shared.config.log_limits),
     )
-    .with_attempt(attempt.saturating_sub(job.released));
+    .with_attempt(attempt.saturating_sub(job.released))
+    .with_progress(progress);
     let result = match admit(shared, &job) {
         Err(refusal) => Err(refusal),
         Ok(()) => match shared.registry.get(&job.params_type) {

@@ -231,8 +231,17 @@ impl Recovery {
                     // Another engine (on any host) may have run it: the broker's finished
                     // copy is then recorded here too, so this store knows the outcome of
                     // its own jobs after the broker forgets them.
+                    // A job this engine ran records its own outcome just after Redis does:
+                    // copy only what another engine ran (new here), or what has been
+                    // finished for a while (this engine's run died before recording it).
+                    let local_new = j.status == crate::job::JobStatus::New;
+                    let here = s.running.lock().contains_key(&(q.clone(), tracker.mark));
                     match s.broker.get(&q, tracker.mark) {
-                        Ok(Some(done)) if done.status.is_finished() => {
+                        Ok(Some(done))
+                            if done.status.is_finished()
+                                && !here
+                                && (local_new || done.time_end + 5 < crate::job::unix_now()) =>
+                        {
                             if let Err(e) = s.store.update(&done) {
                                 log::warn!(
                                     "recovery: recording the outcome of {q}/{}: {e}",

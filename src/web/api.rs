@@ -395,6 +395,7 @@ fn job(app: &App, c: &str, t: &str, id: u32) -> Reply {
     Reply::json(
         200,
         json!({
+            "progress": job.progress,
             "job": job,
             "store": store,
             "source": source,

@@ -246,6 +246,7 @@ async function jobPage(app, c, t, id) {
     el("dl", { class: "kv" },
       el("dt", { text: "type" }), el("dd", { text: j.params_type }),
       el("dt", { text: "submitted by" }), el("dd", { text: d.store || "—" }),
+      el("dt", { text: "progress" }), el("dd", { id: "job-progress", text: d.progress || "—" }),
       el("dt", { text: "attempts" }), el("dd", { text: j.attempts }),
       el("dt", { text: "timeout" }), el("dd", { text: j.timeout ? dur(j.timeout) : "engine default" }),
       el("dt", { text: "submitted" }), el("dd", { text: when(j.time_scheduled) }),
