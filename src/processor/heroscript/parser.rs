@@ -837,5 +837,22 @@ pub fn render(actions: &[Action]) -> Result<String, RenderError> {
         }
         out.push('\n');
     }
+    // Each value was checked on its own; lines can still interact (a multi-line block next
+    // to another value, blank lines it would drop): the whole text must read back as the
+    // actions, or render says so instead of writing something else.
+    // Line numbers differ by design (render lays the actions out anew).
+    let same = |x: &Action, y: &Action| {
+        (x.kind, &x.actor, &x.name, &x.params, &x.comments)
+            == (y.kind, &y.actor, &y.name, &y.params, &y.comments)
+    };
+    let back = parse(&out).ok();
+    let reads_back = back.as_ref().is_some_and(|b| {
+        b.len() == actions.len() && b.iter().zip(actions).all(|(x, y)| same(x, y))
+    });
+    if !reads_back {
+        return Err(RenderError(
+            "these actions do not read back as written when rendered together (a value's blank lines or line structure cannot be expressed)".into(),
+        ));
+    }
     Ok(out)
 }
