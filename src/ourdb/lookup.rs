@@ -160,6 +160,12 @@ impl Lookup {
         self.file
             .set_len(new_len)
             .map_err(|e| OurDbError::io("grow", &self.path, e))?;
+        // The new entries are written through the map: their pages must exist on disk, or a
+        // full filesystem turns the first write into a SIGBUS instead of an error here.
+        if let Err(e) = allocate(&self.file, current, new_len - current) {
+            let _ = self.file.set_len(current);
+            return Err(OurDbError::io("allocate", &self.path, e));
+        }
         self.note_len(new_len);
         Ok(Some(new_len))
     }
@@ -304,4 +310,26 @@ fn fill_from_sparse(dump_dir: &Path, file: &File, path: &Path, keysize: u8) -> R
             .map_err(|e| OurDbError::io("write", path, e))?;
     }
     Ok(())
+}
+
+/// Allocates `len` bytes of `file` from `offset` (`posix_fallocate`).
+fn allocate(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return Ok(());
+    }
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "lookup table too large to allocate",
+        ));
+    };
+    // SAFETY: plain system call on an open descriptor this `File` owns; no memory involved.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), off, len) };
+    match rc {
+        0 => Ok(()),
+        // Filesystems without fallocate: the old behaviour (sparse), not an error.
+        libc::EOPNOTSUPP | libc::ENOSYS => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
 }
