@@ -87,6 +87,27 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// The version-1 fields of `job` (the first part of every record).
+fn v1_of(job: &Job) -> RecordV1 {
+    RecordV1 {
+        session_key: job.session_key.clone(),
+        circle: job.circle.clone(),
+        topic: job.topic.clone(),
+        params: job.params.clone(),
+        params_type: job.params_type.as_str().to_string(),
+        status: status_code(job.status),
+        timeout: job.timeout,
+        time_scheduled: job.time_scheduled,
+        time_start: job.time_start,
+        time_end: job.time_end,
+        error: job.error.clone(),
+        result: job.result.clone(),
+        log: job.log,
+        attempts: job.attempts,
+        logs: job.logs.clone(),
+    }
+}
+
 /// The added fields of `job`, as a v2 record stores them.
 fn added_of(job: &Job) -> Added {
     Added {
@@ -125,23 +146,7 @@ pub fn from_json(bytes: &[u8]) -> Result<Job, CodecError> {
 pub fn to_record(job: &Job, out: &mut Vec<u8>) {
     out.clear();
     out.push(RECORD_V2);
-    let rec = RecordV1 {
-        session_key: job.session_key.clone(),
-        circle: job.circle.clone(),
-        topic: job.topic.clone(),
-        params: job.params.clone(),
-        params_type: job.params_type.as_str().to_string(),
-        status: status_code(job.status),
-        timeout: job.timeout,
-        time_scheduled: job.time_scheduled,
-        time_start: job.time_start,
-        time_end: job.time_end,
-        error: job.error.clone(),
-        result: job.result.clone(),
-        log: job.log,
-        attempts: job.attempts,
-        logs: job.logs.clone(),
-    };
+    let rec = v1_of(job);
     let added = added_of(job);
     // Writing into a Vec cannot fail for these types.
     let _ = bincode::serialize_into(&mut *out, &rec);
@@ -394,23 +399,7 @@ mod tests {
     fn version_1_records_still_load() {
         let job = full_job();
         let mut rec = vec![RECORD_V1];
-        let v1 = RecordV1 {
-            session_key: job.session_key.clone(),
-            circle: job.circle.clone(),
-            topic: job.topic.clone(),
-            params: job.params.clone(),
-            params_type: job.params_type.as_str().to_string(),
-            status: status_code(job.status),
-            timeout: job.timeout,
-            time_scheduled: job.time_scheduled,
-            time_start: job.time_start,
-            time_end: job.time_end,
-            error: job.error.clone(),
-            result: job.result.clone(),
-            log: job.log,
-            attempts: job.attempts,
-            logs: job.logs.clone(),
-        };
+        let v1 = v1_of(&job);
         bincode::serialize_into(&mut rec, &v1).unwrap();
         let back = from_record(42, &rec).unwrap();
         assert_eq!(
