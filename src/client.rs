@@ -1,20 +1,21 @@
 //! The blocking `Client`: the library's front door for submitting jobs, reading them back,
-//! waiting for them and managing queues. It writes OurDB (the record of truth, which assigns
-//! ids) first, then the broker in one round trip.
+//! waiting for them and managing queues. Jobs are addressed by [`JobRef`]
+//! (`circle/topic/id`), queues by [`QueueName`]; both are name-fixed by construction.
 
 use crate::broker::redis::{RedisBroker, RedisConfig};
-use crate::broker::{Broker, QueueName, Transition, Wake};
+use crate::broker::{Broker, Transition, Wake};
 use crate::error::{Error, Result};
 use crate::job::{unix_now, Job, JobStatus};
+use crate::names::{JobRef, QueueName};
 use crate::ourdb::Durability;
-use crate::store::{fix_names, JobStore};
-use std::collections::{BTreeMap, HashMap};
+use crate::store::JobStore;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Longest a `wait` blocks on the completion signal before it reads the job again.
-pub const WAIT_RECHECK: Duration = Duration::from_millis(1500);
+const WAIT_RECHECK: Duration = Duration::from_millis(1500);
 
 /// A job id with its status, or why its record could not be read.
 pub type ListedJob = (u32, std::result::Result<JobStatus, String>);
@@ -22,6 +23,7 @@ pub type ListedJob = (u32, std::result::Result<JobStatus, String>);
 /// What [`Client::list_page`] looks for: jobs newest first, optionally of one status,
 /// starting below `before`, at most `limit` of them, reading at most `budget` records.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PageQuery {
     /// Only jobs with this status (`None`: all).
     pub status: Option<JobStatus>,
@@ -45,8 +47,37 @@ impl Default for PageQuery {
     }
 }
 
-/// One page of a circle/topic's jobs from OurDB, newest first.
+impl PageQuery {
+    /// The newest `limit` jobs (any status).
+    pub fn newest(limit: usize) -> PageQuery {
+        PageQuery {
+            limit,
+            ..PageQuery::default()
+        }
+    }
+
+    /// Only jobs with `status`.
+    pub fn status(mut self, status: Option<JobStatus>) -> PageQuery {
+        self.status = status;
+        self
+    }
+
+    /// Starting below id `before` (the `next` of the previous page).
+    pub fn before(mut self, before: Option<u32>) -> PageQuery {
+        self.before = before;
+        self
+    }
+
+    /// Reading at most `budget` records.
+    pub fn budget(mut self, budget: usize) -> PageQuery {
+        self.budget = budget;
+        self
+    }
+}
+
+/// One page of a queue's jobs from OurDB, newest first.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct JobPage {
     /// The jobs found.
     pub jobs: Vec<Job>,
@@ -56,9 +87,43 @@ pub struct JobPage {
     pub next: Option<u32>,
     /// Records read for this page.
     pub scanned: usize,
-    /// The highest id this base's OurDB holds for the circle/topic (ids come in blocks per
-    /// store, so it bounds the jobs submitted here rather than counting them).
+    /// The highest id this base's OurDB holds for the queue (ids come in blocks per store,
+    /// so it bounds the jobs submitted here rather than counting them).
     pub highest_id: u64,
+}
+
+/// Dead and scheduled jobs of a queue, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LifecycleCounts {
+    /// Jobs in the dead set (failed after their last attempt).
+    pub dead: u64,
+    /// Delayed jobs and jobs waiting for a retry.
+    pub scheduled: u64,
+}
+
+/// One engine's published counters, as `herojobs stats` and the dashboard read them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EngineCounters {
+    /// The engine's name (`host-pid` unless configured).
+    pub name: String,
+    /// Counter name and value, as the engine published them (engine-wide counters and,
+    /// prefixed `q:<circle>:<topic>:`, per-queue ones).
+    pub fields: Vec<(String, u64)>,
+}
+
+impl EngineCounters {
+    /// The engine's own counters (`done`, `error`, `running`, `workers`, ...).
+    pub fn counters(&self) -> std::collections::BTreeMap<String, u64> {
+        crate::counters::parse_fields(&self.fields).0
+    }
+
+    /// The engine's outcomes per queue (done, failed, timed out, retried; wait and run
+    /// histograms).
+    pub fn queues(&self) -> std::collections::BTreeMap<QueueName, crate::counters::QueueCounts> {
+        crate::counters::parse_fields(&self.fields).1
+    }
 }
 
 /// Submits, reads and waits for jobs. Cheap to clone; share it between threads.
@@ -67,19 +132,20 @@ pub struct Client {
     broker: Arc<dyn Broker>,
     store: Arc<JobStore>,
     /// Circles whose jobs this client signs, with their secrets.
-    signers: Arc<HashMap<String, Vec<u8>>>,
+    signers: Arc<crate::submit::Signers>,
 }
 
 impl Client {
-    /// A client for the Redis at `redis_url` with job databases under `base`.
+    /// A client for the Redis at `redis_url` with job databases under `base`. Connects
+    /// lazily: [`ping`](Client::ping) says whether Redis answers.
     ///
     /// ```no_run
     /// use herojobs::{Client, Job, ParamsType};
     /// let client = Client::connect("redis://127.0.0.1:6379", "/tmp/hero")?;
-    /// let id = client.submit(Job::new("demo", "default", ParamsType::HeroScript,
+    /// let job = client.submit(Job::new("demo", "default", ParamsType::HeroScript,
     ///     "!!fake.return_success message:'hi'"))?;
-    /// let job = client.wait("demo", "default", id, std::time::Duration::from_secs(10))?;
-    /// println!("{}: {}", job.status, job.result);
+    /// let done = client.wait(&job, std::time::Duration::from_secs(10))?;
+    /// println!("{job}: {}", done.outcome()?);
     /// # Ok::<(), herojobs::Error>(())
     /// ```
     pub fn connect(redis_url: &str, base: impl Into<PathBuf>) -> Result<Client> {
@@ -91,7 +157,7 @@ impl Client {
     }
 
     /// A client over an existing broker and job store (shared with an engine).
-    pub fn with_parts(broker: Arc<dyn Broker>, store: Arc<JobStore>) -> Client {
+    pub(crate) fn with_parts(broker: Arc<dyn Broker>, store: Arc<JobStore>) -> Client {
         Client {
             broker,
             store,
@@ -111,229 +177,119 @@ impl Client {
         Ok(self)
     }
 
-    /// Refuses jobs whose record, as submitted, would leave no room under the database's
-    /// `record_size_max` for their outcome (see [`crate::limits`]); nothing is stored.
-    fn check_fit(&self, circle: &str, topic: &str, jobs: &[Job]) -> Result<()> {
-        let max = self
-            .store
-            .db(circle, topic)?
-            .stored_config()
-            .record_size_max;
-        for job in jobs {
-            crate::limits::check_submit(job, max)?;
-        }
-        Ok(())
-    }
-
-    /// Signs the jobs of signing circles (their ids are assigned now) and writes the signed
-    /// version to OurDB too, so a job recovery re-queues from OurDB still verifies. Called
-    /// between the OurDB add and the enqueue.
-    fn sign_prepared(&self, jobs: &mut [Job], which: &[usize]) -> Result<()> {
-        if self.signers.is_empty() {
-            return Ok(());
-        }
-        let mut signed = Vec::new();
-        for &i in which {
-            let job = &mut jobs[i];
-            if let Some(secret) = self.signers.get(&job.circle) {
-                job.signature = crate::signing::sign(job, secret);
-                signed.push(i);
-            }
-        }
-        if let Some(e) = self
-            .store
-            .update_many(signed.iter().map(|&i| &jobs[i]))
-            .into_iter()
-            .next()
-        {
-            return Err(e.into());
-        }
-        Ok(())
-    }
-
     /// The broker.
-    pub fn broker(&self) -> &Arc<dyn Broker> {
+    pub(crate) fn broker(&self) -> &Arc<dyn Broker> {
         &self.broker
     }
 
     /// The job store.
-    pub fn store(&self) -> &Arc<JobStore> {
+    pub(crate) fn store(&self) -> &Arc<JobStore> {
         &self.store
     }
 
-    /// Submits one job and returns its id: saved to OurDB (which assigns the id), then
-    /// stored, queued and its queue registered in one atomic round trip.
-    pub fn submit(&self, job: Job) -> Result<u32> {
-        Ok(self.submit_many(vec![job])?[0])
+    /// Whether the broker answers now (one round trip; always `Ok` in embedded mode).
+    pub fn ping(&self) -> Result<()> {
+        Ok(self.broker.ping()?)
+    }
+
+    /// The identity of this client's job store (`<base>/store.id`, created on first use):
+    /// written into every job it submits (`Job::store`), so a reader can tell where a job's
+    /// history lives.
+    pub fn store_identity(&self) -> Result<String> {
+        Ok(self.store.identity()?)
+    }
+
+    /// The base directory of this client's job databases.
+    pub fn base(&self) -> &std::path::Path {
+        self.store.base()
+    }
+
+    /// Submits one job and returns its address: saved to OurDB (which assigns the id),
+    /// then stored, queued and its queue registered in one atomic round trip.
+    pub fn submit(&self, job: Job) -> Result<JobRef> {
+        let mut refs = self.submit_many(vec![job])?;
+        refs.pop().ok_or(Error::Internal("submit_many returned no address"))
     }
 
     /// Submits many jobs: one OurDB batch per circle/topic and one broker round trip for
-    /// all (plus one per [`ID_BLOCK`](crate::store::ID_BLOCK) ids, to reserve a block of
-    /// ids fleet-wide). Ids are returned in input order; each is unique within its
-    /// circle/topic across every store that shares the broker.
+    /// all (plus one per 1000 ids, to reserve a block of ids fleet-wide). Addresses are
+    /// returned in input order; each id is unique within its circle/topic across every
+    /// store that shares the broker.
     ///
     /// A job is acknowledged only when the broker holds exactly it under its id: each carries
     /// a random submit token that the enqueue compares atomically. A job that meets another
     /// one under its id (possible only after Redis lost its id counters) is not acknowledged:
     /// its OurDB record is removed and it is submitted again under a fresh id.
-    pub fn submit_many(&self, jobs: Vec<Job>) -> Result<Vec<u32>> {
-        const ROUNDS: usize = 5;
-        let now = unix_now();
-        let identity = self.store.identity()?;
-        let mut prepared = Vec::with_capacity(jobs.len());
-        for mut job in jobs {
-            let (c, t) = fix_names(&job.circle, &job.topic)?;
-            job.circle = c;
-            job.topic = t;
-            job.status = JobStatus::New;
-            job.time_scheduled = now;
-            job.time_start = 0;
-            job.time_end = 0;
-            job.attempts = 0;
-            job.released = 0;
-            job.error.clear();
-            job.result.clear();
-            job.signature.clear();
-            job.store = identity.clone();
-            prepared.push(job);
-        }
-        // Indexes of the jobs still to be acknowledged.
-        let mut todo: Vec<usize> = (0..prepared.len()).collect();
-        for _ in 0..ROUNDS {
-            let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-            for &i in &todo {
-                let j = &mut prepared[i];
-                j.token = crate::store::token();
-                groups
-                    .entry((j.circle.clone(), j.topic.clone()))
-                    .or_default()
-                    .push(i);
-            }
-            for ((c, t), idx) in &groups {
-                let batch: Vec<Job> = idx.iter().map(|&i| prepared[i].clone()).collect();
-                let q = QueueName::new(c, t);
-                let broker = &self.broker;
-                let mut reserve = |floor: u64, count: u64| {
-                    broker
-                        .reserve_ids(&q, floor, count)
-                        .map_err(|e| e.to_string())
-                };
-                self.check_fit(c, t, &batch)?;
-                let ids = self.store.add(c, t, &batch, &mut reserve)?;
-                for (&i, id) in idx.iter().zip(ids) {
-                    prepared[i].id = id;
-                }
-            }
-            self.sign_prepared(&mut prepared, &todo)?;
-            let batch: Vec<Job> = todo.iter().map(|&i| prepared[i].clone()).collect();
-            let conflicts = match self.broker.enqueue(&batch) {
-                Ok(c) => c,
-                Err(source) => {
-                    let first = &batch[0];
-                    return Err(Error::NotQueued {
-                        circle: first.circle.clone(),
-                        topic: first.topic.clone(),
-                        id: first.id,
-                        source: Box::new(source),
-                    });
-                }
-            };
-            if conflicts.is_empty() {
-                return Ok(prepared.iter().map(|j| j.id).collect());
-            }
-            let mut again = Vec::with_capacity(conflicts.len());
-            for k in conflicts {
-                let i = todo[k];
-                let j = &prepared[i];
-                log::warn!(
-                    "job {}/{}/{}: the id is taken in Redis by another job; submitting again under a fresh id",
-                    j.circle, j.topic, j.id
-                );
-                // Never acknowledged: the record goes, and so does the rest of its block.
-                self.store.delete(&j.circle, &j.topic, j.id)?;
-                self.store.end_block(&j.circle, &j.topic)?;
-                again.push(i);
-            }
-            todo = again;
-        }
-        let first = &prepared[todo[0]];
-        Err(Error::IdConflict {
-            circle: first.circle.clone(),
-            topic: first.topic.clone(),
-            rounds: ROUNDS,
-        })
-    }
-
-    fn queue(circle: &str, topic: &str) -> Result<QueueName> {
-        let (c, t) = fix_names(circle, topic)?;
-        Ok(QueueName {
-            circle: c,
-            topic: t,
-        })
+    pub fn submit_many(&self, jobs: Vec<Job>) -> Result<Vec<JobRef>> {
+        crate::submit::submit_many(&*self.broker, &self.store, &self.signers, jobs)
     }
 
     /// A job: from the broker while it holds it, else from OurDB. A finished job that this
     /// store submitted and still has unfinished (another engine, on any host, ran it) is
     /// recorded here as it is read, so this store keeps its outcome after the broker
     /// forgets it.
-    pub fn get(&self, circle: &str, topic: &str, id: u32) -> Result<Job> {
-        let q = Self::queue(circle, topic)?;
-        if let Some(job) = self.broker.get(&q, id)? {
-            if job.status.is_finished() {
-                self.learn_outcome(&job);
+    pub fn get(&self, job: &JobRef) -> Result<Job> {
+        let q = job.queue();
+        if let Some(live) = self.broker.get(q, job.id())? {
+            if live.status.is_finished() {
+                self.learn_outcome(q, &live);
             }
-            return Ok(job);
+            return Ok(live);
         }
         self.store
-            .get(&q.circle, &q.topic, id)?
-            .ok_or(Error::NotFound {
-                circle: q.circle,
-                topic: q.topic,
-                id,
-            })
+            .get(q, job.id())?
+            .ok_or_else(|| Error::NotFound { job: job.clone() })
     }
 
     /// Records a finished job read from the broker in this store's OurDB when this store
-    /// submitted it and has it still new (another engine ran it). Best effort: a failure only means recovery copies it later.
-    fn learn_outcome(&self, job: &Job) {
+    /// submitted it and has it still new (another engine ran it). Best effort: a failure
+    /// only means recovery copies it later.
+    fn learn_outcome(&self, q: &QueueName, job: &Job) {
         let identity = self.store.identity().unwrap_or_default();
         if job.store != identity {
             return; // not ours: its submitter's store learns it
         }
-        match self.store.get(&job.circle, &job.topic, job.id) {
+        match self.store.get(q, job.id) {
             // `new` here: this store never ran it (an engine on this base records `active`,
             // then the outcome itself, and would only be raced into a second version).
             Ok(Some(local)) if local.status == JobStatus::New && local.token == job.token => {
                 if let Err(e) = self.store.update(job) {
-                    log::debug!(
-                        "job {}/{}/{}: recording its outcome: {e}",
-                        job.circle,
-                        job.topic,
-                        job.id
-                    );
+                    log::debug!("job {}: recording its outcome: {e}", q.job(job.id));
                 }
             }
             _ => {}
         }
     }
 
-    /// Blocks until the job is done or error (or `timeout` passes) on the job's completion
-    /// signal, reading the job again at least every [`WAIT_RECHECK`] (so a broker that lost
-    /// its data, and with it the signal, costs a waiter at most that much).
-    pub fn wait(&self, circle: &str, topic: &str, id: u32, timeout: Duration) -> Result<Job> {
-        let q = Self::queue(circle, topic)?;
-        let start = Instant::now();
+    /// Blocks until the job is done or error (or `timeout` passes) and returns it, finished:
+    /// a job that failed is returned too (`Ok`), so use [`Job::outcome`] to turn a failure
+    /// into an `Err`. Waits on the job's completion signal, reading the job again at least
+    /// every 1.5 s (so a broker that lost its data, and with it the signal, costs a waiter
+    /// at most that much).
+    ///
+    /// ```no_run
+    /// # let client = herojobs::Client::connect("redis://127.0.0.1:6379", "/tmp/hero")?;
+    /// let job: herojobs::JobRef = "ops/builds/42".parse()?;
+    /// let result = client.wait(&job, std::time::Duration::from_secs(30))?.outcome()?.to_string();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait(&self, job: &JobRef, timeout: Duration) -> Result<Job> {
+        let deadline = Instant::now() + timeout;
+        self.wait_until(job, deadline, timeout)
+    }
+
+    fn wait_until(&self, r: &JobRef, deadline: Instant, timeout: Duration) -> Result<Job> {
+        let q = r.queue();
+        let id = r.id();
         loop {
-            let job = self.get(&q.circle, &q.topic, id)?;
+            let job = self.get(r)?;
             if job.status.is_finished() {
                 return Ok(job);
             }
-            let left = timeout.saturating_sub(start.elapsed());
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Error::WaitTimeout {
-                    circle: q.circle,
-                    topic: q.topic,
-                    id,
+                    job: r.clone(),
                     waited: timeout,
                 });
             }
@@ -342,15 +298,15 @@ impl Client {
             // WAIT_RECHECK: if the broker lost its data (a restart, FLUSHALL) it also lost our
             // waiter registration, so no signal would come; the next look reads the job
             // (from OurDB when the broker has no copy).
-            if let Wake::Finished(job) = self.broker.wait_done(&q, id, left.min(WAIT_RECHECK))? {
+            if let Wake::Finished(job) = self.broker.wait_done(q, id, left.min(WAIT_RECHECK))? {
                 // The signal's JSON has no token or store (they live in hash fields): a job
                 // this store still has new was run elsewhere, and a `get` reads them.
                 if self
                     .store
-                    .get(&q.circle, &q.topic, id)
+                    .get(q, id)
                     .is_ok_and(|l| l.is_some_and(|l| l.status == JobStatus::New))
                 {
-                    let j = self.get(&q.circle, &q.topic, id)?;
+                    let j = self.get(r)?;
                     if j.status.is_finished() {
                         return Ok(j);
                     }
@@ -361,33 +317,41 @@ impl Client {
         }
     }
 
+    /// Waits for every job in `jobs` (or until `timeout` passes, for all of them together)
+    /// and returns them finished, in the order given. A failed job is returned too; see
+    /// [`Job::outcome`].
+    pub fn wait_many(&self, jobs: &[JobRef], timeout: Duration) -> Result<Vec<Job>> {
+        let deadline = Instant::now() + timeout;
+        jobs.iter()
+            .map(|r| self.wait_until(r, deadline, timeout))
+            .collect()
+    }
+
     /// Number of waiting jobs in a queue.
-    pub fn queue_len(&self, circle: &str, topic: &str) -> Result<u64> {
-        Ok(self.broker.queue_len(&Self::queue(circle, topic)?)?)
+    pub fn queue_len(&self, queue: &QueueName) -> Result<u64> {
+        Ok(self.broker.queue_len(queue)?)
     }
 
     /// Waiting job ids, next to run first.
-    pub fn queue_ids(&self, circle: &str, topic: &str) -> Result<Vec<u32>> {
-        Ok(self.broker.queue_ids(&Self::queue(circle, topic)?)?)
+    pub fn queue_ids(&self, queue: &QueueName) -> Result<Vec<u32>> {
+        Ok(self.broker.queue_ids(queue)?)
     }
 
     /// The next job to run from a queue, without taking it.
-    pub fn peek(&self, circle: &str, topic: &str) -> Result<Option<Job>> {
-        let q = Self::queue(circle, topic)?;
-        match self.broker.peek(&q)? {
-            Some(id) => self.get(&q.circle, &q.topic, id).map(Some),
+    pub fn peek(&self, queue: &QueueName) -> Result<Option<Job>> {
+        match self.broker.peek(queue)? {
+            Some(id) => self.get(&queue.job(id)).map(Some),
             None => Ok(None),
         }
     }
 
     /// Removes every waiting job of a queue (and their live state); returns how many. Their
     /// OurDB records stay (history), marked error so recovery does not queue them again.
-    pub fn empty_queue(&self, circle: &str, topic: &str) -> Result<u64> {
-        let q = Self::queue(circle, topic)?;
-        let ids = self.broker.queue_ids(&q)?;
-        let n = self.broker.empty(&q)?;
+    pub fn empty_queue(&self, queue: &QueueName) -> Result<u64> {
+        let ids = self.broker.queue_ids(queue)?;
+        let n = self.broker.empty(queue)?;
         for id in ids {
-            if let Some(mut job) = self.store.get(&q.circle, &q.topic, id)? {
+            if let Some(mut job) = self.store.get(queue, id)? {
                 if !job.status.is_finished() {
                     job.status = JobStatus::Error;
                     job.error = "removed from its queue (queue emptied)".into();
@@ -404,17 +368,22 @@ impl Client {
         Ok(self.broker.queues()?)
     }
 
+    /// The queues that have a job database under this client's base directory (jobs
+    /// submitted or run here), whether or not Redis still registers them.
+    pub fn stored_queues(&self) -> Vec<QueueName> {
+        self.store.topics()
+    }
+
     /// Cancels a job that has not finished: a waiting, delayed or retry-waiting job leaves
     /// its queue, a running one (on any engine of the fleet) has its cancel flag set and its
     /// late result is dropped; either way it ends `error` with `cancelled`. `false` if it had
     /// finished already.
-    pub fn cancel(&self, circle: &str, topic: &str, id: u32) -> Result<bool> {
-        self.cancel_with(circle, topic, id, "cancelled")
+    pub fn cancel(&self, job: &JobRef) -> Result<bool> {
+        self.cancel_with(job, "cancelled")
     }
 
-    fn cancel_with(&self, circle: &str, topic: &str, id: u32, why: &str) -> Result<bool> {
-        let q = Self::queue(circle, topic)?;
-        let mut job = self.get(&q.circle, &q.topic, id)?;
+    fn cancel_with(&self, r: &JobRef, why: &str) -> Result<bool> {
+        let mut job = self.get(r)?;
         if job.status.is_finished() {
             return Ok(false);
         }
@@ -428,7 +397,7 @@ impl Client {
         }
         // OurDB records the cancel where this store has the job (the record of truth: a
         // recovery after Redis loses its data must not queue it again).
-        if let Ok(Some(local)) = self.store.get(&q.circle, &q.topic, id) {
+        if let Ok(Some(local)) = self.store.get(r.queue(), r.id()) {
             if !local.status.is_finished() {
                 self.store.update(&job)?;
             }
@@ -438,9 +407,8 @@ impl Client {
 
     /// Puts a job that ended in error (a dead job, or any failed one) back in its queue as
     /// new, with its attempts counted afresh. `false` if it had not failed.
-    pub fn retry(&self, circle: &str, topic: &str, id: u32) -> Result<bool> {
-        let q = Self::queue(circle, topic)?;
-        let mut job = self.get(&q.circle, &q.topic, id)?;
+    pub fn retry(&self, r: &JobRef) -> Result<bool> {
+        let mut job = self.get(r)?;
         if job.status != JobStatus::Error {
             return Ok(false);
         }
@@ -451,22 +419,20 @@ impl Client {
         job.time_start = 0;
         job.time_end = 0;
         job.run_at_ms = 0;
-        let t = self.broker.retry_failed(&job)?;
-        match t {
+        match self.broker.retry_failed(&job)? {
             Transition::Applied => {}
             Transition::Missing => {
                 // Its hash expired (retention): queue it again from its record.
                 if !self.broker.enqueue(std::slice::from_ref(&job))?.is_empty() {
                     return Err(Error::IdConflict {
-                        circle: q.circle,
-                        topic: q.topic,
+                        queue: r.queue().clone(),
                         rounds: 1,
                     });
                 }
             }
             _ => return Ok(false),
         }
-        if self.store.get(&q.circle, &q.topic, id)?.is_some() {
+        if self.store.get(r.queue(), r.id())?.is_some() {
             self.store.update(&job)?;
         }
         Ok(true)
@@ -474,34 +440,24 @@ impl Client {
 
     /// Dead jobs of a queue (ended in error after their last attempt), newest first, with
     /// when they died (unix ms): `limit` from `offset`.
-    pub fn dead(
-        &self,
-        circle: &str,
-        topic: &str,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<(u32, u64)>> {
-        Ok(self
-            .broker
-            .dead(&Self::queue(circle, topic)?, offset, limit)?)
+    pub fn dead(&self, queue: &QueueName, offset: usize, limit: usize) -> Result<Vec<(u32, u64)>> {
+        Ok(self.broker.dead(queue, offset, limit)?)
     }
 
     /// Empties the dead set of a queue (the jobs stay recorded as failed); returns how many.
-    pub fn purge_dead(&self, circle: &str, topic: &str) -> Result<u64> {
-        Ok(self.broker.purge_dead(&Self::queue(circle, topic)?)?)
+    pub fn purge_dead(&self, queue: &QueueName) -> Result<u64> {
+        Ok(self.broker.purge_dead(queue)?)
     }
 
     /// Pauses a queue: no engine takes from it until [`resume`](Client::resume) (within
     /// half a second); jobs submitted meanwhile wait in it.
-    pub fn pause(&self, circle: &str, topic: &str) -> Result<()> {
-        Ok(self.broker.set_paused(&Self::queue(circle, topic)?, true)?)
+    pub fn pause(&self, queue: &QueueName) -> Result<()> {
+        Ok(self.broker.set_paused(queue, true)?)
     }
 
     /// Resumes a paused queue.
-    pub fn resume(&self, circle: &str, topic: &str) -> Result<()> {
-        Ok(self
-            .broker
-            .set_paused(&Self::queue(circle, topic)?, false)?)
+    pub fn resume(&self, queue: &QueueName) -> Result<()> {
+        Ok(self.broker.set_paused(queue, false)?)
     }
 
     /// The paused queues.
@@ -514,40 +470,40 @@ impl Client {
         Ok(self.broker.submitted()?)
     }
 
-    /// Dead jobs and scheduled (delayed or retry-waiting) jobs of a queue: two counts.
-    pub fn lifecycle_counts(&self, circle: &str, topic: &str) -> Result<(u64, u64)> {
-        Ok(self.broker.lifecycle_counts(&Self::queue(circle, topic)?)?)
+    /// Dead jobs and scheduled (delayed or retry-waiting) jobs of a queue.
+    pub fn lifecycle_counts(&self, queue: &QueueName) -> Result<LifecycleCounts> {
+        let (dead, scheduled) = self.broker.lifecycle_counts(queue)?;
+        Ok(LifecycleCounts { dead, scheduled })
     }
 
     /// Delayed jobs and jobs waiting for a retry, next due first, with their due time (ms).
-    pub fn scheduled(&self, circle: &str, topic: &str, limit: usize) -> Result<Vec<(u32, u64)>> {
-        Ok(self.broker.scheduled(&Self::queue(circle, topic)?, limit)?)
+    pub fn scheduled(&self, queue: &QueueName, limit: usize) -> Result<Vec<(u32, u64)>> {
+        Ok(self.broker.scheduled(queue, limit)?)
     }
 
     /// Deletes a job everywhere; `false` if it existed nowhere. A running job is cancelled
     /// first and its Redis state stays as a tombstone until the finished TTL, so its late
     /// result can never bring it back.
-    pub fn delete(&self, circle: &str, topic: &str, id: u32) -> Result<bool> {
-        let q = Self::queue(circle, topic)?;
-        if let Ok(Some(live)) = self.broker.get(&q, id) {
+    pub fn delete(&self, job: &JobRef) -> Result<bool> {
+        let (q, id) = (job.queue(), job.id());
+        if let Ok(Some(live)) = self.broker.get(q, id) {
             if live.status == JobStatus::Active {
-                self.cancel_with(&q.circle, &q.topic, id, "deleted")?;
-                let stored = self.store.delete(&q.circle, &q.topic, id)?;
-                let _ = stored;
+                self.cancel_with(job, "deleted")?;
+                self.store.delete(q, id)?;
                 return Ok(true);
             }
         }
-        let live = self.broker.delete(&q, id)?;
-        let stored = self.store.delete(&q.circle, &q.topic, id)?;
+        let live = self.broker.delete(q, id)?;
+        let stored = self.store.delete(q, id)?;
         Ok(live || stored)
     }
 
-    /// Jobs of a circle/topic from OurDB with their status (or why the record is unreadable).
-    pub fn list(&self, circle: &str, topic: &str) -> Result<Vec<ListedJob>> {
-        let q = Self::queue(circle, topic)?;
+    /// Jobs of a queue from OurDB with their status (or why the record is unreadable).
+    /// Reads every record: for long histories use [`list_page`](Client::list_page).
+    pub fn list(&self, queue: &QueueName) -> Result<Vec<ListedJob>> {
         Ok(self
             .store
-            .list(&q.circle, &q.topic)?
+            .list(queue)?
             .into_iter()
             .map(|(id, s)| (id, s.map_err(|e| e.to_string())))
             .collect())
@@ -555,86 +511,69 @@ impl Client {
 
     /// A page of a queue's waiting ids, next to run first (positions `start..start+count`;
     /// one bounded broker read).
-    pub fn queue_page(
-        &self,
-        circle: &str,
-        topic: &str,
-        start: u64,
-        count: u64,
-    ) -> Result<Vec<u32>> {
-        Ok(self
-            .broker
-            .queue_page(&Self::queue(circle, topic)?, start, count)?)
+    pub fn queue_page(&self, queue: &QueueName, start: u64, count: u64) -> Result<Vec<u32>> {
+        Ok(self.broker.queue_page(queue, start, count)?)
     }
 
     /// Ids of a queue's jobs running now on any engine.
-    pub fn running_ids(&self, circle: &str, topic: &str) -> Result<Vec<u32>> {
-        Ok(self.broker.running_ids(&Self::queue(circle, topic)?)?)
+    pub fn running_ids(&self, queue: &QueueName) -> Result<Vec<u32>> {
+        Ok(self.broker.running_ids(queue)?)
     }
 
     /// A job as OurDB holds it (no broker call): what `get` answers when the broker is
-    /// unreachable. `None` if it has no record (or its circle/topic has no database).
-    pub fn stored(&self, circle: &str, topic: &str, id: u32) -> Result<Option<Job>> {
-        let q = Self::queue(circle, topic)?;
-        if !self.store.db_dir(&q.circle, &q.topic).is_dir() {
-            return Ok(None);
-        }
-        Ok(self.store.get(&q.circle, &q.topic, id)?)
+    /// unreachable. `None` if it has no record (or its queue has no database).
+    pub fn stored(&self, job: &JobRef) -> Result<Option<Job>> {
+        Ok(self.store.get(job.queue(), job.id())?)
     }
 
     /// Up to `depth` versions of a job from OurDB, newest first (each, or why it does not
     /// decode).
     pub fn history(
         &self,
-        circle: &str,
-        topic: &str,
-        id: u32,
+        job: &JobRef,
         depth: usize,
     ) -> Result<Vec<std::result::Result<Job, String>>> {
-        let q = Self::queue(circle, topic)?;
-        if !self.store.db_dir(&q.circle, &q.topic).is_dir() {
+        let q = job.queue();
+        let Some(db) = self.store.existing_db(q)? else {
             return Ok(Vec::new());
-        }
-        let db = self.store.db(&q.circle, &q.topic)?;
-        let versions = match db.history(id, depth) {
+        };
+        let versions = match db.history(job.id(), depth) {
             Ok(v) => v,
             Err(crate::ourdb::OurDbError::NotFound { .. }) => return Ok(Vec::new()),
             Err(source) => {
                 return Err(Error::Store(crate::store::StoreError::Db {
-                    path: self.store.db_dir(&q.circle, &q.topic),
+                    path: self.store.db_dir(q),
                     source,
                 }))
             }
         };
         Ok(versions
             .iter()
-            .map(|v| crate::codec::from_record(id, v).map_err(|e| e.to_string()))
+            .map(|v| crate::codec::from_record(job.id(), v).map_err(|e| e.to_string()))
             .collect())
     }
 
-    /// The highest id this base's OurDB holds for a circle/topic (0 without a database).
-    pub fn highest_id(&self, circle: &str, topic: &str) -> Result<u64> {
-        let q = Self::queue(circle, topic)?;
-        if !self.store.db_dir(&q.circle, &q.topic).is_dir() {
-            return Ok(0);
-        }
+    /// The highest id this base's OurDB holds for a queue (0 without a database).
+    pub fn highest_id(&self, queue: &QueueName) -> Result<u64> {
         Ok(self
             .store
-            .db(&q.circle, &q.topic)?
-            .next_id()
-            .saturating_sub(1))
+            .existing_db(queue)?
+            .map_or(0, |db| db.next_id().saturating_sub(1)))
     }
 
-    /// One page of a circle/topic's jobs from OurDB, newest first: reads ids downwards from
+    /// The directory of a queue's job database under this client's base (it may not exist).
+    pub fn db_dir(&self, queue: &QueueName) -> PathBuf {
+        self.store.db_dir(queue)
+    }
+
+    /// One page of a queue's jobs from OurDB, newest first: reads ids downwards from
     /// `before` and stops at `limit` matches or `budget` records, whichever comes first, so
     /// a page costs O(limit) reads for all statuses (and at most `budget` for a filter).
-    pub fn list_page(&self, circle: &str, topic: &str, query: &PageQuery) -> Result<JobPage> {
-        let q = Self::queue(circle, topic)?;
+    pub fn list_page(&self, queue: &QueueName, query: &PageQuery) -> Result<JobPage> {
         let mut page = JobPage::default();
-        if !self.store.db_dir(&q.circle, &q.topic).is_dir() {
+        let Some(db) = self.store.existing_db(queue)? else {
             return Ok(page);
-        }
-        let db = self.store.db(&q.circle, &q.topic)?;
+        };
         page.highest_id = db.next_id().saturating_sub(1);
         let top = query.before.map_or(page.highest_id, |b| {
             (b as u64).saturating_sub(1).min(page.highest_id)
@@ -646,7 +585,7 @@ impl Client {
                 break;
             }
             page.scanned += 1;
-            match self.store.get(&q.circle, &q.topic, id as u32) {
+            match self.store.get(queue, id as u32) {
                 Ok(Some(job)) => {
                     if query.status.is_none_or(|s| s == job.status) {
                         page.jobs.push(job);
@@ -664,9 +603,26 @@ impl Client {
         Ok(page)
     }
 
+    /// Every engine's published counters (engines publish every second; an engine that
+    /// stopped drops out within 5 s). Empty in embedded mode.
+    pub fn engines(&self) -> Result<Vec<EngineCounters>> {
+        Ok(self
+            .broker
+            .read_stats()?
+            .into_iter()
+            .map(|(name, fields)| EngineCounters { name, fields })
+            .collect())
+    }
+
     /// Marks a job active for `attempt` (Redis, then OurDB). `AlreadyFinished` means the
     /// job must not run.
-    pub fn set_active(&self, job: &mut Job, attempt: u32, lease: Duration) -> Result<Transition> {
+    #[cfg(test)]
+    pub(crate) fn set_active(
+        &self,
+        job: &mut Job,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<Transition> {
         job.status = JobStatus::Active;
         job.time_start = unix_now();
         job.attempts = attempt;
@@ -677,27 +633,17 @@ impl Client {
         Ok(t)
     }
 
-    /// Records a job as done with `result` (first finisher wins; a fenced attempt loses).
-    pub fn set_done(&self, job: &mut Job, result: String, attempt: u32) -> Result<Transition> {
-        job.status = JobStatus::Done;
-        job.result = result;
-        self.finish(job, attempt)
-    }
-
-    /// Records a job as failed with `error` (first finisher wins; a fenced attempt loses).
-    pub fn set_error(&self, job: &mut Job, error: String, attempt: u32) -> Result<Transition> {
-        job.status = JobStatus::Error;
-        job.error = error;
-        self.finish(job, attempt)
-    }
-
-    fn finish(&self, job: &mut Job, attempt: u32) -> Result<Transition> {
+    /// Records a job as finished (done or error, as its status says) for `attempt`: first
+    /// finisher wins; a fenced attempt loses.
+    #[cfg(test)]
+    pub(crate) fn finish(&self, job: &mut Job, attempt: u32) -> Result<Transition> {
         job.time_end = unix_now();
+        let q = crate::broker::queue_of(job)?;
         // Like the engine: the outcome is cut so the finished record fits OurDB.
-        if let Ok(db) = self.store.db(&job.circle, &job.topic) {
+        if let Ok(db) = self.store.db(&q) {
             crate::limits::fit_finished(job, db.stored_config().record_size_max);
         }
-        let t = record_finished(&*self.broker, &self.store, &[(job.clone(), attempt)])?
+        let t = crate::settle::record_finished(&*self.broker, &self.store, &[(job.clone(), attempt)])?
             .pop()
             .unwrap_or(Transition::Missing);
         if t == Transition::Applied {
@@ -705,48 +651,4 @@ impl Client {
         }
         Ok(t)
     }
-}
-
-/// Records finished jobs in the broker, with OurDB as the judge for jobs the broker no longer
-/// holds: one the record of truth already has finished (or a later attempt owns) is left
-/// alone; the others are written back. Shared by [`Client`] and the engine's finisher, so the
-/// first finisher wins even across a Redis restart. The caller then writes OurDB for the
-/// `Applied` ones. An OurDB read that fails counts as "not finished there".
-pub fn record_finished(
-    broker: &dyn Broker,
-    store: &JobStore,
-    jobs: &[(Job, u32)],
-) -> std::result::Result<Vec<Transition>, crate::broker::BrokerError> {
-    let t = broker.finish_many(jobs, false)?;
-    resolve_missing(broker, store, jobs, t)
-}
-
-/// Completes a finish whose broker answer was `t`: jobs the broker no longer holds are
-/// checked against OurDB (already finished there, or a later attempt owns them: left alone)
-/// and the rest written back to the broker (`restore`).
-pub fn resolve_missing(
-    broker: &dyn Broker,
-    store: &JobStore,
-    jobs: &[(Job, u32)],
-    mut t: Vec<Transition>,
-) -> std::result::Result<Vec<Transition>, crate::broker::BrokerError> {
-    let mut restore = Vec::new();
-    for (i, (job, attempt)) in jobs.iter().enumerate() {
-        if t.get(i) != Some(&Transition::Missing) {
-            continue;
-        }
-        match store.get(&job.circle, &job.topic, job.id) {
-            Ok(Some(stored)) if stored.status.is_finished() => t[i] = Transition::AlreadyFinished,
-            Ok(Some(stored)) if stored.attempts > *attempt => t[i] = Transition::Fenced,
-            _ => restore.push(i),
-        }
-    }
-    if !restore.is_empty() {
-        let again: Vec<(Job, u32)> = restore.iter().map(|&i| jobs[i].clone()).collect();
-        let r = broker.finish_many(&again, true)?;
-        for (k, &i) in restore.iter().enumerate() {
-            t[i] = r.get(k).copied().unwrap_or(Transition::Missing);
-        }
-    }
-    Ok(t)
 }

@@ -2,13 +2,15 @@
 //! one type (or use `?` into `Box<dyn Error>`) and still see where a failure came from.
 
 use crate::broker::BrokerError;
-use crate::names::BadName;
+use crate::names::{BadName, BadRef, JobRef, QueueName};
 use crate::ourdb::OurDbError;
 use crate::store::StoreError;
 use std::time::Duration;
 
-/// Any herojobs failure.
+/// Any herojobs failure. Each variant says what went wrong and where (which job, queue,
+/// path or server); new variants may be added, so match with a wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The OurDB store.
     #[error("ourdb: {0}")]
@@ -22,31 +24,29 @@ pub enum Error {
     /// A circle or topic name that cannot be used.
     #[error(transparent)]
     Name(#[from] BadName),
+    /// A `circle/topic/id` text that is not a job address.
+    #[error(transparent)]
+    Ref(#[from] BadRef),
     /// A job too large to be submitted (it would leave no room for its outcome).
     #[error(transparent)]
     TooLarge(#[from] crate::limits::TooLarge),
     /// Job signing (a secret that cannot be used).
     #[error(transparent)]
     Sign(#[from] crate::signing::SignError),
+    /// A finished job that failed, from [`Job::outcome`](crate::Job::outcome).
+    #[error(transparent)]
+    Failed(#[from] crate::job::JobFailed),
     /// No such job in the broker or in OurDB.
-    #[error("job {circle}/{topic}/{id} not found")]
+    #[error("job {job} not found")]
     NotFound {
-        /// Circle.
-        circle: String,
-        /// Topic.
-        topic: String,
-        /// Id.
-        id: u32,
+        /// The job asked for.
+        job: JobRef,
     },
     /// The job was saved in OurDB but could not be queued; recovery will queue it.
-    #[error("job {circle}/{topic}/{id} is saved in OurDB but was not queued ({source}); a watchdog's recovery will queue it")]
+    #[error("job {job} is saved in OurDB but was not queued ({source}); a watchdog's recovery will queue it")]
     NotQueued {
-        /// Circle.
-        circle: String,
-        /// Topic.
-        topic: String,
-        /// Id the job got.
-        id: u32,
+        /// The job, with the id it got.
+        job: JobRef,
         /// Why queueing failed.
         #[source]
         source: Box<BrokerError>,
@@ -54,24 +54,18 @@ pub enum Error {
     /// Every id the store took for a job was already used in Redis by another job (another
     /// store's, after Redis lost its id counter): the job was not queued, and its OurDB
     /// record was removed. Nothing was acknowledged.
-    #[error("job for {circle}/{topic} not queued: {rounds} fresh ids in a row were already taken in Redis by other jobs")]
+    #[error("job for {queue} not queued: {rounds} fresh ids in a row were already taken in Redis by other jobs")]
     IdConflict {
-        /// Circle.
-        circle: String,
-        /// Topic.
-        topic: String,
+        /// The queue.
+        queue: QueueName,
         /// How many ids were tried.
         rounds: usize,
     },
     /// `wait` gave up.
-    #[error("job {circle}/{topic}/{id} did not finish within {waited:?}")]
+    #[error("job {job} did not finish within {waited:?}")]
     WaitTimeout {
-        /// Circle.
-        circle: String,
-        /// Topic.
-        topic: String,
-        /// Id.
-        id: u32,
+        /// The job waited for.
+        job: JobRef,
         /// How long we waited.
         waited: Duration,
     },
@@ -84,10 +78,40 @@ pub enum Error {
         /// What the probe (create, write, fsync a file) ran into.
         reason: String,
     },
-    /// An invalid argument or configuration.
-    #[error("{0}")]
-    Invalid(String),
+    /// A setting that cannot be used.
+    #[error("{setting}: {reason}")]
+    Config {
+        /// The setting (`workers`, `queues`, `signing secret for circle ops`, ...).
+        setting: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `start` on an engine that was stopped: an engine runs once; build a new one.
+    #[error("this engine was stopped; an engine starts once (build a new one)")]
+    Stopped,
+    /// A thread could not be started.
+    #[error("cannot start thread {thread}: {source}")]
+    Spawn {
+        /// The thread's name.
+        thread: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A broken promise inside herojobs (a bug): says which.
+    #[error("internal error: {0} (please report this)")]
+    Internal(&'static str),
 }
 
 /// Result with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// A setting that cannot be used.
+    pub(crate) fn config(setting: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::Config {
+            setting: setting.into(),
+            reason: reason.into(),
+        }
+    }
+}

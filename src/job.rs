@@ -340,6 +340,37 @@ impl Job {
         self
     }
 
+    /// Its address, `circle/topic/id` (the names fixed as submit fixes them).
+    pub fn job_ref(&self) -> Result<crate::names::JobRef, crate::names::BadName> {
+        Ok(crate::names::QueueName::new(&self.circle, &self.topic)?.job(self.id))
+    }
+
+    /// The job's outcome: its result if it is done; [`JobFailed`] if it failed (with its
+    /// error) or has not finished yet. `client.wait(&job, t)?.outcome()?` is the way to
+    /// make a failed job an `Err`.
+    ///
+    /// ```
+    /// use herojobs::{Job, JobStatus, ParamsType};
+    /// let mut job = Job::new("c", "t", ParamsType::RhaiScript, "6 * 7");
+    /// job.status = JobStatus::Done;
+    /// job.result = "42".into();
+    /// assert_eq!(job.outcome()?, "42");
+    /// job.status = JobStatus::Error;
+    /// job.error = "boom".into();
+    /// assert_eq!(job.outcome().unwrap_err().error(), "boom");
+    /// # Ok::<(), herojobs::JobFailed>(())
+    /// ```
+    pub fn outcome(&self) -> Result<&str, JobFailed> {
+        match self.status {
+            JobStatus::Done => Ok(&self.result),
+            status => Err(JobFailed {
+                job: format!("{}/{}/{}", self.circle, self.topic, self.id),
+                status,
+                error: self.error.clone(),
+            }),
+        }
+    }
+
     /// The timeout that applies: `timeout`, or 60 s when it is 0.
     pub fn effective_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(if self.timeout == 0 {
@@ -347,6 +378,40 @@ impl Job {
         } else {
             self.timeout
         })
+    }
+}
+
+/// A job that did not end done: the `Err` of [`Job::outcome`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("job {job} {}", match .status {
+    JobStatus::Error => format!("failed: {}", .error),
+    other => format!("has not finished (status {other})"),
+})]
+pub struct JobFailed {
+    job: String,
+    status: JobStatus,
+    error: String,
+}
+
+impl JobFailed {
+    /// The job, `circle/topic/id`.
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// Its status: `error`, or `new`/`active` for a job that has not finished.
+    pub fn status(&self) -> JobStatus {
+        self.status
+    }
+
+    /// Its error message (empty for a job that has not finished).
+    pub fn error(&self) -> &str {
+        &self.error
+    }
+
+    /// Whether it was cancelled (by `Client::cancel` or `delete`).
+    pub fn is_cancelled(&self) -> bool {
+        self.status == JobStatus::Error && self.error == "cancelled"
     }
 }
 

@@ -35,23 +35,37 @@
 //! - `src/bin/herojobs/`: the command line: `run`, `web`, `submit`, `get`, `wait`, `list`,
 //!   `queues`, `stats`, `demo`, `bench`, `ourdb ...`.
 
-pub mod broker;
-pub mod client;
-pub mod codec;
-pub mod engine;
-pub mod error;
-pub mod job;
-pub mod limits;
+mod broker;
+mod client;
+mod codec;
+mod counters;
+mod engine;
+mod error;
+mod job;
+mod limits;
 pub mod names;
 pub mod ourdb;
 pub mod processor;
-pub mod redact;
+mod redact;
+mod settle;
 pub mod signing;
-pub mod store;
+mod store;
+mod submit;
 #[cfg(feature = "web")]
 pub mod web;
 
-pub use client::Client;
+pub use broker::Retention;
+pub use client::{Client, EngineCounters, JobPage, LifecycleCounts, ListedJob, PageQuery};
+pub use counters::{Histogram, QueueCounts};
+pub use engine::{
+    Authenticator, EngineConfig, EngineStats, Health, QueuePattern, QueueSelection, WatchDog,
+    WatchDogBuilder,
+};
+pub use error::{Error, Result};
+pub use job::{Backoff, Job, JobFailed, JobStatus, ParamsType, RetryPolicy};
+pub use names::{BadName, BadRef, JobRef, QueueName};
+pub use ourdb::Durability;
+pub use processor::{Cancelled, JobContext, JobError, Processor, Registry};
 
 /// A single-process job queue with no Redis: an engine on the in-process broker and a
 /// client sharing that broker and the job store under `base`. OurDB stays the record of
@@ -59,19 +73,19 @@ pub use client::Client;
 /// engine starts. Call `start()` on the engine.
 ///
 /// ```
-/// use herojobs::{embedded, engine::EngineConfig, processor::Registry, Job, ParamsType};
+/// use herojobs::{embedded, EngineConfig, Job, ParamsType, Registry};
 /// let dir = tempfile::tempdir()?;
 /// let (client, mut engine) = embedded(dir.path(), Registry::with_builtins(), EngineConfig::default())?;
 /// engine.start()?;
-/// let id = client.submit(Job::new("demo", "", ParamsType::RhaiScript, "6 * 7"))?;
-/// let job = client.wait("demo", "", id, std::time::Duration::from_secs(10))?;
-/// assert_eq!(job.result, "42");
+/// let job = client.submit(Job::new("demo", "", ParamsType::RhaiScript, "6 * 7"))?;
+/// let done = client.wait(&job, std::time::Duration::from_secs(10))?;
+/// assert_eq!(done.outcome()?, "42");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn embedded(
     base: impl Into<std::path::PathBuf>,
-    registry: processor::Registry,
-    config: engine::EngineConfig,
+    registry: Registry,
+    config: EngineConfig,
 ) -> Result<(Client, WatchDog)> {
     let broker: std::sync::Arc<dyn broker::Broker> =
         std::sync::Arc::new(broker::memory::MemoryBroker::new());
@@ -84,6 +98,3 @@ pub fn embedded(
         .build()?;
     Ok((Client::with_parts(broker, store), engine))
 }
-pub use engine::{WatchDog, WatchDogBuilder};
-pub use error::{Error, Result};
-pub use job::{Job, JobStatus, ParamsType};

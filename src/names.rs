@@ -74,6 +74,7 @@ pub fn name_fix(name: &str) -> String {
 /// Why a name cannot be used as a path component or key part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{what} {given:?} fixes to {fixed:?}, which cannot be used as a name (empty, `.` or `..`)")]
+#[non_exhaustive]
 pub struct BadName {
     /// What the name was for ("circle", "topic").
     pub what: &'static str,
@@ -81,6 +82,22 @@ pub struct BadName {
     pub given: String,
     /// What it fixed to.
     pub fixed: String,
+}
+
+impl BadName {
+    /// The error for a circle/topic pair that should have been fixed already and is not
+    /// (a record or key from outside).
+    pub(crate) fn not_fixed(circle: &str, topic: &str) -> BadName {
+        let fixed = match (path_name("circle", circle), topic_name(topic)) {
+            (Ok(c), Ok(t)) => format!("{c}/{t}"),
+            _ => String::new(),
+        };
+        BadName {
+            what: "circle/topic (not name-fixed)",
+            given: format!("{circle}/{topic}"),
+            fixed,
+        }
+    }
 }
 
 /// Fixes a name that becomes a path component or key part; refuses empty, `.` and `..`.
@@ -102,6 +119,183 @@ pub fn topic_name(topic: &str) -> Result<String, BadName> {
         return Ok("default".to_string());
     }
     path_name("topic", topic)
+}
+
+/// Whether `name` is already a usable fixed circle or topic name (what [`path_name`]
+/// returns for it): the check for names read from Redis, which is untrusted.
+fn is_fixed(name: &str) -> bool {
+    path_name("name", name).is_ok_and(|f| f == name)
+}
+
+/// A queue: a circle and a topic, both name-fixed. Every way to make one either fixes the
+/// names ([`QueueName::new`], [`FromStr`](std::str::FromStr)) or refuses names that are not
+/// fixed already ([`QueueName::from_fixed`], for names read from Redis), so a `QueueName`
+/// can become a Redis key or a directory as it is: "fixed" is its type, not a convention.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueName {
+    circle: String,
+    topic: String,
+}
+
+impl QueueName {
+    /// The queue of `circle` and `topic`, name-fixed (an empty topic is `default`).
+    ///
+    /// ```
+    /// use herojobs::QueueName;
+    /// let q = QueueName::new("My Circle", "")?;
+    /// assert_eq!(q.to_string(), "my_circle/default");
+    /// assert!(QueueName::new("..", "t").is_err());
+    /// # Ok::<(), herojobs::BadName>(())
+    /// ```
+    pub fn new(circle: &str, topic: &str) -> Result<QueueName, BadName> {
+        Ok(QueueName {
+            circle: path_name("circle", circle)?,
+            topic: topic_name(topic)?,
+        })
+    }
+
+    /// The queue of names that must be fixed already (names read from Redis, which is
+    /// untrusted): `None` for anything [`QueueName::new`] would change or refuse, so a
+    /// planted `../x` never becomes a path or another circle's key.
+    pub fn from_fixed(circle: &str, topic: &str) -> Option<QueueName> {
+        (is_fixed(circle) && is_fixed(topic)).then(|| QueueName {
+            circle: circle.to_string(),
+            topic: topic.to_string(),
+        })
+    }
+
+    /// The circle (name-fixed).
+    pub fn circle(&self) -> &str {
+        &self.circle
+    }
+
+    /// The topic (name-fixed).
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The job `id` of this queue.
+    pub fn job(&self, id: u32) -> JobRef {
+        JobRef {
+            queue: self.clone(),
+            id,
+        }
+    }
+}
+
+impl std::fmt::Display for QueueName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.circle, self.topic)
+    }
+}
+
+impl std::str::FromStr for QueueName {
+    type Err = BadRef;
+    /// Reads `circle/topic` (names are fixed).
+    fn from_str(s: &str) -> Result<QueueName, BadRef> {
+        let (c, t) = s.split_once('/').ok_or_else(|| BadRef::Shape {
+            given: s.to_string(),
+            expected: "circle/topic",
+        })?;
+        Ok(QueueName::new(c, t)?)
+    }
+}
+
+/// A job's address: its queue and its id, written `circle/topic/id` (how errors, logs and
+/// the command line name a job; [`FromStr`](std::str::FromStr) reads it back).
+///
+/// ```
+/// use herojobs::JobRef;
+/// let r: JobRef = "ops/builds/42".parse()?;
+/// assert_eq!((r.circle(), r.topic(), r.id()), ("ops", "builds", 42));
+/// assert_eq!(r.to_string().parse::<JobRef>()?, r);
+/// # Ok::<(), herojobs::BadRef>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobRef {
+    queue: QueueName,
+    id: u32,
+}
+
+impl JobRef {
+    /// Job `id` of `queue`.
+    pub fn new(queue: QueueName, id: u32) -> JobRef {
+        JobRef { queue, id }
+    }
+
+    /// Its queue.
+    pub fn queue(&self) -> &QueueName {
+        &self.queue
+    }
+
+    /// Its circle (name-fixed).
+    pub fn circle(&self) -> &str {
+        &self.queue.circle
+    }
+
+    /// Its topic (name-fixed).
+    pub fn topic(&self) -> &str {
+        &self.queue.topic
+    }
+
+    /// Its id within the queue.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+impl std::fmt::Display for JobRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.queue, self.id)
+    }
+}
+
+impl std::str::FromStr for JobRef {
+    type Err = BadRef;
+    /// Reads `circle/topic/id` (names are fixed; the id is a positive 32-bit number).
+    fn from_str(s: &str) -> Result<JobRef, BadRef> {
+        let shape = || BadRef::Shape {
+            given: s.to_string(),
+            expected: "circle/topic/id",
+        };
+        let (queue, id) = s.rsplit_once('/').ok_or_else(shape)?;
+        let queue: QueueName = queue.parse().map_err(|e| match e {
+            BadRef::Shape { .. } => shape(),
+            other => other,
+        })?;
+        let id = id
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| BadRef::Id {
+                given: s.to_string(),
+            })?;
+        Ok(JobRef { queue, id })
+    }
+}
+
+/// Why a `circle/topic[/id]` text is not a queue or job address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadRef {
+    /// Not of the form expected.
+    #[error("{given:?} is not of the form {expected}")]
+    Shape {
+        /// The text.
+        given: String,
+        /// The form wanted (`circle/topic/id`, `circle/topic`).
+        expected: &'static str,
+    },
+    /// The id part is not a positive 32-bit number.
+    #[error("{given:?}: the job id must be a number from 1 to 4294967295")]
+    Id {
+        /// The text.
+        given: String,
+    },
+    /// A circle or topic that cannot be used.
+    #[error(transparent)]
+    Name(#[from] BadName),
 }
 
 #[cfg(test)]
@@ -152,5 +346,28 @@ mod tests {
         assert!(path_name("circle", " ' ").is_err());
         assert_eq!(topic_name("").unwrap(), "default");
         assert_eq!(topic_name("My Topic").unwrap(), "my_topic");
+    }
+
+    #[test]
+    fn queue_names_are_fixed_or_refused() {
+        let q = QueueName::new("Ops Team", "").unwrap();
+        assert_eq!((q.circle(), q.topic()), ("ops_team", "default"));
+        assert!(QueueName::from_fixed("ops_team", "default").is_some());
+        for (c, t) in [("Ops", "t"), ("..", "t"), ("c", "a b"), ("c", ""), ("", "t"), ("c", "x:y")] {
+            assert!(QueueName::from_fixed(c, t).is_none(), "{c:?}/{t:?}");
+        }
+    }
+
+    #[test]
+    fn job_refs_round_trip_and_refuse_bad_text() {
+        let r: JobRef = "Ops/Builds/42".parse().unwrap();
+        assert_eq!(r.to_string(), "ops/builds/42");
+        assert_eq!(r.to_string().parse::<JobRef>().unwrap(), r);
+        assert_eq!(QueueName::new("ops", "builds").unwrap().job(42), r);
+        for bad in ["", "ops", "ops/5", "ops/t/0", "ops/t/x", "ops/t/-1", "../t/5", "ops/t/4294967296"] {
+            assert!(bad.parse::<JobRef>().is_err(), "{bad:?}");
+        }
+        assert!(matches!("../t/5".parse::<JobRef>(), Err(BadRef::Name(_))));
+        assert!(matches!("ops/t/0".parse::<JobRef>(), Err(BadRef::Id { .. })));
     }
 }

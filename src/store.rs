@@ -4,7 +4,7 @@
 
 use crate::codec::{self, CodecError};
 use crate::job::{Job, JobStatus};
-use crate::names::{self, BadName};
+use crate::names::{BadName, QueueName};
 use crate::ourdb::{Config, Durability, OurDb, OurDbError};
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -44,14 +44,10 @@ pub enum StoreError {
         reason: String,
     },
     /// A stored record that is not a job.
-    #[error("job {circle}/{topic}/{id} in OurDB: {source}")]
+    #[error("job {job} in OurDB: {source}")]
     Record {
-        /// Circle.
-        circle: String,
-        /// Topic.
-        topic: String,
-        /// Id.
-        id: u32,
+        /// The job.
+        job: crate::names::JobRef,
         /// Why it does not decode.
         #[source]
         source: CodecError,
@@ -133,14 +129,6 @@ pub fn default_base() -> PathBuf {
         .join("hero/var")
 }
 
-/// Fixes circle and topic names for keys and paths (empty topic → `default`).
-pub fn fix_names(circle: &str, topic: &str) -> Result<(String, String), BadName> {
-    Ok((
-        names::path_name("circle", circle)?,
-        names::topic_name(topic)?,
-    ))
-}
-
 /// How many job databases a store keeps open by default (see [`JobStore::with_max_open`]).
 ///
 /// An open database costs 4 file descriptors plus one per data file (`ourdb.open`,
@@ -159,7 +147,7 @@ struct OpenDb {
 pub struct JobStore {
     base: PathBuf,
     durability: Durability,
-    dbs: RwLock<HashMap<(String, String), OpenDb>>,
+    dbs: RwLock<HashMap<QueueName, OpenDb>>,
     /// At most this many databases stay open; the least recently used is closed first.
     max_open: usize,
     clock: AtomicU64,
@@ -243,36 +231,35 @@ impl JobStore {
         &self.base
     }
 
-    /// Directory of the database of (already fixed) `circle`/`topic`.
-    pub fn db_dir(&self, circle: &str, topic: &str) -> PathBuf {
+    /// Directory of the database of `q`.
+    pub fn db_dir(&self, q: &QueueName) -> PathBuf {
         self.base
             .join("circles")
-            .join(circle)
-            .join(topic)
+            .join(q.circle())
+            .join(q.topic())
             .join("jobsdb")
     }
 
-    /// The open database of `circle`/`topic` (fixed names), opening (creating) it on first
-    /// use. For writes; reads use [`JobStore::existing_db`], which creates nothing.
-    pub fn db(&self, circle: &str, topic: &str) -> Result<Arc<OurDb>, StoreError> {
-        self.open_db(circle, topic, true)?.ok_or_else(|| {
+    /// The open database of `q`, opening (creating) it on first use. For writes; reads use
+    /// [`JobStore::existing_db`], which creates nothing.
+    pub fn db(&self, q: &QueueName) -> Result<Arc<OurDb>, StoreError> {
+        self.open_db(q, true)?.ok_or_else(|| {
             self.db_err(
-                circle,
-                topic,
+                q,
                 OurDbError::NoDatabase {
-                    dir: self.db_dir(circle, topic),
+                    dir: self.db_dir(q),
                 },
             )
         })
     }
 
-    /// The database of `circle`/`topic` if one exists on disk, `None` otherwise: a read of
-    /// a circle or topic nobody wrote to must not create a database for it.
-    pub fn existing_db(&self, circle: &str, topic: &str) -> Result<Option<Arc<OurDb>>, StoreError> {
-        self.open_db(circle, topic, false)
+    /// The database of `q` if one exists on disk, `None` otherwise: a read of a circle or
+    /// topic nobody wrote to must not create a database for it.
+    pub fn existing_db(&self, q: &QueueName) -> Result<Option<Arc<OurDb>>, StoreError> {
+        self.open_db(q, false)
     }
 
-    fn cached(&self, key: &(String, String)) -> Option<Arc<OurDb>> {
+    fn cached(&self, key: &QueueName) -> Option<Arc<OurDb>> {
         let dbs = self.dbs.read();
         let open = dbs.get(key)?;
         open.used.store(
@@ -282,21 +269,15 @@ impl JobStore {
         Some(Arc::clone(&open.db))
     }
 
-    fn open_db(
-        &self,
-        circle: &str,
-        topic: &str,
-        create: bool,
-    ) -> Result<Option<Arc<OurDb>>, StoreError> {
-        let key = (circle.to_string(), topic.to_string());
-        if let Some(db) = self.cached(&key) {
+    fn open_db(&self, q: &QueueName, create: bool) -> Result<Option<Arc<OurDb>>, StoreError> {
+        if let Some(db) = self.cached(q) {
             return Ok(Some(db));
         }
         let mut dbs = self.dbs.write();
-        if let Some(open) = dbs.get(&key) {
+        if let Some(open) = dbs.get(q) {
             return Ok(Some(Arc::clone(&open.db)));
         }
-        let path = self.db_dir(circle, topic);
+        let path = self.db_dir(q);
         let cfg = Config {
             durability: self.durability,
             create,
@@ -320,7 +301,7 @@ impl JobStore {
             dbs.remove(&oldest);
         }
         dbs.insert(
-            key,
+            q.clone(),
             OpenDb {
                 db: Arc::clone(&db),
                 used: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
@@ -333,14 +314,13 @@ impl JobStore {
     /// failed write (a failed fsync leaves an OurDB handle refusing every later write, since
     /// the kernel may have dropped the dirty pages) a fresh open is the way to write again.
     /// Threads still holding the old handle keep it until they drop it.
-    pub fn close(&self, circle: &str, topic: &str) {
-        self.dbs
-            .write()
-            .remove(&(circle.to_string(), topic.to_string()));
+    pub fn close(&self, q: &QueueName) {
+        self.dbs.write().remove(q);
     }
 
-    /// Circle/topic pairs that have a database on disk.
-    pub fn topics(&self) -> Vec<(String, String)> {
+    /// The queues that have a database on disk (directories whose names are not fixed
+    /// names are not this store's and are skipped).
+    pub fn topics(&self) -> Vec<QueueName> {
         let mut out = Vec::new();
         let Ok(circles) = std::fs::read_dir(self.base.join("circles")) else {
             return out;
@@ -351,10 +331,12 @@ impl JobStore {
             };
             for t in topics.flatten() {
                 if t.path().join("jobsdb").is_dir() {
-                    out.push((
-                        c.file_name().to_string_lossy().into_owned(),
-                        t.file_name().to_string_lossy().into_owned(),
-                    ));
+                    if let Some(q) = QueueName::from_fixed(
+                        &c.file_name().to_string_lossy(),
+                        &t.file_name().to_string_lossy(),
+                    ) {
+                        out.push(q);
+                    }
                 }
             }
         }
@@ -362,9 +344,9 @@ impl JobStore {
         out
     }
 
-    fn db_err(&self, circle: &str, topic: &str, source: OurDbError) -> StoreError {
+    fn db_err(&self, q: &QueueName, source: OurDbError) -> StoreError {
         StoreError::Db {
-            path: self.db_dir(circle, topic),
+            path: self.db_dir(q),
             source,
         }
     }
@@ -374,12 +356,11 @@ impl JobStore {
     /// one (at or above the database's next id), so ids are unique fleet-wide.
     pub fn add(
         &self,
-        circle: &str,
-        topic: &str,
+        q: &QueueName,
         jobs: &[Job],
         reserve: &mut Reserve<'_>,
     ) -> Result<Vec<u32>, StoreError> {
-        let db = self.db(circle, topic)?;
+        let db = self.db(q)?;
         let records: Vec<Vec<u8>> = jobs
             .iter()
             .map(|j| {
@@ -393,21 +374,21 @@ impl JobStore {
             if db.id_limit() == 0 || db.next_id() + n > db.id_limit() {
                 let (start, end) = reserve(db.next_id(), n.max(ID_BLOCK)).map_err(|reason| {
                     StoreError::Reserve {
-                        path: self.db_dir(circle, topic),
+                        path: self.db_dir(q),
                         reason,
                     }
                 })?;
                 db.reserve_ids(start, end)
-                    .map_err(|e| self.db_err(circle, topic, e))?;
+                    .map_err(|e| self.db_err(q, e))?;
             }
             match db.add_many(records.iter().map(|r| r.as_slice())) {
                 // Another process of this base used the block up meanwhile: reserve again.
                 Err(OurDbError::IdBlockExhausted { .. }) => continue,
-                res => return res.map_err(|e| self.db_err(circle, topic, e)),
+                res => return res.map_err(|e| self.db_err(q, e)),
             }
         }
         Err(StoreError::Reserve {
-            path: self.db_dir(circle, topic),
+            path: self.db_dir(q),
             reason: format!(
                 "other processes used up {RESERVE_ROUNDS} fresh id blocks in a row; try again"
             ),
@@ -416,16 +397,16 @@ impl JobStore {
 
     /// Gives up the rest of the id block of `circle`/`topic` (an id of it was found taken in
     /// Redis): the next add reserves a new one.
-    pub fn end_block(&self, circle: &str, topic: &str) -> Result<(), StoreError> {
-        self.db(circle, topic)?
+    pub fn end_block(&self, q: &QueueName) -> Result<(), StoreError> {
+        self.db(q)?
             .end_block()
-            .map_err(|e| self.db_err(circle, topic, e))
+            .map_err(|e| self.db_err(q, e))
     }
 
     /// The next id the database of `circle`/`topic` would hand out, if it exists (for
     /// re-asserting the fleet's id counter after Redis lost it).
-    pub fn next_id(&self, circle: &str, topic: &str) -> Result<u64, StoreError> {
-        Ok(self.db(circle, topic)?.next_id())
+    pub fn next_id(&self, q: &QueueName) -> Result<u64, StoreError> {
+        Ok(self.db(q)?.next_id())
     }
 
     /// Writes a new version of a job (its status changed).
@@ -442,39 +423,34 @@ impl JobStore {
     #[must_use = "failures name the databases whose jobs were not recorded"]
     pub fn update_many<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) -> Vec<StoreError> {
         /// The records of one database, in order.
-        struct Group<'j> {
-            circle: &'j str,
-            topic: &'j str,
+        struct Group {
+            q: QueueName,
             records: Vec<(u32, Vec<u8>)>,
         }
         let mut groups: Vec<Group> = Vec::new();
+        let mut failures = Vec::new();
         for job in jobs {
+            // The job's names become a path: only fixed names do (see `QueueName`).
+            let Some(q) = QueueName::from_fixed(&job.circle, &job.topic) else {
+                failures.push(StoreError::Name(BadName::not_fixed(&job.circle, &job.topic)));
+                continue;
+            };
             let mut buf = Vec::new();
             codec::to_record(job, &mut buf);
-            match groups
-                .iter_mut()
-                .find(|g| g.circle == job.circle && g.topic == job.topic)
-            {
+            match groups.iter_mut().find(|g| g.q == q) {
                 Some(g) => g.records.push((job.id, buf)),
                 None => groups.push(Group {
-                    circle: &job.circle,
-                    topic: &job.topic,
+                    q,
                     records: vec![(job.id, buf)],
                 }),
             }
         }
-        let mut failures = Vec::new();
-        for Group {
-            circle,
-            topic,
-            records,
-        } in groups
-        {
+        for Group { q, records } in groups {
             // `put`: the job may have been submitted by another store (its id handed out
             // there), and this store records the outcome of what it ran.
-            let res = self.db(circle, topic).and_then(|db| {
+            let res = self.db(&q).and_then(|db| {
                 db.put_many(records.iter().map(|(id, r)| (*id, r.as_slice())))
-                    .map_err(|e| self.db_err(circle, topic, e))
+                    .map_err(|e| self.db_err(&q, e))
             });
             if let Err(e) = res {
                 failures.push(e);
@@ -484,49 +460,47 @@ impl JobStore {
     }
 
     /// Reads a job; `None` if it has no record.
-    pub fn get(&self, circle: &str, topic: &str, id: u32) -> Result<Option<Job>, StoreError> {
-        let Some(db) = self.existing_db(circle, topic)? else {
+    pub fn get(&self, q: &QueueName, id: u32) -> Result<Option<Job>, StoreError> {
+        let Some(db) = self.existing_db(q)? else {
             return Ok(None);
         };
         let bytes = match db.get(id) {
             Ok(b) => b,
             Err(OurDbError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.db_err(circle, topic, e)),
+            Err(e) => return Err(self.db_err(q, e)),
         };
         codec::from_record(id, &bytes)
             .map(Some)
             .map_err(|source| StoreError::Record {
-                circle: circle.into(),
-                topic: topic.into(),
-                id,
+                job: q.job(id),
                 source,
             })
     }
 
     /// Deletes a job's record; `false` if it had none.
-    pub fn delete(&self, circle: &str, topic: &str, id: u32) -> Result<bool, StoreError> {
-        let Some(db) = self.existing_db(circle, topic)? else {
+    pub fn delete(&self, q: &QueueName, id: u32) -> Result<bool, StoreError> {
+        let Some(db) = self.existing_db(q)? else {
             return Ok(false);
         };
         match db.delete(id) {
             Ok(()) => Ok(true),
             Err(OurDbError::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.db_err(circle, topic, e)),
+            Err(e) => Err(self.db_err(q, e)),
         }
     }
 
     /// Every job of a circle/topic with its status (decodes every record: O(jobs)).
-    pub fn list(&self, circle: &str, topic: &str) -> Result<Vec<Listed>, StoreError> {
-        let Some(db) = self.existing_db(circle, topic)? else {
+    pub fn list(&self, q: &QueueName) -> Result<Vec<Listed>, StoreError> {
+        let Some(db) = self.existing_db(q)? else {
             return Ok(Vec::new());
         };
         let ids: Vec<u32> = db.ids().collect();
         Ok(ids
             .into_iter()
             .map(|id| {
-                let status = self.get(circle, topic, id).and_then(|j| {
+                let status = self.get(q, id).and_then(|j| {
                     j.map(|j| j.status)
-                        .ok_or_else(|| self.db_err(circle, topic, OurDbError::NotFound { id }))
+                        .ok_or_else(|| self.db_err(q, OurDbError::NotFound { id }))
                 });
                 (id, status)
             })
@@ -535,8 +509,8 @@ impl JobStore {
 
     /// Syncs every open database.
     pub fn sync(&self) -> Result<(), StoreError> {
-        for ((c, t), open) in self.dbs.read().iter() {
-            open.db.sync().map_err(|e| self.db_err(c, t, e))?;
+        for (q, open) in self.dbs.read().iter() {
+            open.db.sync().map_err(|e| self.db_err(q, e))?;
         }
         Ok(())
     }

@@ -1,5 +1,8 @@
-//! Every Redis key herojobs uses is built here and nowhere else. Circle and topic are
-//! name-fixed before they get here (they contain no `:`).
+//! Every Redis key herojobs uses is built here and nowhere else (the Lua scripts get their
+//! prefixes from here too). Circle and topic come as a [`QueueName`], so they are name-fixed
+//! (they contain no `:`).
+
+use crate::names::{JobRef, QueueName};
 
 /// The set of all queue keys (the registry the dispatcher reads instead of `KEYS`/`SCAN`).
 pub const REGISTRY: &str = "heroqueues";
@@ -31,85 +34,77 @@ pub const ENGINES: &str = "herojobs-engines";
 /// Prefix of the per-queue id counters (`herojobs-ids:<circle>:<topic>`: the highest id
 /// reserved for that circle/topic by any store of the fleet).
 pub const IDS_PREFIX: &str = "herojobs-ids:";
+/// Prefix of job hashes (`herojobs:<circle>:<topic>:<id>`). The Lua scripts get it from
+/// here (see `broker::lua`), never spelled out.
+pub const JOB_PREFIX: &str = "herojobs:";
 
 /// `herojobs-ids:<circle>:<topic>`: the fleet's id counter of one circle/topic.
-pub fn ids(circle: &str, topic: &str) -> String {
-    format!("{IDS_PREFIX}{circle}:{topic}")
+pub fn ids(q: &QueueName) -> String {
+    format!("{IDS_PREFIX}{}:{}", q.circle(), q.topic())
 }
 
 /// `herojobs-scheduled:<circle>:<topic>`: sorted set of delayed jobs and jobs waiting for
 /// their retry (member: id, score: due time in unix ms); promoted into the queue by takes.
-pub fn scheduled(circle: &str, topic: &str) -> String {
-    format!("herojobs-scheduled:{circle}:{topic}")
+pub fn scheduled(q: &QueueName) -> String {
+    format!("herojobs-scheduled:{}:{}", q.circle(), q.topic())
 }
 
 /// `herojobs-dead:<circle>:<topic>`: sorted set of jobs that ended in error after their
 /// last attempt (member: id, score: when, unix ms), capped by count and age.
-pub fn dead(circle: &str, topic: &str) -> String {
-    format!("herojobs-dead:{circle}:{topic}")
+pub fn dead(q: &QueueName) -> String {
+    format!("herojobs-dead:{}:{}", q.circle(), q.topic())
 }
 
 /// `herojobs-outcomes:<circle>:<topic>`: two bits per id (`BITFIELD u2 #id`): 1 done,
 /// 3 error. Outlives the job hashes' TTL, so a store that learns late can tell that a job
 /// it still has as new finished elsewhere instead of queueing it again (1 MB per 4M ids).
-pub fn outcomes(circle: &str, topic: &str) -> String {
-    format!("herojobs-outcomes:{circle}:{topic}")
+pub fn outcomes(q: &QueueName) -> String {
+    format!("herojobs-outcomes:{}:{}", q.circle(), q.topic())
 }
 
 /// `herojobs:<circle>:<topic>:<id>`: the job hash (field `job` holds the JSON).
-pub fn job(circle: &str, topic: &str, id: u32) -> String {
-    format!("herojobs:{circle}:{topic}:{id}")
+pub fn job(q: &QueueName, id: u32) -> String {
+    format!("{JOB_PREFIX}{}:{}:{id}", q.circle(), q.topic())
 }
 
 /// Prefix of job hashes of a queue (`herojobs:<circle>:<topic>:`), for scripts that add ids.
-pub fn job_prefix(circle: &str, topic: &str) -> String {
-    format!("herojobs:{circle}:{topic}:")
+pub fn job_prefix(q: &QueueName) -> String {
+    format!("{JOB_PREFIX}{}:{}:", q.circle(), q.topic())
 }
 
 /// `herojobs:<circle>:<topic>:<id>:done`: a one-element list, the finished job's JSON, pushed
 /// when the job finishes if someone waits for it (it expires after 10 minutes); waiters block
 /// on it, rotating it so every waiter sees it.
-pub fn done(circle: &str, topic: &str, id: u32) -> String {
-    format!("herojobs:{circle}:{topic}:{id}:done")
+pub fn done(q: &QueueName, id: u32) -> String {
+    format!("{JOB_PREFIX}{}:{}:{id}:done", q.circle(), q.topic())
 }
 
 /// `heroqueue:<circle>:<topic>`: the list of waiting job ids (LPUSH in, RPOP out: FIFO).
-pub fn queue(circle: &str, topic: &str) -> String {
-    format!("{QUEUE_PREFIX}{circle}:{topic}")
+pub fn queue(q: &QueueName) -> String {
+    format!("{QUEUE_PREFIX}{}:{}", q.circle(), q.topic())
 }
 
-/// Splits a queue key back into circle and topic. Redis content is untrusted: names that
-/// are not already name-fixed (`../x`, `A B`, ...) are refused, so a planted registry entry
-/// can never become a path or address another circle's keys.
-pub fn parse_queue(key: &str) -> Option<(String, String)> {
+/// The queue of a queue key. Redis content is untrusted: names that are not already
+/// name-fixed (`../x`, `A B`, ...) are refused, so a planted registry entry can never
+/// become a path or address another circle's keys.
+pub fn parse_queue(key: &str) -> Option<QueueName> {
     let rest = key.strip_prefix(QUEUE_PREFIX)?;
     let (c, t) = rest.split_once(':')?;
-    if !is_fixed(c) || !is_fixed(t) {
-        return None;
-    }
-    Some((c.to_string(), t.to_string()))
-}
-
-/// Whether `name` is a name-fixed circle or topic (what `names::path_name` returns for it).
-pub fn is_fixed(name: &str) -> bool {
-    crate::names::path_name("name", name).is_ok_and(|f| f == name)
+    QueueName::from_fixed(c, t)
 }
 
 /// Member of the lease set for one job.
-pub fn lease_member(circle: &str, topic: &str, id: u32) -> String {
-    format!("{circle}:{topic}:{id}")
+pub fn lease_member(q: &QueueName, id: u32) -> String {
+    format!("{}:{}:{id}", q.circle(), q.topic())
 }
 
 /// Parses a lease member (refusing names that are not name-fixed, like [`parse_queue`]).
-pub fn parse_lease_member(m: &str) -> Option<(String, String, u32)> {
+pub fn parse_lease_member(m: &str) -> Option<JobRef> {
     let mut parts = m.splitn(3, ':');
     let c = parts.next()?;
     let t = parts.next()?;
     let id = parts.next()?.parse().ok().filter(|id| *id > 0)?;
-    if !is_fixed(c) || !is_fixed(t) {
-        return None;
-    }
-    Some((c.to_string(), t.to_string(), id))
+    Some(QueueName::from_fixed(c, t)?.job(id))
 }
 
 #[cfg(test)]
@@ -118,18 +113,16 @@ mod tests {
 
     #[test]
     fn keys_follow_the_contract() {
-        assert_eq!(job("c", "t", 5), "herojobs:c:t:5");
-        assert_eq!(queue("c", "t"), "heroqueue:c:t");
-        assert_eq!(parse_queue("heroqueue:c:t"), Some(("c".into(), "t".into())));
+        let q = QueueName::new("c", "t").unwrap();
+        assert_eq!(job(&q, 5), "herojobs:c:t:5");
+        assert_eq!(queue(&q), "heroqueue:c:t");
+        assert_eq!(parse_queue("heroqueue:c:t"), Some(q.clone()));
         assert_eq!(parse_queue("heroqueue:c"), None);
         assert_eq!(parse_queue("heroqueue:../../x:t"), None);
         assert_eq!(parse_queue("heroqueue:..:t"), None);
         assert_eq!(parse_queue("heroqueue:c:T x"), None);
         assert_eq!(parse_lease_member("../a:t:1"), None);
         assert_eq!(parse_lease_member("a:t:0"), None);
-        assert_eq!(
-            parse_lease_member(&lease_member("c", "t", 9)),
-            Some(("c".into(), "t".into(), 9))
-        );
+        assert_eq!(parse_lease_member(&lease_member(&q, 9)), Some(q.job(9)));
     }
 }

@@ -5,7 +5,7 @@
 //! the engine's recovery queues again what was new or active. Only the last 10,000 finished
 //! jobs stay in memory (OurDB has them all), so memory is bounded by the unfinished jobs.
 
-use super::{Broker, BrokerError, Ensure, QueueName, Taken, Transition, Wake};
+use super::{Broker, BrokerError, Ensure, JobRef, QueueName, Taken, Transition, Wake};
 use crate::job::{Job, JobStatus};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -39,13 +39,13 @@ struct State {
     /// Paused queues.
     paused: BTreeSet<QueueName>,
     /// Engines listening for cancels of running jobs.
-    cancel_subs: Vec<std::sync::mpsc::Sender<(QueueName, u32)>>,
+    cancel_subs: Vec<std::sync::mpsc::Sender<JobRef>>,
     /// Finished jobs in the order they finished (oldest first), for eviction.
-    finished: VecDeque<(QueueName, u32)>,
+    finished: VecDeque<JobRef>,
     registry: BTreeSet<QueueName>,
     queues: HashMap<QueueName, VecDeque<u32>>,
-    jobs: HashMap<(QueueName, u32), Entry>,
-    leases: HashMap<(QueueName, u32), Instant>,
+    jobs: HashMap<JobRef, Entry>,
+    leases: HashMap<JobRef, Instant>,
 }
 
 /// Queues and live job state in process memory.
@@ -72,7 +72,7 @@ impl MemoryBroker {
         restore: bool,
     ) -> Result<Transition, BrokerError> {
         let mut st = self.state.lock();
-        let k = key(job);
+        let k = key(job)?;
         let t = match st.jobs.get(&k) {
             None if !restore => return Ok(Transition::Missing),
             None => Transition::Applied,
@@ -88,17 +88,17 @@ impl MemoryBroker {
                 e.job.status = JobStatus::New;
             }
             st.scheduled
-                .entry(k.0.clone())
+                .entry(k.queue().clone())
                 .or_default()
-                .insert((job.run_at_ms, k.1));
+                .insert((job.run_at_ms, k.id()));
             return Ok(t);
         }
         if t == Transition::Applied {
             st.leases.remove(&k);
             st.put(&k, job, attempt);
             if job.status == JobStatus::Error {
-                let dead = st.dead.entry(k.0.clone()).or_default();
-                dead.push_back((crate::job::unix_now_ms(), k.1));
+                let dead = st.dead.entry(k.queue().clone()).or_default();
+                dead.push_back((crate::job::unix_now_ms(), k.id()));
                 while dead.len() > DEAD_MAX {
                     dead.pop_front();
                 }
@@ -124,13 +124,14 @@ impl MemoryBroker {
     }
 }
 
-fn key(job: &Job) -> (QueueName, u32) {
-    (QueueName::new(&job.circle, &job.topic), job.id)
+/// The state key of a job the broker is given (see `broker::queue_of`).
+fn key(job: &Job) -> Result<JobRef, BrokerError> {
+    Ok(super::queue_of(job)?.job(job.id))
 }
 
 impl State {
     /// Writes a job's entry for `attempt`, keeping a waiter's registration.
-    fn put(&mut self, k: &(QueueName, u32), job: &Job, attempt: u32) {
+    fn put(&mut self, k: &JobRef, job: &Job, attempt: u32) {
         let waiting = self.jobs.get(k).is_some_and(|e| e.waiting);
         self.jobs.insert(
             k.clone(),
@@ -170,7 +171,7 @@ impl State {
                 let Some(id) = self.queues.get_mut(q).and_then(|l| l.pop_front()) else {
                     break;
                 };
-                let k = (q.clone(), id);
+                let k = q.job(id);
                 match self.jobs.get_mut(&k) {
                     None => out.push(Taken {
                         queue: q.clone(),
@@ -204,10 +205,10 @@ impl State {
 }
 
 /// An engine's end of the in-process cancel broadcast.
-struct MemoryCancelFeed(std::sync::mpsc::Receiver<(QueueName, u32)>);
+struct MemoryCancelFeed(std::sync::mpsc::Receiver<JobRef>);
 
 impl super::CancelFeed for MemoryCancelFeed {
-    fn next(&mut self, timeout: Duration) -> Result<Option<(QueueName, u32)>, BrokerError> {
+    fn next(&mut self, timeout: Duration) -> Result<Option<JobRef>, BrokerError> {
         Ok(self.0.recv_timeout(timeout).ok())
     }
 }
@@ -215,17 +216,17 @@ impl super::CancelFeed for MemoryCancelFeed {
 impl Broker for MemoryBroker {
     fn cancel(&self, job: &Job) -> Result<super::Cancel, BrokerError> {
         let mut st = self.state.lock();
-        let k = key(job);
+        let k = key(job)?;
         let status = match st.jobs.get(&k) {
             None => return Ok(super::Cancel::Missing),
             Some(e) if e.job.status.is_finished() => return Ok(super::Cancel::AlreadyFinished),
             Some(e) => e.job.status,
         };
-        if let Some(q) = st.queues.get_mut(&k.0) {
-            q.retain(|id| *id != k.1);
+        if let Some(q) = st.queues.get_mut(&k.queue()) {
+            q.retain(|id| *id != k.id());
         }
-        if let Some(s) = st.scheduled.get_mut(&k.0) {
-            s.retain(|(_, id)| *id != k.1);
+        if let Some(s) = st.scheduled.get_mut(&k.queue()) {
+            s.retain(|(_, id)| *id != k.id());
         }
         st.leases.remove(&k);
         if let Some(e) = st.jobs.get_mut(&k) {
@@ -248,7 +249,7 @@ impl Broker for MemoryBroker {
 
     fn retry_failed(&self, job: &Job) -> Result<Transition, BrokerError> {
         let mut st = self.state.lock();
-        let k = key(job);
+        let k = key(job)?;
         match st.jobs.get_mut(&k) {
             None => return Ok(Transition::Missing),
             Some(e) if e.job.status != JobStatus::Error => return Ok(Transition::AlreadyFinished),
@@ -257,10 +258,10 @@ impl Broker for MemoryBroker {
                 e.job.status = JobStatus::New;
             }
         }
-        if let Some(d) = st.dead.get_mut(&k.0) {
-            d.retain(|(_, id)| *id != k.1);
+        if let Some(d) = st.dead.get_mut(&k.queue()) {
+            d.retain(|(_, id)| *id != k.id());
         }
-        st.push(&k.0, k.1);
+        st.push(&k.queue(), k.id());
         drop(st);
         self.changed.notify_all();
         Ok(Transition::Applied)
@@ -305,10 +306,10 @@ impl Broker for MemoryBroker {
             .unwrap_or_default())
     }
 
-    fn set_progress(&self, jobs: &[(QueueName, u32, String)]) -> Result<(), BrokerError> {
+    fn set_progress(&self, jobs: &[(JobRef, String)]) -> Result<(), BrokerError> {
         let mut st = self.state.lock();
-        for (q, id, text) in jobs {
-            if let Some(e) = st.jobs.get_mut(&(q.clone(), *id)) {
+        for (r, text) in jobs {
+            if let Some(e) = st.jobs.get_mut(r) {
                 e.job.progress = text.clone();
             }
         }
@@ -347,7 +348,7 @@ impl Broker for MemoryBroker {
         let mut st = self.state.lock();
         let mut conflicts = Vec::new();
         for (i, j) in jobs.iter().enumerate() {
-            let k = key(j);
+            let k = key(j)?;
             if let Some(e) = st.jobs.get(&k) {
                 if e.job.token != j.token {
                     conflicts.push(i);
@@ -363,13 +364,13 @@ impl Broker for MemoryBroker {
                 },
             );
             if j.run_at_ms > crate::job::unix_now_ms() {
-                st.registry.insert(k.0.clone());
+                st.registry.insert(k.queue().clone());
                 st.scheduled
-                    .entry(k.0.clone())
+                    .entry(k.queue().clone())
                     .or_default()
                     .insert((j.run_at_ms, j.id));
             } else {
-                st.push(&k.0, j.id);
+                st.push(&k.queue(), j.id);
             }
         }
         drop(st);
@@ -419,7 +420,7 @@ impl Broker for MemoryBroker {
             .state
             .lock()
             .jobs
-            .get(&(q.clone(), id))
+            .get(&q.job(id))
             .map(|e| e.job.clone()))
     }
 
@@ -463,7 +464,7 @@ impl Broker for MemoryBroker {
             .map(|l| l.into_iter().collect())
             .unwrap_or_default();
         for id in &ids {
-            st.jobs.remove(&(q.clone(), *id));
+            st.jobs.remove(&q.job(*id));
         }
         Ok(ids.len() as u64)
     }
@@ -473,13 +474,13 @@ impl Broker for MemoryBroker {
         if let Some(l) = st.queues.get_mut(q) {
             l.retain(|x| *x != id);
         }
-        st.leases.remove(&(q.clone(), id));
-        Ok(st.jobs.remove(&(q.clone(), id)).is_some())
+        st.leases.remove(&q.job(id));
+        Ok(st.jobs.remove(&q.job(id)).is_some())
     }
 
     fn start(&self, job: &Job, attempt: u32, lease: Duration) -> Result<Transition, BrokerError> {
         let mut st = self.state.lock();
-        let k = key(job);
+        let k = key(job)?;
         if st.jobs.get(&k).is_some_and(|e| e.job.status.is_finished()) {
             return Ok(Transition::AlreadyFinished);
         }
@@ -490,7 +491,7 @@ impl Broker for MemoryBroker {
 
     fn wait_done(&self, q: &QueueName, id: u32, timeout: Duration) -> Result<Wake, BrokerError> {
         let end = Instant::now() + timeout;
-        let k = (q.clone(), id);
+        let k = q.job(id);
         let mut st = self.state.lock();
         let mut woken = false;
         loop {
@@ -557,7 +558,7 @@ impl Broker for MemoryBroker {
 
     fn release(&self, job: &Job, attempt: u32, to_back: bool) -> Result<Transition, BrokerError> {
         let mut st = self.state.lock();
-        let k = key(job);
+        let k = key(job)?;
         match st.jobs.get_mut(&k) {
             Some(e) if e.job.status.is_finished() => return Ok(Transition::AlreadyFinished),
             Some(e) if e.attempt != attempt => return Ok(Transition::Fenced),
@@ -569,19 +570,19 @@ impl Broker for MemoryBroker {
             None => return Ok(Transition::Missing),
         }
         st.leases.remove(&k);
-        st.registry.insert(k.0.clone());
-        let q = st.queues.entry(k.0.clone()).or_default();
+        st.registry.insert(k.queue().clone());
+        let q = st.queues.entry(k.queue().clone()).or_default();
         if to_back {
-            q.push_back(k.1);
+            q.push_back(k.id());
         } else {
-            q.push_front(k.1);
+            q.push_front(k.id());
         }
         drop(st);
         self.changed.notify_all();
         Ok(Transition::Applied)
     }
 
-    fn renew(&self, running: &[(QueueName, u32)], lease: Duration) -> Result<(), BrokerError> {
+    fn renew(&self, running: &[JobRef], lease: Duration) -> Result<(), BrokerError> {
         let mut st = self.state.lock();
         let until = Instant::now() + lease;
         for k in running {
@@ -590,10 +591,10 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    fn reclaim_expired(&self, limit: usize) -> Result<Vec<(QueueName, u32)>, BrokerError> {
+    fn reclaim_expired(&self, limit: usize) -> Result<Vec<JobRef>, BrokerError> {
         let mut st = self.state.lock();
         let now = Instant::now();
-        let expired: Vec<(QueueName, u32)> = st
+        let expired: Vec<JobRef> = st
             .leases
             .iter()
             .filter(|(_, d)| **d <= now)
@@ -610,7 +611,7 @@ impl Broker for MemoryBroker {
         let st = self.state.lock();
         Ok(ids
             .iter()
-            .map(|id| st.jobs.contains_key(&(q.clone(), *id)))
+            .map(|id| st.jobs.contains_key(&q.job(*id)))
             .collect())
     }
 
@@ -635,8 +636,8 @@ impl Broker for MemoryBroker {
         let mut ids: Vec<u32> = st
             .leases
             .keys()
-            .filter(|(lq, _)| lq == q)
-            .map(|(_, id)| *id)
+            .filter(|r| r.queue() == q)
+            .map(|r| r.id())
             .collect();
         ids.sort_unstable();
         Ok(ids)
@@ -674,7 +675,7 @@ impl Broker for MemoryBroker {
 
     fn ensure_queued(&self, job: &Job, requeue: bool) -> Result<Ensure, BrokerError> {
         let mut st = self.state.lock();
-        let k = key(job);
+        let k = key(job)?;
         let lease = st.leases.contains_key(&k);
         let r = match st.jobs.get(&k) {
             None if job.status == JobStatus::Active && !requeue && !lease => Ensure::Suspect,
@@ -691,13 +692,13 @@ impl Broker for MemoryBroker {
                     },
                 );
                 if job.run_at_ms > crate::job::unix_now_ms() {
-                    st.registry.insert(k.0.clone());
+                    st.registry.insert(k.queue().clone());
                     st.scheduled
-                        .entry(k.0.clone())
+                        .entry(k.queue().clone())
                         .or_default()
-                        .insert((job.run_at_ms, k.1));
+                        .insert((job.run_at_ms, k.id()));
                 } else {
-                    st.push(&k.0, k.1);
+                    st.push(&k.queue(), k.id());
                 }
                 Ensure::Requeued
             }
@@ -707,7 +708,7 @@ impl Broker for MemoryBroker {
                     if let Some(e) = st.jobs.get_mut(&k) {
                         e.job.status = JobStatus::New;
                     }
-                    st.push(&k.0, k.1);
+                    st.push(&k.queue(), k.id());
                     Ensure::Requeued
                 } else {
                     Ensure::Suspect

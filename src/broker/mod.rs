@@ -9,28 +9,29 @@ pub mod redis;
 use crate::job::Job;
 use std::time::Duration;
 
-/// A queue: a circle and a topic (both name-fixed).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QueueName {
-    /// Circle.
-    pub circle: String,
-    /// Topic.
-    pub topic: String,
+pub use crate::names::{JobRef, QueueName};
+
+/// How long Redis keeps what finished (OurDB keeps everything).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Retention {
+    /// A finished job's hash expires this long after it finished (then `get` reads OurDB).
+    /// Default 1 hour: long enough for the submitting store to copy the outcome, short
+    /// enough that Redis memory stays flat under sustained load (jobs/s × TTL × ~500 B).
+    pub finished_ttl: Duration,
+    /// Most dead jobs kept per circle/topic (oldest dropped first). Default 10,000.
+    pub dead_max: u64,
+    /// Dead jobs older than this leave the dead set. Default 30 days.
+    pub dead_age: Duration,
 }
 
-impl QueueName {
-    /// A queue name from fixed circle and topic names.
-    pub fn new(circle: &str, topic: &str) -> QueueName {
-        QueueName {
-            circle: circle.to_string(),
-            topic: topic.to_string(),
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            finished_ttl: Duration::from_secs(3600),
+            dead_max: 10_000,
+            dead_age: Duration::from_secs(30 * 24 * 3600),
         }
-    }
-}
-
-impl std::fmt::Display for QueueName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.circle, self.topic)
     }
 }
 
@@ -66,19 +67,32 @@ pub enum BrokerError {
 /// untrusted). JSON that names another job (after name fixing: an empty topic is
 /// `default`) is refused with the reason, so it can fail under its real key and touch
 /// nothing else.
-pub fn own_identity(mut job: Job, queue: &QueueName, id: u32, key: &str) -> Result<Job, String> {
-    let circle = crate::names::path_name("circle", &job.circle).unwrap_or_default();
-    let topic = crate::names::topic_name(&job.topic).unwrap_or_default();
-    if (job.id != id && job.id != 0) || circle != queue.circle || topic != queue.topic {
+pub(crate) fn own_identity(
+    mut job: Job,
+    queue: &QueueName,
+    id: u32,
+    key: &str,
+) -> Result<Job, String> {
+    if (job.id != id && job.id != 0) || QueueName::new(&job.circle, &job.topic).ok().as_ref() != Some(queue) {
         return Err(format!(
             "job hash {key} holds the JSON of another job ({:?}/{:?}/{}): refused",
             job.circle, job.topic, job.id
         ));
     }
     job.id = id;
-    job.circle = queue.circle.clone();
-    job.topic = queue.topic.clone();
+    job.circle = queue.circle().to_string();
+    job.topic = queue.topic().to_string();
     Ok(job)
+}
+
+/// The queue of a job handed to the broker. Every job reaches the broker through a
+/// [`QueueName`] (submit fixes its names, a take reads them from the key), so names that are
+/// not fixed mean a bug or a planted record: refused here, before they become keys.
+pub(crate) fn queue_of(job: &Job) -> Result<QueueName, BrokerError> {
+    QueueName::from_fixed(&job.circle, &job.topic).ok_or_else(|| BrokerError::BadJob {
+        key: format!("{}/{}/{}", job.circle, job.topic, job.id),
+        reason: "circle or topic is not a name-fixed name".into(),
+    })
 }
 
 /// Outcome of a guarded status change.
@@ -111,7 +125,7 @@ pub enum Cancel {
 /// Cancels of running jobs, as an engine receives them.
 pub trait CancelFeed: Send {
     /// The next cancelled job, waiting up to `timeout`; `None` when none came.
-    fn next(&mut self, timeout: Duration) -> Result<Option<(QueueName, u32)>, BrokerError>;
+    fn next(&mut self, timeout: Duration) -> Result<Option<JobRef>, BrokerError>;
 }
 
 /// What [`Broker::finish_and_take`] returns: the verdicts of the finished jobs, the jobs
@@ -265,11 +279,11 @@ pub trait Broker: Send + Sync {
     fn release(&self, job: &Job, attempt: u32, to_back: bool) -> Result<Transition, BrokerError>;
 
     /// Extends (or re-creates, after a broker restart) the leases of running jobs.
-    fn renew(&self, running: &[(QueueName, u32)], lease: Duration) -> Result<(), BrokerError>;
+    fn renew(&self, running: &[JobRef], lease: Duration) -> Result<(), BrokerError>;
 
     /// Takes up to `limit` leases that expired (their engine died), removing them atomically
     /// so only one engine reclaims each; returns the jobs to queue again.
-    fn reclaim_expired(&self, limit: usize) -> Result<Vec<(QueueName, u32)>, BrokerError>;
+    fn reclaim_expired(&self, limit: usize) -> Result<Vec<JobRef>, BrokerError>;
 
     /// Recovery: makes sure an unfinished job that OurDB holds is queued or running under a
     /// lease. `job` is OurDB's copy. A missing new job is queued at once; one that only looks
@@ -326,7 +340,7 @@ pub trait Broker: Send + Sync {
     fn paused(&self) -> Result<Vec<QueueName>, BrokerError>;
 
     /// Publishes the progress of running jobs (hash field `progress`; `get` returns it).
-    fn set_progress(&self, jobs: &[(QueueName, u32, String)]) -> Result<(), BrokerError>;
+    fn set_progress(&self, jobs: &[(JobRef, String)]) -> Result<(), BrokerError>;
 
     /// Jobs ever submitted per queue (the broker's counter, since it last lost its data).
     fn submitted(&self) -> Result<Vec<(QueueName, u64)>, BrokerError> {
@@ -335,6 +349,11 @@ pub trait Broker: Send + Sync {
 
     /// Number of dead jobs and of scheduled (delayed or retry-waiting) jobs of a queue.
     fn lifecycle_counts(&self, queue: &QueueName) -> Result<(u64, u64), BrokerError>;
+
+    /// Whether the broker answers now (one round trip; always fine in process).
+    fn ping(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
 
     /// A feed of cancels of running jobs, for an engine (see [`Broker::cancel`]).
     fn cancel_feed(&self) -> Result<Box<dyn CancelFeed>, BrokerError>;

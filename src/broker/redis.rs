@@ -6,7 +6,9 @@
 //! get = 1.
 
 use super::keys;
-use super::{Broker, BrokerError, Ensure, QueueName, Taken, Transition, Wake};
+use super::{
+    Broker, BrokerError, Ensure, JobRef, QueueName, Retention, Taken, Transition, Wake,
+};
 use crate::codec;
 use crate::job::{Job, JobStatus};
 use parking_lot::Mutex;
@@ -31,29 +33,6 @@ pub struct RedisConfig {
     pub max_idle: usize,
     /// How long finished jobs and the dead set are kept in Redis.
     pub retention: Retention,
-}
-
-/// How long Redis keeps what finished (OurDB keeps everything).
-#[derive(Debug, Clone)]
-pub struct Retention {
-    /// A finished job's hash expires this long after it finished (then `get` reads OurDB).
-    /// Default 1 hour: long enough for the submitting store to copy the outcome, short
-    /// enough that Redis memory stays flat under sustained load (jobs/s × TTL × ~500 B).
-    pub finished_ttl: Duration,
-    /// Most dead jobs kept per circle/topic (oldest dropped first). Default 10,000.
-    pub dead_max: u64,
-    /// Dead jobs older than this leave the dead set. Default 30 days.
-    pub dead_age: Duration,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Retention {
-            finished_ttl: Duration::from_secs(3600),
-            dead_max: 10_000,
-            dead_age: Duration::from_secs(30 * 24 * 3600),
-        }
-    }
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -491,19 +470,24 @@ impl RedisBroker {
         let deadline = now_ms() + lease.as_millis() as u64;
         let now = crate::job::unix_now();
         // Encoded once, outside the retry closure.
+        let fq: Vec<QueueName> = finished
+            .iter()
+            .map(|(j, _)| super::queue_of(j))
+            .collect::<Result<_, _>>()?;
         let args: Vec<(String, String, &'static str, String)> = finished
             .iter()
-            .map(|(j, _)| {
+            .zip(&fq)
+            .map(|((j, _), q)| {
                 (
-                    keys::job(&j.circle, &j.topic, j.id),
-                    keys::done(&j.circle, &j.topic, j.id),
+                    keys::job(q, j.id),
+                    keys::done(q, j.id),
                     match j.status {
                         JobStatus::Done => "done",
                         // Not finished: waiting for its retry (see `Broker::finish_many`).
                         JobStatus::New | JobStatus::Active => "retry",
                         JobStatus::Error => "error",
                     },
-                    keys::lease_member(&j.circle, &j.topic, j.id),
+                    keys::lease_member(q, j.id),
                 )
             })
             .collect();
@@ -523,17 +507,17 @@ impl RedisBroker {
                 let mut inv = self.finish_take.prepare_invoke();
                 inv.key(keys::LEASES);
                 for q in queues {
-                    inv.key(keys::queue(&q.circle, &q.topic));
+                    inv.key(keys::queue(&q));
                 }
                 for q in queues {
-                    inv.key(keys::scheduled(&q.circle, &q.topic));
+                    inv.key(keys::scheduled(&q));
                 }
-                for ((hash, done, _, _), (j, _)) in args.iter().zip(finished) {
+                for ((hash, done, _, _), q) in args.iter().zip(&fq) {
                     inv.key(hash)
                         .key(done)
-                        .key(keys::scheduled(&j.circle, &j.topic))
-                        .key(keys::dead(&j.circle, &j.topic))
-                        .key(keys::outcomes(&j.circle, &j.topic));
+                        .key(keys::scheduled(q))
+                        .key(keys::dead(q))
+                        .key(keys::outcomes(q));
                 }
                 inv.arg(queues.len())
                     .arg(max)
@@ -586,7 +570,7 @@ impl RedisBroker {
             let job = if attempt < 0 {
                 Err(String::new())
             } else {
-                let key = keys::job(&queue.circle, &queue.topic, id);
+                let key = keys::job(&queue, id);
                 codec::from_json(&json)
                     .map_err(|e| format!("job hash {key}: {e}"))
                     .and_then(|job| super::own_identity(job, queue, id, &key))
@@ -807,7 +791,7 @@ impl RedisBroker {
 /// cancel itself is already recorded in the job hash, so one missed while reconnecting costs
 /// a late stop of the run, never a wrong record.
 struct RedisCancelFeed {
-    rx: std::sync::mpsc::Receiver<(QueueName, u32)>,
+    rx: std::sync::mpsc::Receiver<JobRef>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -833,17 +817,8 @@ impl RedisCancelFeed {
                             match ps.get_message() {
                                 Ok(msg) => {
                                     let payload: String = msg.get_payload().unwrap_or_default();
-                                    if let Some((c, t, id)) = keys::parse_lease_member(&payload) {
-                                        if tx
-                                            .send((
-                                                QueueName {
-                                                    circle: c,
-                                                    topic: t,
-                                                },
-                                                id,
-                                            ))
-                                            .is_err()
-                                        {
+                                    if let Some(m) = keys::parse_lease_member(&payload) {
+                                        if tx.send(m).is_err() {
                                             return Ok(());
                                         }
                                     }
@@ -877,7 +852,7 @@ impl Drop for RedisCancelFeed {
 }
 
 impl super::CancelFeed for RedisCancelFeed {
-    fn next(&mut self, timeout: Duration) -> Result<Option<(QueueName, u32)>, BrokerError> {
+    fn next(&mut self, timeout: Duration) -> Result<Option<JobRef>, BrokerError> {
         match self.rx.recv_timeout(timeout) {
             Ok(m) => Ok(Some(m)),
             Err(_) => Ok(None),
@@ -922,16 +897,17 @@ impl Broker for RedisBroker {
         args.push(jobs.len().to_string());
         args.push(now_ms().to_string());
         for j in jobs {
-            let q = keys::queue(&j.circle, &j.topic);
+            let jq = super::queue_of(j)?;
+            let q = keys::queue(&jq);
             let qi = match queues.iter().position(|k| *k == q) {
                 Some(i) => i + 1,
                 None => {
                     queues.push(q);
-                    scheds.push(keys::scheduled(&j.circle, &j.topic));
+                    scheds.push(keys::scheduled(&jq));
                     queues.len()
                 }
             };
-            keys_.push(keys::job(&j.circle, &j.topic, j.id));
+            keys_.push(keys::job(&jq, j.id));
             args.push(j.id.to_string());
             args.push(codec::to_json(j));
             args.push(qi.to_string());
@@ -962,17 +938,18 @@ impl Broker for RedisBroker {
     }
 
     fn cancel(&self, job: &Job) -> Result<super::Cancel, BrokerError> {
+        let q = super::queue_of(job)?;
         let json = codec::to_json(job);
         let code: i64 = self.run("cancel job", true, |con| {
             self.cancel
-                .key(keys::job(&job.circle, &job.topic, job.id))
-                .key(keys::queue(&job.circle, &job.topic))
-                .key(keys::scheduled(&job.circle, &job.topic))
+                .key(keys::job(&q, job.id))
+                .key(keys::queue(&q))
+                .key(keys::scheduled(&q))
                 .key(keys::LEASES)
-                .key(keys::done(&job.circle, &job.topic, job.id))
+                .key(keys::done(&q, job.id))
                 .arg(&json)
                 .arg(job.id)
-                .arg(keys::lease_member(&job.circle, &job.topic, job.id))
+                .arg(keys::lease_member(&q, job.id))
                 .arg(keys::CANCEL_CHANNEL)
                 .arg(self.config.retention.finished_ttl.as_secs())
                 .invoke(con)
@@ -986,16 +963,17 @@ impl Broker for RedisBroker {
     }
 
     fn retry_failed(&self, job: &Job) -> Result<Transition, BrokerError> {
+        let q = super::queue_of(job)?;
         let json = codec::to_json(job);
         let code: i64 = self.run("retry job", true, |con| {
             self.retry
-                .key(keys::job(&job.circle, &job.topic, job.id))
-                .key(keys::queue(&job.circle, &job.topic))
-                .key(keys::dead(&job.circle, &job.topic))
-                .key(keys::outcomes(&job.circle, &job.topic))
+                .key(keys::job(&q, job.id))
+                .key(keys::queue(&q))
+                .key(keys::dead(&q))
+                .key(keys::outcomes(&q))
                 .key(keys::REGISTRY)
                 .key(keys::SIGNAL)
-                .key(keys::done(&job.circle, &job.topic, job.id))
+                .key(keys::done(&q, job.id))
                 .arg(&json)
                 .arg(job.id)
                 .invoke(con)
@@ -1013,7 +991,7 @@ impl Broker for RedisBroker {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<(u32, u64)>, BrokerError> {
-        let key = keys::dead(&q.circle, &q.topic);
+        let key = keys::dead(&q);
         let raw: Vec<(String, f64)> = self.run("list dead jobs", true, |con| {
             redis::cmd("ZRANGE")
                 .arg(&key)
@@ -1030,7 +1008,7 @@ impl Broker for RedisBroker {
     }
 
     fn purge_dead(&self, q: &QueueName) -> Result<u64, BrokerError> {
-        let key = keys::dead(&q.circle, &q.topic);
+        let key = keys::dead(&q);
         let (n, _): (u64, i64) = self.run("purge dead jobs", true, |con| {
             redis::pipe()
                 .atomic()
@@ -1044,7 +1022,7 @@ impl Broker for RedisBroker {
     }
 
     fn scheduled(&self, q: &QueueName, limit: usize) -> Result<Vec<(u32, u64)>, BrokerError> {
-        let key = keys::scheduled(&q.circle, &q.topic);
+        let key = keys::scheduled(&q);
         let raw: Vec<(String, f64)> = self.run("list scheduled jobs", true, |con| {
             redis::cmd("ZRANGE")
                 .arg(&key)
@@ -1060,7 +1038,7 @@ impl Broker for RedisBroker {
     }
 
     fn set_paused(&self, q: &QueueName, paused: bool) -> Result<(), BrokerError> {
-        let key = keys::queue(&q.circle, &q.topic);
+        let key = keys::queue(&q);
         self.run("pause queue", true, |con| {
             redis::cmd(if paused { "SADD" } else { "SREM" })
                 .arg(keys::PAUSED)
@@ -1077,16 +1055,15 @@ impl Broker for RedisBroker {
         Ok(members
             .iter()
             .filter_map(|m| keys::parse_queue(m))
-            .map(|(circle, topic)| QueueName { circle, topic })
             .collect())
     }
 
-    fn set_progress(&self, jobs: &[(QueueName, u32, String)]) -> Result<(), BrokerError> {
+    fn set_progress(&self, jobs: &[(JobRef, String)]) -> Result<(), BrokerError> {
         self.run("publish progress", true, |con| {
             let mut p = redis::pipe();
-            for (q, id, text) in jobs {
+            for (r, text) in jobs {
                 p.cmd("HSET")
-                    .arg(keys::job(&q.circle, &q.topic, *id))
+                    .arg(keys::job(r.queue(), r.id()))
                     .arg("progress")
                     .arg(text)
                     .ignore();
@@ -1102,8 +1079,7 @@ impl Broker for RedisBroker {
         Ok(raw
             .into_iter()
             .filter_map(|(k, n)| {
-                let (circle, topic) = keys::parse_queue(&k)?;
-                Some((QueueName { circle, topic }, n))
+                Some((keys::parse_queue(&k)?, n))
             })
             .collect())
     }
@@ -1112,9 +1088,9 @@ impl Broker for RedisBroker {
         self.run("count dead and scheduled jobs", true, |con| {
             redis::pipe()
                 .cmd("ZCARD")
-                .arg(keys::dead(&q.circle, &q.topic))
+                .arg(keys::dead(&q))
                 .cmd("ZCARD")
-                .arg(keys::scheduled(&q.circle, &q.topic))
+                .arg(keys::scheduled(&q))
                 .query(con)
         })
     }
@@ -1156,7 +1132,7 @@ impl Broker for RedisBroker {
         floor: u64,
         count: u64,
     ) -> Result<(u64, u64), BrokerError> {
-        let key = keys::ids(&q.circle, &q.topic);
+        let key = keys::ids(&q);
         // Safe to retry: a lost reply reserves twice, which only leaves a gap.
         let (start, end): (u64, u64) = self.run("reserve ids", true, |con| {
             self.reserve
@@ -1170,7 +1146,7 @@ impl Broker for RedisBroker {
     }
 
     fn get(&self, q: &QueueName, id: u32) -> Result<Option<Job>, BrokerError> {
-        let key = keys::job(&q.circle, &q.topic, id);
+        let key = keys::job(&q, id);
         #[allow(clippy::type_complexity)]
         let (raw, token, store, progress): (
             Option<Vec<u8>>,
@@ -1208,10 +1184,6 @@ impl Broker for RedisBroker {
         let mut out: Vec<QueueName> = members
             .iter()
             .filter_map(|m| keys::parse_queue(m))
-            .map(|(c, t)| QueueName {
-                circle: c,
-                topic: t,
-            })
             .collect();
         out.sort();
         Ok(out)
@@ -1245,17 +1217,7 @@ impl Broker for RedisBroker {
         // Untrusted names: only keys that parse as name-fixed queues are registered.
         let queues: Vec<(String, QueueName)> = found
             .into_iter()
-            .filter_map(|k| {
-                keys::parse_queue(&k).map(|(c, t)| {
-                    (
-                        k,
-                        QueueName {
-                            circle: c,
-                            topic: t,
-                        },
-                    )
-                })
-            })
+            .filter_map(|k| keys::parse_queue(&k).map(|q| (k, q)))
             .collect();
         if queues.is_empty() {
             return Ok(Vec::new());
@@ -1276,7 +1238,7 @@ impl Broker for RedisBroker {
     }
 
     fn peek(&self, q: &QueueName) -> Result<Option<u32>, BrokerError> {
-        let key = keys::queue(&q.circle, &q.topic);
+        let key = keys::queue(&q);
         let raw: Option<String> = self.run("peek queue", true, |con| {
             redis::cmd("LINDEX").arg(&key).arg(-1).query(con)
         })?;
@@ -1284,12 +1246,12 @@ impl Broker for RedisBroker {
     }
 
     fn queue_len(&self, q: &QueueName) -> Result<u64, BrokerError> {
-        let key = keys::queue(&q.circle, &q.topic);
+        let key = keys::queue(&q);
         self.run("llen", true, |con| redis::cmd("LLEN").arg(&key).query(con))
     }
 
     fn queue_ids(&self, q: &QueueName) -> Result<Vec<u32>, BrokerError> {
-        let key = keys::queue(&q.circle, &q.topic);
+        let key = keys::queue(&q);
         let raw: Vec<String> = self.run("lrange", true, |con| {
             redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(con)
         })?;
@@ -1297,8 +1259,8 @@ impl Broker for RedisBroker {
     }
 
     fn empty(&self, q: &QueueName) -> Result<u64, BrokerError> {
-        let key = keys::queue(&q.circle, &q.topic);
-        let prefix = keys::job_prefix(&q.circle, &q.topic);
+        let key = keys::queue(&q);
+        let prefix = keys::job_prefix(&q);
         self.run("empty queue", true, |con| {
             self.empty.key(&key).arg(&prefix).invoke(con)
         })
@@ -1307,28 +1269,29 @@ impl Broker for RedisBroker {
     fn delete(&self, q: &QueueName, id: u32) -> Result<bool, BrokerError> {
         let n: i64 = self.run("delete job", true, |con| {
             self.delete
-                .key(keys::job(&q.circle, &q.topic, id))
-                .key(keys::queue(&q.circle, &q.topic))
-                .key(keys::done(&q.circle, &q.topic, id))
+                .key(keys::job(&q, id))
+                .key(keys::queue(&q))
+                .key(keys::done(&q, id))
                 .key(keys::LEASES)
                 .arg(id)
-                .arg(keys::lease_member(&q.circle, &q.topic, id))
+                .arg(keys::lease_member(&q, id))
                 .invoke(con)
         })?;
         Ok(n > 0)
     }
 
     fn start(&self, job: &Job, attempt: u32, lease: Duration) -> Result<Transition, BrokerError> {
+        let q = super::queue_of(job)?;
         let json = codec::to_json(job);
         let deadline = now_ms() + lease.as_millis() as u64;
         let code: i64 = self.run("start job", true, |con| {
             self.start
-                .key(keys::job(&job.circle, &job.topic, job.id))
+                .key(keys::job(&q, job.id))
                 .key(keys::LEASES)
                 .arg(&json)
                 .arg(attempt)
                 .arg(deadline)
-                .arg(keys::lease_member(&job.circle, &job.topic, job.id))
+                .arg(keys::lease_member(&q, job.id))
                 .arg(&job.token)
                 .arg(&job.store)
                 .invoke(con)
@@ -1337,7 +1300,7 @@ impl Broker for RedisBroker {
     }
 
     fn wait_done(&self, q: &QueueName, id: u32, timeout: Duration) -> Result<Wake, BrokerError> {
-        let hash = keys::job(&q.circle, &q.topic, id);
+        let hash = keys::job(&q, id);
         // Register as a waiter, then look: a finish either happened before (we see it) or
         // after (it sees the registration and signals).
         let status: Option<String> =
@@ -1345,7 +1308,7 @@ impl Broker for RedisBroker {
         if matches!(status.as_deref(), Some("done") | Some("error")) {
             return Ok(Wake::Signalled);
         }
-        let key = keys::done(&q.circle, &q.topic, id);
+        let key = keys::done(&q, id);
         let secs = timeout.as_secs_f64().max(0.01);
         // Rotate the one-element list onto itself: non-destructive, so every waiter sees it.
         let got: Option<Vec<u8>> = self.run_blocking("wait", timeout, |con| {
@@ -1403,19 +1366,20 @@ impl Broker for RedisBroker {
     }
 
     fn release(&self, job: &Job, attempt: u32, to_back: bool) -> Result<Transition, BrokerError> {
+        let q = super::queue_of(job)?;
         let mut j = job.clone();
         j.status = JobStatus::New;
         // Handed back without a verdict: this start does not count against the limit.
         j.released = j.released.saturating_add(1);
         let code: i64 = self.run("release job", true, |con| {
             self.release
-                .key(keys::job(&j.circle, &j.topic, j.id))
-                .key(keys::queue(&j.circle, &j.topic))
+                .key(keys::job(&q, j.id))
+                .key(keys::queue(&q))
                 .key(keys::LEASES)
                 .key(keys::REGISTRY)
                 .arg(codec::to_json(&j))
                 .arg(attempt)
-                .arg(keys::lease_member(&j.circle, &j.topic, j.id))
+                .arg(keys::lease_member(&q, j.id))
                 .arg(j.id)
                 .arg(if to_back { "1" } else { "0" })
                 .invoke(con)
@@ -1423,7 +1387,7 @@ impl Broker for RedisBroker {
         Ok(transition(code))
     }
 
-    fn renew(&self, running: &[(QueueName, u32)], lease: Duration) -> Result<(), BrokerError> {
+    fn renew(&self, running: &[JobRef], lease: Duration) -> Result<(), BrokerError> {
         if running.is_empty() {
             return Ok(());
         }
@@ -1431,16 +1395,15 @@ impl Broker for RedisBroker {
         self.run("renew leases", true, |con| {
             let mut cmd = redis::cmd("ZADD");
             cmd.arg(keys::LEASES);
-            for (q, id) in running {
-                cmd.arg(until)
-                    .arg(keys::lease_member(&q.circle, &q.topic, *id));
+            for r in running {
+                cmd.arg(until).arg(keys::lease_member(r.queue(), r.id()));
             }
             cmd.query::<i64>(con)
         })?;
         Ok(())
     }
 
-    fn reclaim_expired(&self, limit: usize) -> Result<Vec<(QueueName, u32)>, BrokerError> {
+    fn reclaim_expired(&self, limit: usize) -> Result<Vec<JobRef>, BrokerError> {
         let members: Vec<String> = self.run("reclaim leases", true, |con| {
             self.reclaim
                 .key(keys::LEASES)
@@ -1451,15 +1414,6 @@ impl Broker for RedisBroker {
         Ok(members
             .iter()
             .filter_map(|m| keys::parse_lease_member(m))
-            .map(|(c, t, id)| {
-                (
-                    QueueName {
-                        circle: c,
-                        topic: t,
-                    },
-                    id,
-                )
-            })
             .collect())
     }
 
@@ -1471,7 +1425,7 @@ impl Broker for RedisBroker {
             let mut p = redis::pipe();
             for id in ids {
                 p.cmd("HEXISTS")
-                    .arg(keys::job(&q.circle, &q.topic, *id))
+                    .arg(keys::job(&q, *id))
                     .arg("job");
             }
             p.query::<Vec<bool>>(con)
@@ -1500,20 +1454,24 @@ impl Broker for RedisBroker {
     fn ensure_queued_many(&self, jobs: &[(Job, bool)]) -> Result<Vec<Ensure>, BrokerError> {
         let mut out = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(500) {
+            let qs: Vec<QueueName> = chunk
+                .iter()
+                .map(|(j, _)| super::queue_of(j))
+                .collect::<Result<_, _>>()?;
             let codes: Vec<i64> = self.run("recover jobs", true, |con| {
                 let mut inv = self.ensure.prepare_invoke();
                 inv.key(keys::REGISTRY).key(keys::LEASES);
-                for (job, requeue) in chunk {
+                for ((job, requeue), q) in chunk.iter().zip(&qs) {
                     let mut j = job.clone();
                     let stored_status = j.status;
                     j.status = JobStatus::New;
-                    inv.key(keys::job(&j.circle, &j.topic, j.id));
-                    inv.key(keys::queue(&j.circle, &j.topic));
-                    inv.key(keys::scheduled(&j.circle, &j.topic));
-                    inv.key(keys::outcomes(&j.circle, &j.topic));
+                    inv.key(keys::job(q, j.id));
+                    inv.key(keys::queue(q));
+                    inv.key(keys::scheduled(q));
+                    inv.key(keys::outcomes(q));
                     inv.arg(codec::to_json(&j))
                         .arg(j.id)
-                        .arg(keys::lease_member(&j.circle, &j.topic, j.id))
+                        .arg(keys::lease_member(q, j.id))
                         .arg(stored_status.as_str())
                         .arg(j.attempts)
                         .arg(if *requeue { "1" } else { "0" })
@@ -1541,7 +1499,7 @@ impl Broker for RedisBroker {
         }
         // LPUSH in, RPOP out: the next to run is the last element, so position `start` from
         // the right is index -(start + 1).
-        let key = keys::queue(&q.circle, &q.topic);
+        let key = keys::queue(&q);
         let first = -(start as i64) - (count as i64);
         let last = -(start as i64) - 1;
         let raw: Vec<String> = self.run("queue page", true, |con| {
@@ -1565,8 +1523,8 @@ impl Broker for RedisBroker {
         let mut ids: Vec<u32> = members
             .iter()
             .filter_map(|m| keys::parse_lease_member(m))
-            .filter(|(c, t, _)| *c == q.circle && *t == q.topic)
-            .map(|(_, _, id)| id)
+            .filter(|r| r.queue() == q)
+            .map(|r| r.id())
             .collect();
         ids.sort_unstable();
         Ok(ids)
@@ -1574,6 +1532,10 @@ impl Broker for RedisBroker {
 
     fn read_stats(&self) -> Result<Vec<EngineStats>, BrokerError> {
         RedisBroker::read_stats(self)
+    }
+
+    fn ping(&self) -> Result<(), BrokerError> {
+        RedisBroker::ping(self)
     }
 
     fn publish_stats(

@@ -1,9 +1,9 @@
-//! The watchdog thread: enforces deadlines (sets the job's cancel flag and records error
+//! The deadline keeper, the engine's `herojobs-watchdog` thread: enforces deadlines (sets the job's cancel flag and records error
 //! "timeout after N s"; a result that arrives later is dropped), renews the leases of running
 //! jobs, and publishes the counters.
 
 use super::stats::Stats;
-use super::{Ending, Outcome, Shared};
+use super::shared::{Ending, Outcome, Shared};
 use crate::job::{unix_now, JobStatus};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,16 +12,16 @@ use std::time::{Duration, Instant};
 /// How often deadlines are checked.
 const TICK: Duration = Duration::from_millis(20);
 
-/// The watchdog's own state.
-pub struct Watchdog {
+/// The deadline keeper's own state.
+pub(crate) struct Deadlines {
     shared: Arc<Shared>,
     last_renew: Instant,
     last_publish: Option<Instant>,
 }
 
 /// The thread body: runs until the engine drains (so timeouts hold during the grace period).
-pub fn run(shared: Arc<Shared>) {
-    let mut w = Watchdog {
+pub(crate) fn run(shared: Arc<Shared>) {
+    let mut w = Deadlines {
         shared,
         last_renew: Instant::now(),
         last_publish: None,
@@ -33,9 +33,9 @@ pub fn run(shared: Arc<Shared>) {
     w.publish();
 }
 
-impl Watchdog {
+impl Deadlines {
     /// One step: time out expired jobs, renew leases when due, publish counters when due.
-    pub fn run_once(&mut self) {
+    pub(crate) fn run_once(&mut self) {
         let s = Arc::clone(&self.shared);
         let now = Instant::now();
         {
@@ -63,7 +63,7 @@ impl Watchdog {
             }
         }
         // Progress reports that changed since the last tick: one pipelined write for all.
-        let changed: Vec<(crate::broker::QueueName, u32, String)> = {
+        let changed: Vec<(crate::names::JobRef, String)> = {
             let mut running = s.running.lock();
             running
                 .iter_mut()
@@ -71,7 +71,7 @@ impl Watchdog {
                     let (seq, text) = r.progress.get();
                     (seq != r.progress_published).then(|| {
                         r.progress_published = seq;
-                        (k.0.clone(), k.1, text)
+                        (k.clone(), text)
                     })
                 })
                 .collect()

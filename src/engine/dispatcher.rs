@@ -2,10 +2,12 @@
 //! not a backlog), rotating the queue order on every take so no queue starves another, and
 //! hands them to the pool.
 
+use super::config::{QueuePattern, QueueSelection};
 use super::handoff::Handoff;
-use super::{Ending, Outcome, Running, Shared, Work};
-use crate::broker::{QueueName, Taken};
+use super::shared::{Ending, Outcome, Running, Shared, Work};
+use crate::broker::Taken;
 use crate::job::{unix_now, Job, JobStatus};
+use crate::names::{JobRef, QueueName};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ const GATHER: Duration = Duration::from_micros(200);
 const REFRESH: Duration = Duration::from_millis(500);
 
 /// The dispatcher's own state.
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     shared: Arc<Shared>,
     work: Arc<Handoff<Work>>,
     queues: Vec<QueueName>,
@@ -41,26 +43,31 @@ const HANDBACK_PAUSE: Duration = Duration::from_millis(250);
 /// The selected queues that exist: listed ones as given, `circle/*` expanded from the
 /// registry.
 fn expand<'a>(
-    list: impl Iterator<Item = &'a QueueName>,
+    list: impl Iterator<Item = &'a QueuePattern>,
     registered: &[QueueName],
 ) -> Vec<QueueName> {
     let mut out: Vec<QueueName> = Vec::new();
     for sel in list {
-        if sel.topic == "*" {
-            for q in registered.iter().filter(|q| q.circle == sel.circle) {
-                if !out.contains(q) {
-                    out.push(q.clone());
+        match sel.queue() {
+            Some(q) => {
+                if !out.contains(&q) {
+                    out.push(q);
                 }
             }
-        } else if !out.contains(sel) {
-            out.push(sel.clone());
+            None => {
+                for q in registered.iter().filter(|q| sel.matches(q)) {
+                    if !out.contains(q) {
+                        out.push(q.clone());
+                    }
+                }
+            }
         }
     }
     out
 }
 
 /// The thread body.
-pub fn run(shared: Arc<Shared>, work: Arc<Handoff<Work>>) {
+pub(crate) fn run(shared: Arc<Shared>, work: Arc<Handoff<Work>>) {
     let mut d = Dispatcher::new(shared, work);
     while !d.shared.stopping.load(Ordering::Acquire) {
         d.run_once();
@@ -71,7 +78,7 @@ pub fn run(shared: Arc<Shared>, work: Arc<Handoff<Work>>) {
 
 impl Dispatcher {
     /// A dispatcher feeding `work`.
-    pub fn new(shared: Arc<Shared>, work: Arc<Handoff<Work>>) -> Dispatcher {
+    pub(crate) fn new(shared: Arc<Shared>, work: Arc<Handoff<Work>>) -> Dispatcher {
         Dispatcher {
             shared,
             work,
@@ -99,7 +106,7 @@ impl Dispatcher {
     /// the outcomes and take up to that many jobs in one broker call, hand them out. When
     /// the queues ran dry, block on the broker until a submit. Returns how many jobs were
     /// handed out.
-    pub fn run_once(&mut self) -> usize {
+    pub(crate) fn run_once(&mut self) -> usize {
         let s = Arc::clone(&self.shared);
         let (batch, reserved, budget) = {
             let mut g = s.slots.lock();
@@ -194,7 +201,6 @@ impl Dispatcher {
     /// list as given, or a weighted random order. `None` when no queue is there (the
     /// registry is read again next time); an error when the registry cannot be read.
     fn order(&mut self) -> Result<Option<Vec<QueueName>>, String> {
-        use super::QueueSelection;
         if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
             let selection = &self.shared.config.queues;
             let mut registered = self.shared.broker.queues().map_err(|e| e.to_string())?;
@@ -237,9 +243,7 @@ impl Dispatcher {
             QueueSelection::Weighted(list) => {
                 let weight = |q: &QueueName| {
                     list.iter()
-                        .find(|(s, _)| {
-                            s.circle == q.circle && (s.topic == "*" || s.topic == q.topic)
-                        })
+                        .find(|(s, _)| s.matches(q))
                         .map_or(1, |(_, w)| *w as u64)
                 };
                 // Weighted sampling without replacement: each pick takes a queue with
@@ -280,6 +284,7 @@ impl Dispatcher {
         let mut batch = Vec::with_capacity(taken.len());
         for t in taken {
             super::stats::Stats::inc(&s.stats.taken);
+            let r = t.queue.job(t.id);
             let (job, attempt) = match t.job {
                 Ok(job) => (job, t.attempt),
                 Err(reason) => match self.fallback(&t.queue, t.id, t.attempt, &reason) {
@@ -292,7 +297,7 @@ impl Dispatcher {
                     None => continue,
                 },
             };
-            if let Some(w) = self.prepare(job, attempt) {
+            if let Some(w) = self.prepare(r, job, attempt) {
                 batch.push(w);
             }
         }
@@ -307,9 +312,7 @@ impl Dispatcher {
         if let Err(back) = self.work.send_all(batch) {
             // Workers are gone (shutdown): give the jobs back.
             for w in back {
-                s.running
-                    .lock()
-                    .remove(&(QueueName::new(&w.job.circle, &w.job.topic), w.job.id));
+                s.running.lock().remove(&w.job_ref);
                 s.send_outcome(Outcome {
                     job: w.job,
                     attempt: w.attempt,
@@ -326,14 +329,14 @@ impl Dispatcher {
     /// attempt) while some engine of the fleet claims its type, or failed with a clear error
     /// once it waited `unclaimed_timeout` and nobody does. `Some(work)` never: it does not
     /// run here.
-    fn hand_back_or_fail(&mut self, job: Job, attempt: u32) {
+    fn hand_back_or_fail(&mut self, r: JobRef, job: Job, attempt: u32) {
         let s = Arc::clone(&self.shared);
         let t = job.params_type.as_str().to_string();
         let within = s.config.unclaimed_timeout;
         let claimed = s.broker.type_claimed(&t, within).unwrap_or(true);
         let age = (unix_now() - job.time_scheduled).max(0) as u64;
         if claimed || age < within.as_secs() {
-            let q = QueueName::new(&job.circle, &job.topic);
+            let q = r.queue().clone();
             self.paused.retain(|(p, _)| *p != q);
             self.paused.push((q, Instant::now() + HANDBACK_PAUSE));
             s.send_outcome(Outcome {
@@ -363,7 +366,7 @@ impl Dispatcher {
     /// dropped with a warning; one whose broker copy was garbage is failed with the reason.
     fn fallback(&self, q: &QueueName, id: u32, attempt: u32, reason: &str) -> Option<Job> {
         let s = &self.shared;
-        let stored = match s.store.get(&q.circle, &q.topic, id) {
+        let stored = match s.store.get(q, id) {
             Ok(j) => j,
             Err(e) => {
                 log::error!("job {q}/{id}: its OurDB record is unreadable: {e}");
@@ -393,8 +396,8 @@ impl Dispatcher {
         log::warn!("{reason}");
         let job = stored.unwrap_or_else(|| Job {
             id,
-            circle: q.circle.clone(),
-            topic: q.topic.clone(),
+            circle: q.circle().to_string(),
+            topic: q.topic().to_string(),
             ..Job::default()
         });
         self.fail(
@@ -422,10 +425,10 @@ impl Dispatcher {
 
     /// Registers the job's deadline and makes the work item for a worker (`hand_out` records
     /// the batch active in OurDB: the broker already has it active under a lease).
-    fn prepare(&mut self, mut job: Job, attempt: u32) -> Option<Work> {
+    fn prepare(&mut self, r: JobRef, mut job: Job, attempt: u32) -> Option<Work> {
         let s = Arc::clone(&self.shared);
         if s.registry.get(&job.params_type).is_none() {
-            self.hand_back_or_fail(job, attempt);
+            self.hand_back_or_fail(r, job, attempt);
             return None;
         }
         job.status = JobStatus::Active;
@@ -457,9 +460,8 @@ impl Dispatcher {
         let cancel = Arc::new(AtomicBool::new(false));
         let progress = crate::processor::Progress::default();
         let deadline = Instant::now() + s.timeout_of(&job);
-        let key = (QueueName::new(&job.circle, &job.topic), job.id);
         s.running.lock().insert(
-            key,
+            r.clone(),
             Running {
                 job: job.clone(),
                 attempt,
@@ -471,6 +473,7 @@ impl Dispatcher {
             },
         );
         Some(Work {
+            job_ref: r,
             job,
             attempt,
             cancel,

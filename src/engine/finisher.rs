@@ -8,7 +8,7 @@
 //! in the outbox longer than [`STALE`].
 
 use super::stats::Stats;
-use super::{Ending, Outcome, Shared};
+use super::shared::{Ending, Outcome, Shared};
 use crate::broker::{BrokerError, QueueName, Taken, Transition};
 use crate::job::JobStatus;
 use std::sync::atomic::Ordering;
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Most outcomes recorded in one broker call.
-pub const BATCH: usize = 512;
+pub(crate) const BATCH: usize = 512;
 /// How long an outcome may wait for the dispatcher's next take before the finisher records
 /// it on its own.
 const STALE: Duration = Duration::from_millis(1);
@@ -25,7 +25,7 @@ const STALE: Duration = Duration::from_millis(1);
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The finisher thread's body: runs until the engine drains and the outbox is empty.
-pub fn run(shared: Arc<Shared>) {
+pub(crate) fn run(shared: Arc<Shared>) {
     loop {
         let batch = {
             let mut g = shared.slots.lock();
@@ -62,7 +62,7 @@ fn record(shared: &Shared, batch: Vec<Outcome>) {
         Stats::inc(&shared.stats.finish_batches);
         let pairs = pairs_of(&finished);
         let t = with_retry(shared, "record finished jobs", false, || {
-            crate::client::record_finished(&*shared.broker, &shared.store, &pairs)
+            crate::settle::record_finished(&*shared.broker, &shared.store, &pairs)
         });
         apply(shared, &finished, t.as_deref());
     }
@@ -80,7 +80,7 @@ fn record(shared: &Shared, batch: Vec<Outcome>) {
 /// through outages) and the error is returned: the caller stops collecting and backs off.
 /// Jobs a failed call may have taken are under leases that expire; lease recovery queues
 /// them again. Releases (only at shutdown) are left to the finisher too.
-pub fn record_and_take(
+pub(crate) fn record_and_take(
     shared: &Shared,
     batch: Vec<Outcome>,
     reserved: usize,
@@ -115,7 +115,7 @@ pub fn record_and_take(
     // takes over.
     let t = if t.contains(&Transition::Missing) {
         match with_retry(shared, "record finished jobs", true, || {
-            crate::client::resolve_missing(&*shared.broker, &shared.store, &pairs, t.clone())
+            crate::settle::resolve_missing(&*shared.broker, &shared.store, &pairs, t.clone())
         }) {
             Some(t) => t,
             None => {
@@ -188,7 +188,7 @@ fn give_back(shared: &Shared, freed: usize, taken: usize) {
 }
 
 /// Puts outcomes back in the outbox for the finisher.
-pub fn requeue(shared: &Shared, outcomes: Vec<Outcome>) {
+pub(crate) fn requeue(shared: &Shared, outcomes: Vec<Outcome>) {
     if outcomes.is_empty() {
         return;
     }

@@ -17,13 +17,13 @@ struct Inner<T> {
 }
 
 /// A closable multi-consumer queue.
-pub struct Handoff<T> {
+pub(crate) struct Handoff<T> {
     inner: Mutex<Inner<T>>,
     cv: Condvar,
 }
 
 /// What [`Handoff::recv_timeout`] got.
-pub enum Recv<T> {
+pub(crate) enum Recv<T> {
     /// An item.
     Item(T),
     /// Nothing arrived in time.
@@ -34,7 +34,7 @@ pub enum Recv<T> {
 
 impl<T> Handoff<T> {
     /// An empty, open queue with room for `capacity` items before it reallocates.
-    pub fn new(capacity: usize) -> Handoff<T> {
+    pub(crate) fn new(capacity: usize) -> Handoff<T> {
         Handoff {
             inner: Mutex::new(Inner {
                 items: VecDeque::with_capacity(capacity),
@@ -45,7 +45,7 @@ impl<T> Handoff<T> {
     }
 
     /// Adds an item and wakes one consumer; gives it back if the queue is closed.
-    pub fn send(&self, item: T) -> Result<(), T> {
+    pub(crate) fn send(&self, item: T) -> Result<(), T> {
         let mut g = self.inner.lock();
         if g.closed {
             return Err(item);
@@ -59,7 +59,7 @@ impl<T> Handoff<T> {
     /// Adds a batch under one lock, then wakes one consumer per item (after unlocking, so a
     /// woken consumer does not immediately block on the lock, or preempt the producer while
     /// it still holds it). Gives the batch back if the queue is closed.
-    pub fn send_all(&self, items: Vec<T>) -> Result<(), Vec<T>> {
+    pub(crate) fn send_all(&self, items: Vec<T>) -> Result<(), Vec<T>> {
         let n = items.len();
         let mut g = self.inner.lock();
         if g.closed {
@@ -74,7 +74,7 @@ impl<T> Handoff<T> {
     }
 
     /// Takes the next item, waiting up to `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Recv<T> {
+    pub(crate) fn recv_timeout(&self, timeout: Duration) -> Recv<T> {
         let mut g = self.inner.lock();
         if g.items.is_empty() && !g.closed {
             self.cv.wait_for(&mut g, timeout);
@@ -87,7 +87,7 @@ impl<T> Handoff<T> {
     }
 
     /// Closes the queue: consumers drain what is left, then see `Closed`.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.inner.lock().closed = true;
         self.cv.notify_all();
     }

@@ -2,17 +2,17 @@
 //! type. A processor that panics fails its job, not the worker.
 
 use super::handoff::{Handoff, Recv};
-use super::{Ending, Outcome, Shared, Work};
-use crate::broker::QueueName;
+use super::shared::{Ending, Outcome, Shared, Work};
 use crate::job::{unix_now, Job, JobStatus};
-use crate::processor::{JobContext, JobLog};
+use crate::names::JobRef;
+use crate::processor::{JobContext, JobError, JobLog};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// The thread body: runs jobs until the hand-off queue is closed and empty.
-pub fn run(shared: Arc<Shared>, work: Arc<Handoff<Work>>) {
+pub(crate) fn run(shared: Arc<Shared>, work: Arc<Handoff<Work>>) {
     loop {
         match work.recv_timeout(shared.config.poll) {
             Recv::Item(w) => run_one(&shared, w),
@@ -60,31 +60,26 @@ fn admit(shared: &Shared, job: &Job) -> Result<(), String> {
 
 /// Cuts the finished job's result, error and log so its OurDB record fits the database's
 /// `record_size_max` (the job's log says what was cut).
-fn fit_record(shared: &Shared, job: &mut Job) {
-    let max = match shared.store.db(&job.circle, &job.topic) {
+fn fit_record(shared: &Shared, r: &JobRef, job: &mut Job) {
+    let max = match shared.store.db(r.queue()) {
         Ok(db) => db.stored_config().record_size_max,
         Err(_) => crate::ourdb::Config::default().record_size_max,
     };
     if crate::limits::fit_finished(job, max) {
-        log::warn!(
-            "job {}/{}/{}: outcome cut to fit the record limit of {max} bytes",
-            job.circle,
-            job.topic,
-            job.id
-        );
+        log::warn!("job {r}: outcome cut to fit the record limit of {max} bytes");
     }
 }
 
 /// Runs one job and hands its outcome to the finisher.
-pub fn run_one(shared: &Shared, w: Work) {
+pub(crate) fn run_one(shared: &Shared, w: Work) {
     let Work {
+        job_ref: key,
         mut job,
         attempt,
         cancel,
         deadline,
         progress,
     } = w;
-    let key = (QueueName::new(&job.circle, &job.topic), job.id);
     if shared.stopping.load(Ordering::Acquire) {
         // Taken but not started when shutdown began: give it back untouched.
         shared.running.lock().remove(&key);
@@ -106,12 +101,15 @@ pub fn run_one(shared: &Shared, w: Work) {
     .with_attempt(attempt.saturating_sub(job.released))
     .with_progress(progress);
     let result = match admit(shared, &job) {
-        Err(refusal) => Err(refusal),
+        Err(refusal) => Err(JobError::permanent(refusal)),
         Ok(()) => match shared.registry.get(&job.params_type) {
-            None => Err(format!("unknown params type: {}", job.params_type)),
+            None => Err(JobError::permanent(format!(
+                "unknown params type: {}",
+                job.params_type
+            ))),
             Some(p) => std::panic::catch_unwind(AssertUnwindSafe(|| p.process(&job, &ctx)))
                 .unwrap_or_else(|panic| {
-                    Err(format!("processor panicked: {}", panic_message(&*panic)))
+                    Err(format!("processor panicked: {}", panic_message(&*panic)).into())
                 }),
         },
     };
@@ -119,12 +117,7 @@ pub fn run_one(shared: &Shared, w: Work) {
     let entry = shared.running.lock().remove(&key);
     if entry.is_none() {
         // Shutdown gave up on this worker and already gave its job back: nothing to record.
-        log::warn!(
-            "job {}/{}/{} returned after the engine gave up on it; its outcome is dropped",
-            job.circle,
-            job.topic,
-            job.id
-        );
+        log::warn!("job {key} returned after the engine gave up on it; its outcome is dropped");
         return;
     }
     let timed_out = entry.as_ref().is_some_and(|r| r.timed_out);
@@ -153,8 +146,8 @@ pub fn run_one(shared: &Shared, w: Work) {
             }
             Err(e) => {
                 job.status = JobStatus::Error;
-                job.error = e;
-                if !ctx.is_permanent() && !cancel.load(Ordering::Acquire) {
+                job.error = e.to_string();
+                if !e.is_permanent() && !ctx.is_permanent() && !cancel.load(Ordering::Acquire) {
                     shared.schedule_retry(&mut job, attempt);
                 }
             }
@@ -162,7 +155,7 @@ pub fn run_one(shared: &Shared, w: Work) {
         Some(Ending::Finished)
     };
     if ending.is_some() {
-        fit_record(shared, &mut job);
+        fit_record(shared, &key, &mut job);
     }
     match ending {
         // The finisher gives the slot back once the outcome is recorded.

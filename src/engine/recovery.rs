@@ -16,8 +16,9 @@
 //! `recovery.mark` beside the job database and advanced as the oldest jobs finish.
 
 use super::stats::Stats;
-use super::Shared;
-use crate::broker::{Ensure, QueueName};
+use super::shared::Shared;
+use crate::broker::Ensure;
+use crate::names::{JobRef, QueueName};
 use crate::error::Result;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -75,10 +76,10 @@ const DISCOVER_EVERY: Duration = Duration::from_secs(10);
 const DISCOVER_KEYS: usize = 5000;
 
 /// Recovery's state between passes.
-pub struct Recovery {
+pub(crate) struct Recovery {
     shared: Arc<Shared>,
-    trackers: HashMap<(String, String), Tracker>,
-    suspects: HashMap<(QueueName, u32), Instant>,
+    trackers: HashMap<QueueName, Tracker>,
+    suspects: HashMap<JobRef, Instant>,
     epoch: Option<String>,
     /// When queue discovery last ran.
     discovered: Option<Instant>,
@@ -88,7 +89,7 @@ pub struct Recovery {
 /// runs at once, beside the dispatcher rather than before it, so a restart with many queued
 /// jobs starts working immediately; running it concurrently with takes is what every later
 /// pass does anyway.
-pub fn run(shared: Arc<Shared>, mut rec: Recovery) {
+pub(crate) fn run(shared: Arc<Shared>, mut rec: Recovery) {
     if let Err(e) = rec.run_once() {
         log::warn!("startup recovery: {e}");
     }
@@ -107,16 +108,13 @@ pub fn run(shared: Arc<Shared>, mut rec: Recovery) {
     }
 }
 
-fn mark_path(shared: &Shared, circle: &str, topic: &str) -> std::path::PathBuf {
-    shared
-        .store
-        .db_dir(circle, topic)
-        .with_file_name("recovery.mark")
+fn mark_path(shared: &Shared, q: &QueueName) -> std::path::PathBuf {
+    shared.store.db_dir(q).with_file_name("recovery.mark")
 }
 
 impl Recovery {
     /// Fresh recovery state (its first pass is a full check).
-    pub fn new(shared: Arc<Shared>) -> Recovery {
+    pub(crate) fn new(shared: Arc<Shared>) -> Recovery {
         Recovery {
             shared,
             trackers: HashMap::new(),
@@ -127,21 +125,22 @@ impl Recovery {
     }
 
     fn running_here(&self, q: &QueueName, id: u32) -> bool {
-        self.shared.running.lock().contains_key(&(q.clone(), id))
+        self.shared.running.lock().contains_key(&q.job(id))
     }
 
     /// One pass: expired leases; then new ids, or every unfinished job if the broker lost
     /// its data; then the suspects.
-    pub fn run_once(&mut self) -> Result<()> {
+    pub(crate) fn run_once(&mut self) -> Result<()> {
         let s = Arc::clone(&self.shared);
-        for (q, id) in s.broker.reclaim_expired(1000)? {
+        for r in s.broker.reclaim_expired(1000)? {
+            let (q, id) = (r.queue().clone(), r.id());
             if self.running_here(&q, id) {
                 continue; // our renewal lapsed (broker outage); the next renewal restores it
             }
             // The engine that died may have been on another host: this store may never have
             // seen the job. The broker's copy then stands in (it has the hash: only the
             // lease was lost).
-            let job = match s.store.get(&q.circle, &q.topic, id) {
+            let job = match s.store.get(&q, id) {
                 Ok(Some(job)) => Some(job),
                 Ok(None) => s.broker.get(&q, id).unwrap_or_else(|e| {
                     log::warn!("recovery: job {q}/{id}: {e}");
@@ -172,11 +171,10 @@ impl Recovery {
         if full {
             // The fleet's id counters may be gone with the data: this store's high-water
             // marks go back before anyone reserves a new block from zero.
-            for (c, t) in &topics {
-                let q = QueueName::new(c, t);
-                match s.store.next_id(c, t) {
+            for q in &topics {
+                match s.store.next_id(q) {
                     Ok(next) => {
-                        if let Err(e) = s.broker.reserve_ids(&q, next, 0) {
+                        if let Err(e) = s.broker.reserve_ids(q, next, 0) {
                             log::warn!("recovery: re-asserting the id counter of {q}: {e}");
                         }
                     }
@@ -186,9 +184,9 @@ impl Recovery {
         }
         // One database that cannot be read must not stop recovery of the others: it is
         // reported and tried again next pass.
-        for (c, t) in topics {
-            if let Err(e) = self.scan_topic(&c, &t, full) {
-                log::error!("recovery: {c}/{t}: {e}; the other databases go on, this one is retried next pass");
+        for q in topics {
+            if let Err(e) = self.scan_topic(&q, full) {
+                log::error!("recovery: {q}: {e}; the other databases go on, this one is retried next pass");
                 Stats::inc(&s.stats.recovery_errors);
             }
         }
@@ -199,13 +197,12 @@ impl Recovery {
         Ok(())
     }
 
-    fn scan_topic(&mut self, c: &str, t: &str, full: bool) -> Result<()> {
+    fn scan_topic(&mut self, q: &QueueName, full: bool) -> Result<()> {
         let s = Arc::clone(&self.shared);
-        let db = s.store.db(c, t)?;
+        let db = s.store.db(q)?;
         let next = db.next_id().min(u32::MAX as u64) as u32;
-        let key = (c.to_string(), t.to_string());
-        let tracker = self.trackers.entry(key.clone()).or_insert_with(|| {
-            let mark = std::fs::read_to_string(mark_path(&s, c, t))
+        let tracker = self.trackers.entry(q.clone()).or_insert_with(|| {
+            let mark = std::fs::read_to_string(mark_path(&s, q))
                 .ok()
                 .and_then(|m| m.trim().parse().ok())
                 .unwrap_or(1u32)
@@ -219,14 +216,13 @@ impl Recovery {
         // Advance the mark past the oldest jobs that finished.
         let mut steps = 0;
         let mut trim = ScanTrim { db: &db, reads: 0 };
-        let q = QueueName::new(c, t);
         while tracker.mark < next && steps < MARK_STEPS {
             if s.stopping.load(Ordering::Acquire) {
                 break;
             }
             Stats::inc(&s.stats.recovery_reads);
             trim.read();
-            match s.store.get(c, t, tracker.mark) {
+            match s.store.get(q, tracker.mark) {
                 Ok(Some(j)) if !j.status.is_finished() => {
                     // Another engine (on any host) may have run it: the broker's finished
                     // copy is then recorded here too, so this store knows the outcome of
@@ -235,8 +231,8 @@ impl Recovery {
                     // copy only what another engine ran (new here), or what has been
                     // finished for a while (this engine's run died before recording it).
                     let local_new = j.status == crate::job::JobStatus::New;
-                    let here = s.running.lock().contains_key(&(q.clone(), tracker.mark));
-                    match s.broker.get(&q, tracker.mark) {
+                    let here = s.running.lock().contains_key(&q.job(tracker.mark));
+                    match s.broker.get(q, tracker.mark) {
                         Ok(Some(done))
                             if done.status.is_finished()
                                 && !here
@@ -282,32 +278,32 @@ impl Recovery {
             let known = if full {
                 vec![false; ids.len()]
             } else {
-                s.broker.known(&q, &ids)?
+                s.broker.known(q, &ids)?
             };
             let mut check = Vec::new();
             for (i, _) in ids.iter().copied().zip(known).filter(|(_, k)| !k) {
                 Stats::inc(&s.stats.recovery_reads);
                 trim.read();
-                match s.store.get(c, t, i) {
-                    Ok(Some(j)) if !j.status.is_finished() && !self.running_here(&q, i) => {
+                match s.store.get(q, i) {
+                    Ok(Some(j)) if !j.status.is_finished() && !self.running_here(q, i) => {
                         check.push((j, false))
                     }
                     Ok(_) => {}
                     Err(e) => log::warn!("recovery: {e}"),
                 }
             }
-            self.apply(&q, &check, s.broker.ensure_queued_many(&check)?);
+            self.apply(q, &check, s.broker.ensure_queued_many(&check)?);
             id = end;
         }
         trim.finish();
         if mark != written {
-            let path = mark_path(&s, c, t);
+            let path = mark_path(&s, q);
             let tmp = path.with_extension("mark.tmp");
             if std::fs::write(&tmp, mark.to_string())
                 .and_then(|_| std::fs::rename(&tmp, &path))
                 .is_ok()
             {
-                if let Some(tr) = self.trackers.get_mut(&key) {
+                if let Some(tr) = self.trackers.get_mut(q) {
                     tr.mark_written = mark;
                 }
             }
@@ -317,7 +313,7 @@ impl Recovery {
 
     fn apply(&mut self, q: &QueueName, checked: &[(crate::job::Job, bool)], results: Vec<Ensure>) {
         for ((job, _), r) in checked.iter().zip(results) {
-            let sk = (q.clone(), job.id);
+            let sk = q.job(job.id);
             match r {
                 Ensure::Fine => {
                     self.suspects.remove(&sk);
@@ -359,11 +355,15 @@ impl Recovery {
     /// and nothing is overwritten.
     fn conflicted(&mut self, q: &QueueName, job: &crate::job::Job) {
         let s = &self.shared;
-        let client = crate::client::Client::with_parts(Arc::clone(&s.broker), Arc::clone(&s.store));
         let mut copy = job.clone();
         copy.id = 0;
-        match client.submit(copy) {
-            Ok(new_id) => {
+        // Unsigned (no secrets here): an engine that requires signatures refuses it, as
+        // it would any job whose signature no longer matches its id.
+        let resubmitted =
+            crate::submit::submit_many(&*s.broker, &s.store, &Default::default(), vec![copy]);
+        match resubmitted.map(|mut r| r.pop()) {
+            Ok(Some(new_ref)) => {
+                let new_id = new_ref.id();
                 let mut old = job.clone();
                 old.status = crate::job::JobStatus::Error;
                 old.error = format!(
@@ -376,6 +376,7 @@ impl Recovery {
                 log::warn!("recovery: job {q}/{} met another job under its id; submitted again as {new_id}", job.id);
                 Stats::inc(&s.stats.recovered);
             }
+            Ok(None) => {}
             Err(e) => log::warn!("recovery: job {q}/{} met another job under its id; submitting it again failed: {e}; retried next pass", job.id),
         }
     }
@@ -405,21 +406,22 @@ impl Recovery {
     /// Looks again at jobs that looked lost; queues those still lost after the grace period.
     fn recheck_suspects(&mut self) -> Result<()> {
         let s = Arc::clone(&self.shared);
-        let keys: Vec<(QueueName, u32)> = self.suspects.keys().cloned().collect();
-        for (q, id) in keys {
-            let job = match s.store.get(&q.circle, &q.topic, id)? {
-                Some(j) if !j.status.is_finished() && !self.running_here(&q, id) => j,
+        let keys: Vec<JobRef> = self.suspects.keys().cloned().collect();
+        for r in keys {
+            let (q, id) = (r.queue(), r.id());
+            let job = match s.store.get(q, id)? {
+                Some(j) if !j.status.is_finished() && !self.running_here(q, id) => j,
                 _ => {
-                    self.suspects.remove(&(q, id));
+                    self.suspects.remove(&r);
                     continue;
                 }
             };
             let requeue = self
                 .suspects
-                .get(&(q.clone(), id))
+                .get(&r)
                 .is_some_and(|t| t.elapsed() >= s.config.recovery_grace);
-            let r = s.broker.ensure_queued(&job, requeue)?;
-            self.apply(&q, &[(job, requeue)], vec![r]);
+            let verdict = s.broker.ensure_queued(&job, requeue)?;
+            self.apply(q, &[(job, requeue)], vec![verdict]);
         }
         Ok(())
     }

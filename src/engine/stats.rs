@@ -2,150 +2,16 @@
 //! stats`, the dashboard and `/metrics` (per engine, and per queue with wait-time and
 //! run-time histograms).
 
-use super::Shared;
-use crate::broker::QueueName;
+use super::shared::Shared;
+use crate::counters::QueueCounts;
 use crate::job::{Job, JobStatus};
+use crate::names::QueueName;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Upper bounds, in seconds, of the wait-time and run-time histogram buckets (a last,
-/// unbounded bucket follows). Job times are whole unix seconds, so a duration is a whole
-/// number of seconds and `0` means "within the same second".
-pub const BUCKETS: [u64; 10] = [0, 1, 2, 5, 10, 30, 60, 300, 900, 3600];
-
-/// A histogram of whole seconds: per-bucket (not cumulative) counts, their sum and count.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Histogram {
-    /// Count per bucket of [`BUCKETS`], then the unbounded one (`BUCKETS.len() + 1` entries).
-    pub buckets: Vec<u64>,
-    /// Sum of the observed seconds.
-    pub sum: u64,
-    /// Observations.
-    pub count: u64,
-}
-
-impl Histogram {
-    /// Records one duration in seconds.
-    pub fn observe(&mut self, secs: u64) {
-        if self.buckets.len() != BUCKETS.len() + 1 {
-            self.buckets.resize(BUCKETS.len() + 1, 0);
-        }
-        let i = BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[i] += 1;
-        self.sum += secs;
-        self.count += 1;
-    }
-
-    /// Adds another histogram's counts (summing engines).
-    pub fn merge(&mut self, other: &Histogram) {
-        if self.buckets.len() < other.buckets.len() {
-            self.buckets.resize(other.buckets.len(), 0);
-        }
-        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
-            *a += b;
-        }
-        self.sum += other.sum;
-        self.count += other.count;
-    }
-}
-
-/// Outcomes of one queue recorded by one engine.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct QueueCounts {
-    /// Recorded done.
-    pub done: u64,
-    /// Recorded error (timeouts included).
-    pub failed: u64,
-    /// Recorded as timed out.
-    pub timed_out: u64,
-    /// Failed runs put back to wait for a retry (not counted in `failed`).
-    pub retried: u64,
-    /// Seconds from submit to start, of the recorded jobs.
-    pub wait: Histogram,
-    /// Seconds from start to end, of the recorded jobs.
-    pub run: Histogram,
-}
-
-impl QueueCounts {
-    /// Adds another engine's counts.
-    pub fn merge(&mut self, other: &QueueCounts) {
-        self.done += other.done;
-        self.failed += other.failed;
-        self.timed_out += other.timed_out;
-        self.retried += other.retried;
-        self.wait.merge(&other.wait);
-        self.run.merge(&other.run);
-    }
-
-    /// The published fields of queue `q`: `q:<circle>:<topic>:<name>` (names are
-    /// name-fixed, so they hold no `:`), histograms as `wait:b<i>`, `wait:sum`, `wait:count`.
-    fn fields(&self, q: &QueueName, out: &mut Vec<(String, u64)>) {
-        let p = format!("q:{}:{}:", q.circle, q.topic);
-        out.push((format!("{p}done"), self.done));
-        out.push((format!("{p}failed"), self.failed));
-        out.push((format!("{p}timed_out"), self.timed_out));
-        out.push((format!("{p}retried"), self.retried));
-        for (name, h) in [("wait", &self.wait), ("run", &self.run)] {
-            for (i, n) in h.buckets.iter().enumerate() {
-                out.push((format!("{p}{name}:b{i}"), *n));
-            }
-            out.push((format!("{p}{name}:sum"), h.sum));
-            out.push((format!("{p}{name}:count"), h.count));
-        }
-    }
-}
-
-/// Splits an engine's published fields into its own counters and its per-queue counts (the
-/// reverse of what the watchdog publishes). Fields it does not know are ignored.
-pub fn parse_fields(
-    fields: &[(String, u64)],
-) -> (BTreeMap<String, u64>, BTreeMap<QueueName, QueueCounts>) {
-    let mut engine = BTreeMap::new();
-    let mut queues: BTreeMap<QueueName, QueueCounts> = BTreeMap::new();
-    for (k, v) in fields {
-        let Some(rest) = k.strip_prefix("q:") else {
-            engine.insert(k.clone(), *v);
-            continue;
-        };
-        let mut parts = rest.splitn(3, ':');
-        let (Some(c), Some(t), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        let qc = queues.entry(QueueName::new(c, t)).or_default();
-        let (hist, field) = match name.split_once(':') {
-            Some(("wait", f)) => (Some(&mut qc.wait), f),
-            Some(("run", f)) => (Some(&mut qc.run), f),
-            _ => (None, name),
-        };
-        match (hist, field) {
-            (None, "done") => qc.done = *v,
-            (None, "failed") => qc.failed = *v,
-            (None, "timed_out") => qc.timed_out = *v,
-            (None, "retried") => qc.retried = *v,
-            (Some(h), "sum") => h.sum = *v,
-            (Some(h), "count") => h.count = *v,
-            (Some(h), b) => {
-                if let Some(i) = b.strip_prefix('b').and_then(|i| i.parse::<usize>().ok()) {
-                    if i <= BUCKETS.len() {
-                        if h.buckets.len() != BUCKETS.len() + 1 {
-                            h.buckets.resize(BUCKETS.len() + 1, 0);
-                        }
-                        h.buckets[i] = *v;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    (engine, queues)
-}
-
 /// Monotonic counters of one engine.
 #[derive(Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Jobs taken off the queues.
     pub taken: AtomicU64,
     /// Broker calls that took at least one job (taken / batches = average batch).
@@ -195,52 +61,55 @@ pub struct Stats {
     pub queues_discovered: AtomicU64,
 }
 
-/// A point-in-time copy of the counters.
+/// An engine's counters at one moment ([`WatchDog::stats`](crate::WatchDog::stats)): what
+/// it has done since it started, and what it is doing now.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Snapshot {
-    /// See [`Stats::taken`].
+#[non_exhaustive]
+pub struct EngineStats {
+    /// Jobs taken off the queues.
     pub taken: u64,
-    /// See [`Stats::batches`].
+    /// Broker calls that took at least one job (taken / batches = average batch).
     pub batches: u64,
-    /// See [`Stats::finish_batches`].
+    /// Finisher round trips (outcomes recorded per broker call = done / finish_batches).
     pub finish_batches: u64,
-    /// See [`Stats::started`].
+    /// Runs started by a worker.
     pub started: u64,
-    /// See [`Stats::done`].
+    /// Recorded done.
     pub done: u64,
-    /// See [`Stats::error`].
+    /// Recorded error (timeouts included).
     pub error: u64,
-    /// See [`Stats::timed_out`].
+    /// Recorded as timed out.
     pub timed_out: u64,
-    /// See [`Stats::recovered`].
+    /// Jobs queued again by recovery (lost by the broker or by a dead engine).
     pub recovered: u64,
-    /// See [`Stats::released`].
+    /// Jobs given back to their queue at shutdown.
     pub released: u64,
-    /// See [`Stats::superseded`].
+    /// Results dropped because another finisher or attempt won.
     pub superseded: u64,
-    /// See [`Stats::recovery_reads`].
+    /// Job records recovery has read (its cost: grows with unfinished jobs, not history).
     pub recovery_reads: u64,
-    /// See [`Stats::recovery_passes`].
+    /// Recovery passes completed (the first is the start-up pass, run beside the dispatcher).
     pub recovery_passes: u64,
-    /// See [`Stats::recovery_errors`].
+    /// Databases recovery could not scan in a pass (it went on with the others).
     pub recovery_errors: u64,
-    /// See [`Stats::outcomes_copied`].
+    /// Outcomes of this store's jobs, run by other engines, copied from the broker.
     pub outcomes_copied: u64,
-    /// See [`Stats::handed_back`].
+    /// Jobs handed back to their queue because no processor here runs their type.
     pub handed_back: u64,
-    /// See [`Stats::retried`].
+    /// Failed runs put back to wait for their retry.
     pub retried: u64,
-    /// See [`Stats::cancelled`].
+    /// Running jobs whose cancel reached this engine.
     pub cancelled: u64,
-    /// See [`Stats::refused`].
+    /// Jobs refused before running (bad or missing signature, or the authenticator said no).
     pub refused: u64,
-    /// See [`Stats::gave_up`].
+    /// Workers given up on at shutdown (their job ignored its cancel past `give_up_after`).
     pub gave_up: u64,
-    /// See [`Stats::dbs_blocked`].
+    /// Times an OurDB database refused writes after retries and was blocked (its queue not
+    /// taken from until it stores again).
     pub dbs_blocked: u64,
-    /// See [`Stats::dbs_unblocked`].
+    /// Times a blocked database stored its kept versions and was unblocked.
     pub dbs_unblocked: u64,
-    /// See [`Stats::queues_discovered`].
+    /// Queues found unregistered (pushed to by other clients) and registered by recovery.
     pub queues_discovered: u64,
     /// Job versions kept for blocked databases now (outcomes OurDB does not have yet).
     pub unrecorded: u64,
@@ -254,14 +123,14 @@ pub struct Snapshot {
 
 impl Stats {
     /// Adds one to a counter.
-    pub fn inc(c: &AtomicU64) {
+    pub(crate) fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Copies the counters.
-    pub fn snapshot(&self, shared: &Shared) -> Snapshot {
+    pub(crate) fn snapshot(&self, shared: &Shared) -> EngineStats {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Snapshot {
+        EngineStats {
             taken: l(&self.taken),
             batches: l(&self.batches),
             finish_batches: l(&self.finish_batches),
@@ -299,15 +168,13 @@ impl Stats {
     /// Counts recorded outcomes per queue: called once per batch where the finisher applies
     /// the broker's verdicts, with the winners only (`timed_out` says which of them the
     /// watchdog timed out).
-    pub fn record_outcomes<'a>(&self, jobs: impl IntoIterator<Item = (&'a Job, bool)>) {
+    pub(crate) fn record_outcomes<'a>(&self, jobs: impl IntoIterator<Item = (&'a Job, bool)>) {
         let mut queues = self.queues.lock();
         for (job, timed_out) in jobs {
-            let q = match queues.get_mut(&QueueName::new(&job.circle, &job.topic)) {
-                Some(q) => q,
-                None => queues
-                    .entry(QueueName::new(&job.circle, &job.topic))
-                    .or_default(),
+            let Some(key) = QueueName::from_fixed(&job.circle, &job.topic) else {
+                continue; // never: recorded jobs were taken under a fixed queue name
             };
+            let q = queues.entry(key).or_default();
             match job.status {
                 JobStatus::Done => q.done += 1,
                 JobStatus::Error => q.failed += 1,
@@ -328,7 +195,7 @@ impl Stats {
     }
 
     /// The per-queue counts, for publishing (see [`QueueCounts`] for the field names).
-    pub fn queue_fields(&self) -> Vec<(String, u64)> {
+    pub(crate) fn queue_fields(&self) -> Vec<(String, u64)> {
         let queues = self.queues.lock();
         let mut out = Vec::with_capacity(queues.len() * 32);
         for (q, c) in queues.iter() {
@@ -338,7 +205,7 @@ impl Stats {
     }
 
     /// A copy of the per-queue counts.
-    pub fn queue_counts(&self) -> BTreeMap<QueueName, QueueCounts> {
+    pub(crate) fn queue_counts(&self) -> BTreeMap<QueueName, QueueCounts> {
         self.queues
             .lock()
             .iter()
@@ -347,9 +214,9 @@ impl Stats {
     }
 }
 
-impl Snapshot {
+impl EngineStats {
     /// (name, value) pairs for publishing.
-    pub fn fields(&self) -> Vec<(&'static str, u64)> {
+    pub(crate) fn fields(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("taken", self.taken),
             ("batches", self.batches),
@@ -399,16 +266,16 @@ mod tests {
         stats.record_outcomes([(&a, false), (&b, true)]);
         let mut fields = stats.queue_fields();
         fields.push(("done".into(), 2));
-        let (engine, queues) = parse_fields(&fields);
+        let (engine, queues) = crate::counters::parse_fields(&fields);
         assert_eq!(engine.get("done"), Some(&2));
-        let q = &queues[&QueueName::new("c", "t")];
+        let q = &queues[&QueueName::new("c", "t").unwrap()];
         assert_eq!((q.done, q.failed, q.timed_out), (1, 1, 1));
         assert_eq!(q.wait.count, 2);
         assert_eq!(q.wait.sum, 6);
         assert_eq!(q.wait.buckets[3], 2, "3 s waits fall in the <= 5 s bucket");
         assert_eq!(q.run.buckets[1], 1, "1 s run");
         assert_eq!(
-            q.run.buckets[BUCKETS.len()],
+            q.run.buckets[crate::counters::BUCKETS.len()],
             1,
             "3896 s run: the unbounded bucket"
         );

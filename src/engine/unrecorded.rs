@@ -13,7 +13,7 @@
 //! through this module under its lock, so a retry never races a newer version.
 
 use super::stats::Stats;
-use super::Shared;
+use super::shared::Shared;
 use crate::broker::QueueName;
 use crate::job::Job;
 use crate::store::{JobStore, StoreError};
@@ -49,7 +49,7 @@ struct Blocked {
 
 /// The blocked databases of one engine.
 #[derive(Default)]
-pub struct Unrecorded {
+pub(crate) struct Unrecorded {
     blocked: Mutex<HashMap<QueueName, Blocked>>,
     /// How many databases are blocked: the dispatcher's check costs one atomic load while
     /// none is.
@@ -57,15 +57,18 @@ pub struct Unrecorded {
 }
 
 /// Groups jobs by database, keeping their order.
+/// Jobs whose names are not fixed cannot have a database (never: the engine's jobs were
+/// taken under a fixed queue name); they are logged and left out.
 fn by_queue<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Vec<(QueueName, Vec<&'a Job>)> {
     let mut groups: Vec<(QueueName, Vec<&Job>)> = Vec::new();
     for j in jobs {
-        match groups
-            .iter_mut()
-            .find(|(q, _)| q.circle == j.circle && q.topic == j.topic)
-        {
+        let Some(q) = QueueName::from_fixed(&j.circle, &j.topic) else {
+            log::error!("job {}/{}/{}: names not fixed; not recorded", j.circle, j.topic, j.id);
+            continue;
+        };
+        match groups.iter_mut().find(|(g, _)| *g == q) {
             Some((_, v)) => v.push(j),
-            None => groups.push((QueueName::new(&j.circle, &j.topic), vec![j])),
+            None => groups.push((q, vec![j])),
         }
     }
     groups
@@ -85,21 +88,21 @@ fn write(store: &JobStore, jobs: &[&Job]) -> Result<(), StoreError> {
 /// but only once its directory takes a probe file: opening maps the files, and on a full
 /// tmpfs even reading a hole in a shared map needs a page the filesystem no longer has.
 fn rewrite(store: &JobStore, q: &QueueName, jobs: &[&Job]) -> Result<(), String> {
-    let dir = store.db_dir(&q.circle, &q.topic);
+    let dir = store.db_dir(q);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     super::probe_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    store.close(&q.circle, &q.topic);
+    store.close(q);
     write(store, jobs).map_err(|e| e.to_string())
 }
 
 impl Unrecorded {
     /// Whether the database of `q` is blocked (its queue is not to be taken from).
-    pub fn is_blocked(&self, q: &QueueName) -> bool {
+    pub(crate) fn is_blocked(&self, q: &QueueName) -> bool {
         self.count.load(Ordering::Acquire) > 0 && self.blocked.lock().contains_key(q)
     }
 
     /// The blocked databases as `circle/topic`, sorted, with how long each has been blocked.
-    pub fn list(&self) -> Vec<(String, Duration)> {
+    pub(crate) fn list(&self) -> Vec<(String, Duration)> {
         if self.count.load(Ordering::Acquire) == 0 {
             return Vec::new();
         }
@@ -114,7 +117,7 @@ impl Unrecorded {
     }
 
     /// How many job versions wait for a blocked database.
-    pub fn waiting(&self) -> usize {
+    pub(crate) fn waiting(&self) -> usize {
         if self.count.load(Ordering::Acquire) == 0 {
             return 0;
         }
@@ -125,7 +128,7 @@ impl Unrecorded {
     /// a few times; if it still refuses, its jobs are kept and it is blocked. Jobs of an
     /// already blocked database are kept without a write (the periodic retry writes them in
     /// order). `what` names the write in the log.
-    pub fn store(&self, shared: &Shared, jobs: Vec<&Job>, what: &str) {
+    pub(crate) fn store(&self, shared: &Shared, jobs: Vec<&Job>, what: &str) {
         for (q, group) in by_queue(jobs) {
             if self.count.load(Ordering::Acquire) > 0 {
                 let mut g = self.blocked.lock();
@@ -178,7 +181,7 @@ impl Unrecorded {
 
     /// Tries the blocked databases whose pause is over (`force`: all of them, now); unblocks
     /// those that store their kept versions. Returns how many stay blocked.
-    pub fn retry(&self, shared: &Shared, force: bool) -> usize {
+    pub(crate) fn retry(&self, shared: &Shared, force: bool) -> usize {
         if self.count.load(Ordering::Acquire) == 0 {
             return 0;
         }
@@ -224,7 +227,7 @@ impl Unrecorded {
     /// At shutdown: one last try, then says in the log what OurDB does not have (the broker
     /// has those outcomes while it keeps its data; recovery copies them into OurDB once the
     /// database stores again).
-    pub fn last_try(&self, shared: &Shared) {
+    pub(crate) fn last_try(&self, shared: &Shared) {
         if self.retry(shared, true) == 0 {
             return;
         }

@@ -9,7 +9,7 @@
 //! otherwise the job fails with `ai upstream <status>: <body>`. The API key never enters the
 //! job or the log.
 
-use super::{JobContext, Processor};
+use super::{JobContext, JobError, Processor};
 use crate::job::Job;
 use serde_json::Value;
 use std::time::Duration;
@@ -130,8 +130,9 @@ fn route(endpoint: &str, request: &Value) -> Result<(&'static str, String), Stri
 /// How often a waiting worker looks at the job's cancel flag during an HTTP call.
 const CANCEL_POLL: Duration = Duration::from_millis(10);
 
-impl Processor for AiProcessor {
-    fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, String> {
+impl AiProcessor {
+    /// Runs `job`: the result, or the error message it fails with.
+    fn run_text(&self, job: &Job, ctx: &JobContext) -> Result<String, String> {
         let base = check_base(
             self.config
                 .base_url
@@ -207,6 +208,12 @@ impl Processor for AiProcessor {
                 }
             }
         }
+    }
+}
+
+impl Processor for AiProcessor {
+    fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, JobError> {
+        self.run_text(job, ctx).map_err(Into::into)
     }
 }
 

@@ -1,11 +1,26 @@
 //! Processors: what runs a job of one params type. One trait, one registry keyed by params
-//! type; users register their own. A processor gets the job and a [`JobContext`] with its
-//! deadline, its cancel flag and its log, and returns the result text or an error text.
+//! type; users register their own (a closure is a processor). A processor gets the job and
+//! a [`JobContext`] with its deadline, its cancel flag and its log, and returns the result
+//! text or a [`JobError`].
+//!
+//! ```
+//! use herojobs::{JobContext, ParamsType, Registry};
+//! let mut registry = Registry::with_builtins();
+//! registry.register(ParamsType::Other("upper".into()), |job, ctx| {
+//!     ctx.log("upper-casing");
+//!     Ok(job.params.to_uppercase())
+//! });
+//! ```
 
+#[cfg(feature = "ai")]
 pub mod ai;
+mod error;
 pub mod heroscript;
 pub mod openrpc;
+#[cfg(feature = "rhai")]
 pub mod rhai;
+
+pub use error::JobError;
 
 use crate::job::{Job, ParamsType};
 use parking_lot::Mutex;
@@ -17,15 +32,15 @@ use std::time::{Duration, Instant};
 /// Runs jobs of one params type. Called from worker threads: implementations are `Send +
 /// Sync` and must honour [`JobContext::is_cancelled`] in anything that can take long.
 pub trait Processor: Send + Sync {
-    /// Runs `job`; `Ok(result)` or `Err(error message)`.
-    fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, String>;
+    /// Runs `job`: `Ok(result)`, or the error the job fails with.
+    fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, JobError>;
 }
 
 impl<F> Processor for F
 where
-    F: Fn(&Job, &JobContext) -> Result<String, String> + Send + Sync,
+    F: Fn(&Job, &JobContext) -> Result<String, JobError> + Send + Sync,
 {
-    fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, String> {
+    fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, JobError> {
         self(job, ctx)
     }
 }
@@ -166,9 +181,18 @@ impl Progress {
     }
 }
 
-/// Returned by [`JobContext::sleep`] when the job was cancelled (timeout or shutdown).
+/// Returned by [`JobContext::sleep`] when the job was cancelled (timeout, cancel or
+/// shutdown). An error, so a handler can pass it on with `?`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cancelled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
 
 impl JobContext {
     /// A context whose deadline is `timeout` from now.
@@ -341,32 +365,48 @@ impl Registry {
         Registry::default()
     }
 
-    /// The four built-in processors: HeroScript (with the `fake` actor), Rhai, OpenRPC
-    /// (with `math.add`, `echo`, `job.info`) and AI (configured from the environment).
+    /// The built-in processors: HeroScript (with the `fake` actor), OpenRPC (with
+    /// `math.add`, `echo`, `job.info`), Rhai (feature `rhai`) and AI (feature `ai`,
+    /// configured from the environment).
     pub fn with_builtins() -> Registry {
         let actors = heroscript::Actors::with_builtins();
         let mut r = Registry::new();
-        r.register(
-            ParamsType::HeroScript,
-            heroscript::HeroScriptProcessor::new(actors.clone()),
-        );
-        r.register(
+        #[cfg(feature = "rhai")]
+        r.register_processor(
             ParamsType::RhaiScript,
-            rhai::RhaiProcessor::new(rhai::RhaiLimits::default(), actors),
+            rhai::RhaiProcessor::new(rhai::RhaiLimits::default(), actors.clone()),
         );
-        r.register(
+        r.register_processor(
+            ParamsType::HeroScript,
+            heroscript::HeroScriptProcessor::new(actors),
+        );
+        r.register_processor(
             ParamsType::OpenRpc,
             openrpc::OpenRpcProcessor::with_builtins(),
         );
-        r.register(
+        #[cfg(feature = "ai")]
+        r.register_processor(
             ParamsType::Ai,
             ai::AiProcessor::new(ai::AiConfig::from_env()),
         );
         r
     }
 
-    /// Registers (or replaces) the processor of a params type.
-    pub fn register(&mut self, params_type: ParamsType, p: impl Processor + 'static) -> &mut Self {
+    /// Registers (or replaces) the handler of a params type: a closure, whose argument and
+    /// error types are inferred (`|job, ctx| Ok(job.params.to_uppercase())`).
+    pub fn register<F>(&mut self, params_type: ParamsType, f: F) -> &mut Self
+    where
+        F: Fn(&Job, &JobContext) -> Result<String, JobError> + Send + Sync + 'static,
+    {
+        self.register_processor(params_type, f)
+    }
+
+    /// Registers (or replaces) the processor of a params type (any [`Processor`]).
+    pub fn register_processor(
+        &mut self,
+        params_type: ParamsType,
+        p: impl Processor + 'static,
+    ) -> &mut Self {
         self.map
             .insert(params_type.as_str().to_string(), Arc::new(p));
         self
@@ -380,7 +420,7 @@ impl Registry {
     }
 
     /// The processor of a params type.
-    pub fn get(&self, params_type: &ParamsType) -> Option<Arc<dyn Processor>> {
+    pub(crate) fn get(&self, params_type: &ParamsType) -> Option<Arc<dyn Processor>> {
         self.map.get(params_type.as_str()).cloned()
     }
 }

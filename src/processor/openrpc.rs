@@ -8,7 +8,7 @@
 //! Topics can instead be forwarded to an external JSON-RPC server on a Unix socket
 //! (newline-delimited JSON both ways, the job's deadline as timeout).
 
-use super::{JobContext, Processor};
+use super::{JobContext, JobError, Processor};
 use crate::job::Job;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -392,8 +392,9 @@ fn response_to_result(v: &Value) -> Result<String, String> {
     }
 }
 
-impl Processor for OpenRpcProcessor {
-    fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, String> {
+impl OpenRpcProcessor {
+    /// Runs `job`: the result, or the error message it fails with.
+    fn run_text(&self, job: &Job, ctx: &JobContext) -> Result<String, String> {
         if let Some(socket) = self.forward.get(&job.topic) {
             return self.call_socket(socket, &job.params, ctx);
         }
@@ -403,6 +404,12 @@ impl Processor for OpenRpcProcessor {
             Ok(v) => Ok(v.to_string()),
             Err(e) => Err(format!("RPC error {}: {}", e.code, e.message)),
         }
+    }
+}
+
+impl Processor for OpenRpcProcessor {
+    fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, JobError> {
+        self.run_text(job, ctx).map_err(Into::into)
     }
 }
 
@@ -419,7 +426,7 @@ mod tests {
             params: params.into(),
             ..Job::default()
         };
-        p.process(
+        p.run_text(
             &job,
             &JobContext::new(Duration::from_secs(5), Arc::new(AtomicBool::new(false))),
         )

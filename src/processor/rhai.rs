@@ -11,7 +11,7 @@
 //! → JSON.
 
 use super::heroscript::Actors;
-use super::{JobContext, JobLog, Processor};
+use super::{JobContext, JobError, JobLog, Processor};
 use crate::job::Job;
 use rhai::{Dynamic, Engine, EvalAltResult, Scope};
 use std::sync::atomic::Ordering;
@@ -135,7 +135,7 @@ impl RhaiProcessor {
             move |text: &str| -> Result<String, Box<EvalAltResult>> {
                 let inner = JobContext::with_log(deadline, timeout, Arc::clone(&c2), l3.clone())
                     .with_attempt(attempt);
-                actors.run(text, &inner).map_err(|e| e.into())
+                actors.run(text, &inner).map_err(|e| e.to_string().into())
             },
         );
         for hook in &self.hooks {
@@ -162,8 +162,9 @@ fn result_text(v: Dynamic) -> Result<String, String> {
         .map_err(|e| format!("the script's value does not convert to JSON: {e}"))
 }
 
-impl Processor for RhaiProcessor {
-    fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, String> {
+impl RhaiProcessor {
+    /// Runs `job`: the result, or the error message it fails with.
+    fn run_text(&self, job: &Job, ctx: &JobContext) -> Result<String, String> {
         let engine = self.engine(ctx, ctx.log_handle());
         let mut scope = Scope::new();
         scope.push_constant("JOB_ID", job.id as i64);
@@ -192,6 +193,12 @@ impl Processor for RhaiProcessor {
     }
 }
 
+impl Processor for RhaiProcessor {
+    fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, JobError> {
+        self.run_text(job, ctx).map_err(Into::into)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,7 +214,7 @@ mod tests {
             ..Job::default()
         };
         let ctx = JobContext::new(timeout, Arc::new(AtomicBool::new(false)));
-        let r = RhaiProcessor::default().process(&job, &ctx);
+        let r = RhaiProcessor::default().run_text(&job, &ctx);
         (r, ctx.take_log())
     }
 

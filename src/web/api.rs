@@ -4,9 +4,9 @@
 
 use super::fleet::{unix_ms, FleetView};
 use super::{App, TOKEN_HEADER};
-use crate::broker::QueueName;
 use crate::client::PageQuery;
 use crate::job::{unix_now, Job, JobStatus};
+use crate::names::{JobRef, QueueName};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -126,9 +126,7 @@ pub(crate) fn all_queues(app: &App, fleet: &FleetView) -> (Vec<QueueName>, Optio
         Ok(qs) => set.extend(qs),
         Err(e) => err = Some(e.to_string()),
     }
-    for (c, t) in app.client.store().topics() {
-        set.insert(QueueName::new(&c, &t));
-    }
+    set.extend(app.client.stored_queues());
     (set.into_iter().collect(), err)
 }
 
@@ -136,7 +134,7 @@ pub(crate) fn all_queues(app: &App, fleet: &FleetView) -> (Vec<QueueName>, Optio
 pub(crate) fn oldest_wait(app: &App, q: &QueueName) -> crate::Result<Option<i64>> {
     Ok(app
         .client
-        .peek(&q.circle, &q.topic)?
+        .peek(q)?
         .map(|j| (unix_now() - j.time_scheduled).max(0)))
 }
 
@@ -144,23 +142,26 @@ fn queue_summary(app: &App, fleet: &FleetView, q: &QueueName) -> Value {
     let counts = fleet.queue(q);
     let rate = app.rates.lock().queues.get(q).copied().unwrap_or_default();
     let mut v = json!({
-        "circle": q.circle,
-        "topic": q.topic,
+        "circle": q.circle(),
+        "topic": q.topic(),
         "done": counts.done,
         "failed": counts.failed,
         "timed_out": counts.timed_out,
         "done_per_s": rate.0,
         "failed_per_s": rate.1,
-        "highest_id": app.client.highest_id(&q.circle, &q.topic).unwrap_or(0),
+        "highest_id": app.client.highest_id(q).unwrap_or(0),
     });
     /// Waiting, running, oldest wait, (dead, scheduled), paused.
     type Live = (u64, usize, Option<i64>, (u64, u64), bool);
     let live = (|| -> crate::Result<Live> {
         Ok((
-            app.client.queue_len(&q.circle, &q.topic)?,
-            app.client.running_ids(&q.circle, &q.topic)?.len(),
+            app.client.queue_len(q)?,
+            app.client.running_ids(q)?.len(),
             oldest_wait(app, q)?,
-            app.client.lifecycle_counts(&q.circle, &q.topic)?,
+            {
+                let c = app.client.lifecycle_counts(q)?;
+                (c.dead, c.scheduled)
+            },
             app.client.paused()?.contains(q),
         ))
     })();
@@ -228,26 +229,38 @@ fn row(job: &Job) -> Value {
 }
 
 /// A job from the broker while it holds it, else OurDB; with where it came from.
-fn find(app: &App, q: &QueueName, id: u32) -> crate::Result<Option<(Job, String)>> {
-    match app.client.broker().get(q, id) {
+fn find(app: &App, r: &JobRef) -> crate::Result<Option<(Job, String)>> {
+    match app.client.broker().get(r.queue(), r.id()) {
         Ok(Some(j)) => Ok(Some((j, "redis".into()))),
-        Ok(None) => Ok(app
-            .client
-            .stored(&q.circle, &q.topic, id)?
-            .map(|j| (j, "ourdb".into()))),
+        Ok(None) => Ok(app.client.stored(r)?.map(|j| (j, "ourdb".into()))),
         Err(e) => Ok(app
             .client
-            .stored(&q.circle, &q.topic, id)?
+            .stored(r)?
             .map(|j| (j, format!("ourdb (broker unreachable: {e})")))),
     }
 }
 
+/// Why a request is answered 400 (what it asked for cannot be), or 503 (it could not be
+/// done now).
+enum Refusal {
+    Bad(String),
+    Failed(crate::Error),
+}
+
+impl From<crate::Error> for Refusal {
+    fn from(e: crate::Error) -> Refusal {
+        match e {
+            crate::Error::Name(_) | crate::Error::Ref(_) => Refusal::Bad(e.to_string()),
+            e => Refusal::Failed(e),
+        }
+    }
+}
+
 fn queue(app: &App, c: &str, t: &str, query: &str) -> Reply {
-    let (circle, topic) = match crate::store::fix_names(c, t) {
-        Ok(n) => n,
+    let q = match QueueName::new(c, t) {
+        Ok(q) => q,
         Err(e) => return Reply::error(400, e),
     };
-    let q = QueueName::new(&circle, &topic);
     let limit = param(query, "limit")
         .and_then(|l| l.parse::<usize>().ok())
         .unwrap_or(50)
@@ -270,12 +283,12 @@ fn queue(app: &App, c: &str, t: &str, query: &str) -> Reply {
         "limit": limit,
     });
     // Rows, where the next page starts, and (OurDB pages) how many records were read.
-    let listed = (|| -> crate::Result<(Vec<Value>, Value, Option<usize>)> {
+    let listed = (|| -> Result<(Vec<Value>, Value, Option<usize>), Refusal> {
         if let Some(id) = param(query, "id") {
             let id: u32 = id
                 .parse()
-                .map_err(|_| crate::Error::Invalid(format!("id {id:?}: expected a number")))?;
-            let rows = find(app, &q, id)?
+                .map_err(|_| Refusal::Bad(format!("id {id:?}: expected a number")))?;
+            let rows = find(app, &q.job(id))?
                 .map(|(j, _)| row(&j))
                 .into_iter()
                 .collect();
@@ -287,12 +300,10 @@ fn queue(app: &App, c: &str, t: &str, query: &str) -> Reply {
                 let start: u64 = param(query, "start")
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
-                let ids = app
-                    .client
-                    .queue_page(&circle, &topic, start, limit as u64)?;
+                let ids = app.client.queue_page(&q, start, limit as u64)?;
                 let mut rows = Vec::with_capacity(ids.len());
                 for id in &ids {
-                    if let Some((j, _)) = find(app, &q, *id)? {
+                    if let Some((j, _)) = find(app, &q.job(*id))? {
                         rows.push(row(&j));
                     }
                 }
@@ -306,8 +317,8 @@ fn queue(app: &App, c: &str, t: &str, query: &str) -> Reply {
             // Running jobs: the leases (bounded by the fleet's workers).
             Some("active") => {
                 let mut rows = Vec::new();
-                for id in app.client.running_ids(&circle, &topic)?.iter().take(limit) {
-                    if let Some((j, _)) = find(app, &q, *id)? {
+                for id in app.client.running_ids(&q)?.iter().take(limit) {
+                    if let Some((j, _)) = find(app, &q.job(*id))? {
                         rows.push(row(&j));
                     }
                 }
@@ -315,17 +326,14 @@ fn queue(app: &App, c: &str, t: &str, query: &str) -> Reply {
             }
             // Everything else from OurDB, newest first, a bounded number of reads.
             _ => {
-                let pq = PageQuery {
-                    status: match status.as_deref() {
+                let pq = PageQuery::newest(limit)
+                    .status(match status.as_deref() {
                         Some("done") => Some(JobStatus::Done),
                         Some("error") => Some(JobStatus::Error),
                         _ => None,
-                    },
-                    before: param(query, "before").and_then(|b| b.parse().ok()),
-                    limit,
-                    ..PageQuery::default()
-                };
-                let page = app.client.list_page(&circle, &topic, &pq)?;
+                    })
+                    .before(param(query, "before").and_then(|b| b.parse().ok()));
+                let page = app.client.list_page(&q, &pq)?;
                 let mut rows: Vec<Value> = page.jobs.iter().map(row).collect();
                 for (id, why) in &page.unreadable {
                     rows.push(json!({ "id": id, "status": "unreadable", "error": why }));
@@ -342,8 +350,8 @@ fn queue(app: &App, c: &str, t: &str, query: &str) -> Reply {
             out["scanned"] = json!(scanned);
             Reply::json(200, out)
         }
-        Err(e @ crate::Error::Invalid(_)) => Reply::error(400, e),
-        Err(e) => {
+        Err(Refusal::Bad(e)) => Reply::error(400, e),
+        Err(Refusal::Failed(e)) => {
             out["jobs"] = json!([]);
             out["error"] = json!(e.to_string());
             Reply::json(503, out)
@@ -352,17 +360,16 @@ fn queue(app: &App, c: &str, t: &str, query: &str) -> Reply {
 }
 
 fn job(app: &App, c: &str, t: &str, id: u32) -> Reply {
-    let (circle, topic) = match crate::store::fix_names(c, t) {
-        Ok(n) => n,
+    let r = match QueueName::new(c, t) {
+        Ok(q) => q.job(id),
         Err(e) => return Reply::error(400, e),
     };
-    let q = QueueName::new(&circle, &topic);
-    let found = match find(app, &q, id) {
+    let found = match find(app, &r) {
         Ok(Some(f)) => f,
-        Ok(None) => return Reply::error(404, format!("job {q}/{id} not found")),
+        Ok(None) => return Reply::error(404, format!("job {r} not found")),
         Err(e) => return Reply::error(503, e),
     };
-    let (history, history_error) = match app.client.history(&circle, &topic, id, HISTORY_DEPTH) {
+    let (history, history_error) = match app.client.history(&r, HISTORY_DEPTH) {
         Ok(h) => (
             h.into_iter()
                 .map(|v| match v {
@@ -384,7 +391,7 @@ fn job(app: &App, c: &str, t: &str, id: u32) -> Reply {
     let (job, source) = found;
     // Which store submitted it, and whether that is this dashboard's own (where its history
     // lives): the identity is not in the JSON (see `Job::store`).
-    let own = app.client.store().identity().ok();
+    let own = app.client.store_identity().ok();
     let store = (!job.store.is_empty()).then(|| {
         if own.as_deref() == Some(job.store.as_str()) {
             format!("{} (this base)", job.store)
@@ -464,32 +471,35 @@ struct ActionRequest {
 }
 
 impl ActionRequest {
-    fn id(&self) -> crate::Result<u32> {
-        self.id.filter(|id| *id > 0).ok_or_else(|| {
-            crate::Error::Invalid(format!("action {:?} needs a job id", self.action))
-        })
+    fn queue(&self) -> Result<QueueName, Refusal> {
+        QueueName::new(&self.circle, &self.topic).map_err(|e| Refusal::Bad(e.to_string()))
+    }
+
+    fn job(&self) -> Result<JobRef, Refusal> {
+        let id = self.id.filter(|id| *id > 0).ok_or_else(|| {
+            Refusal::Bad(format!("action {:?} needs a job id", self.action))
+        })?;
+        Ok(self.queue()?.job(id))
     }
 }
 
-/// The actions, one line each: what the request names and what the client does. The
-/// lifecycle's `retry`, `cancel`, `pause` and `resume` (issue 14) are added here the same
-/// way (e.g. `"retry" => json!({ "retried": c.retry(&r.circle, &r.topic, r.id()?)? })`).
-fn act(c: &crate::Client, r: &ActionRequest) -> crate::Result<Value> {
+/// The actions, one line each: what the request names and what the client does.
+fn act(c: &crate::Client, r: &ActionRequest) -> Result<Value, Refusal> {
     Ok(match r.action.as_str() {
-        "delete" => json!({ "deleted": c.delete(&r.circle, &r.topic, r.id()?)? }),
-        "empty" => json!({ "removed": c.empty_queue(&r.circle, &r.topic)? }),
-        "retry" => json!({ "retried": c.retry(&r.circle, &r.topic, r.id()?)? }),
-        "cancel" => json!({ "cancelled": c.cancel(&r.circle, &r.topic, r.id()?)? }),
-        "purge_dead" => json!({ "purged": c.purge_dead(&r.circle, &r.topic)? }),
+        "delete" => json!({ "deleted": c.delete(&r.job()?)? }),
+        "empty" => json!({ "removed": c.empty_queue(&r.queue()?)? }),
+        "retry" => json!({ "retried": c.retry(&r.job()?)? }),
+        "cancel" => json!({ "cancelled": c.cancel(&r.job()?)? }),
+        "purge_dead" => json!({ "purged": c.purge_dead(&r.queue()?)? }),
         "pause" => {
-            c.pause(&r.circle, &r.topic)?;
+            c.pause(&r.queue()?)?;
             json!({ "paused": true })
         }
         "resume" => {
-            c.resume(&r.circle, &r.topic)?;
+            c.resume(&r.queue()?)?;
             json!({ "paused": false })
         }
-        other => return Err(crate::Error::Invalid(format!("unknown action {other:?}"))),
+        other => return Err(Refusal::Bad(format!("unknown action {other:?}"))),
     })
 }
 
@@ -524,7 +534,7 @@ fn action(app: &App, req: &mut Request) -> Reply {
             );
             Reply::json(200, v)
         }
-        Err(e @ (crate::Error::Invalid(_) | crate::Error::Name(_))) => Reply::error(400, e),
-        Err(e) => Reply::error(503, e),
+        Err(Refusal::Bad(e)) => Reply::error(400, e),
+        Err(Refusal::Failed(e)) => Reply::error(503, e),
     }
 }

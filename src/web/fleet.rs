@@ -3,8 +3,8 @@
 //! minutes for the chart.
 
 use super::App;
-use crate::broker::QueueName;
-use crate::engine::stats::{parse_fields, QueueCounts};
+use crate::counters::QueueCounts;
+use crate::names::QueueName;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
@@ -13,44 +13,41 @@ const KEEP: usize = 300;
 
 /// One engine alive (its stats hash has not expired).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct EngineView {
+pub(crate) struct EngineView {
     /// Its name (`host-pid` by default).
-    pub name: String,
+    pub(crate) name: String,
     /// Its own counters (`done`, `error`, `running`, `workers`, ...).
-    pub counters: BTreeMap<String, u64>,
+    pub(crate) counters: BTreeMap<String, u64>,
     /// Its outcomes per queue.
     #[serde(skip)]
-    pub queues: BTreeMap<QueueName, QueueCounts>,
+    pub(crate) queues: BTreeMap<QueueName, QueueCounts>,
 }
 
 /// Every engine alive, read in one pass over the stats hashes.
 #[derive(Debug, Clone, Default)]
-pub struct FleetView {
+pub(crate) struct FleetView {
     /// The engines.
-    pub engines: Vec<EngineView>,
+    pub(crate) engines: Vec<EngineView>,
 }
 
 impl FleetView {
     /// Reads the published counters through the client's broker.
-    pub fn read(client: &crate::Client) -> crate::Result<FleetView> {
-        let raw = client.broker().read_stats()?;
+    pub(crate) fn read(client: &crate::Client) -> crate::Result<FleetView> {
         Ok(FleetView {
-            engines: raw
+            engines: client
+                .engines()?
                 .into_iter()
-                .map(|(name, fields)| {
-                    let (counters, queues) = parse_fields(&fields);
-                    EngineView {
-                        name,
-                        counters,
-                        queues,
-                    }
+                .map(|e| EngineView {
+                    counters: e.counters(),
+                    queues: e.queues(),
+                    name: e.name,
                 })
                 .collect(),
         })
     }
 
     /// A queue's outcomes summed over the engines alive.
-    pub fn queue(&self, q: &QueueName) -> QueueCounts {
+    pub(crate) fn queue(&self, q: &QueueName) -> QueueCounts {
         let mut sum = QueueCounts::default();
         for e in &self.engines {
             if let Some(c) = e.queues.get(q) {
@@ -61,7 +58,7 @@ impl FleetView {
     }
 
     /// Every queue some engine has recorded outcomes for.
-    pub fn queue_names(&self) -> Vec<QueueName> {
+    pub(crate) fn queue_names(&self) -> Vec<QueueName> {
         let mut out: Vec<QueueName> = self
             .engines
             .iter()
@@ -75,13 +72,13 @@ impl FleetView {
 
 /// One point of the chart: jobs per second done and failed over the period ending at `t`.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct RateSample {
+pub(crate) struct RateSample {
     /// Unix milliseconds.
-    pub t: u64,
+    pub(crate) t: u64,
     /// Jobs done per second.
-    pub done: f64,
+    pub(crate) done: f64,
     /// Jobs failed per second.
-    pub failed: f64,
+    pub(crate) failed: f64,
 }
 
 /// (done, failed) per engine.
@@ -91,11 +88,11 @@ type QueueTotals = BTreeMap<(String, QueueName), (u64, u64)>;
 
 /// The sampled history, and the last totals seen per engine and per queue.
 #[derive(Default)]
-pub struct Rates {
+pub(crate) struct Rates {
     /// Oldest first.
-    pub samples: VecDeque<RateSample>,
+    pub(crate) samples: VecDeque<RateSample>,
     /// Per queue, done/s and failed/s over the last period.
-    pub queues: BTreeMap<QueueName, (f64, f64)>,
+    pub(crate) queues: BTreeMap<QueueName, (f64, f64)>,
     last: Option<(Instant, Totals, QueueTotals)>,
 }
 
@@ -155,7 +152,7 @@ pub(crate) fn sample(app: &App) {
 }
 
 /// Now in unix milliseconds.
-pub fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -5,8 +5,8 @@
 
 use super::fleet::FleetView;
 use super::App;
-use crate::broker::QueueName;
-use crate::engine::stats::{Histogram, BUCKETS};
+use crate::counters::{Histogram, QueueCounts, BUCKETS};
+use crate::names::QueueName;
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::Encoder;
 
@@ -112,8 +112,8 @@ impl Scrape {
 
 fn queue_labels(q: &QueueName) -> Labels {
     vec![
-        ("circle".into(), q.circle.clone()),
-        ("topic".into(), q.topic.clone()),
+        ("circle".into(), q.circle().to_string()),
+        ("topic".into(), q.topic().to_string()),
     ]
 }
 
@@ -140,12 +140,12 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 }
 
 /// The scrape's text. Fails only when the broker cannot be read at all.
-pub(crate) fn render(app: &App) -> crate::Result<String> {
-    let fleet = FleetView::read(&app.client)?;
+pub(crate) fn render(app: &App) -> Result<String, String> {
+    let fleet = FleetView::read(&app.client).map_err(|e| e.to_string())?;
     let (queues, _) = super::api::all_queues(app, &fleet);
     let mut s = Scrape::default();
 
-    let per_engine_queue = |f: &dyn Fn(&crate::engine::stats::QueueCounts) -> u64| {
+    let per_engine_queue = |f: &dyn Fn(&QueueCounts) -> u64| {
         let mut out = Vec::new();
         for e in &fleet.engines {
             for (q, c) in &e.queues {
@@ -214,7 +214,7 @@ pub(crate) fn render(app: &App) -> crate::Result<String> {
             .map(|q| {
                 (
                     queue_labels(q),
-                    app.client.highest_id(&q.circle, &q.topic).unwrap_or(0) as i64,
+                    app.client.highest_id(q).unwrap_or(0) as i64,
                 )
             })
             .collect(),
@@ -225,10 +225,10 @@ pub(crate) fn render(app: &App) -> crate::Result<String> {
     let mut oldest = Vec::new();
     let mut bytes = Vec::new();
     for q in &queues {
-        if let Ok(n) = app.client.queue_len(&q.circle, &q.topic) {
+        if let Ok(n) = app.client.queue_len(q) {
             depth.push((queue_labels(q), n as i64));
         }
-        if let Ok(ids) = app.client.running_ids(&q.circle, &q.topic) {
+        if let Ok(ids) = app.client.running_ids(q) {
             running.push((queue_labels(q), ids.len() as i64));
         }
         if let Ok(age) = super::api::oldest_wait(app, q) {
@@ -236,7 +236,7 @@ pub(crate) fn render(app: &App) -> crate::Result<String> {
         }
         bytes.push((
             queue_labels(q),
-            dir_bytes(&app.client.store().db_dir(&q.circle, &q.topic)) as i64,
+            dir_bytes(&app.client.db_dir(q)) as i64,
         ));
     }
     s.gauge("herojobs_queue_depth", "Jobs waiting in a queue.", depth);
@@ -277,7 +277,7 @@ pub(crate) fn render(app: &App) -> crate::Result<String> {
         bytes,
     );
 
-    let hist = |f: &dyn Fn(&crate::engine::stats::QueueCounts) -> Histogram| {
+    let hist = |f: &dyn Fn(&QueueCounts) -> Histogram| {
         let mut out = Vec::new();
         for e in &fleet.engines {
             for (q, c) in &e.queues {
@@ -300,6 +300,6 @@ pub(crate) fn render(app: &App) -> crate::Result<String> {
     let mut out = Vec::new();
     prometheus::TextEncoder::new()
         .encode(&s.families, &mut out)
-        .map_err(|e| crate::Error::Invalid(format!("encoding metrics: {e}")))?;
-    String::from_utf8(out).map_err(|e| crate::Error::Invalid(format!("encoding metrics: {e}")))
+        .map_err(|e| format!("encoding metrics: {e}"))?;
+    String::from_utf8(out).map_err(|e| format!("encoding metrics: {e}"))
 }

@@ -7,7 +7,7 @@
 pub mod params;
 pub mod parser;
 
-use super::{JobContext, Processor};
+use super::{JobContext, JobError, Processor};
 use crate::job::Job;
 pub use params::{ParamError, Params};
 pub use parser::{parse, render, Action, Kind, ParseError};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Handles one action.
-pub type Handler = Arc<dyn Fn(&Action, &JobContext) -> Result<String, String> + Send + Sync>;
+pub type Handler = Arc<dyn Fn(&Action, &JobContext) -> Result<String, JobError> + Send + Sync>;
 
 /// Handlers by actor, then action name (both name-fixed).
 #[derive(Clone, Default)]
@@ -42,7 +42,7 @@ impl Actors {
         &mut self,
         actor: &str,
         action: &str,
-        f: impl Fn(&Action, &JobContext) -> Result<String, String> + Send + Sync + 'static,
+        f: impl Fn(&Action, &JobContext) -> Result<String, JobError> + Send + Sync + 'static,
     ) -> &mut Self {
         self.map
             .entry(crate::names::action_name_fix(actor))
@@ -53,25 +53,28 @@ impl Actors {
 
     /// Runs a script: every action in order; stops at the first error. A script without
     /// actions fails with `no actions found in script`.
-    pub fn run(&self, script: &str, ctx: &JobContext) -> Result<String, String> {
-        let actions = parse(script).map_err(|e| format!("heroscript parse error: {e}"))?;
+    /// A script that does not parse, or names an actor or action nobody handles, fails
+    /// permanently (a retry cannot fix it).
+    pub fn run(&self, script: &str, ctx: &JobContext) -> Result<String, JobError> {
+        let actions = parse(script)
+            .map_err(|e| JobError::permanent(format!("heroscript parse error: {e}")))?;
         if actions.is_empty() {
-            return Err("no actions found in script".into());
+            return Err(JobError::permanent("no actions found in script"));
         }
         let mut results = Vec::with_capacity(actions.len());
         for a in &actions {
             if ctx.is_cancelled() {
-                return Err("cancelled".into());
+                return Err(super::Cancelled.into());
             }
-            let handlers = self
-                .map
-                .get(&a.actor)
-                .ok_or_else(|| format!("no handler registered for actor: {}", a.actor))?;
-            let h = handlers
-                .get(&a.name)
-                .ok_or_else(|| format!("action not supported: {}.{}", a.actor, a.name))?;
-            results
-                .push(h(a, ctx).map_err(|e| format!("{} (line {}): {e}", a.full_name(), a.line))?);
+            let handlers = self.map.get(&a.actor).ok_or_else(|| {
+                JobError::permanent(format!("no handler registered for actor: {}", a.actor))
+            })?;
+            let h = handlers.get(&a.name).ok_or_else(|| {
+                JobError::permanent(format!("action not supported: {}.{}", a.actor, a.name))
+            })?;
+            results.push(
+                h(a, ctx).map_err(|e| e.context(format_args!("{} (line {})", a.full_name(), a.line)))?,
+            );
         }
         Ok(results.join("\n"))
     }
@@ -96,7 +99,7 @@ impl HeroScriptProcessor {
 }
 
 impl Processor for HeroScriptProcessor {
-    fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, String> {
+    fn process(&self, job: &Job, ctx: &JobContext) -> Result<String, JobError> {
         self.actors.run(&job.params, ctx)
     }
 }
@@ -106,13 +109,12 @@ fn register_fake(a: &mut Actors) {
         Ok(act.params.string_or("message", "Success message"))
     });
     a.register("fake", "return_error", |act, _| {
-        Err(act.params.string_or("message", "This is a test error"))
+        Err(act.params.string_or("message", "This is a test error").into())
     });
     a.register("fake", "return_json", |act, _| {
         let code = act
             .params
-            .int("code")
-            .map_err(|e| e.to_string())?
+            .int("code")?
             .unwrap_or(200);
         Ok(serde_json::json!({
             "message": act.params.string_or("message", "JSON response"),
@@ -125,11 +127,10 @@ fn register_fake(a: &mut Actors) {
     a.register("fake", "return_large", |act, _| {
         let n = act
             .params
-            .int("size")
-            .map_err(|e| e.to_string())?
+            .int("size")?
             .unwrap_or(1000);
         if !(0..=10_000).contains(&n) {
-            return Err(format!("size {n} is outside 0..=10000"));
+            return Err(format!("size {n} is outside 0..=10000").into());
         }
         Ok((1..=n)
             .map(|i| format!("Line {i}: This is a test line"))
@@ -140,15 +141,13 @@ fn register_fake(a: &mut Actors) {
         let d = match (act.params.get("ms"), act.params.get("seconds")) {
             (Some(_), _) => Duration::from_millis(
                 act.params
-                    .int("ms")
-                    .map_err(|e| e.to_string())?
+                    .int("ms")?
                     .unwrap_or(0)
                     .max(0) as u64,
             ),
             (None, Some(_)) => act
                 .params
-                .duration("seconds")
-                .map_err(|e| e.to_string())?
+                .duration("seconds")?
                 .unwrap_or_default(),
             (None, None) => Duration::from_secs(1),
         };
@@ -160,14 +159,11 @@ fn register_fake(a: &mut Actors) {
     a.register("fake", "fail_attempts", |act, ctx| {
         let count = act
             .params
-            .int("count")
-            .map_err(|e| e.to_string())?
+            .int("count")?
             .unwrap_or(1);
         let attempt = i64::from(ctx.attempt());
         if attempt <= count {
-            Err(format!(
-                "attempt {attempt} fails on purpose (fails the first {count})"
-            ))
+            Err(format!("attempt {attempt} fails on purpose (fails the first {count})").into())
         } else {
             Ok(format!("succeeded on attempt {attempt}"))
         }
