@@ -183,8 +183,14 @@ impl Client {
     }
 
     /// The job store.
+    #[cfg(test)]
     pub(crate) fn store(&self) -> &Arc<JobStore> {
         &self.store
+    }
+
+    /// The Redis URL this client talks to, credentials redacted (`None` in embedded mode).
+    pub fn redis_url(&self) -> Option<&str> {
+        self.broker.url()
     }
 
     /// Whether the broker answers now (one round trip; always `Ok` in embedded mode).
@@ -601,6 +607,16 @@ impl Client {
             id -= 1;
         }
         Ok(page)
+    }
+
+    /// Removes everything Redis holds of `circle` — its job hashes, queues, delayed, dead
+    /// and outcome sets, id counters, and its entries in the queue registry — and returns
+    /// how many keys went. OurDB keeps the jobs. For cleaning up after a demo, a benchmark
+    /// or a test: it scans the keyspace, and it does not stop jobs of the circle that are
+    /// running.
+    pub fn forget_circle(&self, circle: &str) -> Result<u64> {
+        let circle = crate::names::path_name("circle", circle)?;
+        Ok(self.broker.forget_circle(&circle)?)
     }
 
     /// Every engine's published counters (engines publish every second; an engine that

@@ -7,14 +7,15 @@ use crate::job::{Job, JobStatus, ParamsType};
 use serde::{Deserialize, Serialize};
 
 /// Version byte of the first OurDB job record layout (still read).
-pub const RECORD_V1: u8 = 1;
+pub(crate) const RECORD_V1: u8 = 1;
 /// Version byte of the current layout: version 1's fields, then the fields herojobs added
 /// since, as one JSON object (so a field added later needs no new version: older readers
 /// of v2 ignore what they do not know, and records without a field get its default).
-pub const RECORD_V2: u8 = 2;
+pub(crate) const RECORD_V2: u8 = 2;
 
 /// Why bytes could not be turned into a job.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
     /// Not valid job JSON.
     #[error("invalid job JSON: {0}")]
@@ -131,19 +132,19 @@ fn status_code(s: JobStatus) -> u8 {
 }
 
 /// Encodes a job as JSON (for the Redis hash field `job`).
-pub fn to_json(job: &Job) -> String {
+pub(crate) fn to_json(job: &Job) -> String {
     // Serialising a struct of strings and numbers cannot fail.
     serde_json::to_string(job).unwrap_or_default()
 }
 
 /// Decodes job JSON; fields this version does not know are ignored, missing ones default.
-pub fn from_json(bytes: &[u8]) -> Result<Job, CodecError> {
+pub(crate) fn from_json(bytes: &[u8]) -> Result<Job, CodecError> {
     Ok(serde_json::from_slice(bytes)?)
 }
 
 /// Encodes a job as an OurDB record (version byte + bincode). The id is not stored: it is
 /// the record's OurDB id, which is not known before the record is added.
-pub fn to_record(job: &Job, out: &mut Vec<u8>) {
+pub(crate) fn to_record(job: &Job, out: &mut Vec<u8>) {
     out.clear();
     out.push(RECORD_V2);
     let rec = v1_of(job);
@@ -160,7 +161,7 @@ pub fn to_record(job: &Job, out: &mut Vec<u8>) {
 /// computed without encoding the large fields: the engine asks for every finished job.
 /// bincode's fixed-int layout: 8-byte length before each string and the log vector,
 /// `u8`/`bool` 1 byte, `u32` 4, `u64`/`i64` 8; then the added fields' JSON as one string.
-pub fn record_len(job: &Job) -> usize {
+pub(crate) fn record_len(job: &Job) -> usize {
     let s = |x: &str| 8 + x.len();
     let strings = s(&job.session_key)
         + s(&job.circle)
@@ -179,7 +180,7 @@ pub fn record_len(job: &Job) -> usize {
 }
 
 /// Decodes an OurDB record into a job with id `id`.
-pub fn from_record(id: u32, bytes: &[u8]) -> Result<Job, CodecError> {
+pub(crate) fn from_record(id: u32, bytes: &[u8]) -> Result<Job, CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
     match version {
         RECORD_V1 | RECORD_V2 => {

@@ -46,7 +46,7 @@ mod limits;
 pub mod names;
 pub mod ourdb;
 pub mod processor;
-mod redact;
+pub mod redact;
 mod settle;
 pub mod signing;
 mod store;
@@ -55,6 +55,7 @@ mod submit;
 pub mod web;
 
 pub use broker::Retention;
+pub use codec::CodecError;
 pub use client::{Client, EngineCounters, JobPage, LifecycleCounts, ListedJob, PageQuery};
 pub use counters::{Histogram, QueueCounts};
 pub use engine::{
@@ -66,6 +67,18 @@ pub use job::{Backoff, Job, JobFailed, JobStatus, ParamsType, RetryPolicy};
 pub use names::{BadName, BadRef, JobRef, QueueName};
 pub use ourdb::Durability;
 pub use processor::{Cancelled, JobContext, JobError, Processor, Registry};
+
+/// The default base directory of the job databases: `~/hero/var` (or `./hero/var` when
+/// there is no home directory).
+pub fn default_base() -> std::path::PathBuf {
+    store::default_base()
+}
+
+/// The directory of a queue's job database under `base`:
+/// `<base>/circles/<circle>/<topic>/jobsdb` (an OurDB; `herojobs ourdb` reads it).
+pub fn job_db_dir(base: &std::path::Path, queue: &QueueName) -> std::path::PathBuf {
+    store::db_dir(base, queue)
+}
 
 /// A single-process job queue with no Redis: an engine on the in-process broker and a
 /// client sharing that broker and the job store under `base`. OurDB stays the record of
@@ -87,14 +100,11 @@ pub fn embedded(
     registry: Registry,
     config: EngineConfig,
 ) -> Result<(Client, WatchDog)> {
-    let broker: std::sync::Arc<dyn broker::Broker> =
-        std::sync::Arc::new(broker::memory::MemoryBroker::new());
-    let store = std::sync::Arc::new(store::JobStore::new(base, ourdb::Durability::Periodic));
     let engine = WatchDog::builder()
-        .broker(broker.clone())
-        .store(store.clone())
+        .embedded()
+        .base(base)
         .config(config)
         .registry(registry)
         .build()?;
-    Ok((Client::with_parts(broker, store), engine))
+    Ok((engine.client(), engine))
 }

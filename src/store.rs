@@ -129,6 +129,14 @@ pub fn default_base() -> PathBuf {
         .join("hero/var")
 }
 
+/// `<base>/circles/<circle>/<topic>/jobsdb`: where the database of `q` lives.
+pub fn db_dir(base: &Path, q: &QueueName) -> PathBuf {
+    base.join("circles")
+        .join(q.circle())
+        .join(q.topic())
+        .join("jobsdb")
+}
+
 /// How many job databases a store keeps open by default (see [`JobStore::with_max_open`]).
 ///
 /// An open database costs 4 file descriptors plus one per data file (`ourdb.open`,
@@ -170,12 +178,14 @@ impl JobStore {
     /// Keeps at most `n` (at least 1) databases open: opening one more closes the least
     /// recently used (it closes for real once no caller still holds its `Arc`). Bounds the
     /// process's file descriptors however many circles and topics it serves.
+    #[cfg(test)]
     pub fn with_max_open(mut self, n: usize) -> JobStore {
         self.max_open = n.max(1);
         self
     }
 
     /// Number of databases open now.
+    #[cfg(test)]
     pub fn open_count(&self) -> usize {
         self.dbs.read().len()
     }
@@ -233,11 +243,7 @@ impl JobStore {
 
     /// Directory of the database of `q`.
     pub fn db_dir(&self, q: &QueueName) -> PathBuf {
-        self.base
-            .join("circles")
-            .join(q.circle())
-            .join(q.topic())
-            .join("jobsdb")
+        db_dir(&self.base, q)
     }
 
     /// The open database of `q`, opening (creating) it on first use. For writes; reads use

@@ -93,6 +93,20 @@ pub fn parse_queue(key: &str) -> Option<QueueName> {
     QueueName::from_fixed(c, t)
 }
 
+/// `SCAN MATCH` patterns of every key of one circle (job hashes and done lists, queues, id
+/// counters, outcome bitmaps, dead and scheduled sets), for forgetting a circle. A fixed
+/// name holds no glob character (`*?[]\\`), so the patterns match only that circle.
+pub fn circle_patterns(circle: &str) -> Vec<String> {
+    vec![
+        format!("{JOB_PREFIX}{circle}:*"),
+        format!("{QUEUE_PREFIX}{circle}:*"),
+        format!("{IDS_PREFIX}{circle}:*"),
+        format!("herojobs-outcomes:{circle}:*"),
+        format!("herojobs-dead:{circle}:*"),
+        format!("herojobs-scheduled:{circle}:*"),
+    ]
+}
+
 /// Member of the lease set for one job.
 pub fn lease_member(q: &QueueName, id: u32) -> String {
     format!("{}:{}:{id}", q.circle(), q.topic())

@@ -330,6 +330,23 @@ impl Broker for MemoryBroker {
         Ok(self.state.lock().paused.iter().cloned().collect())
     }
 
+    fn forget_circle(&self, circle: &str) -> Result<u64, BrokerError> {
+        let mut st = self.state.lock();
+        let ours = |q: &QueueName| q.circle() == circle;
+        let before = st.jobs.len() + st.queues.len() + st.scheduled.len() + st.dead.len();
+        st.counters.retain(|q, _| !ours(q));
+        st.scheduled.retain(|q, _| !ours(q));
+        st.dead.retain(|q, _| !ours(q));
+        st.paused.retain(|q| !ours(q));
+        st.registry.retain(|q| !ours(q));
+        st.queues.retain(|q, _| !ours(q));
+        st.jobs.retain(|r, _| !ours(r.queue()));
+        st.leases.retain(|r, _| !ours(r.queue()));
+        st.finished.retain(|r| !ours(r.queue()));
+        let after = st.jobs.len() + st.queues.len() + st.scheduled.len() + st.dead.len();
+        Ok((before - after) as u64)
+    }
+
     fn lifecycle_counts(&self, q: &QueueName) -> Result<(u64, u64), BrokerError> {
         let st = self.state.lock();
         Ok((

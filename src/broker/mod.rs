@@ -225,13 +225,6 @@ pub trait Broker: Send + Sync {
     /// already finished.
     fn start(&self, job: &Job, attempt: u32, lease: Duration) -> Result<Transition, BrokerError>;
 
-    /// Records a finished job (done or error) for `attempt`: the batch of one of
-    /// [`finish_many`](Broker::finish_many).
-    fn finish(&self, job: &Job, attempt: u32, restore: bool) -> Result<Transition, BrokerError> {
-        let mut t = self.finish_many(&[(job.clone(), attempt)], restore)?;
-        Ok(t.pop().unwrap_or(Transition::Missing))
-    }
-
     /// Blocks up to `timeout` until the job's completion is signalled (returns early if it
     /// already was). The signal carries the finished job when it can, so a waiter needs no
     /// further read.
@@ -349,6 +342,16 @@ pub trait Broker: Send + Sync {
 
     /// Number of dead jobs and of scheduled (delayed or retry-waiting) jobs of a queue.
     fn lifecycle_counts(&self, queue: &QueueName) -> Result<(u64, u64), BrokerError>;
+
+    /// Removes every key of `circle` (fixed name) and its entries in the registry, the
+    /// paused set and the submitted counts; returns how many keys went. Off the hot path:
+    /// it scans the keyspace (never `KEYS`).
+    fn forget_circle(&self, circle: &str) -> Result<u64, BrokerError>;
+
+    /// The server's URL as it may be shown (credentials redacted); `None` in process.
+    fn url(&self) -> Option<&str> {
+        None
+    }
 
     /// Whether the broker answers now (one round trip; always fine in process).
     fn ping(&self) -> Result<(), BrokerError> {

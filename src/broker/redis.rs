@@ -656,11 +656,6 @@ impl RedisBroker {
         })
     }
 
-    /// The server URL as it may be shown: credentials redacted.
-    pub fn url(&self) -> &str {
-        &self.shown_url
-    }
-
     fn connect(&self) -> RedisResult<Connection> {
         let con = self
             .client
@@ -1536,6 +1531,66 @@ impl Broker for RedisBroker {
 
     fn ping(&self) -> Result<(), BrokerError> {
         RedisBroker::ping(self)
+    }
+
+    fn url(&self) -> Option<&str> {
+        Some(&self.shown_url)
+    }
+
+    fn forget_circle(&self, circle: &str) -> Result<u64, BrokerError> {
+        let queue_prefix = format!("{}{circle}:", keys::QUEUE_PREFIX);
+        // Drained queues no longer exist as keys: their registry entries are found there.
+        for set in [keys::REGISTRY, keys::PAUSED] {
+            let members: Vec<String> = self.run("list queues", true, |con| {
+                redis::cmd("SMEMBERS").arg(set).query(con)
+            })?;
+            let gone: Vec<&String> = members
+                .iter()
+                .filter(|m| m.starts_with(&queue_prefix))
+                .collect();
+            if !gone.is_empty() {
+                self.run("forget queues", true, |con| {
+                    redis::cmd("SREM").arg(set).arg(&gone).query::<i64>(con)
+                })?;
+            }
+        }
+        let counted: Vec<String> = self.run("read submitted counts", true, |con| {
+            redis::cmd("HKEYS").arg(keys::SUBMITTED).query(con)
+        })?;
+        let gone: Vec<&String> = counted
+            .iter()
+            .filter(|m| m.starts_with(&queue_prefix))
+            .collect();
+        if !gone.is_empty() {
+            self.run("forget submitted counts", true, |con| {
+                redis::cmd("HDEL").arg(keys::SUBMITTED).arg(&gone).query::<i64>(con)
+            })?;
+        }
+        let mut removed = 0;
+        for pattern in keys::circle_patterns(circle) {
+            let mut cursor = 0u64;
+            loop {
+                let (next, batch): (u64, Vec<String>) = self.run("scan keys", true, |con| {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(DISCOVER_COUNT)
+                        .query(con)
+                })?;
+                if !batch.is_empty() {
+                    removed += self.run("remove keys", true, |con| {
+                        redis::cmd("UNLINK").arg(&batch).query::<u64>(con)
+                    })?;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     fn publish_stats(

@@ -105,13 +105,23 @@ impl WatchDogBuilder {
         self
     }
 
-    /// Use this broker instead of connecting to Redis (embedded mode, tests).
+    /// Runs on the in-process broker instead of Redis: one process, the same queue
+    /// semantics, OurDB still the record of truth (jobs new or active at a crash are queued
+    /// again at the next start). Reach its queues through [`WatchDog::client`].
+    pub fn embedded(mut self) -> Self {
+        self.broker = Some(Arc::new(crate::broker::memory::MemoryBroker::new()));
+        self
+    }
+
+    /// Use this broker instead of connecting to Redis (tests).
+    #[cfg(test)]
     pub(crate) fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
         self.broker = Some(broker);
         self
     }
 
-    /// Share this job store (embedded mode: with a `Client` in the same process).
+    /// Share this job store (with a `Client` in the same process).
+    #[cfg(test)]
     pub(crate) fn store(mut self, store: Arc<JobStore>) -> Self {
         self.store = Some(store);
         self

@@ -44,18 +44,6 @@ impl<T> Handoff<T> {
         }
     }
 
-    /// Adds an item and wakes one consumer; gives it back if the queue is closed.
-    pub(crate) fn send(&self, item: T) -> Result<(), T> {
-        let mut g = self.inner.lock();
-        if g.closed {
-            return Err(item);
-        }
-        g.items.push_back(item);
-        drop(g);
-        self.cv.notify_one();
-        Ok(())
-    }
-
     /// Adds a batch under one lock, then wakes one consumer per item (after unlocking, so a
     /// woken consumer does not immediately block on the lock, or preempt the producer while
     /// it still holds it). Gives the batch back if the queue is closed.

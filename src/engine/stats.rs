@@ -6,7 +6,7 @@ use super::shared::Shared;
 use crate::counters::QueueCounts;
 use crate::job::{Job, JobStatus};
 use crate::names::QueueName;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Monotonic counters of one engine.
@@ -202,15 +202,6 @@ impl Stats {
             c.fields(q, &mut out);
         }
         out
-    }
-
-    /// A copy of the per-queue counts.
-    pub(crate) fn queue_counts(&self) -> BTreeMap<QueueName, QueueCounts> {
-        self.queues
-            .lock()
-            .iter()
-            .map(|(q, c)| (q.clone(), c.clone()))
-            .collect()
     }
 }
 

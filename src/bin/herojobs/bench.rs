@@ -7,13 +7,8 @@
 
 use crate::{Failure, Global};
 use clap::Args;
-use herojobs::engine::EngineConfig;
-use herojobs::ourdb::Durability;
-use herojobs::processor::{JobContext, Registry};
-use herojobs::store::JobStore;
-use herojobs::{Client, Job, ParamsType, WatchDog};
+use herojobs::{Durability, Job, ParamsType, Registry, Retention, WatchDog};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Options of `bench`.
@@ -80,6 +75,12 @@ fn ourdb_bytes(dir: &std::path::Path) -> u64 {
     total
 }
 
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -107,30 +108,21 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
     })?;
     let base = tempfile::tempdir()?;
     let mut registry = Registry::new();
-    registry.register(ParamsType::HeroScript, |_: &Job, _: &JobContext| {
-        Ok(String::new())
-    });
-    let config = EngineConfig {
-        workers: a.concurrency.max(1),
-        ..EngineConfig::default()
-    };
-    let store = Arc::new(JobStore::new(base.path(), durability));
-    let broker: Arc<dyn herojobs::broker::Broker> = if a.embedded {
-        Arc::new(herojobs::broker::memory::MemoryBroker::new())
-    } else {
-        Arc::new(herojobs::broker::redis::RedisBroker::new({
-            let mut rc = herojobs::broker::redis::RedisConfig::new(&g.redis);
-            rc.retention.finished_ttl = Duration::from_secs(a.finished_ttl);
-            rc
-        })?)
-    };
-    let mut engine = WatchDog::builder()
-        .broker(broker.clone())
-        .store(store.clone())
-        .config(config)
-        .registry(registry)
-        .build()?;
-    let client = Client::with_parts(broker, store);
+    registry.register(ParamsType::HeroScript, |_, _| Ok(String::new()));
+    let mut retention = Retention::default();
+    retention.finished_ttl = Duration::from_secs(a.finished_ttl);
+    let mut builder = WatchDog::builder()
+        .redis_url(&g.redis)
+        .base(base.path())
+        .durability(durability)
+        .workers(a.concurrency.max(1))
+        .retention(retention)
+        .registry(registry);
+    if a.embedded {
+        builder = builder.embedded();
+    }
+    let mut engine = builder.build()?;
+    let client = engine.client();
     let circle = format!("bench{}", std::process::id());
     let params = "x".repeat(a.payload);
 
@@ -216,7 +208,7 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
     let mut promoted_per_s = serde_json::Value::Null;
     if a.delayed > 0 {
         let done_before = engine.stats().done;
-        let due = herojobs::job::unix_now_ms() + 2000;
+        let due = unix_now_ms() + 2000;
         let jobs: Vec<Job> = (0..a.delayed)
             .map(|_| {
                 let mut j = Job::new(&circle, "delayed", ParamsType::HeroScript, params.clone());
@@ -231,7 +223,7 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
         while engine.stats().done < done_before + a.delayed && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(500));
         }
-        let took_ms = herojobs::job::unix_now_ms().saturating_sub(due).max(1);
+        let took_ms = unix_now_ms().saturating_sub(due).max(1);
         promoted_per_s = serde_json::json!((a.delayed as f64 * 1000.0 / took_ms as f64).round());
     }
 
@@ -239,13 +231,13 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
     let mut rtts = Vec::with_capacity(a.roundtrips);
     for _ in 0..a.roundtrips {
         let t = Instant::now();
-        let id = client.submit(Job::new(
+        let r = client.submit(Job::new(
             &circle,
             "rt",
             ParamsType::HeroScript,
             params.clone(),
         ))?;
-        client.wait(&circle, "rt", id, Duration::from_secs(30))?;
+        client.wait(&r, Duration::from_secs(30))?;
         rtts.push(t.elapsed().as_secs_f64() * 1000.0);
         b.inc(1);
     }
@@ -288,7 +280,7 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     if !a.embedded {
-        crate::jobs_cmd::remove_circle_keys(&g.redis, &circle);
+        client.forget_circle(&circle)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,10 +4,10 @@
 
 use crate::{Failure, Global};
 use clap::Args;
-use herojobs::broker::redis::{RedisBroker, RedisConfig};
-use herojobs::engine::EngineConfig;
-use herojobs::processor::Registry;
-use herojobs::{Client, Job, JobStatus, ParamsType, WatchDog};
+use herojobs::{
+    Client, EngineConfig, Job, JobStatus, ParamsType, QueuePattern, QueueSelection, Registry,
+    WatchDog,
+};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -81,25 +81,18 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<ExitCode, Failure> {
     let circle = format!("demo{}", std::process::id());
     // The demo's engine serves only the demo's own circle: on a Redis shared with other
     // users it never takes their jobs.
-    let config = EngineConfig {
-        workers: 4,
-        queues: herojobs::engine::QueueSelection::Strict(vec![herojobs::broker::QueueName::new(
-            &circle, "*",
-        )]),
-        ..EngineConfig::default()
-    };
-    let redis_ok = !a.embedded
-        && RedisBroker::new(RedisConfig::new(&g.redis))
-            .and_then(|b| b.ping())
-            .is_ok();
+    let mut config = EngineConfig::default();
+    config.workers = 4;
+    config.queues = QueueSelection::strict([QueuePattern::circle(&circle)?]);
+    let redis_ok = !a.embedded && Client::connect(&g.redis, &base)?.ping().is_ok();
     let (client, mut engine, mode) = if redis_ok {
-        let client = Client::connect(&g.redis, &base)?;
         let engine = WatchDog::builder()
             .redis_url(&g.redis)
-            .store(client.store().clone())
+            .base(&base)
             .config(config)
             .registry(Registry::with_builtins())
             .build()?;
+        let client = engine.client();
         (
             client,
             engine,
@@ -130,8 +123,8 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<ExitCode, Failure> {
     let mut submitted = Vec::new();
     for p in &planned {
         let start = Instant::now();
-        let id = client.submit(p.job.clone())?;
-        submitted.push((p, id, start));
+        let r = client.submit(p.job.clone())?;
+        submitted.push((p, r, start));
     }
     let bar = indicatif::ProgressBar::new(submitted.len() as u64);
     bar.set_style(
@@ -140,8 +133,8 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<ExitCode, Failure> {
     );
     let mut rows = Vec::new();
     let mut unexpected = 0;
-    for (p, id, start) in &submitted {
-        let job = client.wait(&p.job.circle, &p.job.topic, *id, Duration::from_secs(120))?;
+    for (p, r, start) in &submitted {
+        let job = client.wait(r, Duration::from_secs(120))?;
         let took = start.elapsed();
         bar.inc(1);
         if job.status != p.expect {
@@ -153,7 +146,7 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<ExitCode, Failure> {
     engine.stop();
     if redis_ok {
         // Leave the user's Redis as we found it; the jobs stay in OurDB under `base`.
-        crate::jobs_cmd::remove_circle_keys(&g.redis, &circle);
+        client.forget_circle(&circle)?;
     }
     println!(
         "{:<4} {:<11} {:<11} {:<7} {:>9}  result / error",
@@ -187,7 +180,9 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<ExitCode, Failure> {
     );
     println!(
         "look at one: herojobs ourdb dump {}",
-        client.store().db_dir(&circle, "scripts").display()
+        client
+            .db_dir(&herojobs::QueueName::new(&circle, "scripts")?)
+            .display()
     );
     Ok(ExitCode::SUCCESS)
 }

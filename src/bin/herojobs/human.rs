@@ -50,7 +50,7 @@ pub fn ago(unix: i64) -> String {
     if unix <= 0 {
         return "—".into();
     }
-    format!("{} ago", duration(herojobs::job::unix_now() - unix))
+    format!("{} ago", duration(unix_now() - unix))
 }
 
 /// A unix time as UTC date and time with how long ago: `2026-12-01 21:45:13 UTC (3 s ago)`.
@@ -112,4 +112,11 @@ mod tests {
         assert_eq!(snippet("abc\ndef", 10), "abc…");
         assert_eq!(snippet("abc", 10), "abc");
     }
+}
+
+/// Now, in unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

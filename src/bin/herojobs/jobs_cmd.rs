@@ -6,10 +6,7 @@ use crate::human::{ago, duration, snippet, when};
 use crate::outln;
 use crate::{Failure, Global};
 use clap::Args;
-use herojobs::broker::redis::{RedisBroker, RedisConfig};
-use herojobs::broker::Broker;
-use herojobs::client::PageQuery;
-use herojobs::{Client, Job, JobStatus, ParamsType};
+use herojobs::{Client, Job, JobRef, JobStatus, PageQuery, ParamsType, QueueName};
 use std::io::{BufRead, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,20 +23,52 @@ pub struct TopicArgs {
     pub topic: String,
 }
 
-/// A job by id.
+impl TopicArgs {
+    /// The queue (names fixed).
+    pub fn queue(&self) -> Result<QueueName, Failure> {
+        Ok(QueueName::new(&self.circle, &self.topic)?)
+    }
+}
+
+/// A job: `ID` with `--circle`/`--topic`, or `CIRCLE/TOPIC/ID` (how errors and logs name
+/// a job, so a name copied from a message works as it is).
 #[derive(Args)]
-pub struct JobRef {
+pub struct JobArgs {
     #[command(flatten)]
-    t: TopicArgs,
-    /// Job id.
-    id: u32,
+    pub t: TopicArgs,
+    /// Job id, or circle/topic/id.
+    #[arg(value_name = "ID|CIRCLE/TOPIC/ID")]
+    pub job: String,
+}
+
+impl JobArgs {
+    /// The job's address.
+    pub fn job_ref(&self) -> Result<JobRef, Failure> {
+        if self.job.contains('/') {
+            return Ok(self.job.parse::<JobRef>()?);
+        }
+        let id = self
+            .job
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| Failure {
+                message: format!(
+                    "{:?}: expected a job id (a number from 1) or circle/topic/id",
+                    self.job
+                ),
+                code: 2,
+            })?;
+        Ok(self.t.queue()?.job(id))
+    }
 }
 
 /// Options of `get`.
 #[derive(Args)]
 pub struct GetArgs {
     #[command(flatten)]
-    job: JobRef,
+    job: JobArgs,
     /// Versions of the job's history (from OurDB) to show.
     #[arg(long, default_value_t = 10)]
     history: usize,
@@ -62,7 +91,7 @@ pub struct ListArgs {
 #[derive(Args)]
 pub struct WaitArgs {
     #[command(flatten)]
-    job: JobRef,
+    job: JobArgs,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
@@ -120,8 +149,8 @@ pub fn retry_policy(
     retries: u32,
     backoff: f64,
     kind: &str,
-) -> Result<Option<herojobs::job::RetryPolicy>, Failure> {
-    use herojobs::job::{Backoff, RetryPolicy};
+) -> Result<Option<herojobs::RetryPolicy>, Failure> {
+    use herojobs::{Backoff, RetryPolicy};
     if retries == 0 {
         return Ok(None);
     }
@@ -164,7 +193,7 @@ fn client(g: &Global) -> Result<Client, Failure> {
 
 fn print_job(g: &Global, job: &Job) {
     if g.json {
-        outln!("{}", herojobs::codec::to_json(job));
+        outln!("{}", job.to_json());
         return;
     }
     outln!("job        {}/{}/{}", job.circle, job.topic, job.id);
@@ -208,7 +237,7 @@ fn indent(s: &str) -> String {
 /// Exit status for a finished job: 0 done, 1 otherwise (the error on stderr).
 fn outcome(g: &Global, job: &Job) -> ExitCode {
     if g.json {
-        outln!("{}", herojobs::codec::to_json(job));
+        outln!("{}", job.to_json());
     } else if job.status == JobStatus::Done {
         outln!("{}", job.result);
     }
@@ -275,9 +304,9 @@ pub fn submit(g: &Global, a: SubmitArgs) -> Result<ExitCode, Failure> {
         job.retry = retry_policy(n, a.backoff, &a.backoff_kind)?;
         if job.retry.is_none() {
             // --retries 0: final whatever the watchdog's default.
-            job.retry = Some(herojobs::job::RetryPolicy::new(
+            job.retry = Some(herojobs::RetryPolicy::new(
                 0,
-                herojobs::job::Backoff::Fixed,
+                herojobs::Backoff::Fixed,
                 std::time::Duration::ZERO,
             ));
         }
@@ -295,17 +324,17 @@ pub fn submit(g: &Global, a: SubmitArgs) -> Result<ExitCode, Failure> {
         (None, Some(at)) => job = job.with_run_at(at),
         (None, None) => {}
     }
-    let id = c.submit(job)?;
+    let r = c.submit(job)?;
     if !a.wait {
         if g.json {
-            outln!("{{\"jobid\":{id}}}");
+            outln!("{}", serde_json::json!({"jobid": r.id(), "job": r.to_string()}));
         } else {
-            outln!("{id}");
+            outln!("{}", r.id());
         }
         return Ok(ExitCode::SUCCESS);
     }
     let wait_for = Duration::from_secs(if a.timeout == 0 { 60 } else { a.timeout } + 30);
-    wait_for_job(g, &c, &a.t.circle, &a.t.topic, id, wait_for)
+    wait_for_job(g, &c, &r, wait_for)
 }
 
 /// One line of a `--jsonl` file: every field optional but the params.
@@ -386,11 +415,11 @@ fn submit_jsonl(
     while !rest.is_empty() {
         let tail = rest.split_off(rest.len().min(BULK_BATCH));
         let n = rest.len() as u64;
-        let ids = c.submit_many(std::mem::replace(&mut rest, tail))?;
+        let refs = c.submit_many(std::mem::replace(&mut rest, tail))?;
         bar.inc(n);
         if g.json {
-            for id in ids {
-                outln!("{{\"jobid\":{id}}}");
+            for r in refs {
+                outln!("{}", serde_json::json!({"jobid": r.id(), "job": r.to_string()}));
             }
         }
     }
@@ -406,14 +435,7 @@ fn submit_jsonl(
 }
 
 /// Waits for a job, with a spinner on a terminal saying how long and what the job is doing.
-fn wait_for_job(
-    g: &Global,
-    c: &Client,
-    circle: &str,
-    topic: &str,
-    id: u32,
-    timeout: Duration,
-) -> Result<ExitCode, Failure> {
+fn wait_for_job(g: &Global, c: &Client, r: &JobRef, timeout: Duration) -> Result<ExitCode, Failure> {
     let spinner = if crate::human::stderr_is_terminal() && !g.json {
         let s = indicatif::ProgressBar::new_spinner();
         s.enable_steady_tick(Duration::from_millis(100));
@@ -431,15 +453,15 @@ fn wait_for_job(
         } else {
             left
         };
-        match c.wait(circle, topic, id, slice) {
+        match c.wait(r, slice) {
             Err(herojobs::Error::WaitTimeout { .. }) if !left.is_zero() && slice < left => {
                 if let Some(s) = &spinner {
                     let status = c
-                        .get(circle, topic, id)
+                        .get(r)
                         .map(|j| j.status.to_string())
                         .unwrap_or_else(|e| format!("? ({e})"));
                     s.set_message(format!(
-                        "job {circle}/{topic}/{id}: {status}, waiting {}",
+                        "job {r}: {status}, waiting {}",
                         duration(start.elapsed().as_secs() as i64)
                     ));
                 }
@@ -453,9 +475,9 @@ fn wait_for_job(
     match result {
         Ok(job) => Ok(outcome(g, &job)),
         Err(herojobs::Error::WaitTimeout { .. }) => Err(format!(
-            "job {circle}/{topic}/{id} did not finish within {}{}",
+            "job {r} did not finish within {}{}",
             duration(timeout.as_secs() as i64),
-            no_engine_hint(g)
+            no_engine_hint(c)
         )
         .into()),
         Err(e) => Err(e.into()),
@@ -464,11 +486,11 @@ fn wait_for_job(
 
 pub fn get(g: &Global, a: GetArgs) -> Result<ExitCode, Failure> {
     let c = client(g)?;
-    let (circle, topic, id) = (&a.job.t.circle, &a.job.t.topic, a.job.id);
+    let r = a.job.job_ref()?;
     // Redis first; when it cannot be reached, OurDB (the record of truth) answers.
-    let (job, note) = match c.get(circle, topic, id) {
+    let (job, note) = match c.get(&r) {
         Ok(j) => (j, None),
-        Err(herojobs::Error::Broker(e)) => match c.stored(circle, topic, id)? {
+        Err(herojobs::Error::Broker(e)) => match c.stored(&r)? {
             Some(j) => (j, Some(format!("Redis unreachable ({e}); read from OurDB"))),
             None => return Err(herojobs::Error::Broker(e).into()),
         },
@@ -479,7 +501,7 @@ pub fn get(g: &Global, a: GetArgs) -> Result<ExitCode, Failure> {
     }
     print_job(g, &job);
     if a.history > 0 && !g.json {
-        let versions = c.history(circle, topic, id, a.history)?;
+        let versions = c.history(&r, a.history)?;
         if !versions.is_empty() {
             outln!("history    (OurDB, newest first)");
         }
@@ -511,14 +533,7 @@ pub fn get(g: &Global, a: GetArgs) -> Result<ExitCode, Failure> {
 
 pub fn wait(g: &Global, a: WaitArgs) -> Result<ExitCode, Failure> {
     let c = client(g)?;
-    wait_for_job(
-        g,
-        &c,
-        &a.job.t.circle,
-        &a.job.t.topic,
-        a.job.id,
-        Duration::from_secs(a.timeout),
-    )
+    wait_for_job(g, &c, &a.job.job_ref()?, Duration::from_secs(a.timeout))
 }
 
 pub fn list(g: &Global, a: ListArgs) -> Result<ExitCode, Failure> {
@@ -536,13 +551,11 @@ pub fn list(g: &Global, a: ListArgs) -> Result<ExitCode, Failure> {
         }
     };
     let c = client(g)?;
-    let mut query = PageQuery {
-        status,
-        before: None,
-        limit: if a.limit == 0 { usize::MAX } else { a.limit },
-        // The command line reads as far as it must: a person asked for these jobs.
-        budget: usize::MAX,
-    };
+    // The command line reads as far as it must: a person asked for these jobs.
+    let mut query = PageQuery::newest(if a.limit == 0 { usize::MAX } else { a.limit })
+        .status(status)
+        .budget(usize::MAX);
+    let q = a.t.queue()?;
     let human = !g.json;
     if human && crate::human::stdout_is_terminal() {
         outln!(
@@ -558,7 +571,7 @@ pub fn list(g: &Global, a: ListArgs) -> Result<ExitCode, Failure> {
     let mut left = query.limit;
     loop {
         query.limit = left.min(1000);
-        let page = c.list_page(&a.t.circle, &a.t.topic, &query)?;
+        let page = c.list_page(&q, &query)?;
         for job in &page.jobs {
             if g.json {
                 outln!(
@@ -609,11 +622,11 @@ pub fn list(g: &Global, a: ListArgs) -> Result<ExitCode, Failure> {
 pub fn queues(g: &Global) -> Result<ExitCode, Failure> {
     let c = client(g)?;
     for q in c.queues()? {
-        let n = c.broker().queue_len(&q)?;
+        let n = c.queue_len(&q)?;
         if g.json {
             outln!(
                 "{}",
-                serde_json::json!({"circle": q.circle, "topic": q.topic, "waiting": n})
+                serde_json::json!({"circle": q.circle(), "topic": q.topic(), "waiting": n})
             );
         } else {
             outln!("{q}\t{n}");
@@ -623,34 +636,28 @@ pub fn queues(g: &Global) -> Result<ExitCode, Failure> {
 }
 
 pub fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode, Failure> {
-    let broker = RedisBroker::new(RedisConfig::new(&g.redis))?;
+    let c = Client::connect(&g.redis, g.base())?;
     // Per engine and queue, the last (done, failed) seen and when: rates are their change.
     type Seen = std::collections::BTreeMap<(String, String), (u64, u64)>;
     let mut last: Option<(Instant, Seen)> = None;
     loop {
-        let engines = broker.read_stats()?;
+        let engines = c.engines()?;
         let mut queues = Vec::new();
-        for q in broker.queues()? {
-            let n = broker.queue_len(&q)?;
-            let oldest = match broker.peek(&q)? {
-                Some(id) => broker
-                    .get(&q, id)?
-                    .map(|j| herojobs::job::unix_now() - j.time_scheduled),
-                None => None,
-            };
+        for q in c.queues()? {
+            let n = c.queue_len(&q)?;
+            let oldest = c
+                .peek(&q)?
+                .map(|j| crate::human::unix_now() - j.time_scheduled);
             queues.push((q, n, oldest));
         }
         let now = Instant::now();
         let mut seen: Seen = Seen::new();
-        let mut per_queue: std::collections::BTreeMap<
-            String,
-            herojobs::engine::stats::QueueCounts,
-        > = Default::default();
-        for (name, fields) in &engines {
-            let (_, qs) = herojobs::engine::stats::parse_fields(fields);
-            for (q, c) in qs {
-                seen.insert((name.clone(), q.to_string()), (c.done, c.failed));
-                per_queue.entry(q.to_string()).or_default().merge(&c);
+        let mut per_queue: std::collections::BTreeMap<String, herojobs::QueueCounts> =
+            Default::default();
+        for e in &engines {
+            for (q, counts) in e.queues() {
+                seen.insert((e.name.clone(), q.to_string()), (counts.done, counts.failed));
+                per_queue.entry(q.to_string()).or_default().merge(&counts);
             }
         }
         let mut rates: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
@@ -670,11 +677,14 @@ pub fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode, Failure> {
         if g.json {
             let e: serde_json::Map<String, serde_json::Value> = engines
                 .iter()
-                .map(|(name, f)| {
+                .map(|e| {
                     (
-                        name.clone(),
+                        e.name.clone(),
                         serde_json::Value::Object(
-                            f.iter().map(|(k, v)| (k.clone(), (*v).into())).collect(),
+                            e.fields
+                                .iter()
+                                .map(|(k, v)| (k.clone(), (*v).into()))
+                                .collect(),
                         ),
                     )
                 })
@@ -685,7 +695,7 @@ pub fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode, Failure> {
                     let key = q.to_string();
                     let c = per_queue.get(&key).cloned().unwrap_or_default();
                     let r = rates.get(&key).copied();
-                    serde_json::json!({"circle": q.circle, "topic": q.topic, "waiting": n,
+                    serde_json::json!({"circle": q.circle(), "topic": q.topic(), "waiting": n,
                         "oldest_wait_s": oldest, "done": c.done, "failed": c.failed,
                         "done_per_s": r.map(|r| r.0), "failed_per_s": r.map(|r| r.1)})
                 })
@@ -696,8 +706,8 @@ pub fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode, Failure> {
                 print!("\x1b[2J\x1b[H");
             }
             outln!("engines ({})", engines.len());
-            for (name, fields) in &engines {
-                let (f, _) = herojobs::engine::stats::parse_fields(fields);
+            for e in &engines {
+                let (name, f) = (&e.name, e.counters());
                 let c = |k: &str| f.get(k).copied().unwrap_or(0);
                 outln!(
                     "  {name}: {} workers, {} running, {} done, {} failed ({} timed out), {} recovered",
@@ -745,45 +755,12 @@ pub fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode, Failure> {
     }
 }
 
-/// Removes every Redis key of a circle (its job hashes, queues and registry entries): the
-/// demo and the bench clean up after themselves. Not a hot path, so `KEYS` is fine here.
-pub fn remove_circle_keys(url: &str, circle: &str) {
-    let Ok(mut con) = redis::Client::open(url).and_then(|c| c.get_connection()) else {
-        return;
-    };
-    // Drained queue lists no longer exist as keys, so take the registry's own members.
-    let prefix = format!("heroqueue:{circle}:");
-    let registered: Vec<String> = redis::cmd("SMEMBERS")
-        .arg("heroqueues")
-        .query(&mut con)
-        .unwrap_or_default();
-    for q in registered.iter().filter(|q| q.starts_with(&prefix)) {
-        let _: Result<i64, _> = redis::cmd("SREM").arg("heroqueues").arg(q).query(&mut con);
-    }
-    for pattern in [
-        format!("herojobs:{circle}:*"),
-        format!("heroqueue:{circle}:*"),
-        format!("herojobs-ids:{circle}:*"),
-        format!("herojobs-outcomes:{circle}:*"),
-        format!("herojobs-dead:{circle}:*"),
-        format!("herojobs-scheduled:{circle}:*"),
-    ] {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query(&mut con)
-            .unwrap_or_default();
-        for chunk in keys.chunks(1000) {
-            let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut con);
-        }
-    }
-}
-
 /// A hint for a wait that timed out: is any watchdog running at all?
-fn no_engine_hint(g: &Global) -> String {
-    match RedisBroker::new(RedisConfig::new(&g.redis)).and_then(|b| b.read_stats()) {
+fn no_engine_hint(c: &Client) -> String {
+    match c.engines() {
         Ok(engines) if engines.is_empty() => format!(
             " (no watchdog is publishing counters at {}: start one with `herojobs run`)",
-            herojobs::redact::redact_url(&g.redis)
+            c.redis_url().unwrap_or("the embedded broker")
         ),
         _ => String::new(),
     }

@@ -1,6 +1,6 @@
 //! `cancel`, `retry`, `dead`, `purge`: the life of a job after its submit.
 
-use crate::jobs_cmd::TopicArgs;
+use crate::jobs_cmd::{JobArgs, TopicArgs};
 use crate::{Failure, Global};
 use clap::Args;
 use herojobs::Client;
@@ -10,9 +10,7 @@ use std::process::ExitCode;
 #[derive(Args)]
 pub struct CancelArgs {
     #[command(flatten)]
-    t: TopicArgs,
-    /// Job id.
-    id: u32,
+    job: JobArgs,
 }
 
 /// Options of `retry`.
@@ -20,11 +18,11 @@ pub struct CancelArgs {
 pub struct RetryArgs {
     #[command(flatten)]
     t: TopicArgs,
-    /// Job id (a failed job).
-    #[arg(required_unless_present = "all_dead")]
-    id: Option<u32>,
+    /// Job id or circle/topic/id (a failed job).
+    #[arg(value_name = "ID|CIRCLE/TOPIC/ID", required_unless_present = "all_dead")]
+    job: Option<String>,
     /// Every job in the dead set of the circle/topic.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "job")]
     all_dead: bool,
 }
 
@@ -47,15 +45,13 @@ fn client(g: &Global) -> Result<Client, Failure> {
 
 /// `herojobs cancel`: exit 0 if cancelled, 1 if it had finished.
 pub fn cancel(g: &Global, a: CancelArgs) -> Result<ExitCode, Failure> {
-    if client(g)?.cancel(&a.t.circle, &a.t.topic, a.id)? {
-        println!("cancelled {}/{}/{}", a.t.circle, a.t.topic, a.id);
+    let r = a.job.job_ref()?;
+    if client(g)?.cancel(&r)? {
+        println!("cancelled {r}");
         Ok(ExitCode::SUCCESS)
     } else {
         Err(Failure {
-            message: format!(
-                "job {}/{}/{} had already finished",
-                a.t.circle, a.t.topic, a.id
-            ),
+            message: format!("job {r} had already finished"),
             code: 1,
         })
     }
@@ -64,26 +60,28 @@ pub fn cancel(g: &Global, a: CancelArgs) -> Result<ExitCode, Failure> {
 /// `herojobs retry`: one failed job, or every dead one.
 pub fn retry(g: &Global, a: RetryArgs) -> Result<ExitCode, Failure> {
     let c = client(g)?;
-    let ids: Vec<u32> = if a.all_dead {
-        let mut all = Vec::new();
-        loop {
-            let page = c.dead(&a.t.circle, &a.t.topic, all.len(), 1000)?;
-            if page.is_empty() {
-                break;
+    let refs: Vec<herojobs::JobRef> = match a.job {
+        Some(job) => vec![JobArgs { t: a.t, job }.job_ref()?],
+        None => {
+            let q = a.t.queue()?;
+            let mut all = Vec::new();
+            loop {
+                let page = c.dead(&q, all.len(), 1000)?;
+                if page.is_empty() {
+                    break;
+                }
+                all.extend(page.into_iter().map(|(id, _)| q.job(id)));
             }
-            all.extend(page.into_iter().map(|(id, _)| id));
+            all
         }
-        all
-    } else {
-        a.id.into_iter().collect()
     };
     let mut n = 0;
-    for id in &ids {
-        if c.retry(&a.t.circle, &a.t.topic, *id)? {
+    for r in &refs {
+        if c.retry(r)? {
             n += 1;
         } else if !a.all_dead {
             return Err(Failure {
-                message: format!("job {}/{}/{id} has not failed", a.t.circle, a.t.topic),
+                message: format!("job {r} has not failed"),
                 code: 1,
             });
         }
@@ -99,10 +97,11 @@ pub fn retry(g: &Global, a: RetryArgs) -> Result<ExitCode, Failure> {
 /// `herojobs dead`: the dead set, newest first.
 pub fn dead(g: &Global, a: DeadArgs) -> Result<ExitCode, Failure> {
     let c = client(g)?;
-    let page = c.dead(&a.t.circle, &a.t.topic, a.offset, a.limit)?;
+    let q = a.t.queue()?;
+    let page = c.dead(&q, a.offset, a.limit)?;
     let mut rows = Vec::new();
     for (id, at) in page {
-        let job = c.get(&a.t.circle, &a.t.topic, id).ok();
+        let job = c.get(&q.job(id)).ok();
         rows.push((id, at, job));
     }
     if g.json {
@@ -129,20 +128,20 @@ pub fn dead(g: &Global, a: DeadArgs) -> Result<ExitCode, Failure> {
 
 /// `herojobs purge`: empties the dead set (the jobs stay recorded as failed).
 pub fn purge(g: &Global, a: TopicArgs) -> Result<ExitCode, Failure> {
-    let n = client(g)?.purge_dead(&a.circle, &a.topic)?;
+    let n = client(g)?.purge_dead(&a.queue()?)?;
     println!("{n} dead job(s) purged");
     Ok(ExitCode::SUCCESS)
 }
 
 /// `herojobs pause` / `resume`: engines stop or start taking from a queue.
 pub fn pause(g: &Global, a: TopicArgs, paused: bool) -> Result<ExitCode, Failure> {
-    let c = client(g)?;
+    let (c, q) = (client(g)?, a.queue()?);
     if paused {
-        c.pause(&a.circle, &a.topic)?;
-        println!("paused {}/{}", a.circle, a.topic);
+        c.pause(&q)?;
+        println!("paused {q}");
     } else {
-        c.resume(&a.circle, &a.topic)?;
-        println!("resumed {}/{}", a.circle, a.topic);
+        c.resume(&q)?;
+        println!("resumed {q}");
     }
     Ok(ExitCode::SUCCESS)
 }

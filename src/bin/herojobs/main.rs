@@ -83,7 +83,7 @@ impl Global {
     pub fn base(&self) -> PathBuf {
         self.base
             .clone()
-            .unwrap_or_else(herojobs::store::default_base)
+            .unwrap_or_else(herojobs::default_base)
     }
 }
 

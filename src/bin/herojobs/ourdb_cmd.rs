@@ -185,24 +185,20 @@ pub fn run(g: &crate::Global, cmd: OurdbCommand) -> Result<ExitCode, Failure> {
             circle: Some(circle),
             topic,
         } => {
-            let (c, t) = herojobs::store::fix_names(&circle, &topic)?;
-            let store =
-                herojobs::store::JobStore::new(g.base(), herojobs::ourdb::Durability::Periodic);
+            let q = herojobs::QueueName::new(&circle, &topic)?;
             let args = DbArgs {
-                dir: dir.unwrap_or_else(|| store.db_dir(&c, &t)),
+                dir: dir.unwrap_or_else(|| herojobs::job_db_dir(&g.base(), &q)),
                 keysize,
             };
             if !args.dir.is_dir() {
-                return Err(
-                    format!("no job database for {c}/{t} at {}", args.dir.display()).into(),
-                );
+                return Err(format!("no job database for {q} at {}", args.dir.display()).into());
             }
             let db = open(&args, Mode::Inspect)?;
             for id in db.ids() {
                 let line = match db.get(id).map_err(|e| e.to_string()).and_then(|bytes| {
-                    herojobs::codec::from_record(id, &bytes).map_err(|e| e.to_string())
+                    herojobs::Job::from_record(id, &bytes).map_err(|e| e.to_string())
                 }) {
-                    Ok(job) => herojobs::codec::to_json(&job),
+                    Ok(job) => job.to_json(),
                     Err(e) => serde_json::json!({"jobid": id, "unreadable": e}).to_string(),
                 };
                 writeln!(out, "{line}")?;

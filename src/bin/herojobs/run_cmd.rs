@@ -4,9 +4,7 @@
 
 use crate::{Failure, Global};
 use clap::Args;
-use herojobs::engine::EngineConfig;
-use herojobs::processor::Registry;
-use herojobs::WatchDog;
+use herojobs::{EngineConfig, QueueSelection, Registry, Retention, WatchDog};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -88,21 +86,22 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
             std::process::exit(130);
         }
     })?;
-    let config = EngineConfig {
-        workers: a.workers.max(1),
-        default_timeout: Duration::from_secs(a.timeout.max(1)),
-        lease: Duration::from_secs(a.lease.max(1)),
-        grace: Duration::from_secs(a.grace),
-        queues: match &a.queues {
-            Some(spec) => herojobs::engine::QueueSelection::parse(spec, a.strict)?,
-            None => herojobs::engine::QueueSelection::All,
-        },
-        reconcile_only: a.reconcile_only,
-        unclaimed_timeout: Duration::from_secs(a.unclaimed_timeout),
-        retry: crate::jobs_cmd::retry_policy(a.retries, a.backoff, &a.backoff_kind)?,
-        retry_timeouts: a.retry_timeouts,
-        ..EngineConfig::default()
+    let mut config = EngineConfig::default();
+    config.workers = a.workers.max(1);
+    config.default_timeout = Duration::from_secs(a.timeout.max(1));
+    config.lease = Duration::from_secs(a.lease.max(1));
+    config.grace = Duration::from_secs(a.grace);
+    config.queues = match &a.queues {
+        Some(spec) => QueueSelection::parse(spec, a.strict)?,
+        None => QueueSelection::All,
     };
+    config.reconcile_only = a.reconcile_only;
+    config.unclaimed_timeout = Duration::from_secs(a.unclaimed_timeout);
+    config.retry = crate::jobs_cmd::retry_policy(a.retries, a.backoff, &a.backoff_kind)?;
+    config.retry_timeouts = a.retry_timeouts;
+    let mut retention = Retention::default();
+    retention.finished_ttl = Duration::from_secs(a.finished_ttl);
+    config.retention = retention;
     let base = g.base();
     let keys = g.signing_keys()?;
     let (client, mut engine) = if a.embedded {
@@ -115,21 +114,13 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
             .redis_url(&g.redis)
             .base(&base)
             .config(config)
-            .retention(herojobs::broker::redis::Retention {
-                finished_ttl: Duration::from_secs(a.finished_ttl),
-                ..Default::default()
-            })
             .registry(Registry::with_builtins());
         for (circle, secret) in keys {
             b = b.require_signing(&circle, secret);
         }
         let engine = b.build()?;
         // The dashboard shares the engine's broker and job store (one OurDB handle each).
-        let s = engine.shared();
-        (
-            herojobs::Client::with_parts(s.broker.clone(), s.store.clone()),
-            engine,
-        )
+        (engine.client(), engine)
     };
     engine.start()?;
     #[cfg(feature = "web")]
