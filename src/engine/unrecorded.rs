@@ -273,7 +273,10 @@ mod tests {
             .build()
             .unwrap();
         let s = Arc::clone(wd.shared());
-        let (bad, good) = (QueueName::new("bad", "t"), QueueName::new("good", "t"));
+        let (bad, good) = (
+            QueueName::new("bad", "t").unwrap(),
+            QueueName::new("good", "t").unwrap(),
+        );
         let active = job("bad", 1, JobStatus::Active);
         let done = job("bad", 1, JobStatus::Done);
         let other = job("good", 1, JobStatus::Done);
@@ -281,7 +284,7 @@ mod tests {
         assert!(s.unrecorded.is_blocked(&bad));
         assert!(!s.unrecorded.is_blocked(&good));
         assert_eq!(
-            s.store.get("good", "t", 1).unwrap().unwrap().status,
+            s.store.get(&good, 1).unwrap().unwrap().status,
             JobStatus::Done
         );
         // A blocked database's later version replaces the kept one, written to nobody.
@@ -305,7 +308,7 @@ mod tests {
         assert!(!s.unrecorded.is_blocked(&bad));
         assert_eq!(s.unrecorded.waiting(), 0);
         assert_eq!(
-            s.store.get("bad", "t", 1).unwrap().unwrap().status,
+            s.store.get(&bad, 1).unwrap().unwrap().status,
             JobStatus::Done
         );
     }

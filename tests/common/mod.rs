@@ -142,11 +142,10 @@ pub fn base_dir() -> (tempfile::TempDir, PathBuf) {
 /// `ok [text]` → done with `text` (or the job id); `sleep MS` → sleeps (cancellable) then
 /// done; `forever` → runs until cancelled; `fail MSG` → error; `panic` → panics;
 /// `record PATH` → appends the job id to PATH, then done.
-pub fn test_registry() -> herojobs::processor::Registry {
-    use herojobs::processor::{JobContext, Registry};
-    use herojobs::{Job, ParamsType};
+pub fn test_registry() -> herojobs::Registry {
+    use herojobs::{ParamsType, Registry};
     let mut r = Registry::new();
-    r.register(ParamsType::HeroScript, |job: &Job, ctx: &JobContext| {
+    r.register(ParamsType::HeroScript, |job, ctx| {
         let (cmd, arg) = job
             .params
             .split_once(' ')
@@ -158,9 +157,8 @@ pub fn test_registry() -> herojobs::processor::Registry {
                 arg.to_string()
             }),
             "sleep" => {
-                let ms: u64 = arg.parse().map_err(|_| format!("bad sleep {arg:?}"))?;
-                ctx.sleep(Duration::from_millis(ms))
-                    .map_err(|_| "cancelled".to_string())?;
+                let ms: u64 = arg.parse()?;
+                ctx.sleep(Duration::from_millis(ms))?;
                 Ok("slept".into())
             }
             "forever" => {
@@ -169,21 +167,19 @@ pub fn test_registry() -> herojobs::processor::Registry {
                 }
                 Err("cancelled".into())
             }
-            "fail" => Err(arg.to_string()),
+            "fail" => Err(arg.into()),
             "panic" => panic!("the test processor was told to panic"),
             "record" => {
                 use std::io::Write;
                 let mut f = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(arg)
-                    .map_err(|e| e.to_string())?;
+                    .open(arg)?;
                 // One write per line: O_APPEND makes each write atomic between processes.
-                f.write_all(format!("{}\n", job.id).as_bytes())
-                    .map_err(|e| e.to_string())?;
+                f.write_all(format!("{}\n", job.id).as_bytes())?;
                 Ok(std::process::id().to_string())
             }
-            other => Err(format!("unknown test command {other:?}")),
+            other => Err(format!("unknown test command {other:?}").into()),
         }
     });
     r
@@ -192,20 +188,30 @@ pub fn test_registry() -> herojobs::processor::Registry {
 /// An engine builder for tests: Redis at `url`, jobs under `base`, short lease and recovery
 /// intervals so that crash recovery happens within seconds.
 pub fn test_engine(url: &str, base: &std::path::Path, workers: usize) -> herojobs::WatchDogBuilder {
-    let config = herojobs::engine::EngineConfig {
-        workers,
-        lease: Duration::from_secs(2),
-        grace: Duration::from_secs(5),
-        recovery_interval: Duration::from_millis(500),
-        recovery_grace: Duration::from_secs(1),
-        poll: Duration::from_millis(200),
-        ..Default::default()
-    };
+    let mut config = herojobs::EngineConfig::default();
+    config.workers = workers;
+    config.lease = Duration::from_secs(2);
+    config.grace = Duration::from_secs(5);
+    config.recovery_interval = Duration::from_millis(500);
+    config.recovery_grace = Duration::from_secs(1);
+    config.poll = Duration::from_millis(200);
     herojobs::WatchDog::builder()
         .redis_url(url)
         .base(base)
         .config(config)
         .registry(test_registry())
+}
+
+/// The address of job `id` of `circle`/`topic` (names fixed).
+pub fn jref(circle: &str, topic: &str, id: u32) -> herojobs::JobRef {
+    herojobs::QueueName::new(circle, topic)
+        .expect("a usable circle/topic")
+        .job(id)
+}
+
+/// The queue `circle`/`topic` (names fixed).
+pub fn queue(circle: &str, topic: &str) -> herojobs::QueueName {
+    herojobs::QueueName::new(circle, topic).expect("a usable circle/topic")
 }
 
 /// A heroscript job with test-processor params.
