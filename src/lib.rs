@@ -42,7 +42,7 @@ mod counters;
 mod engine;
 mod error;
 mod job;
-mod limits;
+pub mod limits;
 pub mod names;
 pub mod ourdb;
 pub mod processor;

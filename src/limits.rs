@@ -23,6 +23,7 @@ const SLACK: usize = 512;
 
 /// Why a job cannot be submitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 #[error("job for {circle}/{topic} is {size} bytes as a record; with {MIN_OUTCOME_ROOM} bytes of room for its result it would not fit this database's record_size_max of {max} bytes (make the params smaller)")]
 pub struct TooLarge {
     /// Circle.
@@ -37,7 +38,7 @@ pub struct TooLarge {
 
 /// Refuses a job whose record, as submitted, leaves less than [`MIN_OUTCOME_ROOM`] under
 /// `max`.
-pub fn check_submit(job: &Job, max: usize) -> Result<(), TooLarge> {
+pub(crate) fn check_submit(job: &Job, max: usize) -> Result<(), TooLarge> {
     let size = record_len(job);
     if size.saturating_add(MIN_OUTCOME_ROOM) > max {
         return Err(TooLarge {
@@ -60,7 +61,7 @@ fn cut(s: &mut String, max: usize) -> usize {
 /// Cuts a finished job's error, result and log so its record fits `max` bytes; the log's
 /// last line says what was cut. Returns whether anything was cut. Errors are capped at
 /// [`ERROR_CAP`] even when they would fit.
-pub fn fit_finished(job: &mut Job, max: usize) -> bool {
+pub(crate) fn fit_finished(job: &mut Job, max: usize) -> bool {
     let mut notes = Vec::new();
     if job.error.len() > ERROR_CAP {
         let gone = cut(&mut job.error, ERROR_CAP);
