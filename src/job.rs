@@ -352,6 +352,14 @@ impl Job {
         crate::codec::from_json(bytes)
     }
 
+    /// The job as herojobs stores it in OurDB (a version byte, then bincode; see
+    /// `docs/ourdb-format.md`). The id is not in it: it is the record's OurDB id.
+    pub fn to_record(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::codec::to_record(self, &mut out);
+        out
+    }
+
     /// A job from its OurDB record (`id` is the record's id: records do not store it), as
     /// `herojobs ourdb dump --circle` decodes them. Records of every earlier version load.
     pub fn from_record(id: u32, bytes: &[u8]) -> Result<Job, crate::codec::CodecError> {

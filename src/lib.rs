@@ -54,6 +54,14 @@ mod submit;
 #[cfg(feature = "web")]
 pub mod web;
 
+// Unit tests that need a real redis-server share the integration tests' support module
+// (it names the crate `herojobs`, as an outside user would).
+#[cfg(test)]
+extern crate self as herojobs;
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_common;
+
 pub use broker::Retention;
 pub use codec::CodecError;
 pub use client::{Client, EngineCounters, JobPage, LifecycleCounts, ListedJob, PageQuery};

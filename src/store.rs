@@ -521,3 +521,65 @@ impl JobStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::Job;
+
+    fn q(circle: &str, topic: &str) -> QueueName {
+        QueueName::new(circle, topic).unwrap()
+    }
+
+    fn alone(from: u64, n: u64) -> Result<(u64, u64), String> {
+        Ok((from, from + n))
+    }
+
+    fn job(circle: &str, topic: &str) -> Job {
+        Job::new(circle, topic, crate::ParamsType::HeroScript, "ok")
+    }
+
+    #[test]
+    fn store_reads_never_create_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::new(dir.path(), Durability::Periodic);
+        assert!(store.get(&q("nobody", "nothing"), 1).unwrap().is_none());
+        assert!(store.list(&q("nobody", "nothing")).unwrap().is_empty());
+        assert!(!store.delete(&q("nobody", "nothing"), 1).unwrap());
+        assert!(!dir.path().join("circles").exists(), "a read created files");
+        assert_eq!(store.open_count(), 0);
+        let ids = store.add(&q("c", "t"), &[job("c", "t")], &mut alone).unwrap();
+        assert!(store.get(&q("c", "t"), ids[0]).unwrap().is_some());
+    }
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    #[test]
+    fn store_keeps_the_number_of_open_databases_and_fds_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::new(dir.path(), Durability::Periodic).with_max_open(8);
+        let before = open_fds();
+        for i in 0..100 {
+            let topic = format!("t{i}");
+            store
+                .add(&q("c", &topic), &[job("c", &topic)], &mut alone)
+                .unwrap();
+            assert!(store.open_count() <= 8);
+        }
+        let during = open_fds();
+        // 8 open databases of one data file hold 5 descriptors each; other tests running in
+        // this process may hold a few more.
+        assert!(
+            during <= before + 8 * 5 + 16,
+            "{during} fds open (before: {before}) with 100 topics and a cap of 8"
+        );
+        // Closed databases are still readable (they reopen on demand).
+        for i in 0..100 {
+            let topic = format!("t{i}");
+            assert_eq!(store.list(&q("c", &topic)).unwrap().len(), 1, "{topic}");
+        }
+        assert!(store.open_count() <= 8);
+    }
+}

@@ -1,23 +1,24 @@
 //! Embedded mode: no Redis at all; OurDB is the record of truth, so jobs that were new or
 //! active when the process went away are run after a restart.
 
-use herojobs::engine::EngineConfig;
-use herojobs::processor::Registry;
-use herojobs::{embedded, Job, JobStatus, ParamsType};
+use herojobs::{embedded, EngineConfig, Job, JobRef, JobStatus, ParamsType, QueueName, Registry};
 use std::time::Duration;
 
 fn config() -> EngineConfig {
-    EngineConfig {
-        workers: 2,
-        recovery_interval: Duration::from_millis(300),
-        ..EngineConfig::default()
-    }
+    let mut c = EngineConfig::default();
+    c.workers = 2;
+    c.recovery_interval = Duration::from_millis(300);
+    c
+}
+
+fn queue(circle: &str, topic: &str) -> QueueName {
+    QueueName::new(circle, topic).unwrap()
 }
 
 #[test]
 fn jobs_survive_a_restart_of_an_embedded_program() {
     let dir = tempfile::tempdir().unwrap();
-    let ids: Vec<u32> = {
+    let ids: Vec<JobRef> = {
         // First run: jobs are submitted, the engine never starts (the program "crashed").
         let (client, _engine) = embedded(dir.path(), Registry::with_builtins(), config()).unwrap();
         let ids = (0..20)
@@ -32,17 +33,33 @@ fn jobs_survive_a_restart_of_an_embedded_program() {
                     .unwrap()
             })
             .collect();
-        // And one was active when it died.
-        let mut j = client.get("c", "t", 1).unwrap();
-        client
-            .set_active(&mut j, 1, Duration::from_secs(1))
-            .unwrap();
         ids
     };
+    // And one was active when it died: OurDB, the record of truth, says so (written as the
+    // engine's dispatcher writes it).
+    let first = &ids[0];
+    let client = herojobs::WatchDog::builder()
+        .embedded()
+        .base(dir.path())
+        .build()
+        .unwrap()
+        .client();
+    let mut j = client.stored(first).unwrap().unwrap();
+    drop(client);
+    j.status = JobStatus::Active;
+    j.attempts = 1;
+    j.time_start = j.time_scheduled;
+    let db = herojobs::ourdb::OurDb::open(
+        herojobs::job_db_dir(dir.path(), first.queue()),
+        herojobs::ourdb::Config::default(),
+    )
+    .unwrap();
+    db.set(first.id(), &j.to_record()).unwrap();
+    db.close().unwrap();
     let (client, mut engine) = embedded(dir.path(), Registry::with_builtins(), config()).unwrap();
     engine.start().unwrap();
     for (i, id) in ids.iter().enumerate() {
-        let j = client.wait("c", "t", *id, Duration::from_secs(30)).unwrap();
+        let j = client.wait(id, Duration::from_secs(30)).unwrap();
         assert_eq!(
             (j.status, j.result.clone()),
             (JobStatus::Done, (i * 2).to_string())
@@ -61,7 +78,7 @@ fn fifo_fairness_and_timeouts_hold_in_process() {
                 .collect(),
         )
         .unwrap();
-    let small: Vec<u32> = (0..5)
+    let small: Vec<JobRef> = (0..5)
         .map(|_| {
             client
                 .submit(Job::new(
@@ -73,15 +90,20 @@ fn fifo_fairness_and_timeouts_hold_in_process() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(client.queue_ids("c", "big").unwrap()[..3], big[..3], "FIFO");
+    let first_big: Vec<u32> = big[..3].iter().map(|r| r.id()).collect();
+    assert_eq!(
+        client.queue_ids(&queue("c", "big")).unwrap()[..3],
+        first_big[..],
+        "FIFO"
+    );
     engine.start().unwrap();
     for id in &small {
         client
-            .wait("c", "small", *id, Duration::from_secs(30))
+            .wait(id, Duration::from_secs(30))
             .unwrap();
     }
     assert!(
-        client.queue_len("c", "big").unwrap() > 1000,
+        client.queue_len(&queue("c", "big")).unwrap() > 1000,
         "the small queue was not starved"
     );
     let t = client
@@ -91,7 +113,7 @@ fn fifo_fairness_and_timeouts_hold_in_process() {
         .unwrap();
     assert_eq!(
         client
-            .wait("c", "x", t, Duration::from_secs(10))
+            .wait(&t, Duration::from_secs(10))
             .unwrap()
             .error,
         "timeout after 1 s"
@@ -103,24 +125,17 @@ fn fifo_fairness_and_timeouts_hold_in_process() {
 /// end up in their own database as done, with their results.
 #[test]
 fn strict_durability_records_every_finished_job_in_its_own_database() {
-    use herojobs::broker::memory::MemoryBroker;
-    use herojobs::ourdb::Durability;
-    use herojobs::store::JobStore;
-    use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
-    let broker: Arc<dyn herojobs::broker::Broker> = Arc::new(MemoryBroker::new());
-    let store = Arc::new(JobStore::new(dir.path(), Durability::Strict));
     let mut engine = herojobs::WatchDog::builder()
-        .broker(broker.clone())
-        .store(store.clone())
-        .config(EngineConfig {
-            workers: 4,
-            ..config()
-        })
+        .embedded()
+        .base(dir.path())
+        .durability(herojobs::Durability::Strict)
+        .config(config())
+        .workers(4)
         .registry(Registry::with_builtins())
         .build()
         .unwrap();
-    let client = herojobs::Client::with_parts(broker, store);
+    let client = engine.client();
     let mut submitted = Vec::new();
     for topic in ["a", "b"] {
         let jobs = (0..150)
@@ -130,17 +145,22 @@ fn strict_durability_records_every_finished_job_in_its_own_database() {
         submitted.extend(ids.into_iter().enumerate().map(|(i, id)| (topic, id, i)));
     }
     engine.start().unwrap();
-    for &(topic, id, _) in &submitted {
+    for (_, id, _) in &submitted {
         client
-            .wait("c", topic, id, Duration::from_secs(60))
+            .wait(id, Duration::from_secs(60))
             .unwrap();
     }
     engine.stop();
     drop(client);
+    drop(engine);
     // Read OurDB afresh, not through the engine's handles.
-    let store = JobStore::new(dir.path(), Durability::Periodic);
-    for &(topic, id, i) in &submitted {
-        let job = store.get("c", topic, id).unwrap().expect("job in OurDB");
+    for (topic, id, i) in &submitted {
+        let db = herojobs::ourdb::OurDb::open(
+            herojobs::job_db_dir(dir.path(), id.queue()),
+            herojobs::ourdb::Config::default(),
+        )
+        .unwrap();
+        let job = Job::from_record(id.id(), &db.get(id.id()).unwrap()).expect("job in OurDB");
         assert_eq!(
             (job.status, job.result.clone()),
             (JobStatus::Done, (i * 2).to_string()),
@@ -153,9 +173,6 @@ fn strict_durability_records_every_finished_job_in_its_own_database() {
 /// time, so that a crash now is recovered from there; when it finishes, done.
 #[test]
 fn a_running_job_is_active_in_ourdb_then_done() {
-    use herojobs::ourdb::Durability;
-    use herojobs::processor::JobContext;
-    use herojobs::store::JobStore;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use std::time::Instant;
@@ -163,7 +180,7 @@ fn a_running_job_is_active_in_ourdb_then_done() {
     let release = Arc::new(AtomicBool::new(false));
     let mut registry = Registry::new();
     let r = Arc::clone(&release);
-    registry.register(ParamsType::HeroScript, move |_: &Job, ctx: &JobContext| {
+    registry.register(ParamsType::HeroScript, move |_, ctx| {
         // Runs until the test has seen it active (or the job is cancelled).
         while !r.load(Ordering::Acquire) && !ctx.is_cancelled() {
             std::thread::sleep(Duration::from_millis(2));
@@ -175,10 +192,9 @@ fn a_running_job_is_active_in_ourdb_then_done() {
         .submit(Job::new("c", "t", ParamsType::HeroScript, "!!wait.here"))
         .unwrap();
     engine.start().unwrap();
-    let store = JobStore::new(dir.path(), Durability::Periodic);
     let deadline = Instant::now() + Duration::from_secs(60);
     let active = loop {
-        let job = store.get("c", "t", id).unwrap().expect("job in OurDB");
+        let job = client.stored(&id).unwrap().expect("job in OurDB");
         if job.status == JobStatus::Active {
             break job;
         }
@@ -188,10 +204,10 @@ fn a_running_job_is_active_in_ourdb_then_done() {
     assert_eq!(active.attempts, 1);
     assert!(active.time_start > 0);
     release.store(true, Ordering::Release);
-    let done = client.wait("c", "t", id, Duration::from_secs(60)).unwrap();
+    let done = client.wait(&id, Duration::from_secs(60)).unwrap();
     assert_eq!(done.result, "released");
     engine.stop();
-    let stored = store.get("c", "t", id).unwrap().expect("job in OurDB");
+    let stored = client.stored(&id).unwrap().expect("job in OurDB");
     assert_eq!(
         (stored.status, stored.result.as_str()),
         (JobStatus::Done, "released")

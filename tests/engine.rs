@@ -3,15 +3,15 @@
 
 mod common;
 
-use common::{base_dir, test_engine, tjob, wait_until, RedisServer};
-use herojobs::{Client, JobStatus, ParamsType};
+use common::{base_dir, queue, test_engine, tjob, wait_until, RedisServer};
+use herojobs::{Client, JobRef, JobStatus, ParamsType};
 use std::time::{Duration, Instant};
 
-fn finished(client: &Client, c: &str, t: &str, ids: &[u32]) -> usize {
+fn finished(client: &Client, ids: &[JobRef]) -> usize {
     ids.iter()
         .filter(|id| {
             client
-                .get(c, t, **id)
+                .get(id)
                 .map(|j| j.status.is_finished())
                 .unwrap_or(false)
         })
@@ -25,29 +25,28 @@ fn jobs_run_and_results_land_in_redis_and_ourdb() {
     let client = Client::connect(&redis.url(), &base).unwrap();
     let mut engine = test_engine(&redis.url(), &base, 4).build().unwrap();
     engine.start().unwrap();
-    let ids: Vec<u32> = (0..200)
+    let ids: Vec<JobRef> = (0..200)
         .map(|i| client.submit(tjob("c", "t", &format!("ok r{i}"))).unwrap())
         .collect();
     let fail = client.submit(tjob("c", "t", "fail it broke")).unwrap();
     for (i, id) in ids.iter().enumerate() {
-        let j = client.wait("c", "t", *id, Duration::from_secs(30)).unwrap();
+        let j = client.wait(id, Duration::from_secs(30)).unwrap();
         assert_eq!(j.status, JobStatus::Done);
         assert_eq!(j.result, format!("r{i}"));
         assert_eq!(j.attempts, 1);
         assert!(j.time_start > 0 && j.time_end >= j.time_start);
     }
     let j = client
-        .wait("c", "t", fail, Duration::from_secs(30))
+        .wait(&fail, Duration::from_secs(30))
         .unwrap();
     assert_eq!((j.status, j.error.as_str()), (JobStatus::Error, "it broke"));
     engine.stop();
     // OurDB holds the finished state and the history of states.
     let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
-    let j = client.get("c", "t", ids[7]).unwrap();
+    let j = client.get(&ids[7]).unwrap();
     assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "r7"));
-    let db = client.store().db("c", "t").unwrap();
     assert_eq!(
-        db.history(ids[7], 10).unwrap().len(),
+        client.history(&ids[7], 10).unwrap().len(),
         3,
         "new, active, done"
     );
@@ -69,7 +68,7 @@ fn an_endless_job_times_out_and_frees_its_worker() {
     let after = client.submit(tjob("c", "t", "ok next")).unwrap();
     let start = Instant::now();
     let j = client
-        .wait("c", "t", endless, Duration::from_secs(30))
+        .wait(&endless, Duration::from_secs(30))
         .unwrap();
     let took = start.elapsed();
     assert_eq!(j.status, JobStatus::Error);
@@ -80,13 +79,13 @@ fn an_endless_job_times_out_and_frees_its_worker() {
     );
     // The only worker is free again: the next job runs.
     let j = client
-        .wait("c", "t", after, Duration::from_secs(10))
+        .wait(&after, Duration::from_secs(10))
         .unwrap();
     assert_eq!(j.result, "next");
     // The late "cancelled" result did not overwrite the timeout.
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
-        client.get("c", "t", endless).unwrap().error,
+        client.get(&endless).unwrap().error,
         "timeout after 1 s"
     );
     assert_eq!(engine.stats().timed_out, 1);
@@ -99,17 +98,17 @@ fn a_small_queue_is_not_starved_by_a_big_one() {
     let client = Client::connect(&redis.url(), &base).unwrap();
     let big: Vec<_> = (0..10_000).map(|_| tjob("c", "big", "sleep 1")).collect();
     let big_ids = client.submit_many(big).unwrap();
-    let small_ids: Vec<u32> = (0..10)
+    let small_ids: Vec<JobRef> = (0..10)
         .map(|_| client.submit(tjob("c", "small", "ok")).unwrap())
         .collect();
     let mut engine = test_engine(&redis.url(), &base, 4).build().unwrap();
     engine.start().unwrap();
     for id in &small_ids {
         client
-            .wait("c", "small", *id, Duration::from_secs(60))
+            .wait(id, Duration::from_secs(60))
             .unwrap();
     }
-    let big_done = 10_000 - client.queue_len("c", "big").unwrap() as usize;
+    let big_done = 10_000 - client.queue_len(&common::queue("c", "big")).unwrap() as usize;
     assert!(
         big_done < 2_000,
         "the small queue waited for {big_done} big jobs"
@@ -129,10 +128,10 @@ fn never_more_jobs_taken_than_workers() {
     engine.start().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut samples = 0;
-    while finished(&client, "c", "bp", &ids) < ids.len() {
+    while finished(&client, &ids) < ids.len() {
         assert!(Instant::now() < deadline, "jobs did not finish");
-        let queued = client.queue_len("c", "bp").unwrap() as usize;
-        let done = finished(&client, "c", "bp", &ids);
+        let queued = client.queue_len(&common::queue("c", "bp")).unwrap() as usize;
+        let done = finished(&client, &ids);
         // Taken but unfinished ≤ workers (sampled; `done` read after `queued` can only help).
         assert!(
             ids.len() - queued - done <= 3,
@@ -165,7 +164,7 @@ fn panics_unknown_types_and_garbage_fail_cleanly_and_the_engine_goes_on() {
         // An id whose hash holds garbage, and one with no hash at all.
         let id = client.submit(tjob("c", "g2", "ok")).unwrap();
         let _: () = redis::cmd("HSET")
-            .arg(format!("herojobs:c:g2:{id}"))
+            .arg(format!("herojobs:c:g2:{}", id.id()))
             .arg("job")
             .arg("{garbage")
             .query(&mut con)
@@ -187,12 +186,12 @@ fn panics_unknown_types_and_garbage_fail_cleanly_and_the_engine_goes_on() {
             Duration::from_secs(30),
             || {
                 client
-                    .get("c", topic, *id)
+                    .get(id)
                     .map(|j| j.status.is_finished())
                     .unwrap_or(false)
             },
         );
-        let j = client.get("c", topic, *id).unwrap();
+        let j = client.get(id).unwrap();
         assert_eq!(j.status, JobStatus::Error, "{j:?}");
         match i % 3 {
             0 => assert!(
@@ -212,13 +211,13 @@ fn panics_unknown_types_and_garbage_fail_cleanly_and_the_engine_goes_on() {
     }
     assert_eq!(
         client
-            .wait("c", "g", good, Duration::from_secs(30))
+            .wait(&good, Duration::from_secs(30))
             .unwrap()
             .result,
         "fine"
     );
     wait_until("ids without jobs dropped", Duration::from_secs(30), || {
-        client.queue_len("c", "g2").unwrap() == 0
+        client.queue_len(&common::queue("c", "g2")).unwrap() == 0
     });
 }
 
@@ -235,26 +234,35 @@ fn redis_restarted_empty_with_pending_jobs_all_complete() {
         )
         .unwrap();
     let active = client.submit(tjob("c", "r", "ok was-active")).unwrap();
-    // One job was active when Redis died (its engine gone too).
-    let mut j = client.get("c", "r", active).unwrap();
-    client
-        .set_active(&mut j, 1, Duration::from_secs(2))
-        .unwrap();
+    // One job was active when Redis died (its engine gone too): OurDB, the record of
+    // truth, says so (written as the engine's dispatcher writes it).
+    let mut j = client.get(&active).unwrap();
+    j.status = JobStatus::Active;
+    j.attempts = 1;
+    j.time_start = j.time_scheduled;
+    let db = herojobs::ourdb::OurDb::open(
+        client.db_dir(active.queue()),
+        herojobs::ourdb::Config::default(),
+    )
+    .unwrap();
+    db.set(active.id(), &j.to_record()).unwrap();
+    db.close().unwrap();
+    assert_eq!(client.stored(&active).unwrap().unwrap().status, JobStatus::Active);
     redis.kill();
     redis.restart();
     assert_eq!(
-        client.queue_len("c", "r").unwrap(),
+        client.queue_len(&common::queue("c", "r")).unwrap(),
         0,
         "redis came back empty"
     );
     let mut engine = test_engine(&redis.url(), &base, 4).build().unwrap();
     engine.start().unwrap();
     for (i, id) in ids.iter().enumerate() {
-        let j = client.wait("c", "r", *id, Duration::from_secs(60)).unwrap();
+        let j = client.wait(id, Duration::from_secs(60)).unwrap();
         assert_eq!(j.result, i.to_string());
     }
     let j = client
-        .wait("c", "r", active, Duration::from_secs(60))
+        .wait(&active, Duration::from_secs(60))
         .unwrap();
     assert_eq!(j.result, "was-active");
     assert!(engine.stats().recovered >= 1001);
@@ -267,7 +275,7 @@ fn redis_restarted_empty_with_pending_jobs_all_complete() {
     std::thread::sleep(Duration::from_millis(300));
     redis.restart();
     for id in &more {
-        let j = client.wait("c", "r", *id, Duration::from_secs(90)).unwrap();
+        let j = client.wait(id, Duration::from_secs(90)).unwrap();
         assert_eq!(j.status, JobStatus::Done, "{j:?}");
     }
 }
@@ -282,21 +290,17 @@ fn a_job_saved_but_never_queued_is_queued_by_recovery() {
     let mut engine = test_engine(&redis.url(), &base, 2).build().unwrap();
     engine.start().unwrap();
     let first = client.submit(tjob("c", "nq", "ok first")).unwrap();
-    client
-        .wait("c", "nq", first, Duration::from_secs(30))
-        .unwrap();
+    let first_done = client.wait(&first, Duration::from_secs(30)).unwrap();
+    // The job goes into OurDB the way a submit puts it there (an id from the store's id
+    // block), and no further: the enqueue never happens.
     let mut orphan = tjob("c", "nq", "ok orphan");
-    orphan.circle = "c".into();
-    orphan.topic = "nq".into();
-    let broker = client.broker().clone();
-    let q = herojobs::broker::QueueName::new("c", "nq");
-    let mut reserve =
-        |floor: u64, n: u64| broker.reserve_ids(&q, floor, n).map_err(|e| e.to_string());
-    let id = client
-        .store()
-        .add("c", "nq", &[orphan], &mut reserve)
-        .unwrap()[0];
-    let j = client.wait("c", "nq", id, Duration::from_secs(30)).unwrap();
+    orphan.time_scheduled = first_done.time_scheduled;
+    let q = queue("c", "nq");
+    let db = herojobs::ourdb::OurDb::open(client.db_dir(&q), herojobs::ourdb::Config::default())
+        .unwrap();
+    let id = q.job(db.add(&orphan.to_record()).unwrap());
+    db.close().unwrap();
+    let j = client.wait(&id, Duration::from_secs(30)).unwrap();
     assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "orphan"));
 }
 
@@ -313,7 +317,7 @@ fn start_up_recovery_does_not_reread_finished_history() {
         engine.start().unwrap();
         for id in &ids {
             client
-                .wait("c", "hist", *id, Duration::from_secs(60))
+                .wait(id, Duration::from_secs(60))
                 .unwrap();
         }
         // Let one more recovery pass move the mark past the finished jobs and persist it.
@@ -361,7 +365,7 @@ fn queues_created_while_the_engine_is_idle_are_served() {
             .submit(tjob(&circle, &topic, &format!("ok from {n}")))
             .unwrap();
         let j = client
-            .wait(&circle, &topic, id, Duration::from_secs(30))
+            .wait(&id, Duration::from_secs(30))
             .unwrap();
         assert_eq!(
             (j.status, j.result.as_str()),
@@ -382,7 +386,7 @@ fn stopping_during_a_redis_outage_returns_and_loses_nothing() {
     let mut redis = RedisServer::start();
     let (_d, base) = base_dir();
     let client = Client::connect(&redis.url(), &base).unwrap();
-    let ids: Vec<u32> = (0..20)
+    let ids: Vec<JobRef> = (0..20)
         .map(|_| client.submit(tjob("c", "outage", "sleep 300")).unwrap())
         .collect();
     let mut engine = test_engine(&redis.url(), &base, 2).build().unwrap();
@@ -404,11 +408,10 @@ fn stopping_during_a_redis_outage_returns_and_loses_nothing() {
     redis.restart();
     let mut engine = test_engine(&redis.url(), &base, 4).build().unwrap();
     engine.start().unwrap();
-    let store = client.store();
     wait_until("every job done in OurDB", Duration::from_secs(120), || {
         ids.iter().all(|id| {
-            store
-                .get("c", "outage", *id)
+            client
+                .stored(id)
                 .ok()
                 .flatten()
                 .is_some_and(|j| j.status == JobStatus::Done)

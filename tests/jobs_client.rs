@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{base_dir, wait_until, RedisServer};
-use herojobs::broker::{QueueName, Transition};
-use herojobs::{Client, Error, Job, JobStatus, ParamsType};
+use common::{base_dir, jref, queue, test_engine, tjob, wait_until, RedisServer};
+use herojobs::{Client, Error, Job, JobRef, JobStatus, ParamsType};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +27,7 @@ fn submit_writes_the_contract_keys_and_ourdb() {
     j.session_key = "sk".into();
     j.timeout = 30;
     let id = client.submit(j).unwrap();
-    assert_eq!(id, 1);
+    assert_eq!(id.to_string(), "my_circle/default/1");
 
     let mut con = redis.conn();
     let raw: String = redis::cmd("HGET")
@@ -60,16 +59,17 @@ fn submit_writes_the_contract_keys_and_ourdb() {
 
     // get: from Redis, and from OurDB once Redis forgot it.
     assert_eq!(
-        client.get("my_circle", "default", 1).unwrap().params,
+        client.get(&id).unwrap().params,
         "!!fake.return_success message:'job 1'"
     );
     let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
-    let from_disk = client.get("My Circle", "", 1).unwrap();
+    let from_disk = client.get(&id).unwrap();
     assert_eq!(from_disk.status, JobStatus::New);
     assert_eq!(from_disk.session_key, "sk");
+    let missing = jref("my circle", "", 99);
     assert!(matches!(
-        client.get("my_circle", "default", 99),
-        Err(Error::NotFound { id: 99, .. })
+        client.get(&missing),
+        Err(Error::NotFound { job }) if job == missing
     ));
     // Names that cannot be a path are refused.
     assert!(matches!(
@@ -83,40 +83,38 @@ fn queues_are_fifo_and_queue_operations_work() {
     let redis = RedisServer::start();
     let (_d, base) = base_dir();
     let client = Client::connect(&redis.url(), &base).unwrap();
-    let ids: Vec<u32> = (0..20)
+    let refs: Vec<JobRef> = (0..20)
         .map(|i| client.submit(job("c", "fifo", i)).unwrap())
         .collect();
+    let ids: Vec<u32> = refs.iter().map(|r| r.id()).collect();
     client.submit(job("c", "other", 0)).unwrap();
-    assert_eq!(client.queue_len("c", "fifo").unwrap(), 20);
-    assert_eq!(client.queue_ids("c", "fifo").unwrap(), ids);
-    assert_eq!(client.peek("c", "fifo").unwrap().unwrap().id, ids[0]);
-    let q = QueueName::new("c", "fifo");
-    let (_, taken, _) = client
-        .broker()
-        .finish_and_take(&[], std::slice::from_ref(&q), 5, Duration::from_secs(30))
+    assert_eq!(client.queue_len(&queue("c", "fifo")).unwrap(), 20);
+    assert_eq!(client.queue_ids(&queue("c", "fifo")).unwrap(), ids);
+    assert_eq!(client.peek(&queue("c", "fifo")).unwrap().unwrap().id, ids[0]);
+    // Consumers pop on the right (the contract every client keeps): submit order.
+    let taken: Vec<u32> = redis::cmd("RPOP")
+        .arg("heroqueue:c:fifo")
+        .arg(5)
+        .query(&mut redis.conn())
         .unwrap();
-    assert_eq!(
-        taken.iter().map(|t| t.id).collect::<Vec<_>>(),
-        ids[..5],
-        "taken in submit order"
-    );
-    assert_eq!(client.peek("c", "fifo").unwrap().unwrap().id, ids[5]);
+    assert_eq!(taken, ids[..5], "taken in submit order");
+    assert_eq!(client.peek(&queue("c", "fifo")).unwrap().unwrap().id, ids[5]);
     assert_eq!(
         client.queues().unwrap(),
-        vec![QueueName::new("c", "fifo"), QueueName::new("c", "other")]
+        vec![queue("c", "fifo"), queue("c", "other")]
     );
-    assert!(client.delete("c", "fifo", ids[5]).unwrap());
-    assert_eq!(client.queue_len("c", "fifo").unwrap(), 14);
+    assert!(client.delete(&refs[5]).unwrap());
+    assert_eq!(client.queue_len(&queue("c", "fifo")).unwrap(), 14);
     assert!(matches!(
-        client.get("c", "fifo", ids[5]),
+        client.get(&refs[5]),
         Err(Error::NotFound { .. })
     ));
-    assert_eq!(client.empty_queue("c", "fifo").unwrap(), 14);
-    assert_eq!(client.queue_len("c", "fifo").unwrap(), 0);
+    assert_eq!(client.empty_queue(&queue("c", "fifo")).unwrap(), 14);
+    assert_eq!(client.queue_len(&queue("c", "fifo")).unwrap(), 0);
     // Emptied jobs keep their history in OurDB, marked so recovery leaves them alone.
-    let j = client.get("c", "fifo", ids[10]).unwrap();
+    let j = client.get(&refs[10]).unwrap();
     assert_eq!(j.status, JobStatus::Error);
-    let listed = client.list("c", "fifo").unwrap();
+    let listed = client.list(&queue("c", "fifo")).unwrap();
     assert_eq!(listed.len(), 19);
 }
 
@@ -175,7 +173,7 @@ fn concurrent_submitters_never_leave_a_queue_entry_without_its_hash() {
     });
     stop.store(true, Ordering::Relaxed);
     assert!(checker.join().unwrap() > 0);
-    let ids = client.queue_ids("c", "t").unwrap();
+    let ids = client.queue_ids(&queue("c", "t")).unwrap();
     assert_eq!(ids.len(), 4 * (225 + 25 * 10));
     let mut sorted = ids.clone();
     sorted.sort();
@@ -184,100 +182,98 @@ fn concurrent_submitters_never_leave_a_queue_entry_without_its_hash() {
 }
 
 #[test]
-fn wait_returns_promptly_when_another_thread_finishes_the_job() {
+fn wait_returns_promptly_when_an_engine_finishes_the_job() {
     let redis = RedisServer::start();
     let (_d, base) = base_dir();
     let client = Client::connect(&redis.url(), &base).unwrap();
-    let id = client.submit(job("c", "w", 0)).unwrap();
-    let finisher = {
-        let client = client.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            let mut j = client.get("c", "w", id).unwrap();
-            assert_eq!(
-                client
-                    .set_active(&mut j, 1, Duration::from_secs(30))
-                    .unwrap(),
-                Transition::Applied
-            );
-            let done_at = Instant::now();
-            assert_eq!(
-                client.set_done(&mut j, "the result".into(), 1).unwrap(),
-                Transition::Applied
-            );
-            done_at
-        })
-    };
+    let r = client.submit(tjob("c", "w", "sleep 300")).unwrap();
     let waiters: Vec<_> = (0..3)
         .map(|_| {
-            let client = client.clone();
+            let (client, r) = (client.clone(), r.clone());
             std::thread::spawn(move || {
-                let j = client.wait("c", "w", id, Duration::from_secs(30)).unwrap();
+                let j = client.wait(&r, Duration::from_secs(30)).unwrap();
                 (Instant::now(), j)
             })
         })
         .collect();
-    let done_at = finisher.join().unwrap();
+    let mut engine = test_engine(&redis.url(), &base, 1).build().unwrap();
+    engine.start().unwrap();
+    // When Redis records the job done (polled from outside, every millisecond).
+    let mut con = redis.conn();
+    let key = format!("herojobs:c:w:{}", r.id());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done_at = loop {
+        let status: Option<String> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("status")
+            .query(&mut con)
+            .unwrap();
+        if status.as_deref() == Some("done") {
+            break Instant::now();
+        }
+        assert!(Instant::now() < deadline, "the job never finished");
+        std::thread::sleep(Duration::from_millis(1));
+    };
     for w in waiters {
         let (woke, j) = w.join().unwrap();
-        assert_eq!(j.status, JobStatus::Done);
-        assert_eq!(j.result, "the result");
+        assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "slept"));
         // Woken by the signal, not by a poll interval (generous bound for a loaded machine).
-        assert!(woke.duration_since(done_at) < Duration::from_secs(2));
+        assert!(woke.saturating_duration_since(done_at) < Duration::from_secs(2));
     }
-    // The finished state is in OurDB too, with its history of states.
+    engine.stop();
+    // The finished state is in OurDB too: `get` answers from there once Redis forgot it.
     let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
-    let j = client.get("c", "w", id).unwrap();
-    assert_eq!(j.status, JobStatus::Done);
-    // First finisher wins, even after Redis forgot the job: OurDB says it is done.
-    let mut late = j.clone();
-    assert_eq!(
-        client.set_error(&mut late, "late".into(), 1).unwrap(),
-        Transition::AlreadyFinished
-    );
-    assert_eq!(client.get("c", "w", id).unwrap().result, "the result");
-    let id2 = client.submit(job("c", "w", 1)).unwrap();
-    let mut a = client.get("c", "w", id2).unwrap();
-    client
-        .set_active(&mut a, 1, Duration::from_secs(30))
-        .unwrap();
-    let mut b = a.clone();
-    assert_eq!(
-        client.set_done(&mut a, "first".into(), 1).unwrap(),
-        Transition::Applied
-    );
-    assert_eq!(
-        client.set_error(&mut b, "second".into(), 1).unwrap(),
-        Transition::AlreadyFinished
-    );
-    assert_eq!(client.get("c", "w", id2).unwrap().result, "first");
-    // A reclaimed attempt (2) fences off the old one (1).
-    let id3 = client.submit(job("c", "w", 2)).unwrap();
-    let mut old = client.get("c", "w", id3).unwrap();
-    client
-        .set_active(&mut old, 1, Duration::from_secs(30))
-        .unwrap();
-    let mut new = old.clone();
-    client
-        .set_active(&mut new, 2, Duration::from_secs(30))
-        .unwrap();
-    assert_eq!(
-        client.set_done(&mut old, "stale".into(), 1).unwrap(),
-        Transition::Fenced
-    );
-    assert_eq!(
-        client.set_done(&mut new, "fresh".into(), 2).unwrap(),
-        Transition::Applied
-    );
-    assert_eq!(client.get("c", "w", id3).unwrap().result, "fresh");
-    // wait gives up with a clear error.
-    let id4 = client.submit(job("c", "w", 3)).unwrap();
+    let j = client.get(&r).unwrap();
+    assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "slept"));
+    // wait gives up with a clear error that names the job.
+    let r4 = client.submit(job("c", "w", 3)).unwrap();
     let t = Instant::now();
-    let err = client
-        .wait("c", "w", id4, Duration::from_millis(300))
-        .unwrap_err();
-    assert!(matches!(err, Error::WaitTimeout { .. }), "{err}");
+    let err = client.wait(&r4, Duration::from_millis(300)).unwrap_err();
+    assert!(matches!(&err, Error::WaitTimeout { job, .. } if *job == r4), "{err}");
+    assert!(err.to_string().contains(&r4.to_string()), "{err}");
     assert!(t.elapsed() >= Duration::from_millis(300));
+}
+
+/// `wait_many` returns every job finished, in the order asked, failed ones included (their
+/// `outcome()` is the `Err`); one deadline covers them all.
+#[test]
+fn wait_many_returns_every_job_in_order_and_outcome_makes_failures_errors() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let mut engine = test_engine(&redis.url(), &base, 4).build().unwrap();
+    engine.start().unwrap();
+    let refs = client
+        .submit_many(vec![
+            tjob("c", "many", "sleep 200"),
+            tjob("c", "many", "fail on purpose"),
+            tjob("c", "other", "ok three"),
+        ])
+        .unwrap();
+    let jobs = client.wait_many(&refs, Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        refs.iter().map(|r| r.id()).collect::<Vec<_>>()
+    );
+    assert_eq!(jobs[0].outcome().unwrap(), "slept");
+    let failed = jobs[1].outcome().unwrap_err();
+    assert_eq!(failed.error(), "on purpose");
+    assert_eq!(failed.job(), refs[1].to_string());
+    assert_eq!(jobs[2].outcome().unwrap(), "three");
+    // As an `Error`, through `?`.
+    let as_error = (|| -> herojobs::Result<String> {
+        Ok(client.wait(&refs[1], Duration::from_secs(5))?.outcome()?.to_string())
+    })()
+    .unwrap_err();
+    assert!(matches!(as_error, Error::Failed(_)), "{as_error}");
+    assert!(as_error.to_string().contains("failed: on purpose"), "{as_error}");
+    // One deadline for all: a job that never runs makes the whole wait time out.
+    engine.stop();
+    let never = client.submit(tjob("c", "many", "ok")).unwrap();
+    let err = client
+        .wait_many(&[refs[0].clone(), never.clone()], Duration::from_millis(300))
+        .unwrap_err();
+    assert!(matches!(&err, Error::WaitTimeout { job, .. } if *job == never), "{err}");
 }
 
 #[test]
@@ -288,15 +284,15 @@ fn garbage_in_redis_gives_clear_errors_and_stops_nothing() {
     let id = client.submit(job("c", "g", 0)).unwrap();
     let mut con = redis.conn();
     let _: () = redis::cmd("HSET")
-        .arg(format!("herojobs:c:g:{id}"))
+        .arg(format!("herojobs:c:g:{}", id.id()))
         .arg("job")
         .arg("{this is not json")
         .query(&mut con)
         .unwrap();
-    let err = client.get("c", "g", id).unwrap_err();
+    let err = client.get(&id).unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.contains(&format!("herojobs:c:g:{id}")) && msg.contains("invalid job JSON"),
+        msg.contains(&format!("herojobs:c:g:{}", id.id())) && msg.contains("invalid job JSON"),
         "{msg}"
     );
     // An id in a queue whose hash is gone: the broker has nothing, OurDB does not know it.
@@ -306,12 +302,12 @@ fn garbage_in_redis_gives_clear_errors_and_stops_nothing() {
         .query(&mut con)
         .unwrap();
     assert!(matches!(
-        client.get("c", "g", 777),
-        Err(Error::NotFound { id: 777, .. })
+        client.get(&jref("c", "g", 777)),
+        Err(Error::NotFound { job }) if job.id() == 777
     ));
     // Everything else goes on.
     let id2 = client.submit(job("c", "g", 1)).unwrap();
-    assert_eq!(client.get("c", "g", id2).unwrap().status, JobStatus::New);
+    assert_eq!(client.get(&id2).unwrap().status, JobStatus::New);
 }
 
 #[test]
@@ -328,11 +324,7 @@ fn redis_killed_and_restarted_during_a_burst_loses_no_acknowledged_submit() {
             outcomes
         });
         wait_until("some submits", Duration::from_secs(30), || {
-            client
-                .store()
-                .db("c", "burst")
-                .map(|d| d.next_id() > 200)
-                .unwrap_or(false)
+            client.highest_id(&queue("c", "burst")).unwrap_or(0) >= 200
         });
         redis.kill();
         std::thread::sleep(Duration::from_millis(700));
@@ -346,16 +338,15 @@ fn redis_killed_and_restarted_during_a_burst_loses_no_acknowledged_submit() {
             Ok(id) => {
                 ok += 1;
                 let j = client
-                    .store()
-                    .get("c", "burst", *id)
+                    .stored(id)
                     .unwrap()
                     .expect("acknowledged id in OurDB");
-                assert_eq!(j.id, *id);
+                assert_eq!(j.id, id.id());
             }
-            Err(Error::NotQueued { id, .. }) => {
+            Err(Error::NotQueued { job, .. }) => {
                 failed += 1;
                 // Saved in OurDB even though Redis was down: recovery will queue it.
-                assert!(client.store().get("c", "burst", *id).unwrap().is_some());
+                assert!(client.stored(job).unwrap().is_some());
             }
             Err(e) => panic!("unexpected error kind: {e}"),
         }
@@ -364,7 +355,7 @@ fn redis_killed_and_restarted_during_a_burst_loses_no_acknowledged_submit() {
     assert!(ok > 200, "ok {ok}");
     // Redis came back empty; new submits work again.
     let id = client.submit(job("c", "burst", 99_999)).unwrap();
-    assert_eq!(client.get("c", "burst", id).unwrap().status, JobStatus::New);
+    assert_eq!(client.get(&id).unwrap().status, JobStatus::New);
 }
 
 #[test]
@@ -396,114 +387,11 @@ fn unix_socket_urls_work() {
     let (_d, base) = base_dir();
     let client = Client::connect(&url, &base).unwrap();
     let id = client.submit(job("c", "unix", 0)).unwrap();
-    assert_eq!(client.get("c", "unix", id).unwrap().status, JobStatus::New);
-    assert_eq!(client.queue_len("c", "unix").unwrap(), 1);
+    assert_eq!(client.get(&id).unwrap().status, JobStatus::New);
+    assert_eq!(client.queue_len(&queue("c", "unix")).unwrap(), 1);
     let _ = child.kill();
     let _ = child.wait();
     // A URL scheme the client cannot use is a clear error, not a panic.
     let err = Client::connect("ftp://nowhere", &base).err().unwrap();
     assert!(err.to_string().contains("redis URL"), "{err}");
-}
-
-/// The engine's one call per batch: finished jobs recorded and the next jobs taken, with the
-/// leases, statuses and verdicts the contract needs, straight against Redis.
-#[test]
-fn finish_and_take_records_and_takes_in_one_step() {
-    use herojobs::broker::redis::{RedisBroker, RedisConfig};
-    use herojobs::broker::Broker;
-    let redis = RedisServer::start();
-    let (_d, base) = base_dir();
-    let client = Client::connect(&redis.url(), &base).unwrap();
-    let broker = RedisBroker::new(RedisConfig::new(&redis.url())).unwrap();
-    let q = QueueName::new("c", "ft");
-    let ids: Vec<u32> = (0..5)
-        .map(|n| client.submit(job("c", "ft", n)).unwrap())
-        .collect();
-    let lease = Duration::from_secs(30);
-    let mut con = redis.conn();
-    let leases = |con: &mut redis::Connection| -> Vec<String> {
-        redis::cmd("ZRANGE")
-            .arg("herojobs-leases")
-            .arg(0)
-            .arg(-1)
-            .query(con)
-            .unwrap()
-    };
-
-    // Nothing finished yet: a plain take, FIFO, each active under a lease at attempt 1.
-    let (t, first, _) = broker
-        .finish_and_take(&[], std::slice::from_ref(&q), 3, lease)
-        .unwrap();
-    assert!(t.is_empty());
-    assert_eq!(first.iter().map(|t| t.id).collect::<Vec<_>>(), ids[..3]);
-    for t in &first {
-        assert_eq!(t.attempt, 1);
-        assert_eq!(t.job.as_ref().unwrap().status, JobStatus::Active);
-    }
-    assert_eq!(leases(&mut con).len(), 3);
-
-    // Two finish and their slots are refilled in the same call: the queue holds only two.
-    let done: Vec<(Job, u32)> = first[..2]
-        .iter()
-        .map(|t| {
-            let mut j = t.job.clone().unwrap();
-            j.status = JobStatus::Done;
-            j.result = format!("r{}", j.id);
-            (j, t.attempt)
-        })
-        .collect();
-    let (t, second, _) = broker
-        .finish_and_take(&done, std::slice::from_ref(&q), 5, lease)
-        .unwrap();
-    assert_eq!(t, vec![Transition::Applied, Transition::Applied]);
-    assert_eq!(second.iter().map(|t| t.id).collect::<Vec<_>>(), ids[3..]);
-    let mut held = leases(&mut con);
-    held.sort();
-    let mut want: Vec<String> = ids[2..].iter().map(|id| format!("c:ft:{id}")).collect();
-    want.sort();
-    assert_eq!(
-        held, want,
-        "leases of the finished jobs go, the taken ones come"
-    );
-    let status: String = redis::cmd("HGET")
-        .arg(format!("herojobs:c:ft:{}", ids[0]))
-        .arg("status")
-        .query(&mut con)
-        .unwrap();
-    assert_eq!(status, "done");
-
-    // A retry of the same finish (its reply lost) is applied, not "someone else won"; a
-    // different record loses; a stale attempt is fenced; nothing is taken without queues.
-    let retry = broker.finish_many(&done[..1], false).unwrap();
-    assert_eq!(retry, vec![Transition::Applied]);
-    let mut other = done[0].0.clone();
-    other.status = JobStatus::Error;
-    other.error = "late".into();
-    assert_eq!(
-        broker.finish_many(&[(other, 1)], false).unwrap(),
-        vec![Transition::AlreadyFinished]
-    );
-    let mut stale = first[2].job.clone().unwrap();
-    stale.status = JobStatus::Done;
-    assert_eq!(
-        broker.finish_many(&[(stale.clone(), 7)], false).unwrap(),
-        vec![Transition::Fenced]
-    );
-    assert_eq!(
-        client.get("c", "ft", ids[0]).unwrap().result,
-        format!("r{}", ids[0])
-    );
-
-    // Redis forgets everything: finishing reports Missing and writes nothing.
-    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
-    let (t, none, _) = broker
-        .finish_and_take(&[(stale, 1)], std::slice::from_ref(&q), 5, lease)
-        .unwrap();
-    assert_eq!(t, vec![Transition::Missing]);
-    assert!(none.is_empty());
-    let exists: bool = redis::cmd("EXISTS")
-        .arg(format!("herojobs:c:ft:{}", ids[2]))
-        .query(&mut con)
-        .unwrap();
-    assert!(!exists, "a missing job is not written back without restore");
 }

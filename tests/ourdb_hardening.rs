@@ -2,9 +2,7 @@
 //! (threads and processes), a crash mid-creation, an absurd next id, `check` on databases it
 //! used to misread, reads that never create, and a bounded number of open databases.
 
-use herojobs::ourdb::{Config, Durability, OurDb, OurDbError};
-use herojobs::store::JobStore;
-use herojobs::Job;
+use herojobs::ourdb::{Config, OurDb, OurDbError};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
@@ -247,58 +245,6 @@ fn check_fails_when_keysize_is_edited() {
 }
 
 /// An id reservation that hands out the block asked for (no fleet: this store is alone).
-fn alone(from: u64, n: u64) -> Result<(u64, u64), String> {
-    Ok((from, from + n))
-}
-
-fn job(circle: &str, topic: &str) -> Job {
-    Job::new(circle, topic, herojobs::ParamsType::HeroScript, "ok")
-}
-
-#[test]
-fn store_reads_never_create_a_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = JobStore::new(dir.path(), Durability::Periodic);
-    assert!(store.get("nobody", "nothing", 1).unwrap().is_none());
-    assert!(store.list("nobody", "nothing").unwrap().is_empty());
-    assert!(!store.delete("nobody", "nothing", 1).unwrap());
-    assert!(!dir.path().join("circles").exists(), "a read created files");
-    assert_eq!(store.open_count(), 0);
-    let ids = store.add("c", "t", &[job("c", "t")], &mut alone).unwrap();
-    assert!(store.get("c", "t", ids[0]).unwrap().is_some());
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-#[test]
-fn store_keeps_the_number_of_open_databases_and_fds_bounded() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = JobStore::new(dir.path(), Durability::Periodic).with_max_open(8);
-    let before = open_fds();
-    for i in 0..100 {
-        let topic = format!("t{i}");
-        store
-            .add("c", &topic, &[job("c", &topic)], &mut alone)
-            .unwrap();
-        assert!(store.open_count() <= 8);
-    }
-    let during = open_fds();
-    // 8 open databases of one data file hold 5 descriptors each; other tests running in
-    // this process may hold a few more.
-    assert!(
-        during <= before + 8 * 5 + 16,
-        "{during} fds open (before: {before}) with 100 topics and a cap of 8"
-    );
-    // Closed databases are still readable (they reopen on demand).
-    for i in 0..100 {
-        let topic = format!("t{i}");
-        assert_eq!(store.list("c", &topic).unwrap().len(), 1, "{topic}");
-    }
-    assert!(store.open_count() <= 8);
-}
-
 /// A read-only handle (what `herojobs ourdb check` uses) beside a live writer: records the
 /// writer adds after the read-only open are no "entries beyond the next id", and writes
 /// through the read-only handle are refused.

@@ -1619,3 +1619,111 @@ impl Broker for RedisBroker {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_common::{base_dir, tjob, RedisServer};
+    use crate::Client;
+
+    /// The engine's one call per batch: finished jobs recorded and the next jobs taken, with the
+    /// leases, statuses and verdicts the contract needs, straight against Redis.
+    #[test]
+    fn finish_and_take_records_and_takes_in_one_step() {
+        let redis = RedisServer::start();
+        let (_d, base) = base_dir();
+        let client = Client::connect(&redis.url(), &base).unwrap();
+        let broker = RedisBroker::new(RedisConfig::new(&redis.url())).unwrap();
+        let q = QueueName::new("c", "ft").unwrap();
+        let ids: Vec<u32> = (0..5)
+            .map(|n| client.submit(tjob("c", "ft", &format!("ok {n}"))).unwrap().id())
+            .collect();
+        let lease = Duration::from_secs(30);
+        let mut con = redis.conn();
+        let leases = |con: &mut redis::Connection| -> Vec<String> {
+            redis::cmd("ZRANGE")
+                .arg("herojobs-leases")
+                .arg(0)
+                .arg(-1)
+                .query(con)
+                .unwrap()
+        };
+
+        // Nothing finished yet: a plain take, FIFO, each active under a lease at attempt 1.
+        let (t, first, _) = broker
+            .finish_and_take(&[], std::slice::from_ref(&q), 3, lease)
+            .unwrap();
+        assert!(t.is_empty());
+        assert_eq!(first.iter().map(|t| t.id).collect::<Vec<_>>(), ids[..3]);
+        for t in &first {
+            assert_eq!(t.attempt, 1);
+            assert_eq!(t.job.as_ref().unwrap().status, JobStatus::Active);
+        }
+        assert_eq!(leases(&mut con).len(), 3);
+
+        // Two finish and their slots are refilled in the same call: the queue holds only two.
+        let done: Vec<(Job, u32)> = first[..2]
+            .iter()
+            .map(|t| {
+                let mut j = t.job.clone().unwrap();
+                j.status = JobStatus::Done;
+                j.result = format!("r{}", j.id);
+                (j, t.attempt)
+            })
+            .collect();
+        let (t, second, _) = broker
+            .finish_and_take(&done, std::slice::from_ref(&q), 5, lease)
+            .unwrap();
+        assert_eq!(t, vec![Transition::Applied, Transition::Applied]);
+        assert_eq!(second.iter().map(|t| t.id).collect::<Vec<_>>(), ids[3..]);
+        let mut held = leases(&mut con);
+        held.sort();
+        let mut want: Vec<String> = ids[2..].iter().map(|id| format!("c:ft:{id}")).collect();
+        want.sort();
+        assert_eq!(
+            held, want,
+            "leases of the finished jobs go, the taken ones come"
+        );
+        let status: String = redis::cmd("HGET")
+            .arg(format!("herojobs:c:ft:{}", ids[0]))
+            .arg("status")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(status, "done");
+
+        // A retry of the same finish (its reply lost) is applied, not "someone else won"; a
+        // different record loses; a stale attempt is fenced; nothing is taken without queues.
+        let retry = broker.finish_many(&done[..1], false).unwrap();
+        assert_eq!(retry, vec![Transition::Applied]);
+        let mut other = done[0].0.clone();
+        other.status = JobStatus::Error;
+        other.error = "late".into();
+        assert_eq!(
+            broker.finish_many(&[(other, 1)], false).unwrap(),
+            vec![Transition::AlreadyFinished]
+        );
+        let mut stale = first[2].job.clone().unwrap();
+        stale.status = JobStatus::Done;
+        assert_eq!(
+            broker.finish_many(&[(stale.clone(), 7)], false).unwrap(),
+            vec![Transition::Fenced]
+        );
+        assert_eq!(
+            client.get(&q.job(ids[0])).unwrap().result,
+            format!("r{}", ids[0])
+        );
+
+        // Redis forgets everything: finishing reports Missing and writes nothing.
+        let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+        let (t, none, _) = broker
+            .finish_and_take(&[(stale, 1)], std::slice::from_ref(&q), 5, lease)
+            .unwrap();
+        assert_eq!(t, vec![Transition::Missing]);
+        assert!(none.is_empty());
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(format!("herojobs:c:ft:{}", ids[2]))
+            .query(&mut con)
+            .unwrap();
+        assert!(!exists, "a missing job is not written back without restore");
+    }
+}
