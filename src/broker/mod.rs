@@ -2,9 +2,10 @@
 //! the [`Broker`] trait, so neither knows whether it runs on Redis ([`redis`]) or in-process.
 //! Key names live in [`keys`] only.
 
-pub mod keys;
-pub mod memory;
-pub mod redis;
+pub(crate) mod keys;
+mod lua;
+pub(crate) mod memory;
+pub(crate) mod redis;
 
 use crate::job::Job;
 use std::time::Duration;

@@ -1,5 +1,6 @@
-//! The Redis broker: a small connection pool with reconnect-and-backoff, and the Lua scripts
-//! that make each multi-key change one atomic round trip.
+//! The Redis broker: a small connection pool with reconnect-and-backoff, calling the Lua
+//! scripts (in `lua/`, see [`super::lua`]) that make each multi-key change one atomic round
+//! trip.
 //!
 //! Round trips: enqueue of a batch = 1 (`EVALSHA`); the engine's finish-and-take of a
 //! batch = 1; an idle engine's wait for submits = 1 (`BLPOP`); finish of a batch = 1;
@@ -12,7 +13,8 @@ use super::{
 use crate::codec;
 use crate::job::{Job, JobStatus};
 use parking_lot::Mutex;
-use redis::{Connection, RedisError, RedisResult, Script};
+use super::lua::Scripts;
+use redis::{Connection, RedisError, RedisResult};
 use std::time::{Duration, Instant};
 
 /// How the broker connects and how hard it retries. Its `Debug` output redacts the URL's
@@ -61,397 +63,17 @@ impl RedisConfig {
     }
 }
 
-// KEYS: registry, then one hash per job, then each distinct queue, then the wake-up list.
-// KEYS also: after the queues, each queue's scheduled set, in the same order, then the
-// submitted-jobs counter hash (field: queue key), then the wake-up list.
-// ARGV: job count, now (ms), then per job: id, json, index of its queue (1-based among the
-// queues), submit token, submitting store's identity, due time (ms; a job due later waits in
-// the scheduled set instead of the list).
-// A job hash with only `job` and `token` (no `status`/`attempt` fields) is a new job at
-// attempt 0. A hash that already holds a job is left alone: with the same token it is this
-// submit retried (its reply was lost), with another token (or none: another client's job)
-// it is a different job under the same id, reported so the submit is not acknowledged. A
-// hash with no `job` (only a waiter's registration) is filled in. Per queue one LPUSH
-// (chunked: Lua's unpack has a stack limit) and one SADD. Returns the 1-based indexes of
-// the jobs that met a different job.
-const ENQUEUE: &str = r#"
-local function token_of(h)
-  return redis.call('HGET', h, 'token')
-end
-local n = tonumber(ARGV[1])
-local now_ms = tonumber(ARGV[2])
-local nq = (#KEYS - 3 - n) / 2
-local pending = {}
-local conflicts = {}
-local submitted = {}
-for i = 1, n do
-  local a = 3 + 6 * (i - 1)
-  local id, json, qi, tok = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
-  local due = tonumber(ARGV[a + 5])
-  local h = KEYS[1 + i]
-  if redis.call('HEXISTS', h, 'job') == 0 then
-    redis.call('HSET', h, 'job', json, 'token', tok, 'store', ARGV[a + 4])
-    submitted[qi] = (submitted[qi] or 0) + 1
-    if due > now_ms then
-      redis.call('ZADD', KEYS[1 + n + nq + qi], due, id)
-      redis.call('SADD', KEYS[1], KEYS[1 + n + qi])
-    else
-      local list = pending[qi]
-      if not list then list = {}; pending[qi] = list end
-      list[#list + 1] = id
-    end
-  elseif token_of(h) ~= tok then
-    conflicts[#conflicts + 1] = i
-  end
-end
-for qi, ids in pairs(pending) do
-  local q = KEYS[1 + n + qi]
-  for s = 1, #ids, 1000 do
-    redis.call('LPUSH', q, unpack(ids, s, math.min(s + 999, #ids)))
-  end
-  redis.call('SADD', KEYS[1], q)
-end
-for qi, k in pairs(submitted) do
-  redis.call('HINCRBY', KEYS[#KEYS - 1], KEYS[1 + n + qi], k)
-end
-redis.call('LPUSH', KEYS[#KEYS], '1')
-redis.call('LTRIM', KEYS[#KEYS], 0, 63)
-return conflicts
-"#;
 
-// KEYS: the queue's id counter. ARGV: floor (the reserving store's next id), count,
-// margin. Returns {start, end}: ids start..end-1 are the caller's alone. The counter holds
-// the highest id reserved; it only grows (count 0 raises it to floor - 1 and reserves
-// nothing: a store re-asserting its high-water mark).
-// A missing counter while the caller already has ids (floor > 1) means Redis lost its data:
-// other stores may be in the middle of blocks above this one's floor, and they have not
-// re-asserted yet. The counter then restarts `margin` ids above the floor, past any block
-// another store can be using, so no id is handed out twice while the fleet catches up.
-const RESERVE: &str = r#"
-local raw = redis.call('GET', KEYS[1])
-local floor = tonumber(ARGV[1])
-local cur = tonumber(raw or '0') or 0
-if not raw and floor > 1 then cur = floor - 1 + tonumber(ARGV[3]) end
-local start = math.max(cur + 1, floor)
-local stop = start + tonumber(ARGV[2])
-if stop - 1 > 4294967295 then
-  return redis.error_reply('id space of this circle/topic exhausted')
-end
-if not raw or stop - 1 > cur then redis.call('SET', KEYS[1], math.max(stop - 1, cur)) end
-return {start, stop}
-"#;
 
-// KEYS: hash, leases. ARGV: json, attempt, lease deadline (ms), lease member, token, store.
-const START: &str = r#"
-local st = redis.call('HGET', KEYS[1], 'status')
-if st == 'done' or st == 'error' then return 0 end
-redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', 'active', 'attempt', ARGV[2], 'token', ARGV[5], 'store', ARGV[6])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-return 1
-"#;
 
-// KEYS: hash. Registers a waiter and returns the job's status. Registers even when the
-// broker lost the job (a hash without `job` reads everywhere as "no copy"): recovery then
-// restores the job into this hash, keeping the registration, and its finish signals us.
-const WATCH: &str = r#"
-redis.call('HSET', KEYS[1], 'waiting', '1')
-return redis.call('HGET', KEYS[1], 'status') or 'new'
-"#;
 
-// KEYS: queue. ARGV: job hash prefix.
-const EMPTY: &str = r#"
-local ids = redis.call('LRANGE', KEYS[1], 0, -1)
-for _, id in ipairs(ids) do
-  redis.call('DEL', ARGV[1] .. id, ARGV[1] .. id .. ':done')
-end
-redis.call('DEL', KEYS[1])
-return #ids
-"#;
 
-// KEYS: hash, queue, scheduled set, leases, done list. ARGV: cancelled json, id, lease
-// member, cancel channel, finished TTL (s). Returns 1 cancelled while waiting, 2 cancelled
-// while running (engines told), 0 already finished, -2 missing.
-const CANCEL: &str = r#"
-if redis.call('HEXISTS', KEYS[1], 'job') == 0 then return -2 end
-local cur = redis.call('HMGET', KEYS[1], 'status', 'waiting')
-if cur[1] == 'done' or cur[1] == 'error' then return 0 end
-redis.call('LREM', KEYS[2], 0, ARGV[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
-redis.call('ZREM', KEYS[4], ARGV[3])
-redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', 'error')
-local ttl = tonumber(ARGV[5])
-if cur[2] then
-  redis.call('LPUSH', KEYS[5], ARGV[1])
-  redis.call('EXPIRE', KEYS[5], (ttl > 0 and ttl < 600) and ttl or 600)
-end
-if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
-if cur[1] == 'active' then
-  redis.call('PUBLISH', ARGV[4], ARGV[3])
-  return 2
-end
-return 1
-"#;
 
-// KEYS: hash, queue, dead set, outcome bitmap, registry, wake-up list, done list. ARGV: new
-// json, id. Returns 1 queued again, 0 not failed (nothing changed), -2 missing. The done
-// list of the failed run goes, so waiters wait for the new run.
-const RETRY: &str = r#"
-if redis.call('HEXISTS', KEYS[1], 'job') == 0 then return -2 end
-if redis.call('HGET', KEYS[1], 'status') ~= 'error' then return 0 end
-redis.call('DEL', KEYS[7])
-redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', 'new')
-redis.call('PERSIST', KEYS[1])
-redis.call('ZREM', KEYS[3], ARGV[2])
-redis.call('BITFIELD', KEYS[4], 'SET', 'u2', '#' .. ARGV[2], 0)
-redis.call('LPUSH', KEYS[2], ARGV[2])
-redis.call('SADD', KEYS[5], KEYS[2])
-redis.call('LPUSH', KEYS[6], '1')
-redis.call('LTRIM', KEYS[6], 0, 63)
-return 1
-"#;
 
-// KEYS: hash, queue, done, leases. ARGV: id, lease member.
-const DELETE: &str = r#"
-local existed = redis.call('DEL', KEYS[1])
-redis.call('LREM', KEYS[2], 0, ARGV[1])
-redis.call('DEL', KEYS[3])
-redis.call('ZREM', KEYS[4], ARGV[2])
-return existed
-"#;
 
-// The engine's one round trip per cycle: record finished jobs, then take new ones — the
-// slots the finished jobs held are reused in the same atomic step, so jobs taken and not yet
-// recorded never exceed the workers and a busy engine pays one round trip per batch, not two.
-// With no queues it only finishes (the client's `finish_many`); with nothing finished it
-// only takes. An id is never out of its queue without being active under a lease.
-//
-// KEYS: leases, then the nq queue keys (in the order to try them), then their nq
-// scheduled sets, then per finished job: its hash, its done list, its queue's scheduled set,
-// dead set and outcome bitmap.
-// ARGV: nq, max to take, lease deadline (ms), now (s), restore flag, now (ms), finished
-// TTL (s, 0: keep), dead-set cap (count), dead-set age (ms), then per finished job: json,
-// status ('done', 'error' or 'retry'), attempt, lease member, token, store (written only
-// when the hash is restored: otherwise the submit's fields stay), due (ms, for 'retry'),
-// dead flag ('1': a final error, indexed in the dead set), id.
-// Returns {codes, taken, next_due}. codes, per finished job: 1 applied (also when the job
-// already holds exactly this record: a retried call whose reply was lost), 0 already
-// finished (first finisher wins), -1 fenced (another attempt owns it), -2 missing (the hash
-// lacks `job`: Redis lost it; written back only when restoring). taken: flat (queue index,
-// id, json, attempt, token, store) sextuples; json '' with attempt -1 when the id has no
-// hash, attempt 0 when the job had already finished (skipped). next_due: the earliest due
-// time (ms) left in the scheduled sets of the queues taken from, 0 if none, so an idle
-// dispatcher wakes for it.
-// A 'retry' puts the job back as new, into its scheduled set at its due time, and keeps
-// its lease-free slot; 'done'/'error' mark the job finished: its outcome bit is set (so a
-// store that learns late can tell it finished after the hash expired), the hash expires
-// after the finished TTL, and a final error joins the dead set (capped by count and age).
-// Before taking from a queue, its jobs that are due are moved from its scheduled set to the
-// head of the list, earliest first: promotion rides on the take, no poller per queue.
-// Finishing pushes the job's JSON onto its done list only when a waiter registered (field
-// `waiting`, set before the waiter reads the status, so no wake-up is lost): waiters get the
-// result with the wake-up, without another read. Leases are removed in one ZREM and
-// added in one ZADD (chunked: Lua's unpack has a stack limit). Job hash keys are derived from
-// queue keys (`heroqueue:c:t` -> `herojobs:c:t:<id>`), which is fine on a single Redis (not a
-// cluster).
-const FINISH_TAKE: &str = r#"
-local nq = tonumber(ARGV[1])
-local max = tonumber(ARGV[2])
-local restore = ARGV[5] == '1'
-local now_ms = tonumber(ARGV[6])
-local ttl = tonumber(ARGV[7])
-local dead_cap = tonumber(ARGV[8])
-local dead_age = tonumber(ARGV[9])
-local codes = {}
-local gone = {}
-local nf = (#KEYS - 1 - 2 * nq) / 5
-for i = 1, nf do
-  local k = 1 + 2 * nq + 5 * (i - 1)
-  local h, d, sched, dead, bits = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
-  local a = 9 + 9 * (i - 1)
-  local json, status, att = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local cur = redis.call('HMGET', h, 'status', 'attempt', 'waiting')
-  if not cur[1] and not restore and redis.call('HEXISTS', h, 'job') == 0 then
-    codes[i] = -2
-  elseif cur[1] == 'done' or cur[1] == 'error' then
-    -- Finished with exactly this record: a retry whose first reply was lost, so applied.
-    if redis.call('HGET', h, 'job') == json then codes[i] = 1 else codes[i] = 0 end
-  elseif cur[2] and cur[2] ~= att then
-    codes[i] = -1
-  else
-    local id = ARGV[a + 9]
-    if not cur[1] then redis.call('HSET', h, 'token', ARGV[a + 5], 'store', ARGV[a + 6]) end
-    gone[#gone + 1] = ARGV[a + 4]
-    if status == 'retry' then
-      redis.call('HSET', h, 'job', json, 'status', 'new', 'attempt', att)
-      redis.call('ZADD', sched, tonumber(ARGV[a + 7]), id)
-    else
-      redis.call('HSET', h, 'job', json, 'status', status, 'attempt', att)
-      redis.call('BITFIELD', bits, 'SET', 'u2', '#' .. id, status == 'done' and 1 or 3)
-      if cur[3] then
-        redis.call('LPUSH', d, json)
-        redis.call('EXPIRE', d, (ttl > 0 and ttl < 600) and ttl or 600)
-      end
-      if ttl > 0 then redis.call('EXPIRE', h, ttl) end
-      if ARGV[a + 8] == '1' then
-        redis.call('ZADD', dead, now_ms, id)
-        if redis.call('ZCARD', dead) > dead_cap then
-          redis.call('ZREMRANGEBYRANK', dead, 0, -(dead_cap + 1))
-        end
-        redis.call('ZREMRANGEBYSCORE', dead, '-inf', now_ms - dead_age)
-      end
-    end
-    codes[i] = 1
-  end
-end
-for s = 1, #gone, 1000 do
-  redis.call('ZREM', KEYS[1], unpack(gone, s, math.min(s + 999, #gone)))
-end
-local out = {}
-local leases = {}
-local taken = 0
-local next_due = 0
-for qi = 2, 1 + nq do
-  local sched = KEYS[qi + nq]
-  if taken < max then
-    local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now_ms, 'LIMIT', 0, 1000)
-    if #due > 0 then
-      redis.call('ZREM', sched, unpack(due))
-      -- Earliest due first: RPUSH puts each at the head, so push the latest first.
-      for j = #due, 1, -1 do redis.call('RPUSH', KEYS[qi], due[j]) end
-    end
-  end
-  local first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
-  if first[2] then
-    local t = tonumber(first[2])
-    if next_due == 0 or t < next_due then next_due = t end
-  end
-  if taken < max then
-    local ids = redis.call('RPOP', KEYS[qi], max - taken)
-    if ids then
-      local prefix = 'herojobs:' .. string.sub(KEYS[qi], 11) .. ':'
-      local member = string.sub(KEYS[qi], 11) .. ':'
-      for _, id in ipairs(ids) do
-        taken = taken + 1
-        local h = prefix .. id
-        local f = redis.call('HMGET', h, 'job', 'status', 'attempt', 'token', 'store')
-        if not f[1] then
-          out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = -1
-          out[#out + 1] = ''; out[#out + 1] = ''
-        elseif f[2] == 'done' or f[2] == 'error' then
-          out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = 0
-          out[#out + 1] = ''; out[#out + 1] = ''
-        else
-          local att = tonumber(f[3] or '0') + 1
-          -- Our own JSON has exactly `"status":"new"` (quotes inside strings are escaped, so
-          -- this cannot match inside a value): patch it in place with a plain find, far
-          -- cheaper than a decode/encode (or a pattern gsub). JSON formatted otherwise
-          -- (another client, a retry) goes via cjson.
-          local json = f[1]
-          local a, b = string.find(json, '"status":"new"', 1, true)
-          if a then
-            json = string.sub(json, 1, a - 1) .. '"status":"active"' .. string.sub(json, b + 1)
-          else
-            local ok, j = pcall(cjson.decode, f[1])
-            if ok and type(j) == 'table' then
-              j['status'] = 'active'; j['time_start'] = tonumber(ARGV[4]); j['attempts'] = att
-              json = cjson.encode(j)
-            end
-          end
-          redis.call('HSET', h, 'job', json, 'status', 'active', 'attempt', att)
-          leases[#leases + 1] = ARGV[3]; leases[#leases + 1] = member .. id
-          out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = json; out[#out + 1] = att
-          out[#out + 1] = f[4] or ''; out[#out + 1] = f[5] or ''
-        end
-      end
-    end
-  end
-end
-for s = 1, #leases, 1000 do
-  redis.call('ZADD', KEYS[1], unpack(leases, s, math.min(s + 999, #leases)))
-end
-return {codes, out, next_due}
-"#;
 
-// KEYS: hash, queue, leases, registry. ARGV: json (status new), attempt, member, id, to-back
-// flag ('1': LPUSH, the back of the FIFO; else RPUSH, the head).
-const RELEASE: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], 'status', 'attempt')
-if cur[1] == 'done' or cur[1] == 'error' then return 0 end
-if cur[2] and cur[2] ~= ARGV[2] then return -1 end
-redis.call('HSET', KEYS[1], 'job', ARGV[1], 'status', 'new', 'attempt', ARGV[2])
-redis.call('ZREM', KEYS[3], ARGV[3])
-if ARGV[5] == '1' then redis.call('LPUSH', KEYS[2], ARGV[4]) else redis.call('RPUSH', KEYS[2], ARGV[4]) end
-redis.call('SADD', KEYS[4], KEYS[2])
-return 1
-"#;
 
-// KEYS: leases. ARGV: now (ms), limit. Removes and returns expired members.
-const RECLAIM: &str = r#"
-local m = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, x in ipairs(m) do redis.call('ZREM', KEYS[1], x) end
-return m
-"#;
 
-// KEYS: registry, leases, then per job: hash, queue, scheduled set, outcome bitmap. ARGV per
-// job: json (OurDB's copy, status new), id, lease member, OurDB status, attempts, requeue
-// flag, submit token ('' for a job recorded before tokens existed: not checked),
-// submitting store, due time (ms; a job due later goes back to the scheduled set).
-// Returns per job 0 fine, 1 requeued, 2 suspect, 3 conflict (the hash holds a different
-// job: another store's, submitted under this id after Redis lost its data), 4 / 5 finished
-// done / error elsewhere (its hash expired, its outcome bit says so: never queued again).
-const ENSURE: &str = r#"
-local function token_of(h)
-  return redis.call('HGET', h, 'token')
-end
-local out = {}
-local n = (#KEYS - 2) / 4
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 1, n do
-  local h = KEYS[4 * i - 1]
-  local q = KEYS[4 * i]
-  local sched = KEYS[4 * i + 1]
-  local bits = KEYS[4 * i + 2]
-  local a = 9 * (i - 1)
-  local due = tonumber(ARGV[a + 9])
-  local json, id, member, status, attempts = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
-  local requeue = ARGV[a + 6] == '1'
-  local tok = ARGV[a + 7]
-  local r = 0
-  local outcome = redis.call('BITFIELD', bits, 'GET', 'u2', '#' .. id)[1]
-  if redis.call('HEXISTS', h, 'job') == 0 and outcome == 1 then
-    r = 4
-  elseif redis.call('HEXISTS', h, 'job') == 0 and outcome == 3 then
-    r = 5
-  elseif redis.call('HEXISTS', h, 'job') == 0 then
-    if status == 'active' and not requeue then
-      if not redis.call('ZSCORE', KEYS[2], member) then r = 2 end
-    else
-      redis.call('HSET', h, 'job', json, 'status', 'new', 'attempt', attempts, 'token', tok, 'store', ARGV[a + 8])
-      if due > now_ms then
-        redis.call('ZADD', sched, due, id)
-      else
-        redis.call('LPUSH', q, id)
-      end
-      redis.call('SADD', KEYS[1], q)
-      r = 1
-    end
-  elseif tok ~= '' and token_of(h) ~= tok then
-    r = 3
-  elseif redis.call('HGET', h, 'status') == 'active' and not redis.call('ZSCORE', KEYS[2], member) then
-    if requeue then
-      redis.call('HSET', h, 'status', 'new')
-      redis.call('LPUSH', q, id)
-      redis.call('SADD', KEYS[1], q)
-      r = 1
-    else
-      r = 2
-    end
-  end
-  out[i] = r
-end
-return out
-"#;
 
 impl RedisBroker {
     /// One `FINISH_TAKE` call: records `finished` (writing back jobs Redis lost only if
@@ -504,7 +126,7 @@ impl RedisBroker {
         let r = &self.config.retention;
         let (codes, taken, next_due): (Vec<i64>, Vec<redis::Value>, u64) =
             self.run(op, retry, |con| {
-                let mut inv = self.finish_take.prepare_invoke();
+                let mut inv = self.scripts.finish_take.prepare_invoke();
                 inv.key(keys::LEASES);
                 for q in queues {
                     inv.key(keys::queue(&q));
@@ -601,18 +223,7 @@ pub struct RedisBroker {
     shown_url: String,
     client: redis::Client,
     idle: Mutex<Vec<Connection>>,
-    enqueue: Script,
-    reserve: Script,
-    finish_take: Script,
-    release: Script,
-    reclaim: Script,
-    ensure: Script,
-    watch: Script,
-    start: Script,
-    empty: Script,
-    delete: Script,
-    cancel: Script,
-    retry: Script,
+    scripts: Scripts,
     /// Where queue discovery's `SCAN` goes on next time (0: a fresh pass).
     scan_cursor: Mutex<u64>,
 }
@@ -640,18 +251,7 @@ impl RedisBroker {
             shown_url,
             client,
             idle: Mutex::new(Vec::new()),
-            enqueue: Script::new(ENQUEUE),
-            reserve: Script::new(RESERVE),
-            finish_take: Script::new(FINISH_TAKE),
-            release: Script::new(RELEASE),
-            reclaim: Script::new(RECLAIM),
-            ensure: Script::new(ENSURE),
-            watch: Script::new(WATCH),
-            start: Script::new(START),
-            empty: Script::new(EMPTY),
-            delete: Script::new(DELETE),
-            cancel: Script::new(CANCEL),
-            retry: Script::new(RETRY),
+            scripts: Scripts::load(),
             scan_cursor: Mutex::new(0),
         })
     }
@@ -916,7 +516,7 @@ impl Broker for RedisBroker {
         keys_.push(keys::SIGNAL.to_string());
         // Safe to retry: a job already stored with its own token is skipped.
         let conflicts: Vec<i64> = self.run("enqueue", true, |con| {
-            let mut inv = self.enqueue.prepare_invoke();
+            let mut inv = self.scripts.enqueue.prepare_invoke();
             for k in &keys_ {
                 inv.key(k);
             }
@@ -936,7 +536,7 @@ impl Broker for RedisBroker {
         let q = super::queue_of(job)?;
         let json = codec::to_json(job);
         let code: i64 = self.run("cancel job", true, |con| {
-            self.cancel
+            self.scripts.cancel
                 .key(keys::job(&q, job.id))
                 .key(keys::queue(&q))
                 .key(keys::scheduled(&q))
@@ -961,7 +561,7 @@ impl Broker for RedisBroker {
         let q = super::queue_of(job)?;
         let json = codec::to_json(job);
         let code: i64 = self.run("retry job", true, |con| {
-            self.retry
+            self.scripts.retry
                 .key(keys::job(&q, job.id))
                 .key(keys::queue(&q))
                 .key(keys::dead(&q))
@@ -1130,7 +730,7 @@ impl Broker for RedisBroker {
         let key = keys::ids(&q);
         // Safe to retry: a lost reply reserves twice, which only leaves a gap.
         let (start, end): (u64, u64) = self.run("reserve ids", true, |con| {
-            self.reserve
+            self.scripts.reserve
                 .key(&key)
                 .arg(floor.max(1))
                 .arg(count)
@@ -1257,13 +857,13 @@ impl Broker for RedisBroker {
         let key = keys::queue(&q);
         let prefix = keys::job_prefix(&q);
         self.run("empty queue", true, |con| {
-            self.empty.key(&key).arg(&prefix).invoke(con)
+            self.scripts.empty.key(&key).arg(&prefix).invoke(con)
         })
     }
 
     fn delete(&self, q: &QueueName, id: u32) -> Result<bool, BrokerError> {
         let n: i64 = self.run("delete job", true, |con| {
-            self.delete
+            self.scripts.delete
                 .key(keys::job(&q, id))
                 .key(keys::queue(&q))
                 .key(keys::done(&q, id))
@@ -1280,7 +880,7 @@ impl Broker for RedisBroker {
         let json = codec::to_json(job);
         let deadline = now_ms() + lease.as_millis() as u64;
         let code: i64 = self.run("start job", true, |con| {
-            self.start
+            self.scripts.start
                 .key(keys::job(&q, job.id))
                 .key(keys::LEASES)
                 .arg(&json)
@@ -1299,7 +899,7 @@ impl Broker for RedisBroker {
         // Register as a waiter, then look: a finish either happened before (we see it) or
         // after (it sees the registration and signals).
         let status: Option<String> =
-            self.run("watch job", true, |con| self.watch.key(&hash).invoke(con))?;
+            self.run("watch job", true, |con| self.scripts.watch.key(&hash).invoke(con))?;
         if matches!(status.as_deref(), Some("done") | Some("error")) {
             return Ok(Wake::Signalled);
         }
@@ -1367,7 +967,7 @@ impl Broker for RedisBroker {
         // Handed back without a verdict: this start does not count against the limit.
         j.released = j.released.saturating_add(1);
         let code: i64 = self.run("release job", true, |con| {
-            self.release
+            self.scripts.release
                 .key(keys::job(&q, j.id))
                 .key(keys::queue(&q))
                 .key(keys::LEASES)
@@ -1400,7 +1000,7 @@ impl Broker for RedisBroker {
 
     fn reclaim_expired(&self, limit: usize) -> Result<Vec<JobRef>, BrokerError> {
         let members: Vec<String> = self.run("reclaim leases", true, |con| {
-            self.reclaim
+            self.scripts.reclaim
                 .key(keys::LEASES)
                 .arg(now_ms())
                 .arg(limit)
@@ -1454,7 +1054,7 @@ impl Broker for RedisBroker {
                 .map(|(j, _)| super::queue_of(j))
                 .collect::<Result<_, _>>()?;
             let codes: Vec<i64> = self.run("recover jobs", true, |con| {
-                let mut inv = self.ensure.prepare_invoke();
+                let mut inv = self.scripts.ensure.prepare_invoke();
                 inv.key(keys::REGISTRY).key(keys::LEASES);
                 for ((job, requeue), q) in chunk.iter().zip(&qs) {
                     let mut j = job.clone();

@@ -1,0 +1,151 @@
+-- The engine's one round trip per cycle: record finished jobs, then take new ones — the
+-- slots the finished jobs held are reused in the same atomic step, so jobs taken and not yet
+-- recorded never exceed the workers and a busy engine pays one round trip per batch, not two.
+-- With no queues it only finishes (the client's `finish_many`); with nothing finished it
+-- only takes. An id is never out of its queue without being active under a lease.
+--
+-- KEYS: leases, then the nq queue keys (in the order to try them), then their nq
+-- scheduled sets, then per finished job: its hash, its done list, its queue's scheduled set,
+-- dead set and outcome bitmap.
+-- ARGV: nq, max to take, lease deadline (ms), now (s), restore flag, now (ms), finished
+-- TTL (s, 0: keep), dead-set cap (count), dead-set age (ms), then per finished job: json,
+-- status ('done', 'error' or 'retry'), attempt, lease member, token, store (written only
+-- when the hash is restored: otherwise the submit's fields stay), due (ms, for 'retry'),
+-- dead flag ('1': a final error, indexed in the dead set), id.
+-- Returns {codes, taken, next_due}. codes, per finished job: 1 applied (also when the job
+-- already holds exactly this record: a retried call whose reply was lost), 0 already
+-- finished (first finisher wins), -1 fenced (another attempt owns it), -2 missing (the hash
+-- lacks `job`: Redis lost it; written back only when restoring). taken: flat (queue index,
+-- id, json, attempt, token, store) sextuples; json '' with attempt -1 when the id has no
+-- hash, attempt 0 when the job had already finished (skipped). next_due: the earliest due
+-- time (ms) left in the scheduled sets of the queues taken from, 0 if none, so an idle
+-- dispatcher wakes for it.
+-- A 'retry' puts the job back as new, into its scheduled set at its due time, and keeps
+-- its lease-free slot; 'done'/'error' mark the job finished: its outcome bit is set (so a
+-- store that learns late can tell it finished after the hash expired), the hash expires
+-- after the finished TTL, and a final error joins the dead set (capped by count and age).
+-- Before taking from a queue, its jobs that are due are moved from its scheduled set to the
+-- head of the list, earliest first: promotion rides on the take, no poller per queue.
+-- Finishing pushes the job's JSON onto its done list only when a waiter registered (field
+-- `waiting`, set before the waiter reads the status, so no wake-up is lost): waiters get the
+-- result with the wake-up, without another read. Leases are removed in one ZREM and
+-- added in one ZADD (chunked: Lua's unpack has a stack limit). Job hash keys are derived from
+-- queue keys (`heroqueue:c:t` -> `herojobs:c:t:<id>`; the prefixes are filled in from
+-- broker/keys.rs at load), which is fine on a single Redis (not a cluster).
+local nq = tonumber(ARGV[1])
+local max = tonumber(ARGV[2])
+local restore = ARGV[5] == '1'
+local now_ms = tonumber(ARGV[6])
+local ttl = tonumber(ARGV[7])
+local dead_cap = tonumber(ARGV[8])
+local dead_age = tonumber(ARGV[9])
+local codes = {}
+local gone = {}
+local nf = (#KEYS - 1 - 2 * nq) / 5
+for i = 1, nf do
+  local k = 1 + 2 * nq + 5 * (i - 1)
+  local h, d, sched, dead, bits = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+  local a = 9 + 9 * (i - 1)
+  local json, status, att = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local cur = redis.call('HMGET', h, 'status', 'attempt', 'waiting')
+  if not cur[1] and not restore and redis.call('HEXISTS', h, 'job') == 0 then
+    codes[i] = -2
+  elseif cur[1] == 'done' or cur[1] == 'error' then
+    -- Finished with exactly this record: a retry whose first reply was lost, so applied.
+    if redis.call('HGET', h, 'job') == json then codes[i] = 1 else codes[i] = 0 end
+  elseif cur[2] and cur[2] ~= att then
+    codes[i] = -1
+  else
+    local id = ARGV[a + 9]
+    if not cur[1] then redis.call('HSET', h, 'token', ARGV[a + 5], 'store', ARGV[a + 6]) end
+    gone[#gone + 1] = ARGV[a + 4]
+    if status == 'retry' then
+      redis.call('HSET', h, 'job', json, 'status', 'new', 'attempt', att)
+      redis.call('ZADD', sched, tonumber(ARGV[a + 7]), id)
+    else
+      redis.call('HSET', h, 'job', json, 'status', status, 'attempt', att)
+      redis.call('BITFIELD', bits, 'SET', 'u2', '#' .. id, status == 'done' and 1 or 3)
+      if cur[3] then
+        redis.call('LPUSH', d, json)
+        redis.call('EXPIRE', d, (ttl > 0 and ttl < 600) and ttl or 600)
+      end
+      if ttl > 0 then redis.call('EXPIRE', h, ttl) end
+      if ARGV[a + 8] == '1' then
+        redis.call('ZADD', dead, now_ms, id)
+        if redis.call('ZCARD', dead) > dead_cap then
+          redis.call('ZREMRANGEBYRANK', dead, 0, -(dead_cap + 1))
+        end
+        redis.call('ZREMRANGEBYSCORE', dead, '-inf', now_ms - dead_age)
+      end
+    end
+    codes[i] = 1
+  end
+end
+for s = 1, #gone, 1000 do
+  redis.call('ZREM', KEYS[1], unpack(gone, s, math.min(s + 999, #gone)))
+end
+local out = {}
+local leases = {}
+local taken = 0
+local next_due = 0
+for qi = 2, 1 + nq do
+  local sched = KEYS[qi + nq]
+  if taken < max then
+    local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now_ms, 'LIMIT', 0, 1000)
+    if #due > 0 then
+      redis.call('ZREM', sched, unpack(due))
+      -- Earliest due first: RPUSH puts each at the head, so push the latest first.
+      for j = #due, 1, -1 do redis.call('RPUSH', KEYS[qi], due[j]) end
+    end
+  end
+  local first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+  if first[2] then
+    local t = tonumber(first[2])
+    if next_due == 0 or t < next_due then next_due = t end
+  end
+  if taken < max then
+    local ids = redis.call('RPOP', KEYS[qi], max - taken)
+    if ids then
+      -- {{...}}: filled in from broker/keys.rs when the script is loaded.
+      local member = string.sub(KEYS[qi], {{QUEUE_PREFIX_LEN}} + 1) .. ':'
+      local prefix = '{{JOB_PREFIX}}' .. member
+      for _, id in ipairs(ids) do
+        taken = taken + 1
+        local h = prefix .. id
+        local f = redis.call('HMGET', h, 'job', 'status', 'attempt', 'token', 'store')
+        if not f[1] then
+          out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = -1
+          out[#out + 1] = ''; out[#out + 1] = ''
+        elseif f[2] == 'done' or f[2] == 'error' then
+          out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = 0
+          out[#out + 1] = ''; out[#out + 1] = ''
+        else
+          local att = tonumber(f[3] or '0') + 1
+          -- Our own JSON has exactly `"status":"new"` (quotes inside strings are escaped, so
+          -- this cannot match inside a value): patch it in place with a plain find, far
+          -- cheaper than a decode/encode (or a pattern gsub). JSON formatted otherwise
+          -- (another client, a retry) goes via cjson.
+          local json = f[1]
+          local a, b = string.find(json, '"status":"new"', 1, true)
+          if a then
+            json = string.sub(json, 1, a - 1) .. '"status":"active"' .. string.sub(json, b + 1)
+          else
+            local ok, j = pcall(cjson.decode, f[1])
+            if ok and type(j) == 'table' then
+              j['status'] = 'active'; j['time_start'] = tonumber(ARGV[4]); j['attempts'] = att
+              json = cjson.encode(j)
+            end
+          end
+          redis.call('HSET', h, 'job', json, 'status', 'active', 'attempt', att)
+          leases[#leases + 1] = ARGV[3]; leases[#leases + 1] = member .. id
+          out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = json; out[#out + 1] = att
+          out[#out + 1] = f[4] or ''; out[#out + 1] = f[5] or ''
+        end
+      end
+    end
+  end
+end
+for s = 1, #leases, 1000 do
+  redis.call('ZADD', KEYS[1], unpack(leases, s, math.min(s + 999, #leases)))
+end
+return {codes, out, next_due}
