@@ -3,9 +3,7 @@
 //! visible). Against a private redis-server on loopback. `cargo bench --bench engine`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use herojobs::engine::EngineConfig;
-use herojobs::processor::{JobContext, Registry};
-use herojobs::{Client, Job, ParamsType, WatchDog};
+use herojobs::{Client, Job, ParamsType, Registry, WatchDog};
 mod common;
 
 use common::start_redis;
@@ -13,24 +11,22 @@ use std::time::{Duration, Instant};
 
 fn noop_registry() -> Registry {
     let mut r = Registry::new();
-    r.register(ParamsType::HeroScript, |_job: &Job, _ctx: &JobContext| {
-        Ok(String::new())
-    });
+    r.register(ParamsType::HeroScript, |_, _| Ok(String::new()));
     r
 }
 
-/// An 8-worker engine on `url` sharing `client`'s job store, running no-op jobs.
-fn noop_engine(url: &str, client: &Client) -> WatchDog {
-    WatchDog::builder()
+/// An 8-worker engine on `url` with job databases under `base`, running no-op jobs; its
+/// client shares its job store.
+fn noop_engine(url: &str, base: &std::path::Path) -> (WatchDog, Client) {
+    let engine = WatchDog::builder()
         .redis_url(url)
-        .store(client.store().clone())
-        .config(EngineConfig {
-            workers: 8,
-            ..Default::default()
-        })
+        .base(base)
+        .workers(8)
         .registry(noop_registry())
         .build()
-        .expect("engine")
+        .expect("engine");
+    let client = engine.client();
+    (engine, client)
 }
 
 const N: u64 = 20_000;
@@ -47,14 +43,13 @@ fn bench(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let base = tempfile::tempdir().expect("tempdir");
-                let client = Client::connect(&url, base.path()).expect("client");
+                let (mut engine, client) = noop_engine(&url, base.path());
                 let jobs: Vec<Job> = (0..N)
                     .map(|_| Job::new("bench", "drain", ParamsType::HeroScript, "noop"))
                     .collect();
                 for chunk in jobs.chunks(2000) {
                     client.submit_many(chunk.to_vec()).expect("submit");
                 }
-                let mut engine = noop_engine(&url, &client);
                 let start = Instant::now();
                 engine.start().expect("start");
                 while engine.stats().done < N {
@@ -79,17 +74,14 @@ fn bench(c: &mut Criterion) {
     g.sample_size(50);
     g.throughput(Throughput::Elements(1));
     let base = tempfile::tempdir().expect("tempdir");
-    let client = Client::connect(&url, base.path()).expect("client");
-    let mut engine = noop_engine(&url, &client);
+    let (mut engine, client) = noop_engine(&url, base.path());
     engine.start().expect("start");
     g.bench_function("roundtrip_submit_to_result", |b| {
         b.iter(|| {
-            let id = client
+            let job = client
                 .submit(Job::new("bench", "rt", ParamsType::HeroScript, "noop"))
                 .expect("submit");
-            client
-                .wait("bench", "rt", id, Duration::from_secs(10))
-                .expect("wait")
+            client.wait(&job, Duration::from_secs(10)).expect("wait")
         })
     });
     g.finish();

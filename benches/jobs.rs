@@ -2,7 +2,7 @@
 //! call per job), submit_many, and get. `cargo bench --bench jobs`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use herojobs::{Client, Job, ParamsType};
+use herojobs::{Client, Job, ParamsType, QueueName};
 mod common;
 
 use common::start_redis;
@@ -43,10 +43,11 @@ fn bench(c: &mut Criterion) {
     });
     g.throughput(Throughput::Elements(1));
     g.bench_function("get", |b| {
+        let q = QueueName::new("bench", "submit").expect("queue");
         let mut id = 0u32;
         b.iter(|| {
             id = id % 1000 + 1;
-            client.get("bench", "submit", id).expect("get")
+            client.get(&q.job(id)).expect("get")
         })
     });
     g.finish();

@@ -182,12 +182,6 @@ impl Client {
         &self.broker
     }
 
-    /// The job store.
-    #[cfg(test)]
-    pub(crate) fn store(&self) -> &Arc<JobStore> {
-        &self.store
-    }
-
     /// The Redis URL this client talks to, credentials redacted (`None` in embedded mode).
     pub fn redis_url(&self) -> Option<&str> {
         self.broker.url()

@@ -9,12 +9,8 @@
 
 mod common;
 
-use common::{base_dir, RedisServer};
-use herojobs::broker::redis::{RedisBroker, RedisConfig};
-use herojobs::broker::Broker;
-use herojobs::processor::{JobContext, Registry};
-use herojobs::store::JobStore;
-use herojobs::{Client, Job, JobStatus, ParamsType, WatchDog};
+use common::{base_dir, jref, RedisServer};
+use herojobs::{EngineConfig, Job, JobStatus, ParamsType, Registry, WatchDog};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -40,45 +36,41 @@ fn expected(n: u64) -> String {
     (n.wrapping_mul(7919) % 1_000_003).to_string()
 }
 
-fn config() -> herojobs::engine::EngineConfig {
-    herojobs::engine::EngineConfig {
-        workers: 8,
-        // Long enough that a loaded machine never lets a live engine's lease lapse (that
-        // would be a duplicate without a kill), short enough that kills recover quickly.
-        lease: Duration::from_secs(4),
-        grace: Duration::from_secs(2),
-        recovery_interval: Duration::from_millis(500),
-        recovery_grace: Duration::from_secs(1),
-        poll: Duration::from_millis(200),
-        ..Default::default()
-    }
+fn config() -> EngineConfig {
+    let mut c = EngineConfig::default();
+    c.workers = 8;
+    // Long enough that a loaded machine never lets a live engine's lease lapse (that
+    // would be a duplicate without a kill), short enough that kills recover quickly.
+    c.lease = Duration::from_secs(4);
+    c.grace = Duration::from_secs(2);
+    c.recovery_interval = Duration::from_millis(500);
+    c.recovery_grace = Duration::from_secs(1);
+    c.poll = Duration::from_millis(200);
+    c
 }
 
 /// `chaos N`: records the run, sleeps N % 20 ms (so kills find jobs mid-run), returns
 /// [`expected`].
 fn chaos_registry(log: String) -> Registry {
     let mut r = Registry::new();
-    r.register(
-        ParamsType::HeroScript,
-        move |job: &Job, ctx: &JobContext| {
-            let n: u64 = job
-                .params
-                .strip_prefix("chaos ")
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| format!("bad params {:?}", job.params))?;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .map_err(|e| e.to_string())?;
-            // One write per line: O_APPEND keeps lines whole between processes.
-            f.write_all(format!("{} {} {} {}\n", job.topic, job.id, n, now_ms()).as_bytes())
-                .map_err(|e| e.to_string())?;
-            ctx.sleep(Duration::from_millis(n % 20))
-                .map_err(|_| "cancelled".to_string())?;
-            Ok(expected(n))
-        },
-    );
+    r.register(ParamsType::HeroScript, move |job, ctx| {
+        let n: u64 = job
+            .params
+            .strip_prefix("chaos ")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("bad params {:?}", job.params))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| e.to_string())?;
+        // One write per line: O_APPEND keeps lines whole between processes.
+        f.write_all(format!("{} {} {} {}\n", job.topic, job.id, n, now_ms()).as_bytes())
+            .map_err(|e| e.to_string())?;
+        ctx.sleep(Duration::from_millis(n % 20))
+            .map_err(|_| "cancelled".to_string())?;
+        Ok(expected(n))
+    });
     r
 }
 
@@ -153,21 +145,17 @@ fn chaos_kills_and_wipes_lose_nothing_and_duplicate_only_across_them() {
     let log = wbase.join("runs.log");
     std::fs::write(&log, "").unwrap();
     // The submitting host: its store, and a reconcile-only engine on it (re-queues its jobs
-    // after a wipe, learns their outcomes), as a submitting host of a fleet runs.
-    let store = Arc::new(JobStore::new(
-        &sub_base,
-        herojobs::ourdb::Durability::Periodic,
-    ));
-    let broker: Arc<dyn Broker> =
-        Arc::new(RedisBroker::new(RedisConfig::new(&redis.url())).unwrap());
-    let client = Arc::new(Client::with_parts(Arc::clone(&broker), Arc::clone(&store)));
+    // after a wipe, learns their outcomes), as a submitting host of a fleet runs; the client
+    // shares the reconciler's broker and job store.
     let mut reconciler = WatchDog::builder()
-        .broker(Arc::clone(&broker))
-        .store(Arc::clone(&store))
+        .redis_url(&redis.url())
+        .base(&sub_base)
+        .durability(herojobs::Durability::Periodic)
         .config(config())
         .reconcile_only(true)
         .build()
         .unwrap();
+    let client = Arc::new(reconciler.client());
     reconciler.start().unwrap();
     // Two watchdogs, each with a base of its own (kept across its restarts).
     let bases = [wbase.join("w0"), wbase.join("w1")];
@@ -187,9 +175,9 @@ fn chaos_kills_and_wipes_lose_nothing_and_duplicate_only_across_them() {
                 let mut tries = 0;
                 let id = loop {
                     match client.submit(job.clone()) {
-                        Ok(id) => break id,
+                        Ok(r) => break r.id(),
                         // Saved in OurDB, not queued: recovery queues it; it counts.
-                        Err(herojobs::Error::NotQueued { id, .. }) => break id,
+                        Err(herojobs::Error::NotQueued { job, .. }) => break job.id(),
                         Err(e) => {
                             tries += 1;
                             assert!(tries < 200, "submit kept failing: {e}");
@@ -240,7 +228,7 @@ fn chaos_kills_and_wipes_lose_nothing_and_duplicate_only_across_them() {
             .iter()
             .filter(|(t, id, _)| {
                 !client
-                    .get("chaos", t, *id)
+                    .get(&jref("chaos", t, *id))
                     .is_ok_and(|j| j.status.is_finished())
             })
             .map(|(t, id, _)| (t.clone(), *id))
@@ -264,7 +252,7 @@ fn chaos_kills_and_wipes_lose_nothing_and_duplicate_only_across_them() {
     let mut stuck = Vec::new();
     let mut wrong = Vec::new();
     for (t, id, n) in &jobs {
-        match client.get("chaos", t, *id) {
+        match client.get(&jref("chaos", t, *id)) {
             Err(e) => lost.push(format!("{t}/{id}: {e}")),
             Ok(j) if !j.status.is_finished() => {
                 if runs.contains_key(&(t.clone(), *id)) {

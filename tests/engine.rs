@@ -179,7 +179,6 @@ fn panics_unknown_types_and_garbage_fail_cleanly_and_the_engine_goes_on() {
     engine.start().unwrap();
     let good = client.submit(tjob("c", "g", "ok fine")).unwrap();
     for (i, id) in bad.iter().enumerate() {
-        let topic = if i % 3 == 2 { "g2" } else { "g" };
         // Until the engine replaces it, a garbage hash makes `get` fail (clearly): wait for that.
         wait_until(
             "the engine to record the job",

@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{base_dir, test_engine, tjob, wait_until, RedisServer};
-use herojobs::{Client, JobStatus};
+use common::{base_dir, queue, test_engine, tjob, wait_until, RedisServer};
+use herojobs::{Client, JobRef, JobStatus};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -83,11 +83,10 @@ fn sigint(child: &Child) {
     assert!(ok);
 }
 
-fn statuses(client: &Client, topic: &str, ids: &[u32]) -> HashMap<JobStatus, usize> {
+fn statuses(client: &Client, ids: &[JobRef]) -> HashMap<JobStatus, usize> {
     let mut m = HashMap::new();
     for id in ids {
-        *m.entry(client.get("c", topic, *id).expect("get").status)
-            .or_insert(0) += 1;
+        *m.entry(client.get(id).expect("get").status).or_insert(0) += 1;
     }
     m
 }
@@ -105,7 +104,7 @@ fn a_killed_watchdog_s_jobs_are_finished_by_another() {
         "4 jobs running in the child",
         Duration::from_secs(30),
         || {
-            statuses(&client, "k", &ids)
+            statuses(&client, &ids)
                 .get(&JobStatus::Active)
                 .copied()
                 .unwrap_or(0)
@@ -118,7 +117,7 @@ fn a_killed_watchdog_s_jobs_are_finished_by_another() {
     engine.start().unwrap();
     let mut reruns = 0;
     for id in &ids {
-        let j = client.wait("c", "k", *id, Duration::from_secs(60)).unwrap();
+        let j = client.wait(id, Duration::from_secs(60)).unwrap();
         assert_eq!(j.status, JobStatus::Done, "{j:?}");
         if j.attempts == 2 {
             reruns += 1;
@@ -142,9 +141,7 @@ fn two_watchdogs_share_10000_jobs_each_run_exactly_once() {
     let b = spawn_engine(&redis, &base, 4, 5000);
     let mut by_process: HashMap<String, usize> = HashMap::new();
     for id in &ids {
-        let j = client
-            .wait("c", "two", *id, Duration::from_secs(120))
-            .unwrap();
+        let j = client.wait(id, Duration::from_secs(120)).unwrap();
         assert_eq!(j.status, JobStatus::Done, "{j:?}");
         assert_eq!(j.attempts, 1);
         *by_process.entry(j.result).or_insert(0) += 1;
@@ -178,7 +175,7 @@ fn ctrl_c_during_a_run_loses_nothing_and_leaves_nothing_active() {
         .unwrap();
     let child = spawn_engine(&redis, &base, 4, 3000);
     wait_until("jobs running", Duration::from_secs(30), || {
-        statuses(&client, "int", &short)
+        statuses(&client, &short)
             .get(&JobStatus::Active)
             .copied()
             .unwrap_or(0)
@@ -187,7 +184,7 @@ fn ctrl_c_during_a_run_loses_nothing_and_leaves_nothing_active() {
     sigint(&child);
     let mut child = child;
     assert!(child.wait().unwrap().success());
-    let st = statuses(&client, "int", &short);
+    let st = statuses(&client, &short);
     assert_eq!(st.get(&JobStatus::Active), None, "{st:?}");
     assert!(
         st.get(&JobStatus::Done).copied().unwrap_or(0) >= 1,
@@ -195,7 +192,7 @@ fn ctrl_c_during_a_run_loses_nothing_and_leaves_nothing_active() {
     );
     let new = st.get(&JobStatus::New).copied().unwrap_or(0);
     assert_eq!(
-        client.queue_len("c", "int").unwrap() as usize,
+        client.queue_len(&queue("c", "int")).unwrap() as usize,
         new,
         "every unfinished job is queued"
     );
@@ -205,7 +202,7 @@ fn ctrl_c_during_a_run_loses_nothing_and_leaves_nothing_active() {
         .unwrap();
     let child = spawn_engine(&redis, &base, 4, 300);
     wait_until("endless jobs running", Duration::from_secs(30), || {
-        statuses(&client, "int2", &forever)
+        statuses(&client, &forever)
             .get(&JobStatus::Active)
             .copied()
             .unwrap_or(0)
@@ -216,18 +213,10 @@ fn ctrl_c_during_a_run_loses_nothing_and_leaves_nothing_active() {
     assert!(child.wait().unwrap().success());
     // Cancelled after the grace period and given back: new, queued, no lease; OurDB agrees.
     for id in &forever {
-        assert_eq!(client.get("c", "int2", *id).unwrap().status, JobStatus::New);
-        assert_eq!(
-            client
-                .store()
-                .get("c", "int2", *id)
-                .unwrap()
-                .unwrap()
-                .status,
-            JobStatus::New
-        );
+        assert_eq!(client.get(id).unwrap().status, JobStatus::New);
+        assert_eq!(client.stored(id).unwrap().unwrap().status, JobStatus::New);
     }
-    assert_eq!(client.queue_len("c", "int2").unwrap(), 3);
+    assert_eq!(client.queue_len(&queue("c", "int2")).unwrap(), 3);
     let leases: u64 = redis::cmd("ZCARD")
         .arg("herojobs-leases")
         .query(&mut redis.conn())
@@ -238,10 +227,7 @@ fn ctrl_c_during_a_run_loses_nothing_and_leaves_nothing_active() {
     engine.start().unwrap();
     for id in &short {
         assert_eq!(
-            client
-                .wait("c", "int", *id, Duration::from_secs(60))
-                .unwrap()
-                .status,
+            client.wait(id, Duration::from_secs(60)).unwrap().status,
             JobStatus::Done
         );
     }

@@ -7,9 +7,8 @@
 
 mod common;
 
-use common::{base_dir, test_engine, test_registry, tjob, wait_until, RedisServer};
-use herojobs::processor::{JobContext, Registry};
-use herojobs::{Client, Job, JobStatus, ParamsType};
+use common::{base_dir, jref, queue, test_engine, test_registry, tjob, wait_until, RedisServer};
+use herojobs::{Client, Job, JobRef, JobStatus, ParamsType, Registry};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -78,31 +77,31 @@ fn two_bases_never_share_an_id_and_a_third_runs_both() {
     let c2 = Client::connect(&redis.url(), &b2).unwrap();
     let id1 = c1.submit(tjob("calc", "", "ok two")).unwrap();
     let id2 = c2.submit(tjob("calc", "", "ok six")).unwrap();
-    assert_ne!(id1, id2, "two stores handed out the same id");
-    assert_ne!(
-        c1.store().identity().unwrap(),
-        c2.store().identity().unwrap()
-    );
+    assert_ne!(id1.id(), id2.id(), "two stores handed out the same id");
+    assert_ne!(c1.store_identity().unwrap(), c2.store_identity().unwrap());
     let mut engine = test_engine(&redis.url(), &b3, 2).build().unwrap();
     engine.start().unwrap();
-    let j1 = c1.wait("calc", "", id1, Duration::from_secs(30)).unwrap();
-    let j2 = c2.wait("calc", "", id2, Duration::from_secs(30)).unwrap();
+    let j1 = c1.wait(&id1, Duration::from_secs(30)).unwrap();
+    let j2 = c2.wait(&id2, Duration::from_secs(30)).unwrap();
     assert_eq!((j1.status, j1.result.as_str()), (JobStatus::Done, "two"));
     assert_eq!((j2.status, j2.result.as_str()), (JobStatus::Done, "six"));
-    assert_eq!(j1.store, c1.store().identity().unwrap());
-    assert_eq!(j2.store, c2.store().identity().unwrap());
+    assert_eq!(j1.store, c1.store_identity().unwrap());
+    assert_eq!(j2.store, c2.store_identity().unwrap());
     engine.stop();
     // The watchdog recorded what it ran in its own OurDB, at ids its store never handed out.
     let runner = Client::connect(&redis.url(), &b3).unwrap();
     let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
-    for (id, result) in [(id1, "two"), (id2, "six")] {
-        let j = runner.store().get("calc", "default", id).unwrap().unwrap();
+    for (id, result) in [(&id1, "two"), (&id2, "six")] {
+        let j = runner
+            .stored(&jref("calc", "default", id.id()))
+            .unwrap()
+            .unwrap();
         assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, result));
     }
     // Each submitter's OurDB learned its own job's outcome while it waited: after Redis
     // forgot everything, `get` still answers from there.
-    let j1 = c1.get("calc", "", id1).unwrap();
-    let j2 = c2.get("calc", "", id2).unwrap();
+    let j1 = c1.get(&id1).unwrap();
+    let j2 = c2.get(&id2).unwrap();
     assert_eq!((j1.status, j1.result.as_str()), (JobStatus::Done, "two"));
     assert_eq!((j2.status, j2.result.as_str()), (JobStatus::Done, "six"));
 }
@@ -113,7 +112,7 @@ fn two_bases_never_share_an_id_and_a_third_runs_both() {
 fn a_wiped_base_never_reuses_ids_redis_still_holds() {
     let redis = RedisServer::start();
     let (_d, base) = base_dir();
-    let old: Vec<u32> = {
+    let old: Vec<JobRef> = {
         let c = Client::connect(&redis.url(), &base).unwrap();
         (0..5)
             .map(|i| c.submit(tjob("w", "t", &format!("ok old{i}"))).unwrap())
@@ -121,20 +120,20 @@ fn a_wiped_base_never_reuses_ids_redis_still_holds() {
     };
     std::fs::remove_dir_all(&base).unwrap();
     let c = Client::connect(&redis.url(), &base).unwrap();
-    let new: Vec<u32> = (0..5)
+    let new: Vec<JobRef> = (0..5)
         .map(|i| c.submit(tjob("w", "t", &format!("ok new{i}"))).unwrap())
         .collect();
-    let old_set: HashSet<u32> = old.iter().copied().collect();
+    let old_set: HashSet<&JobRef> = old.iter().collect();
     assert!(
         new.iter().all(|id| !old_set.contains(id)),
         "old {old:?} new {new:?}"
     );
     for (i, id) in old.iter().enumerate() {
-        let j = c.get("w", "t", *id).unwrap();
+        let j = c.get(id).unwrap();
         assert_eq!(j.params, format!("ok old{i}"));
     }
     for (i, id) in new.iter().enumerate() {
-        let j = c.get("w", "t", *id).unwrap();
+        let j = c.get(id).unwrap();
         assert_eq!(j.params, format!("ok new{i}"));
     }
 }
@@ -157,19 +156,19 @@ fn a_job_planted_under_the_next_id_is_never_overwritten_or_acknowledged() {
         .unwrap();
     let c = Client::connect(&redis.url(), &base).unwrap();
     let id = c.submit(tjob("p", "t", "ok mine")).unwrap();
-    assert_ne!(id, 1, "acknowledged under the planted job's id");
+    assert_ne!(id.id(), 1, "acknowledged under the planted job's id");
     let raw: String = redis::cmd("HGET")
         .arg("herojobs:p:t:1")
         .arg("job")
         .query(&mut con)
         .unwrap();
     assert_eq!(raw, planted, "the planted job was overwritten");
-    assert_eq!(c.get("p", "t", id).unwrap().params, "ok mine");
+    assert_eq!(c.get(&id).unwrap().params, "ok mine");
     // The store's record of the refused id is gone: nothing was acknowledged there.
-    assert!(c.store().get("p", "t", 1).unwrap().is_none());
+    assert!(c.stored(&jref("p", "t", 1)).unwrap().is_none());
     let mut engine = test_engine(&redis.url(), &base, 1).build().unwrap();
     engine.start().unwrap();
-    let j = c.wait("p", "t", id, Duration::from_secs(30)).unwrap();
+    let j = c.wait(&id, Duration::from_secs(30)).unwrap();
     assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "mine"));
 }
 
@@ -184,11 +183,12 @@ fn recovery_never_requeues_over_another_job() {
     let id = c.submit(tjob("r", "t", "ok lost")).unwrap();
     let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
     let other = format!(
-        r#"{{"jobid":{id},"circleid":"r","topic":"t","params":"ok other","params_type":"heroscript","status":"new"}}"#
+        r#"{{"jobid":{},"circleid":"r","topic":"t","params":"ok other","params_type":"heroscript","status":"new"}}"#,
+        id.id()
     );
     let mut con = redis.conn();
     let _: () = redis::cmd("HSET")
-        .arg(format!("herojobs:r:t:{id}"))
+        .arg(format!("herojobs:r:t:{}", id.id()))
         .arg("job")
         .arg(&other)
         .arg("token")
@@ -198,22 +198,23 @@ fn recovery_never_requeues_over_another_job() {
     let mut engine = test_engine(&redis.url(), &base, 1).build().unwrap();
     engine.start().unwrap();
     wait_until("recovery to move the job", Duration::from_secs(30), || {
-        c.store()
-            .get("r", "t", id)
+        c.stored(&id)
             .unwrap()
             .is_some_and(|j| j.status == JobStatus::Error)
     });
-    let old = c.store().get("r", "t", id).unwrap().unwrap();
+    let old = c.stored(&id).unwrap().unwrap();
     let new_id: u32 = old
         .error
         .rsplit('/')
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no new id in {:?}", old.error));
-    let j = c.wait("r", "t", new_id, Duration::from_secs(30)).unwrap();
+    let j = c
+        .wait(&jref("r", "t", new_id), Duration::from_secs(30))
+        .unwrap();
     assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "lost"));
     let raw: String = redis::cmd("HGET")
-        .arg(format!("herojobs:r:t:{id}"))
+        .arg(format!("herojobs:r:t:{}", id.id()))
         .arg("job")
         .query(&mut con)
         .unwrap();
@@ -242,10 +243,7 @@ fn a_watchdog_without_a_processor_leaves_custom_jobs_to_one_that_has_it() {
     }
     let ok = client.submit(tjob("x", "t", "ok plain")).unwrap();
     assert_eq!(
-        client
-            .wait("x", "t", ok, Duration::from_secs(30))
-            .unwrap()
-            .result,
+        client.wait(&ok, Duration::from_secs(30)).unwrap().result,
         "plain"
     );
     wait_until(
@@ -254,16 +252,14 @@ fn a_watchdog_without_a_processor_leaves_custom_jobs_to_one_that_has_it() {
         || plain.stats().handed_back > 0,
     );
     let mut registry = test_registry();
-    registry.register(wasm.clone(), |job: &Job, _ctx: &JobContext| {
-        Ok(format!("ran {}", job.params))
-    });
+    registry.register(wasm.clone(), |job, _ctx| Ok(format!("ran {}", job.params)));
     let mut capable = test_engine(&redis.url(), &b2, 2)
         .registry(registry)
         .build()
         .unwrap();
     capable.start().unwrap();
     for (i, id) in ids.iter().enumerate() {
-        let j = client.wait("x", "t", *id, Duration::from_secs(60)).unwrap();
+        let j = client.wait(id, Duration::from_secs(60)).unwrap();
         assert_eq!(
             (j.status, j.result.as_str()),
             (JobStatus::Done, format!("ran w{i}").as_str()),
@@ -292,15 +288,13 @@ fn rolling_restarts_do_not_use_up_a_long_jobs_attempts() {
             e.stats().started > 0
         });
         e.stop();
-        let j = client.get("roll", "t", id).unwrap();
+        let j = client.get(&id).unwrap();
         assert_eq!(j.status, JobStatus::New, "round {round}: {j:?}");
         assert_eq!(j.released, round + 1);
     }
     let mut e = test_engine(&redis.url(), &base, 1).build().unwrap();
     e.start().unwrap();
-    let j = client
-        .wait("roll", "t", id, Duration::from_secs(30))
-        .unwrap();
+    let j = client.wait(&id, Duration::from_secs(30)).unwrap();
     assert_eq!(
         (j.status, j.result.as_str()),
         (JobStatus::Done, "slept"),
@@ -311,8 +305,7 @@ fn rolling_restarts_do_not_use_up_a_long_jobs_attempts() {
 /// A watchdog serving only some queues never takes from the others.
 #[test]
 fn a_watchdog_takes_only_the_queues_it_serves() {
-    use herojobs::broker::QueueName;
-    use herojobs::engine::QueueSelection;
+    use herojobs::{QueuePattern, QueueSelection};
     let redis = RedisServer::start();
     let (_d, base) = base_dir();
     let client = Client::connect(&redis.url(), &base).unwrap();
@@ -320,26 +313,21 @@ fn a_watchdog_takes_only_the_queues_it_serves() {
     let mine_b = client.submit(tjob("mine", "b", "ok b")).unwrap();
     let theirs = client.submit(tjob("theirs", "a", "ok no")).unwrap();
     let mut e = test_engine(&redis.url(), &base, 2)
-        .queues(QueueSelection::Strict(vec![QueueName::new("mine", "*")]))
+        .queues(QueueSelection::strict([
+            QueuePattern::circle("mine").unwrap()
+        ]))
         .build()
         .unwrap();
     e.start().unwrap();
-    client
-        .wait("mine", "a", mine, Duration::from_secs(30))
-        .unwrap();
-    client
-        .wait("mine", "b", mine_b, Duration::from_secs(30))
-        .unwrap();
+    client.wait(&mine, Duration::from_secs(30)).unwrap();
+    client.wait(&mine_b, Duration::from_secs(30)).unwrap();
     // Several dispatcher rounds later the other circle's job is still waiting.
     let rounds = e.stats().recovery_passes + 3;
     wait_until("three recovery passes", Duration::from_secs(30), || {
         e.stats().recovery_passes >= rounds
     });
-    assert_eq!(
-        client.get("theirs", "a", theirs).unwrap().status,
-        JobStatus::New
-    );
-    assert_eq!(client.queue_len("theirs", "a").unwrap(), 1);
+    assert_eq!(client.get(&theirs).unwrap().status, JobStatus::New);
+    assert_eq!(client.queue_len(&queue("theirs", "a")).unwrap(), 1);
     assert!(QueueSelection::parse("a/b:3,c/*", false).is_ok());
     assert!(QueueSelection::parse("a/b:0", false).is_err());
     assert!(QueueSelection::parse("nope", false).is_err());
@@ -378,7 +366,7 @@ fn three_hosts_two_watchdogs_a_flushall_and_a_kill() {
         let acked = Arc::clone(&acked);
         submitters.push(std::thread::spawn(move || {
             let c = Client::connect(&url, &base).unwrap();
-            let mut mine: Vec<(u32, String)> = Vec::new();
+            let mut mine: Vec<(JobRef, String)> = Vec::new();
             for b in 0..PER_HOST / BATCH {
                 let jobs: Vec<Job> = (0..BATCH)
                     .map(|i| tjob("fleet", "t", &format!("ok h{h}-{}", b * BATCH + i)))
@@ -410,7 +398,7 @@ fn three_hosts_two_watchdogs_a_flushall_and_a_kill() {
     });
     let _ = killed.kill(); // SIGKILL
     let _ = killed.wait();
-    let per_host: Vec<Vec<(u32, String)>> =
+    let per_host: Vec<Vec<(JobRef, String)>> =
         submitters.into_iter().map(|t| t.join().unwrap()).collect();
     let total: usize = per_host.iter().map(Vec::len).sum();
     assert_eq!(total, 3 * PER_HOST);
@@ -419,7 +407,7 @@ fn three_hosts_two_watchdogs_a_flushall_and_a_kill() {
     let mut seen: HashMap<u32, &str> = HashMap::new();
     for mine in &per_host {
         for (id, expect) in mine {
-            if let Some(prev) = seen.insert(*id, expect) {
+            if let Some(prev) = seen.insert(id.id(), expect) {
                 panic!("id {id} handed out twice: {prev} and {expect}");
             }
         }
@@ -428,12 +416,12 @@ fn three_hosts_two_watchdogs_a_flushall_and_a_kill() {
     // submitter's own OurDB has it too.
     for (h, mine) in per_host.iter().enumerate() {
         let c = Client::connect(&redis.url(), &hosts[h].1).unwrap();
-        let mut left: Vec<&(u32, String)> = mine.iter().collect();
+        let mut left: Vec<&(JobRef, String)> = mine.iter().collect();
         wait_until(
             &format!("host {h}: all {} jobs done", mine.len()),
             Duration::from_secs(240),
             || {
-                left.retain(|(id, expect)| match c.get("fleet", "t", *id) {
+                left.retain(|(id, expect)| match c.get(id) {
                     Ok(j) if j.status == JobStatus::Done => {
                         assert_eq!(&j.result, expect, "job {id} has another job's result");
                         false
@@ -444,27 +432,24 @@ fn three_hosts_two_watchdogs_a_flushall_and_a_kill() {
                 left.is_empty()
             },
         );
-        let mut left: Vec<&(u32, String)> = mine.iter().collect();
+        let mut left: Vec<&(JobRef, String)> = mine.iter().collect();
         let deadline = std::time::Instant::now() + Duration::from_secs(240);
         while !left.is_empty() {
             if std::time::Instant::now() > deadline {
                 let mut con = redis.conn();
                 for (id, _) in left.iter().take(5) {
                     let raw: Option<String> = redis::cmd("HGET")
-                        .arg(format!("herojobs:fleet:t:{id}"))
+                        .arg(format!("herojobs:fleet:t:{}", id.id()))
                         .arg("job")
                         .query(&mut con)
                         .unwrap();
-                    eprintln!(
-                        "missing {id}: OurDB {:?}\n  Redis {raw:?}",
-                        c.store().get("fleet", "t", *id)
-                    );
+                    eprintln!("missing {id}: OurDB {:?}\n  Redis {raw:?}", c.stored(id));
                 }
                 panic!("host {h}: {} outcomes missing from its OurDB", left.len());
             }
             std::thread::sleep(Duration::from_millis(20));
             {
-                left.retain(|(id, expect)| match c.store().get("fleet", "t", *id) {
+                left.retain(|(id, expect)| match c.stored(id) {
                     Ok(Some(j)) if j.status == JobStatus::Done => {
                         assert_eq!(&j.result, expect, "job {id}: another job's result in OurDB");
                         false

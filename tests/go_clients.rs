@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{base_dir, test_engine, wait_until, RedisServer};
-use herojobs::processor::Registry;
+use common::{base_dir, jref, test_engine, wait_until, RedisServer};
+use herojobs::processor::openrpc::OpenRpcProcessor;
 use herojobs::{Client, JobStatus};
 use std::process::Command;
 use std::time::Duration;
@@ -27,10 +27,10 @@ fn jobs_pushed_to_an_unregistered_queue_by_plain_redis_commands_run() {
     let (_d, base) = base_dir();
     // The engine runs the test processor (heroscript) and the built-in OpenRPC methods.
     let mut registry = common::test_registry();
-    let builtins = Registry::with_builtins();
-    if let Some(p) = builtins.get(&herojobs::ParamsType::OpenRpc) {
-        registry.register(herojobs::ParamsType::OpenRpc, ArcProcessor(p));
-    }
+    registry.register_processor(
+        herojobs::ParamsType::OpenRpc,
+        OpenRpcProcessor::with_builtins(),
+    );
     let mut engine = test_engine(&redis.url(), &base, 2)
         .registry(registry)
         .build()
@@ -57,7 +57,7 @@ fn jobs_pushed_to_an_unregistered_queue_by_plain_redis_commands_run() {
     wait_until("both Go jobs done", Duration::from_secs(60), || {
         done = [5, 6]
             .iter()
-            .filter_map(|id| client.get("goc", "gotopic", *id).ok())
+            .filter_map(|id| client.get(&jref("goc", "gotopic", *id)).ok())
             .filter(|j| j.status.is_finished())
             .collect();
         done.len() == 2
@@ -90,17 +90,4 @@ fn jobs_pushed_to_an_unregistered_queue_by_plain_redis_commands_run() {
     assert_eq!(v["status"], "done");
     assert_eq!(v["result"], "from go");
     engine.stop();
-}
-
-/// Shares a registry's processor with another registry.
-struct ArcProcessor(std::sync::Arc<dyn herojobs::processor::Processor>);
-
-impl herojobs::processor::Processor for ArcProcessor {
-    fn process(
-        &self,
-        job: &herojobs::Job,
-        ctx: &herojobs::processor::JobContext,
-    ) -> Result<String, String> {
-        self.0.process(job, ctx)
-    }
 }

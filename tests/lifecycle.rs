@@ -5,10 +5,8 @@
 
 mod common;
 
-use common::{base_dir, test_engine, test_registry, tjob, wait_until, RedisServer};
-use herojobs::job::{unix_now_ms, Backoff, RetryPolicy};
-use herojobs::processor::JobContext;
-use herojobs::{Client, Job, JobStatus, ParamsType};
+use common::{base_dir, queue, test_engine, test_registry, tjob, wait_until, RedisServer};
+use herojobs::{Backoff, Client, Job, JobStatus, ParamsType, Registry, Retention, RetryPolicy};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -17,12 +15,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Now, in unix milliseconds (the clock job due times are written in).
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// A registry whose `ai` params type records when each run of each job started and fails
 /// its runs while the job's params say so: `fail N` fails the first N runs, `never`
 /// fails permanently, `ok` succeeds.
-fn recording(runs: Arc<Mutex<HashMap<u32, Vec<Instant>>>>) -> herojobs::processor::Registry {
+fn recording(runs: Arc<Mutex<HashMap<u32, Vec<Instant>>>>) -> Registry {
     let mut r = test_registry();
-    r.register(ParamsType::Ai, move |job: &Job, ctx: &JobContext| {
+    r.register(ParamsType::Ai, move |job, ctx| {
         let n = {
             let mut g = runs.lock();
             let v = g.entry(job.id).or_default();
@@ -31,7 +37,7 @@ fn recording(runs: Arc<Mutex<HashMap<u32, Vec<Instant>>>>) -> herojobs::processo
         };
         match job.params.split_once(' ') {
             Some(("fail", k)) if n <= k.parse::<u32>().unwrap_or(0) => {
-                Err(format!("failing run {n}"))
+                Err(format!("failing run {n}").into())
             }
             None if job.params == "never" => {
                 ctx.fail_permanently();
@@ -67,19 +73,17 @@ fn a_job_failing_twice_succeeds_on_its_third_attempt_after_the_backoff() {
         .unwrap();
     // While it waits for a retry it is `new`, with its due time and last error.
     wait_until("the first failure", Duration::from_secs(30), || {
-        runs.lock().get(&id).is_some_and(|v| !v.is_empty())
+        runs.lock().get(&id.id()).is_some_and(|v| !v.is_empty())
             && client
-                .get("life", "r", id)
+                .get(&id)
                 .is_ok_and(|j| j.status == JobStatus::New && j.run_at_ms > 0)
     });
-    let j = client
-        .wait("life", "r", id, Duration::from_secs(30))
-        .unwrap();
+    let j = client.wait(&id, Duration::from_secs(30)).unwrap();
     assert_eq!(j.status, JobStatus::Done, "{j:?}");
     assert_eq!(j.attempts, 3);
     assert_eq!(j.result, "ok after 3 run(s), attempt 3");
     assert!(j.error.is_empty());
-    let times = runs.lock().get(&id).cloned().unwrap();
+    let times = runs.lock().get(&id.id()).cloned().unwrap();
     assert_eq!(times.len(), 3);
     // The gaps follow the exponential backoff: at least 300 ms, then at least 600 ms.
     assert!(
@@ -97,8 +101,7 @@ fn a_job_failing_twice_succeeds_on_its_third_attempt_after_the_backoff() {
         Duration::from_secs(30),
         || {
             client
-                .store()
-                .get("life", "r", id)
+                .stored(&id)
                 .unwrap()
                 .is_some_and(|j| (j.status, j.attempts) == (JobStatus::Done, 3))
         },
@@ -128,45 +131,39 @@ fn an_exhausted_job_is_dead_until_retried_and_a_permanent_failure_is_never_retri
     let never = client
         .submit(Job::new("life", "d", ParamsType::Ai, "never"))
         .unwrap();
-    let j = client
-        .wait("life", "d", id, Duration::from_secs(30))
-        .unwrap();
+    let j = client.wait(&id, Duration::from_secs(30)).unwrap();
     assert_eq!((j.status, j.attempts), (JobStatus::Error, 2), "{j:?}");
-    let p = client
-        .wait("life", "d", never, Duration::from_secs(30))
-        .unwrap();
+    let p = client.wait(&never, Duration::from_secs(30)).unwrap();
     assert_eq!((p.status, p.attempts), (JobStatus::Error, 1), "{p:?}");
     assert_eq!(
-        runs.lock()[&never].len(),
+        runs.lock()[&never.id()].len(),
         1,
         "a permanent failure ran again"
     );
     let dead: Vec<u32> = client
-        .dead("life", "d", 0, 10)
+        .dead(&queue("life", "d"), 0, 10)
         .unwrap()
         .into_iter()
         .map(|(i, _)| i)
         .collect();
-    assert!(dead.contains(&id) && dead.contains(&never), "{dead:?}");
+    assert!(
+        dead.contains(&id.id()) && dead.contains(&never.id()),
+        "{dead:?}"
+    );
     // Retried by hand, it gets its attempts afresh: two more runs, and the third run of
     // all succeeds... after one more failure.
-    assert!(client.retry("life", "d", id).unwrap());
-    let j = client
-        .wait("life", "d", id, Duration::from_secs(30))
-        .unwrap();
+    assert!(client.retry(&id).unwrap());
+    let j = client.wait(&id, Duration::from_secs(30)).unwrap();
     assert_eq!(j.status, JobStatus::Done, "{j:?}");
-    assert_eq!(runs.lock()[&id].len(), 4);
+    assert_eq!(runs.lock()[&id.id()].len(), 4);
     assert!(!client
-        .dead("life", "d", 0, 10)
+        .dead(&queue("life", "d"), 0, 10)
         .unwrap()
         .iter()
-        .any(|(i, _)| *i == id));
-    assert!(
-        !client.retry("life", "d", id).unwrap(),
-        "a done job is not retried"
-    );
-    assert_eq!(client.purge_dead("life", "d").unwrap(), 1);
-    assert!(client.dead("life", "d", 0, 10).unwrap().is_empty());
+        .any(|(i, _)| *i == id.id()));
+    assert!(!client.retry(&id).unwrap(), "a done job is not retried");
+    assert_eq!(client.purge_dead(&queue("life", "d")).unwrap(), 1);
+    assert!(client.dead(&queue("life", "d"), 0, 10).unwrap().is_empty());
 }
 
 #[test]
@@ -185,10 +182,10 @@ fn a_running_job_reports_its_progress() {
         .unwrap();
     wait_until("the progress in Redis", Duration::from_secs(30), || {
         client
-            .get("life", "prog", id)
+            .get(&id)
             .is_ok_and(|j| j.progress == "half way" && j.status == JobStatus::Active)
     });
-    assert!(client.cancel("life", "prog", id).unwrap());
+    assert!(client.cancel(&id).unwrap());
 }
 
 #[test]
@@ -207,17 +204,18 @@ fn delayed_jobs_never_start_early_and_start_on_time() {
     let due = job.run_at_ms;
     let id = client.submit(job).unwrap();
     assert_eq!(
-        client.scheduled("life", "later", 10).unwrap(),
-        vec![(id, due)]
+        client.scheduled(&queue("life", "later"), 10).unwrap(),
+        vec![(id.id(), due)]
     );
-    assert_eq!(client.queue_len("life", "later").unwrap(), 0);
-    let j = client
-        .wait("life", "later", id, Duration::from_secs(30))
-        .unwrap();
+    assert_eq!(client.queue_len(&queue("life", "later")).unwrap(), 0);
+    let j = client.wait(&id, Duration::from_secs(30)).unwrap();
     assert_eq!(j.status, JobStatus::Done);
-    let started = unix_now_ms() - runs.lock()[&id][0].elapsed().as_millis() as u64;
+    let started = unix_now_ms() - runs.lock()[&id.id()][0].elapsed().as_millis() as u64;
     assert!(started + 5 >= due, "started {} ms early", due - started);
-    assert!(client.scheduled("life", "later", 10).unwrap().is_empty());
+    assert!(client
+        .scheduled(&queue("life", "later"), 10)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -246,7 +244,7 @@ fn ten_thousand_jobs_delayed_to_one_second_all_run_once() {
     let runs = runs.lock();
     assert_eq!(runs.len(), 10_000);
     for id in &ids {
-        let v = &runs[id];
+        let v = &runs[&id.id()];
         assert_eq!(v.len(), 1, "job {id} ran {} times", v.len());
     }
 }
@@ -276,26 +274,28 @@ fn delayed_and_retry_waiting_jobs_survive_a_flushall_and_never_run_early() {
         .unwrap();
     wait_until("the retry to be waiting", Duration::from_secs(30), || {
         client
-            .get("life", "f", r)
+            .get(&r)
             .is_ok_and(|j| j.status == JobStatus::New && j.run_at_ms > 0)
     });
-    let retry_due = client.get("life", "f", r).unwrap().run_at_ms;
+    let retry_due = client.get(&r).unwrap().run_at_ms;
     let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
-    let j = client
-        .wait("life", "f", d, Duration::from_secs(60))
-        .unwrap();
+    let j = client.wait(&d, Duration::from_secs(60)).unwrap();
     assert_eq!(j.status, JobStatus::Done);
-    let j = client
-        .wait("life", "f", r, Duration::from_secs(60))
-        .unwrap();
+    let j = client.wait(&r, Duration::from_secs(60)).unwrap();
     assert_eq!(j.status, JobStatus::Done, "{j:?}");
     let now = unix_now_ms();
     let runs = runs.lock();
     let started = |t: Instant| now - t.elapsed().as_millis() as u64;
-    assert!(started(runs[&d][0]) + 5 >= due, "delayed job ran early");
-    assert_eq!(runs[&d].len(), 1);
-    assert_eq!(runs[&r].len(), 2);
-    assert!(started(runs[&r][1]) + 5 >= retry_due, "retry ran early");
+    assert!(
+        started(runs[&d.id()][0]) + 5 >= due,
+        "delayed job ran early"
+    );
+    assert_eq!(runs[&d.id()].len(), 1);
+    assert_eq!(runs[&r.id()].len(), 2);
+    assert!(
+        started(runs[&r.id()][1]) + 5 >= retry_due,
+        "retry ran early"
+    );
 }
 
 #[test]
@@ -361,16 +361,14 @@ fn cancel_of_a_waiting_a_delayed_and_a_running_job_on_another_engine() {
     // One worker: the endless job runs, the next one waits behind it.
     wait_until("the endless job to run", Duration::from_secs(30), || {
         client
-            .get("life", "c", running)
+            .get(&running)
             .is_ok_and(|j| j.status == JobStatus::Active)
     });
-    assert!(client.cancel("life", "c", waiting).unwrap());
-    assert!(client.cancel("life", "c", delayed).unwrap());
-    assert!(client.cancel("life", "c", running).unwrap());
-    for id in [waiting, delayed, running] {
-        let j = client
-            .wait("life", "c", id, Duration::from_secs(30))
-            .unwrap();
+    assert!(client.cancel(&waiting).unwrap());
+    assert!(client.cancel(&delayed).unwrap());
+    assert!(client.cancel(&running).unwrap());
+    for id in [&waiting, &delayed, &running] {
+        let j = client.wait(id, Duration::from_secs(30)).unwrap();
         assert_eq!(
             (j.status, j.error.as_str()),
             (JobStatus::Error, "cancelled"),
@@ -383,18 +381,19 @@ fn cancel_of_a_waiting_a_delayed_and_a_running_job_on_another_engine() {
         stats.lock().1 == 0
     });
     let next = client.submit(tjob("life", "c", "ok after")).unwrap();
-    let j = client
-        .wait("life", "c", next, Duration::from_secs(30))
-        .unwrap();
+    let j = client.wait(&next, Duration::from_secs(30)).unwrap();
     assert_eq!(j.result, "after");
-    assert_eq!(client.get("life", "c", running).unwrap().error, "cancelled");
-    assert!(client.scheduled("life", "c", 10).unwrap().is_empty());
+    assert_eq!(client.get(&running).unwrap().error, "cancelled");
+    assert!(client
+        .scheduled(&queue("life", "c"), 10)
+        .unwrap()
+        .is_empty());
     assert!(
-        !client.cancel("life", "c", running).unwrap(),
+        !client.cancel(&running).unwrap(),
         "cancel of a finished job"
     );
     // Stored as cancelled in this store's OurDB too.
-    let stored = client.store().get("life", "c", waiting).unwrap().unwrap();
+    let stored = client.stored(&waiting).unwrap().unwrap();
     assert_eq!(stored.error, "cancelled");
     let _ = child.kill();
     let _ = child.wait();
@@ -406,14 +405,15 @@ fn finished_jobs_leave_redis_after_their_ttl_and_get_answers_from_ourdb() {
     let (_d, base) = base_dir();
     let client = Client::connect(&redis.url(), &base).unwrap();
     let mut engine = test_engine(&redis.url(), &base, 2)
-        .retention(herojobs::broker::redis::Retention {
-            finished_ttl: Duration::from_secs(1),
-            ..Default::default()
+        .retention({
+            let mut r = Retention::default();
+            r.finished_ttl = Duration::from_secs(1);
+            r
         })
         .build()
         .unwrap();
     engine.start().unwrap();
-    let ids: Vec<u32> = (0..20)
+    let ids: Vec<herojobs::JobRef> = (0..20)
         .map(|i| {
             client
                 .submit(tjob("life", "ttl", &format!("ok r{i}")))
@@ -421,9 +421,7 @@ fn finished_jobs_leave_redis_after_their_ttl_and_get_answers_from_ourdb() {
         })
         .collect();
     for id in &ids {
-        client
-            .wait("life", "ttl", *id, Duration::from_secs(30))
-            .unwrap();
+        client.wait(id, Duration::from_secs(30)).unwrap();
     }
     let mut con = redis.conn();
     wait_until(
@@ -438,7 +436,7 @@ fn finished_jobs_leave_redis_after_their_ttl_and_get_answers_from_ourdb() {
         },
     );
     for (i, id) in ids.iter().enumerate() {
-        let j = client.get("life", "ttl", *id).unwrap();
+        let j = client.get(id).unwrap();
         assert_eq!(
             (j.status, j.result.clone()),
             (JobStatus::Done, format!("r{i}"))
@@ -476,31 +474,25 @@ fn a_paused_queue_is_not_taken_until_resumed_and_the_cli_drives_the_lifecycle() 
         Some(0)
     );
     let other = client.submit(tjob("life", "q", "ok other")).unwrap();
-    client
-        .wait("life", "q", other, Duration::from_secs(30))
-        .unwrap();
+    client.wait(&other, Duration::from_secs(30)).unwrap();
     let id = client.submit(tjob("life", "p", "ok paused")).unwrap();
     let passes = engine.stats().recovery_passes + 3;
     wait_until("three recovery passes", Duration::from_secs(30), || {
         engine.stats().recovery_passes >= passes
     });
-    assert_eq!(client.get("life", "p", id).unwrap().status, JobStatus::New);
+    assert_eq!(client.get(&id).unwrap().status, JobStatus::New);
     assert_eq!(
         cli(&["resume", "--circle", "life", "--topic", "p"]).0,
         Some(0)
     );
-    let j = client
-        .wait("life", "p", id, Duration::from_secs(30))
-        .unwrap();
+    let j = client.wait(&id, Duration::from_secs(30)).unwrap();
     assert_eq!(j.result, "paused");
     // A failing job through the CLI: dead, listed, retried, cancelled when delayed.
     let fail = client.submit(tjob("life", "p", "fail nope")).unwrap();
-    client
-        .wait("life", "p", fail, Duration::from_secs(30))
-        .unwrap();
+    client.wait(&fail, Duration::from_secs(30)).unwrap();
     let (code, out) = cli(&["--json", "dead", "--circle", "life", "--topic", "p"]);
     assert_eq!(code, Some(0));
-    assert!(out.contains(&format!("\"jobid\":{fail}")), "{out}");
+    assert!(out.contains(&format!("\"jobid\":{}", fail.id())), "{out}");
     assert_eq!(
         cli(&["retry", "--circle", "life", "--topic", "p", "--all-dead"]).0,
         Some(0)
@@ -509,8 +501,8 @@ fn a_paused_queue_is_not_taken_until_resumed_and_the_cli_drives_the_lifecycle() 
         "submit", "--circle", "life", "--topic", "p", "--delay", "60", "ok later",
     ]);
     assert_eq!(code, Some(0), "{out}");
-    let later: u32 = out.trim().parse().unwrap();
-    assert_eq!(client.scheduled("life", "p", 10).unwrap().len(), 1);
+    let later = queue("life", "p").job(out.trim().parse().unwrap());
+    assert_eq!(client.scheduled(&queue("life", "p"), 10).unwrap().len(), 1);
     assert_eq!(
         cli(&[
             "cancel",
@@ -518,10 +510,10 @@ fn a_paused_queue_is_not_taken_until_resumed_and_the_cli_drives_the_lifecycle() 
             "life",
             "--topic",
             "p",
-            &later.to_string()
+            &later.id().to_string()
         ])
         .0,
         Some(0)
     );
-    assert_eq!(client.get("life", "p", later).unwrap().error, "cancelled");
+    assert_eq!(client.get(&later).unwrap().error, "cancelled");
 }

@@ -8,13 +8,11 @@
 
 mod common;
 
-use common::{base_dir, test_engine, tjob, wait_until, RedisServer};
-use herojobs::store::JobStore;
-use herojobs::{Client, JobStatus};
+use common::{base_dir, queue, test_engine, tjob, wait_until, RedisServer};
+use herojobs::{Client, JobRef, JobStatus};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A tmpfs mounted by the test, unmounted on drop.
@@ -122,28 +120,28 @@ fn a_database_that_stops_storing_blocks_its_queue_and_resumes_once_repaired() {
     // The database of `full/t` lives on its own small filesystem.
     let mount = base.join("circles").join("full");
     let _m = Mount::tmpfs(&mount, "size=4m");
-    let store = Arc::new(JobStore::new(&base, herojobs::ourdb::Durability::Periodic));
     let mut engine = test_engine(&redis.url(), &base, 2)
-        .store(Arc::clone(&store))
+        .durability(herojobs::Durability::Periodic)
         .build()
         .unwrap();
     engine.start().unwrap();
-    let broker = Arc::clone(&engine.shared().broker);
+    // The engine's own broker and job store.
+    let shared = engine.client();
     // The submitter has a base of its own: what the engine's OurDB holds, the engine wrote.
     let (_sd, sub_base) = base_dir();
     let client = Client::connect(&redis.url(), &sub_base).unwrap();
     // Both databases work: a few jobs each (this also allocates the pages OurDB maps).
     for c in ["full", "good"] {
-        let ids: Vec<u32> = (0..3)
+        let ids: Vec<JobRef> = (0..3)
             .map(|i| client.submit(tjob(c, "t", &format!("ok {c}{i}"))).unwrap())
             .collect();
         for id in ids {
-            let j = client.wait(c, "t", id, Duration::from_secs(30)).unwrap();
+            let j = client.wait(&id, Duration::from_secs(30)).unwrap();
             assert_eq!(j.status, JobStatus::Done);
         }
     }
     // Queue enough short jobs that the filesystem fills while they run, then fill it.
-    let queued: Vec<u32> = (0..40)
+    let queued: Vec<JobRef> = (0..40)
         .map(|_| client.submit(tjob("full", "t", "sleep 100")).unwrap())
         .collect();
     let filler = fill(&mount);
@@ -161,8 +159,8 @@ fn a_database_that_stops_storing_blocks_its_queue_and_resumes_once_repaired() {
         s.unrecorded > 0,
         "no outcome kept for the full database: {s:?}"
     );
-    let q = herojobs::broker::QueueName::new("full", "t");
-    let waiting = broker.queue_len(&q).unwrap();
+    let q = queue("full", "t");
+    let waiting = shared.queue_len(&q).unwrap();
     assert!(waiting > 0, "every job ran before the database refused");
     // The counters in Redis (what `herojobs stats` shows) name the blocked database.
     wait_until(
@@ -181,7 +179,7 @@ fn a_database_that_stops_storing_blocks_its_queue_and_resumes_once_repaired() {
         },
     );
     // Other queues go on while full/t is blocked, and full/t is not taken from.
-    let good: Vec<u32> = (0..20)
+    let good: Vec<JobRef> = (0..20)
         .map(|i| {
             client
                 .submit(tjob("good", "t", &format!("ok g{i}")))
@@ -189,13 +187,11 @@ fn a_database_that_stops_storing_blocks_its_queue_and_resumes_once_repaired() {
         })
         .collect();
     for id in &good {
-        let j = client
-            .wait("good", "t", *id, Duration::from_secs(30))
-            .unwrap();
+        let j = client.wait(id, Duration::from_secs(30)).unwrap();
         assert_eq!(j.status, JobStatus::Done);
     }
     assert_eq!(
-        broker.queue_len(&q).unwrap(),
+        shared.queue_len(&q).unwrap(),
         waiting,
         "jobs of the blocked database were taken"
     );
@@ -207,9 +203,7 @@ fn a_database_that_stops_storing_blocks_its_queue_and_resumes_once_repaired() {
     // Repair: room again. The database is unblocked and every job runs.
     std::fs::remove_file(&filler).unwrap();
     for id in &queued {
-        let j = client
-            .wait("full", "t", *id, Duration::from_secs(60))
-            .unwrap();
+        let j = client.wait(id, Duration::from_secs(60)).unwrap();
         assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "slept"));
     }
     wait_until("full/t unblocked", Duration::from_secs(30), || {
@@ -221,7 +215,7 @@ fn a_database_that_stops_storing_blocks_its_queue_and_resumes_once_repaired() {
     // OurDB alone says done for every one.
     let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
     for id in &queued {
-        let j = store.get("full", "t", *id).unwrap().expect("record");
-        assert_eq!(j.status, JobStatus::Done, "job full/t/{id} in OurDB: {j:?}");
+        let j = shared.stored(id).unwrap().expect("record");
+        assert_eq!(j.status, JobStatus::Done, "job {id} in OurDB: {j:?}");
     }
 }

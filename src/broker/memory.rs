@@ -222,10 +222,10 @@ impl Broker for MemoryBroker {
             Some(e) if e.job.status.is_finished() => return Ok(super::Cancel::AlreadyFinished),
             Some(e) => e.job.status,
         };
-        if let Some(q) = st.queues.get_mut(&k.queue()) {
+        if let Some(q) = st.queues.get_mut(k.queue()) {
             q.retain(|id| *id != k.id());
         }
-        if let Some(s) = st.scheduled.get_mut(&k.queue()) {
+        if let Some(s) = st.scheduled.get_mut(k.queue()) {
             s.retain(|(_, id)| *id != k.id());
         }
         st.leases.remove(&k);
@@ -258,10 +258,10 @@ impl Broker for MemoryBroker {
                 e.job.status = JobStatus::New;
             }
         }
-        if let Some(d) = st.dead.get_mut(&k.queue()) {
+        if let Some(d) = st.dead.get_mut(k.queue()) {
             d.retain(|(_, id)| *id != k.id());
         }
-        st.push(&k.queue(), k.id());
+        st.push(k.queue(), k.id());
         drop(st);
         self.changed.notify_all();
         Ok(Transition::Applied)
@@ -387,7 +387,7 @@ impl Broker for MemoryBroker {
                     .or_default()
                     .insert((j.run_at_ms, j.id));
             } else {
-                st.push(&k.queue(), j.id);
+                st.push(k.queue(), j.id);
             }
         }
         drop(st);
@@ -715,7 +715,7 @@ impl Broker for MemoryBroker {
                         .or_default()
                         .insert((job.run_at_ms, k.id()));
                 } else {
-                    st.push(&k.queue(), k.id());
+                    st.push(k.queue(), k.id());
                 }
                 Ensure::Requeued
             }
@@ -725,7 +725,7 @@ impl Broker for MemoryBroker {
                     if let Some(e) = st.jobs.get_mut(&k) {
                         e.job.status = JobStatus::New;
                     }
-                    st.push(&k.queue(), k.id());
+                    st.push(k.queue(), k.id());
                     Ensure::Requeued
                 } else {
                     Ensure::Suspect

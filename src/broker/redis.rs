@@ -129,10 +129,10 @@ impl RedisBroker {
                 let mut inv = self.scripts.finish_take.prepare_invoke();
                 inv.key(keys::LEASES);
                 for q in queues {
-                    inv.key(keys::queue(&q));
+                    inv.key(keys::queue(q));
                 }
                 for q in queues {
-                    inv.key(keys::scheduled(&q));
+                    inv.key(keys::scheduled(q));
                 }
                 for ((hash, done, _, _), q) in args.iter().zip(&fq) {
                     inv.key(hash)
@@ -192,7 +192,7 @@ impl RedisBroker {
             let job = if attempt < 0 {
                 Err(String::new())
             } else {
-                let key = keys::job(&queue, id);
+                let key = keys::job(queue, id);
                 codec::from_json(&json)
                     .map_err(|e| format!("job hash {key}: {e}"))
                     .and_then(|job| super::own_identity(job, queue, id, &key))
@@ -586,7 +586,7 @@ impl Broker for RedisBroker {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<(u32, u64)>, BrokerError> {
-        let key = keys::dead(&q);
+        let key = keys::dead(q);
         let raw: Vec<(String, f64)> = self.run("list dead jobs", true, |con| {
             redis::cmd("ZRANGE")
                 .arg(&key)
@@ -603,7 +603,7 @@ impl Broker for RedisBroker {
     }
 
     fn purge_dead(&self, q: &QueueName) -> Result<u64, BrokerError> {
-        let key = keys::dead(&q);
+        let key = keys::dead(q);
         let (n, _): (u64, i64) = self.run("purge dead jobs", true, |con| {
             redis::pipe()
                 .atomic()
@@ -617,7 +617,7 @@ impl Broker for RedisBroker {
     }
 
     fn scheduled(&self, q: &QueueName, limit: usize) -> Result<Vec<(u32, u64)>, BrokerError> {
-        let key = keys::scheduled(&q);
+        let key = keys::scheduled(q);
         let raw: Vec<(String, f64)> = self.run("list scheduled jobs", true, |con| {
             redis::cmd("ZRANGE")
                 .arg(&key)
@@ -633,7 +633,7 @@ impl Broker for RedisBroker {
     }
 
     fn set_paused(&self, q: &QueueName, paused: bool) -> Result<(), BrokerError> {
-        let key = keys::queue(&q);
+        let key = keys::queue(q);
         self.run("pause queue", true, |con| {
             redis::cmd(if paused { "SADD" } else { "SREM" })
                 .arg(keys::PAUSED)
@@ -683,9 +683,9 @@ impl Broker for RedisBroker {
         self.run("count dead and scheduled jobs", true, |con| {
             redis::pipe()
                 .cmd("ZCARD")
-                .arg(keys::dead(&q))
+                .arg(keys::dead(q))
                 .cmd("ZCARD")
-                .arg(keys::scheduled(&q))
+                .arg(keys::scheduled(q))
                 .query(con)
         })
     }
@@ -727,7 +727,7 @@ impl Broker for RedisBroker {
         floor: u64,
         count: u64,
     ) -> Result<(u64, u64), BrokerError> {
-        let key = keys::ids(&q);
+        let key = keys::ids(q);
         // Safe to retry: a lost reply reserves twice, which only leaves a gap.
         let (start, end): (u64, u64) = self.run("reserve ids", true, |con| {
             self.scripts.reserve
@@ -741,7 +741,7 @@ impl Broker for RedisBroker {
     }
 
     fn get(&self, q: &QueueName, id: u32) -> Result<Option<Job>, BrokerError> {
-        let key = keys::job(&q, id);
+        let key = keys::job(q, id);
         #[allow(clippy::type_complexity)]
         let (raw, token, store, progress): (
             Option<Vec<u8>>,
@@ -833,7 +833,7 @@ impl Broker for RedisBroker {
     }
 
     fn peek(&self, q: &QueueName) -> Result<Option<u32>, BrokerError> {
-        let key = keys::queue(&q);
+        let key = keys::queue(q);
         let raw: Option<String> = self.run("peek queue", true, |con| {
             redis::cmd("LINDEX").arg(&key).arg(-1).query(con)
         })?;
@@ -841,12 +841,12 @@ impl Broker for RedisBroker {
     }
 
     fn queue_len(&self, q: &QueueName) -> Result<u64, BrokerError> {
-        let key = keys::queue(&q);
+        let key = keys::queue(q);
         self.run("llen", true, |con| redis::cmd("LLEN").arg(&key).query(con))
     }
 
     fn queue_ids(&self, q: &QueueName) -> Result<Vec<u32>, BrokerError> {
-        let key = keys::queue(&q);
+        let key = keys::queue(q);
         let raw: Vec<String> = self.run("lrange", true, |con| {
             redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(con)
         })?;
@@ -854,8 +854,8 @@ impl Broker for RedisBroker {
     }
 
     fn empty(&self, q: &QueueName) -> Result<u64, BrokerError> {
-        let key = keys::queue(&q);
-        let prefix = keys::job_prefix(&q);
+        let key = keys::queue(q);
+        let prefix = keys::job_prefix(q);
         self.run("empty queue", true, |con| {
             self.scripts.empty.key(&key).arg(&prefix).invoke(con)
         })
@@ -864,12 +864,12 @@ impl Broker for RedisBroker {
     fn delete(&self, q: &QueueName, id: u32) -> Result<bool, BrokerError> {
         let n: i64 = self.run("delete job", true, |con| {
             self.scripts.delete
-                .key(keys::job(&q, id))
-                .key(keys::queue(&q))
-                .key(keys::done(&q, id))
+                .key(keys::job(q, id))
+                .key(keys::queue(q))
+                .key(keys::done(q, id))
                 .key(keys::LEASES)
                 .arg(id)
-                .arg(keys::lease_member(&q, id))
+                .arg(keys::lease_member(q, id))
                 .invoke(con)
         })?;
         Ok(n > 0)
@@ -895,7 +895,7 @@ impl Broker for RedisBroker {
     }
 
     fn wait_done(&self, q: &QueueName, id: u32, timeout: Duration) -> Result<Wake, BrokerError> {
-        let hash = keys::job(&q, id);
+        let hash = keys::job(q, id);
         // Register as a waiter, then look: a finish either happened before (we see it) or
         // after (it sees the registration and signals).
         let status: Option<String> =
@@ -903,7 +903,7 @@ impl Broker for RedisBroker {
         if matches!(status.as_deref(), Some("done") | Some("error")) {
             return Ok(Wake::Signalled);
         }
-        let key = keys::done(&q, id);
+        let key = keys::done(q, id);
         let secs = timeout.as_secs_f64().max(0.01);
         // Rotate the one-element list onto itself: non-destructive, so every waiter sees it.
         let got: Option<Vec<u8>> = self.run_blocking("wait", timeout, |con| {
@@ -1020,7 +1020,7 @@ impl Broker for RedisBroker {
             let mut p = redis::pipe();
             for id in ids {
                 p.cmd("HEXISTS")
-                    .arg(keys::job(&q, *id))
+                    .arg(keys::job(q, *id))
                     .arg("job");
             }
             p.query::<Vec<bool>>(con)
@@ -1094,7 +1094,7 @@ impl Broker for RedisBroker {
         }
         // LPUSH in, RPOP out: the next to run is the last element, so position `start` from
         // the right is index -(start + 1).
-        let key = keys::queue(&q);
+        let key = keys::queue(q);
         let first = -(start as i64) - (count as i64);
         let last = -(start as i64) - 1;
         let raw: Vec<String> = self.run("queue page", true, |con| {

@@ -120,12 +120,6 @@ impl WatchDogBuilder {
         self
     }
 
-    /// Share this job store (with a `Client` in the same process).
-    #[cfg(test)]
-    pub(crate) fn store(mut self, store: Arc<JobStore>) -> Self {
-        self.store = Some(store);
-        self
-    }
 
     /// OurDB durability of the job databases (default `periodic`).
     pub fn durability(mut self, d: Durability) -> Self {

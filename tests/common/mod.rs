@@ -1,6 +1,9 @@
 //! Test support: a private `redis-server` per test on a free port, started and killed by the
 //! test, and condition waits with generous deadlines (never sleep-and-hope).
 #![allow(dead_code)]
+// `EngineConfig` is `#[non_exhaustive]`: outside the crate (the tests) it cannot be written
+// as a struct literal; inside it (this file is shared with the unit tests) clippy would ask for one.
+#![allow(clippy::field_reassign_with_default)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;

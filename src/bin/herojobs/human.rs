@@ -96,6 +96,13 @@ pub fn snippet(s: &str, max: usize) -> String {
     }
 }
 
+/// Now, in unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,11 +119,4 @@ mod tests {
         assert_eq!(snippet("abc\ndef", 10), "abc…");
         assert_eq!(snippet("abc", 10), "abc");
     }
-}
-
-/// Now, in unix seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
