@@ -1,40 +1,74 @@
 //! herojobs: a job queue and processing engine for synchronous Rust programs.
 //!
 //! Programs submit jobs (HeroScript, Rhai scripts, OpenRPC calls, AI prompts) into Redis
-//! queues per circle and topic; every job is persisted in [`ourdb`], a memory-mapped
-//! append-only store that assigns its id and keeps its history after Redis forgets it.
-//! No async runtime: threads, blocking I/O, parking_lot locks and condition variables.
+//! queues per circle and topic; a [`WatchDog`] takes them off the queues and runs them on a
+//! bounded worker pool under a timeout. Every job is also kept in [`ourdb`], a
+//! memory-mapped append-only store that assigns its id and keeps its history after Redis
+//! forgets it. No async runtime: threads, blocking I/O, locks and condition variables.
 //!
-//! # Example: the store at the bottom
+//! # Example
 //! ```
-//! use herojobs::ourdb::{Config, OurDb};
-//! let dir = tempfile::tempdir()?;
-//! let db = OurDb::open(dir.path(), Config::default())?;
-//! let id = db.add(b"{\"params\":\"!!fake.return_success\"}")?;
-//! assert_eq!(id, 1);
+//! use herojobs::{Job, JobError, ParamsType, Registry, WatchDog};
+//! use std::time::Duration;
+//!
+//! // Handlers: closures (or `Processor`s) per params type; `?` works on any error.
+//! let mut registry = Registry::with_builtins();
+//! registry.register(ParamsType::Other("double".into()), |job, _ctx| {
+//!     let n: i64 = job.params.trim().parse()?;
+//!     Ok((2 * n).to_string())
+//! });
+//!
+//! // An engine (here embedded: no Redis; `.redis_url(..)` for a fleet) and its client.
+//! let base = tempfile::tempdir()?;
+//! let mut engine = WatchDog::builder().embedded().base(base.path()).registry(registry).build()?;
+//! engine.start()?;
+//! let client = engine.client();
+//!
+//! // Jobs are addressed as circle/topic/id; `outcome()` makes a failed job an `Err`.
+//! let job = client.submit(Job::new("ops", "math", ParamsType::Other("double".into()), "21"))?;
+//! assert_eq!(job.to_string(), "ops/math/1");
+//! assert_eq!(client.wait(&job, Duration::from_secs(10))?.outcome()?, "42");
+//! let bad = client.submit(Job::new("ops", "math", ParamsType::Other("double".into()), "x"))?;
+//! let failed = client.wait(&bad, Duration::from_secs(10))?.outcome().unwrap_err();
+//! assert!(failed.error().contains("invalid digit"));
+//! engine.stop();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # The public surface
+//! [`Client`] (submit, get, wait, cancel, retry, queue operations), [`WatchDog`] with its
+//! [`WatchDogBuilder`] and [`EngineConfig`], [`Job`] and its addresses [`JobRef`] /
+//! [`QueueName`], [`Registry`], [`Processor`], [`JobContext`] and [`JobError`] for handlers,
+//! [`Error`]; the [`ourdb`] store; the [`processor`] implementations; the `web` dashboard
+//! (feature `web`). `docs/api.md` lists every public item.
+//!
+//! # Features
+//! `cli` (the `herojobs` binary's dependencies), `web` (dashboard and `/metrics`), `rhai`
+//! (Rhai scripts), `ai` (the AI processor's HTTP client): all on by default.
+//! `default-features = false` is the bare engine: Redis and embedded brokers, OurDB,
+//! HeroScript and OpenRPC processors. `ai-tls` and `redis-tls` add rustls.
+//!
 //! # Layout
-//! Dependencies point one way: storage at the bottom, the CLI on top.
-//! - [`ourdb`]: the record store (format, lookup table, data files, durability, compaction).
-//! - [`job`]: the job, its statuses and params types (pure data).
-//! - [`codec`]: job ↔ JSON (Redis) and versioned bincode (OurDB).
-//! - [`names`]: name fixing of circles, topics, actors.
-//! - [`store`]: one OurDB per circle/topic, opened once.
-//! - [`broker`]: the broker trait; [`broker::redis`], [`broker::memory`] (embedded mode);
-//!   [`broker::keys`] builds every Redis key.
-//! - [`client`]: the blocking `Client`: submit, get, wait, queue operations.
-//! - [`processor`]: the `Processor` trait, the job context and the registry.
-//! - [`engine`]: the `WatchDog`: dispatcher, worker pool, finisher, watchdog, recovery.
-//! - [`error`]: the crate-level error every module error converts into.
-//! - [`limits`]: result/error caps so a finished job always fits its OurDB record.
-//! - [`redact`]: hides credentials in URLs before they are shown.
-//! - [`signing`]: per-circle HMAC-SHA256 job signatures (submitter and engine share a secret).
-//! - `web` (feature `web`, on by default): the dashboard, `/api` JSON and `/metrics`.
-//! - `src/bin/herojobs/`: the command line: `run`, `web`, `submit`, `get`, `wait`, `list`,
-//!   `queues`, `stats`, `demo`, `bench`, `ourdb ...`.
+//! Dependencies point one way, each module below the ones that use it:
+//! - [`ourdb`]: the record store (format, lookup table, data files, durability,
+//!   compaction); knows nothing of jobs.
+//! - `job`, [`names`]: the job and its statuses (pure data); name fixing, and the validated
+//!   [`QueueName`] and [`JobRef`].
+//! - `codec`: job ↔ JSON (Redis, other clients) and versioned bincode (OurDB records).
+//! - [`limits`], [`redact`], [`signing`], `counters`: result caps, credential hiding, job
+//!   signatures, the counter format engines publish.
+//! - `store`: one OurDB per circle/topic under a base directory, opened once.
+//! - `broker`: the broker trait; its Redis implementation (scripts in `broker/lua/`, every
+//!   key built in `broker/keys.rs`) and the in-process one (embedded mode).
+//! - `submit`, `settle`: how a job becomes acknowledged, and how a finished run is
+//!   recorded (first finisher wins; fencing); used by both layers above.
+//! - `client` ([`Client`]) and `engine` ([`WatchDog`]: dispatcher, workers, finisher,
+//!   deadline keeper, recovery, cancel listener); [`processor`]: the `Processor` trait,
+//!   the job context, the registry and the four processors.
+//! - `web` (feature `web`): the dashboard, `/api` JSON and `/metrics`, over a [`Client`].
+//! - `src/bin/herojobs/`: the command line, a thin layer over the public API.
 
+#![warn(missing_docs)]
 mod broker;
 mod client;
 mod codec;
@@ -53,6 +87,11 @@ mod store;
 mod submit;
 #[cfg(feature = "web")]
 pub mod web;
+
+// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
 
 // Unit tests that need a real redis-server share the integration tests' support module
 // (it names the crate `herojobs`, as an outside user would).

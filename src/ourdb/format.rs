@@ -156,7 +156,12 @@ impl RecordHeader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderError {
     /// Fewer bytes than the header needs.
-    Truncated { needed: usize, available: usize },
+    Truncated {
+        /// Bytes the header needs.
+        needed: usize,
+        /// Bytes there are.
+        available: usize,
+    },
     /// An extended header whose length is not above the classic maximum or above the limit.
     BadExtendedLength(u64),
 }
