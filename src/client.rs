@@ -177,7 +177,8 @@ impl Client {
         Ok(self)
     }
 
-    /// The broker.
+    /// The broker (the dashboard says whether a job came from Redis or OurDB).
+    #[cfg(feature = "web")]
     pub(crate) fn broker(&self) -> &Arc<dyn Broker> {
         &self.broker
     }

@@ -247,3 +247,120 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{JobStatus, ParamsType};
+    use std::sync::atomic::AtomicBool;
+
+    fn outcome(frees_slot: bool) -> Outcome {
+        Outcome {
+            job: Job::new("c", "t", ParamsType::HeroScript, "x"),
+            attempt: 1,
+            ending: Ending::Finished,
+            frees_slot,
+        }
+    }
+
+    /// The dispatcher's budget is the free workers plus the outcomes whose recording frees
+    /// one (a timeout's outcome does not: its worker is freed when the run returns).
+    #[test]
+    fn available_counts_free_workers_and_outcomes_that_free_a_slot() {
+        let mut s = Slots {
+            free: 2,
+            ..Slots::default()
+        };
+        assert_eq!(s.available(), 2);
+        s.push(outcome(true));
+        s.push(outcome(false));
+        s.push(outcome(true));
+        assert_eq!((s.outbox.len(), s.outbox_frees, s.available()), (3, 2, 4));
+        assert!(s.oldest.is_some());
+        let first = s.drain(2);
+        assert_eq!(first.len(), 2);
+        assert!(first[0].frees_slot && !first[1].frees_slot, "oldest first");
+        assert_eq!((s.outbox_frees, s.available()), (1, 3));
+        assert!(s.oldest.is_some(), "one outcome is still waiting");
+        assert_eq!(s.drain(10).len(), 1);
+        assert_eq!((s.outbox_frees, s.available(), s.oldest), (0, 2, None));
+        assert!(s.drain(10).is_empty());
+    }
+
+    fn engine(workers: usize, registry: Registry) -> (crate::WatchDog, tempfile::TempDir) {
+        let base = tempfile::tempdir().unwrap();
+        let wd = crate::WatchDog::builder()
+            .embedded()
+            .base(base.path())
+            .workers(workers)
+            .registry(registry)
+            .build()
+            .unwrap();
+        (wd, base)
+    }
+
+    /// Where an outcome goes: to the dispatcher's next take while it collects (and only if
+    /// the outcome frees a slot it can reuse), else it waits for the finisher; a worker
+    /// freed without an outcome is a free slot at once.
+    #[test]
+    fn outcomes_and_freed_workers_are_counted_where_the_dispatcher_sees_them() {
+        let (wd, _base) = engine(4, Registry::new());
+        let s = wd.shared();
+        s.slots.lock().free = 0;
+        s.set_dispatcher_collects(true);
+        s.send_outcome(outcome(true));
+        s.send_outcome(outcome(false));
+        {
+            let g = s.slots.lock();
+            assert_eq!((g.outbox.len(), g.outbox_frees, g.available()), (2, 1, 1));
+        }
+        s.set_dispatcher_collects(false);
+        assert!(!s.slots.lock().dispatcher_collects);
+        s.release_worker();
+        assert_eq!(s.slots.lock().available(), 2);
+    }
+
+    /// A running engine never holds more jobs than it has workers: with every worker
+    /// blocked, the rest wait in their queue, and the slots all come back when the runs end.
+    #[test]
+    fn an_engine_never_takes_more_jobs_than_workers() {
+        let release = Arc::new(AtomicBool::new(false));
+        let mut registry = Registry::new();
+        let r = Arc::clone(&release);
+        registry.register(ParamsType::HeroScript, move |_, ctx| {
+            while !r.load(Ordering::Acquire) {
+                ctx.sleep(Duration::from_millis(2))?;
+            }
+            Ok("ran".into())
+        });
+        let (mut wd, _base) = engine(3, registry);
+        let client = wd.client();
+        let jobs: Vec<Job> = (0..30)
+            .map(|_| Job::new("c", "slots", ParamsType::HeroScript, "block"))
+            .collect();
+        let refs = client.submit_many(jobs).unwrap();
+        wd.start().unwrap();
+        let q = refs[0].queue().clone();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while wd.stats().running < 3 {
+            assert!(Instant::now() < deadline, "three jobs never started");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for _ in 0..200 {
+            let s = wd.shared();
+            let running = s.running.lock().len();
+            let available = s.slots.lock().available();
+            assert!(running <= 3, "{running} running with 3 workers");
+            assert!(running + available <= 3, "{running} running, {available} free");
+            assert!(client.queue_len(&q).unwrap() >= 27, "more taken than workers");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        release.store(true, Ordering::Release);
+        for job in client.wait_many(&refs, Duration::from_secs(60)).unwrap() {
+            assert_eq!(job.status, JobStatus::Done);
+        }
+        wd.stop();
+        let g = wd.shared().slots.lock();
+        assert_eq!((g.free, g.outbox.len()), (3, 0), "every slot came back");
+    }
+}
