@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{base_dir, test_engine, tjob, wait_until, RedisServer};
+use common::{base_dir, jref, queue, test_engine, tjob, wait_until, RedisServer};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -73,11 +73,9 @@ fn list_piped_into_head_exits_zero() {
 fn list_get_stats_and_dump_for_people_and_scripts() {
     let mut redis = RedisServer::start();
     let (_d, base) = base_dir();
-    let mut config = herojobs::engine::EngineConfig {
-        name: "cli-operator-engine".into(),
-        workers: 2,
-        ..Default::default()
-    };
+    let mut config = herojobs::EngineConfig::default();
+    config.name = "cli-operator-engine".into();
+    config.workers = 2;
     config.poll = Duration::from_millis(200);
     let mut engine = test_engine(&redis.url(), &base, 2)
         .config(config)
@@ -90,9 +88,7 @@ fn list_get_stats_and_dump_for_people_and_scripts() {
         ids.push(client.submit(tjob("ops", "main", p)).expect("submit"));
     }
     for id in &ids {
-        client
-            .wait("ops", "main", *id, Duration::from_secs(30))
-            .expect("finish");
+        client.wait(id, Duration::from_secs(30)).expect("finish");
     }
     let r = redis.url();
 
@@ -234,7 +230,7 @@ fn bulk_submit_from_json_lines_with_custom_types() {
     );
     let client = herojobs::Client::connect(&r, &base).expect("client");
     assert_eq!(
-        client.queue_len("bulk", "default").expect("len"),
+        client.queue_len(&queue("bulk", "default")).expect("len"),
         0,
         "nothing submitted"
     );
@@ -250,15 +246,20 @@ fn bulk_submit_from_json_lines_with_custom_types() {
         "{}",
         text(&out.stdout)
     );
-    assert_eq!(client.queue_len("bulk", "default").expect("len"), 250);
-    let img = client.get("bulk", "images", 1).expect("the custom job");
+    assert_eq!(
+        client.queue_len(&queue("bulk", "default")).expect("len"),
+        250
+    );
+    let img = client
+        .get(&jref("bulk", "images", 1))
+        .expect("the custom job");
     assert_eq!(img.params_type.as_str(), "thumbnail");
 
     std::fs::write(&file, "{\"params\": \"ok\"}\nnot json\n").expect("write");
     let out = herojobs(&["submit", "--circle", "bad", "--jsonl", f], &r, &base);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("line 2"));
-    assert_eq!(client.queue_len("bad", "default").expect("len"), 0);
+    assert_eq!(client.queue_len(&queue("bad", "default")).expect("len"), 0);
 
     let out = herojobs(
         &["submit", "--type", "thumbnail", "--custom", "x.png"],
@@ -341,11 +342,9 @@ fn stats_watch_shows_rates_per_queue_and_embedded_run_serves_the_dashboard() {
     use std::io::BufRead;
     let redis = RedisServer::start();
     let (_d, base) = base_dir();
-    let mut config = herojobs::engine::EngineConfig {
-        name: "watch-engine".into(),
-        workers: 2,
-        ..Default::default()
-    };
+    let mut config = herojobs::EngineConfig::default();
+    config.name = "watch-engine".into();
+    config.workers = 2;
     config.poll = Duration::from_millis(200);
     let mut engine = test_engine(&redis.url(), &base, 2)
         .config(config)

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{base_dir, test_engine, tjob, wait_until, RedisServer};
+use common::{base_dir, jref, queue, test_engine, tjob, wait_until, RedisServer};
 use herojobs::processor::ai::{AiConfig, AiProcessor};
 use herojobs::processor::{JobContext, Processor, Registry};
 use herojobs::{Client, Job, JobStatus, ParamsType, WatchDog};
@@ -104,7 +104,8 @@ fn ai_values_stay_in_their_path_segment_and_the_key_follows_no_redirect() {
                 )),
                 &ctx(10),
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("models.get: request.model"), "{e}");
     }
     let e = p
@@ -112,7 +113,8 @@ fn ai_values_stay_in_their_path_segment_and_the_key_follows_no_redirect() {
             &ai_job(r#"{"endpoint":"models.get","request":{"model":"redirect"}}"#),
             &ctx(10),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("ai upstream 302"), "{e}");
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "{seen:?}");
@@ -153,6 +155,8 @@ fn herojobs(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
 struct Daemon {
     child: Child,
     stderr: Arc<Mutex<String>>,
+    /// Output pipes not read to their end yet.
+    open_pipes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Daemon {
@@ -169,20 +173,27 @@ impl Daemon {
         }
         let mut child = cmd.spawn().expect("spawn herojobs run");
         let stderr = Arc::new(Mutex::new(String::new()));
+        let open_pipes = Arc::new(std::sync::atomic::AtomicUsize::new(2));
         for pipe in [
             Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stdout.take().unwrap()),
         ] {
             let sink = Arc::clone(&stderr);
+            let open = Arc::clone(&open_pipes);
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     let mut s = sink.lock().unwrap();
                     s.push_str(&line);
                     s.push('\n');
                 }
+                open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             });
         }
-        Daemon { child, stderr }
+        Daemon {
+            child,
+            stderr,
+            open_pipes,
+        }
     }
 
     fn output(&self) -> String {
@@ -206,7 +217,8 @@ impl Daemon {
         assert!(ok, "kill {sig}");
     }
 
-    /// Waits for the process to exit; its status code.
+    /// Waits for the process to exit (and its output to be read to the end); its status
+    /// code.
     fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
         let mut code = None;
         wait_until("herojobs run to exit", deadline, || {
@@ -217,6 +229,9 @@ impl Daemon {
                 }
                 _ => false,
             }
+        });
+        wait_until("its output to be read to the end", deadline, || {
+            self.open_pipes.load(std::sync::atomic::Ordering::Acquire) == 0
         });
         code
     }
@@ -279,11 +294,12 @@ fn a_redis_password_is_never_printed() {
                 "{args:?} printed the password: {out}"
             );
         }
+        // An unreachable Redis stops `run` at start, with an error that names the URL
+        // redacted (a Redis that goes away later is below: the running watchdog rides it out).
         let mut d = Daemon::start(&["--redis", url, "--base", b, "run", "--grace", "0"], &[]);
-        d.wait_for("watchdog running");
-        d.signal("-TERM");
-        d.wait_exit(Duration::from_secs(60));
+        let code = d.wait_exit(Duration::from_secs(60));
         let out = d.output();
+        assert!(code.is_some_and(|c| c != 0), "{code:?}: {out}");
         assert!(out.contains(":***@127.0.0.1"), "{out}");
         assert!(!out.contains("hunter2"), "run printed the password: {out}");
     }
@@ -309,7 +325,7 @@ fn a_redis_password_is_never_printed() {
     assert!(!ok && !out.contains("hunter2"), "{out}");
 
     // A real server that requires the password.
-    let redis = RedisServer::start();
+    let mut redis = RedisServer::start();
     let mut con = redis.conn();
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
@@ -352,6 +368,10 @@ fn a_redis_password_is_never_printed() {
     // reached); either way the password is not shown.
     let (_, out) = herojobs(&["--redis", &wrong, "--base", b, "get", "1"], &[]);
     assert!(!out.contains("wrongpass99"), "{out}");
+    // Redis goes away under the running watchdog: it retries (logging at debug level, the
+    // URL redacted) and still stops on TERM.
+    redis.kill();
+    d.wait_for("Connection refused");
     d.signal("-TERM");
     d.wait_exit(Duration::from_secs(60));
     assert!(!d.output().contains("hunter2"), "{}", d.output());
@@ -380,7 +400,7 @@ fn a_signed_circle_runs_only_jobs_signed_with_its_secret() {
     let other_circle = plain.submit(tjob("b", "t", "ok free")).unwrap();
     // Tamper: keep the valid signature, change the params to run the recorder.
     let mut con = redis.conn();
-    let key = format!("herojobs:a:t:{altered}");
+    let key = format!("herojobs:a:t:{}", altered.id());
     let json: String = redis::cmd("HGET")
         .arg(&key)
         .arg("job")
@@ -415,26 +435,27 @@ fn a_signed_circle_runs_only_jobs_signed_with_its_secret() {
         .build()
         .unwrap();
     engine.start().unwrap();
-    let wait = |id| plain.wait("a", "t", id, Duration::from_secs(60)).unwrap();
-    assert_eq!(wait(signed).status, JobStatus::Done);
+    let wait = |id: &herojobs::JobRef| plain.wait(id, Duration::from_secs(60)).unwrap();
+    assert_eq!(wait(&signed).status, JobStatus::Done);
     for (id, want) in [
-        (unsigned, "is not signed"),
-        (other_key, "bad signature"),
-        (altered, "bad signature"),
-        (99, "is not signed"),
+        (&unsigned, "is not signed"),
+        (&other_key, "bad signature"),
+        (&altered, "bad signature"),
+        (&jref("a", "t", 99), "is not signed"),
     ] {
         let j = wait(id);
         assert_eq!(j.status, JobStatus::Error, "job {id}");
         assert!(j.error.contains(want), "job {id}: {}", j.error);
         assert!(j.error.contains("refused") || j.error.contains("requires signed"));
     }
-    let b = plain
-        .wait("b", "t", other_circle, Duration::from_secs(60))
-        .unwrap();
+    let b = plain.wait(&other_circle, Duration::from_secs(60)).unwrap();
     assert_eq!((b.status, b.result.as_str()), (JobStatus::Done, "free"));
     // Only the signed job ran the recorder.
     let lines = std::fs::read_to_string(&ran).unwrap();
-    assert_eq!(lines.lines().collect::<Vec<_>>(), vec![signed.to_string()]);
+    assert_eq!(
+        lines.lines().collect::<Vec<_>>(),
+        vec![signed.id().to_string()]
+    );
     assert_eq!(engine.stats().refused, 4);
     // The signature lives in OurDB too (record v2), so a job recovery re-queues from there
     // after Redis lost everything still verifies.
@@ -446,7 +467,7 @@ fn a_signed_circle_runs_only_jobs_signed_with_its_secret() {
         .build()
         .unwrap();
     engine.start().unwrap();
-    let j = wait(again);
+    let j = wait(&again);
     assert_eq!(
         (j.status, j.result.as_str()),
         (JobStatus::Done, "after-flush"),
@@ -487,11 +508,9 @@ fn the_authenticator_hook_refuses_jobs_before_they_run() {
             ..tjob("c", "t", "ok no")
         })
         .unwrap();
-    let g = client
-        .wait("c", "t", good, Duration::from_secs(60))
-        .unwrap();
+    let g = client.wait(&good, Duration::from_secs(60)).unwrap();
     assert_eq!((g.status, g.result.as_str()), (JobStatus::Done, "yes"));
-    let b = client.wait("c", "t", bad, Duration::from_secs(60)).unwrap();
+    let b = client.wait(&bad, Duration::from_secs(60)).unwrap();
     assert_eq!(b.status, JobStatus::Error);
     assert_eq!(
         b.error,
@@ -530,9 +549,9 @@ fn a_redis_acl_confines_a_submitter_to_its_circle() {
     let sub = Client::connect(&sub_url, &base).unwrap();
     // Circle a: submit, wait, get all work.
     let id = sub.submit(tjob("a", "t", "ok in-a")).unwrap();
-    let j = sub.wait("a", "t", id, Duration::from_secs(60)).unwrap();
+    let j = sub.wait(&id, Duration::from_secs(60)).unwrap();
     assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "in-a"));
-    assert_eq!(sub.get("a", "t", id).unwrap().result, "in-a");
+    assert_eq!(sub.get(&id).unwrap().result, "in-a");
     // Circle b: the enqueue is refused by Redis; nothing of b's is touched there.
     let e = sub
         .submit(tjob("b", "t", "ok in-b"))
@@ -558,7 +577,7 @@ fn a_redis_acl_confines_a_submitter_to_its_circle() {
         .unwrap()
         .get_connection()
         .unwrap();
-    let b_key = format!("herojobs:b:t:{planted}");
+    let b_key = format!("herojobs:b:t:{}", planted.id());
     for args in [
         vec!["HGET", b_key.as_str(), "job"],
         vec!["HSET", "herojobs:b:t:1", "job", "{}"],
@@ -587,22 +606,23 @@ fn wait_returns_soon_after_the_job_finishes_across_a_flushall() {
     let id = client.submit(tjob("c", "w", "sleep 6000")).unwrap();
     let waiter = {
         let c = client.clone();
+        let id = id.clone();
         std::thread::spawn(move || {
-            let r = c.wait("c", "w", id, Duration::from_secs(60));
+            let r = c.wait(&id, Duration::from_secs(60));
             (r, Instant::now())
         })
     };
     wait_until(
         "the job to run",
         Duration::from_secs(30),
-        || matches!(client.get("c", "w", id), Ok(j) if j.status == JobStatus::Active),
+        || matches!(client.get(&id), Ok(j) if j.status == JobStatus::Active),
     );
     // The waiter is registered (and so blocked on the completion signal) before the flush
     // erases its registration.
     let mut con = redis.conn();
     wait_until("the waiter to register", Duration::from_secs(30), || {
         redis::cmd("HEXISTS")
-            .arg(format!("herojobs:c:w:{id}"))
+            .arg(format!("herojobs:c:w:{}", id.id()))
             .arg("waiting")
             .query::<bool>(&mut con)
             .unwrap_or(false)
@@ -648,9 +668,7 @@ fn a_rhai_print_flood_leaves_a_bounded_log_and_a_small_watchdog() {
             .with_timeout(120),
         )
         .unwrap();
-    let j = client
-        .wait("c", "flood", id, Duration::from_secs(120))
-        .unwrap();
+    let j = client.wait(&id, Duration::from_secs(120)).unwrap();
     assert_eq!(
         (j.status, j.result.as_str()),
         (JobStatus::Done, "finished"),
@@ -667,7 +685,7 @@ fn a_rhai_print_flood_leaves_a_bounded_log_and_a_small_watchdog() {
     assert!(last.contains("bytes cut from this log"), "{last}");
     // Redis holds the bounded copy too.
     let json: String = redis::cmd("HGET")
-        .arg(format!("herojobs:c:flood:{id}"))
+        .arg(format!("herojobs:c:flood:{}", id.id()))
         .arg("job")
         .query(&mut redis.conn())
         .unwrap();
@@ -681,33 +699,32 @@ fn a_rhai_print_flood_leaves_a_bounded_log_and_a_small_watchdog() {
 fn outcomes_are_cut_to_fit_the_record_and_oversized_params_are_refused() {
     let redis = RedisServer::start();
     let (_d, base) = base_dir();
-    let client = Client::connect(&redis.url(), &base).unwrap();
     let mut registry = Registry::new();
     // Returns (or fails with) a 20 MB text, over OurDB's 16 MiB record limit.
     registry.register(ParamsType::HeroScript, |job: &Job, ctx: &JobContext| {
         ctx.log("about to answer big");
         let big = "z".repeat(20 * 1024 * 1024);
         if job.params == "fail" {
-            Err(big)
+            Err(big.into())
         } else {
             Ok(big)
         }
     });
     let mut engine = WatchDog::builder()
         .redis_url(&redis.url())
-        .store(client.store().clone())
+        .base(&base)
         .registry(registry)
         .workers(1)
         .build()
         .unwrap();
+    // Shares the engine's broker and job store.
+    let client = engine.client();
     engine.start().unwrap();
     let ok = client
         .submit(tjob("c", "big", &"x".repeat(1024 * 1024)))
         .unwrap();
     let fail = client.submit(tjob("c", "big", "fail")).unwrap();
-    let j = client
-        .wait("c", "big", ok, Duration::from_secs(120))
-        .unwrap();
+    let j = client.wait(&ok, Duration::from_secs(120)).unwrap();
     assert_eq!(j.status, JobStatus::Done, "{}", j.error);
     assert!(j.result.len() > 10 * 1024 * 1024 && j.result.len() < 16 * 1024 * 1024);
     assert!(
@@ -715,31 +732,26 @@ fn outcomes_are_cut_to_fit_the_record_and_oversized_params_are_refused() {
         "{:?}",
         j.logs
     );
-    let f = client
-        .wait("c", "big", fail, Duration::from_secs(120))
-        .unwrap();
+    let f = client.wait(&fail, Duration::from_secs(120)).unwrap();
     assert_eq!(f.status, JobStatus::Error);
     assert_eq!(f.error.len(), herojobs::limits::ERROR_CAP);
     // The finished versions are in OurDB (the record of truth), so the outcome survives
     // Redis losing it.
     engine.stop();
     let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
-    let stored = client.get("c", "big", ok).unwrap();
+    let stored = client.get(&ok).unwrap();
     assert_eq!(
         (stored.status, stored.result.len()),
         (JobStatus::Done, j.result.len())
     );
-    assert_eq!(
-        client.get("c", "big", fail).unwrap().status,
-        JobStatus::Error
-    );
+    assert_eq!(client.get(&fail).unwrap().status, JobStatus::Error);
     // Params that leave no room for a result are refused, and nothing is stored.
-    let before = client.list("c", "big").unwrap().len();
+    let before = client.list(&queue("c", "big")).unwrap().len();
     let e = client
         .submit(tjob("c", "big", &"y".repeat(16 * 1024 * 1024 - 1024)))
         .unwrap_err();
     assert!(e.to_string().contains("record_size_max"), "{e}");
-    assert_eq!(client.list("c", "big").unwrap().len(), before);
+    assert_eq!(client.list(&queue("c", "big")).unwrap().len(), before);
     let q: i64 = redis::cmd("LLEN")
         .arg("heroqueue:c:big")
         .query(&mut redis.conn())
@@ -778,9 +790,9 @@ fn shutdown_gives_up_on_a_slow_ai_call_after_the_grace() {
     assert!(started.elapsed() < Duration::from_secs(60));
     let out = d.output();
     assert!(out.contains("1 released"), "{out}");
-    let j = client.get("c", "t", id).unwrap();
+    let j = client.get(&id).unwrap();
     assert_eq!(j.status, JobStatus::New, "given back to its queue: {j:?}");
-    assert_eq!(client.queue_ids("c", "t").unwrap(), vec![id]);
+    assert_eq!(client.queue_ids(&queue("c", "t")).unwrap(), vec![id.id()]);
 }
 
 #[test]
@@ -801,7 +813,7 @@ fn a_second_sigterm_forces_the_stop() {
     wait_until(
         "the job to run",
         Duration::from_secs(30),
-        || matches!(client.get("c", "t", id), Ok(j) if j.status == JobStatus::Active),
+        || matches!(client.get(&id), Ok(j) if j.status == JobStatus::Active),
     );
     d.signal("-TERM");
     d.wait_for("stopping (running jobs get 600 s");
@@ -817,31 +829,31 @@ fn a_second_sigterm_forces_the_stop() {
 fn stop_gives_up_on_a_worker_that_ignores_its_cancel() {
     let redis = RedisServer::start();
     let (_d, base) = base_dir();
-    let client = Client::connect(&redis.url(), &base).unwrap();
     let mut registry = Registry::new();
     // Sleeps 60 s without ever looking at its cancel flag.
     registry.register(ParamsType::HeroScript, |_: &Job, _: &JobContext| {
         std::thread::sleep(Duration::from_secs(60));
         Ok("too late".to_string())
     });
+    let mut config = herojobs::EngineConfig::default();
+    config.workers = 1;
+    config.grace = Duration::from_millis(500);
+    config.give_up_after = Duration::from_secs(1);
     let mut engine = WatchDog::builder()
         .redis_url(&redis.url())
-        .store(client.store().clone())
+        .base(&base)
         .registry(registry)
-        .config(herojobs::engine::EngineConfig {
-            workers: 1,
-            grace: Duration::from_millis(500),
-            give_up_after: Duration::from_secs(1),
-            ..Default::default()
-        })
+        .config(config)
         .build()
         .unwrap();
+    // Shares the engine's broker and job store.
+    let client = engine.client();
     engine.start().unwrap();
     let id = client.submit(tjob("c", "stuck", "x")).unwrap();
     wait_until(
         "the job to run",
         Duration::from_secs(30),
-        || matches!(client.get("c", "stuck", id), Ok(j) if j.status == JobStatus::Active),
+        || matches!(client.get(&id), Ok(j) if j.status == JobStatus::Active),
     );
     let t = Instant::now();
     engine.stop();
@@ -852,9 +864,12 @@ fn stop_gives_up_on_a_worker_that_ignores_its_cancel() {
         t.elapsed()
     );
     assert_eq!(engine.stats().gave_up, 1);
-    let j = client.get("c", "stuck", id).unwrap();
+    let j = client.get(&id).unwrap();
     assert_eq!(j.status, JobStatus::New, "{j:?}");
-    assert_eq!(client.queue_ids("c", "stuck").unwrap(), vec![id]);
+    assert_eq!(
+        client.queue_ids(&queue("c", "stuck")).unwrap(),
+        vec![id.id()]
+    );
 }
 
 #[test]

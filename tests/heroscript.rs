@@ -171,7 +171,8 @@ fn a_script_without_actions_parses_to_none_and_fails_as_a_job() {
     assert_eq!(
         Actors::with_builtins()
             .run("just text", &ctx())
-            .unwrap_err(),
+            .unwrap_err()
+            .to_string(),
         "no actions found in script"
     );
 }
@@ -707,7 +708,8 @@ fn the_fake_actor_has_every_action_of_the_contract() {
     assert_eq!(
         actors
             .run("!!fake.return_error message:nope", &c)
-            .unwrap_err(),
+            .unwrap_err()
+            .to_string(),
         "fake.return_error (line 1): nope"
     );
     let v: serde_json::Value = serde_json::from_str(
@@ -745,18 +747,20 @@ fn the_fake_actor_has_every_action_of_the_contract() {
     assert!(actors
         .run("!!fake.return_error\n!!fake.sleep seconds:30", &c)
         .unwrap_err()
+        .to_string()
         .ends_with("This is a test error"));
     assert_eq!(
-        actors.run("!!nobody.x", &c).unwrap_err(),
+        actors.run("!!nobody.x", &c).unwrap_err().to_string(),
         "no handler registered for actor: nobody"
     );
     assert_eq!(
-        actors.run("!!fake.fly", &c).unwrap_err(),
+        actors.run("!!fake.fly", &c).unwrap_err().to_string(),
         "action not supported: fake.fly"
     );
     assert!(actors
         .run("!!fake.x y:'open", &c)
         .unwrap_err()
+        .to_string()
         .starts_with("heroscript parse error: line 1: unterminated quote"));
 }
 
@@ -768,7 +772,8 @@ fn fake_fail_attempts_fails_its_first_n_attempts_then_succeeds() {
     for n in 1..=2 {
         let e = actors
             .run("!!fake.fail_attempts count:2", &at(n))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&format!("attempt {n} fails on purpose")), "{e}");
     }
     assert_eq!(
@@ -782,6 +787,7 @@ fn fake_fail_attempts_fails_its_first_n_attempts_then_succeeds() {
     assert!(actors
         .run("!!fake.fail_attempts count:x", &at(1))
         .unwrap_err()
+        .to_string()
         .contains("not an integer"));
 }
 
@@ -941,14 +947,19 @@ fn v_playbook_test_texts() {
 /// The worker hands the job's attempt number to the handler: a job whose first run was lost
 /// (active under a lease that ran out, as when an engine dies) runs again as attempt 2, and
 /// `fake.fail_attempts count:1` then succeeds.
+///
+/// The lost run is planted as a dead engine leaves it, on the documented layouts: in Redis
+/// the job hash says `active`, attempt 1, and `herojobs-leases` holds its lease with a
+/// deadline 300 ms away; in OurDB its record says active, attempt 1.
 #[test]
 fn an_engine_gives_the_handler_the_job_s_attempt_number() {
+    use herojobs::ourdb::{Config, OurDb};
     use herojobs::processor::Registry;
     use herojobs::{Client, Job, JobStatus, ParamsType};
     let redis = common::RedisServer::start();
     let (_d, base) = common::base_dir();
     let client = Client::connect(&redis.url(), &base).expect("connect");
-    let id = client
+    let job = client
         .submit(Job::new(
             "c",
             "retry",
@@ -956,18 +967,47 @@ fn an_engine_gives_the_handler_the_job_s_attempt_number() {
             "!!fake.fail_attempts count:1",
         ))
         .expect("submit");
-    let mut j = client.get("c", "retry", id).expect("get");
-    client
-        .set_active(&mut j, 1, Duration::from_millis(300))
-        .expect("set_active");
+    let mut j = client.get(&job).expect("get");
+    drop(client); // closes its job database, which is written below
+    j.status = JobStatus::Active;
+    j.attempts = 1;
+    j.time_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let mut con = redis.conn();
+    let hash = format!("herojobs:c:retry:{}", job.id());
+    let _: () = redis::cmd("HSET")
+        .arg(&hash)
+        .arg("job")
+        .arg(j.to_json())
+        .arg("status")
+        .arg("active")
+        .arg("attempt")
+        .arg(1)
+        .query(&mut con)
+        .expect("mark the job active");
+    let _: () = redis::cmd("ZADD")
+        .arg("herojobs-leases")
+        .arg(now_ms + 300)
+        .arg(format!("c:retry:{}", job.id()))
+        .query(&mut con)
+        .expect("its lease");
+    let db = OurDb::open(herojobs::job_db_dir(&base, job.queue()), Config::default())
+        .expect("open the job database");
+    db.set(job.id(), &j.to_record()).expect("record it active");
+    db.close().expect("close the job database");
     let mut engine = common::test_engine(&redis.url(), &base, 1)
         .registry(Registry::with_builtins())
         .build()
         .expect("engine");
+    let client = engine.client();
     engine.start().expect("start");
-    let done = client
-        .wait("c", "retry", id, Duration::from_secs(60))
-        .expect("wait");
+    let done = client.wait(&job, Duration::from_secs(60)).expect("wait");
     assert_eq!(
         (done.status, done.result.as_str(), done.attempts),
         (JobStatus::Done, "succeeded on attempt 2", 2),

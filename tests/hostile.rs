@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{base_dir, test_engine, tjob, wait_until, RedisServer};
+use common::{base_dir, jref, queue, test_engine, tjob, wait_until, RedisServer};
 use herojobs::{Client, JobStatus};
 use std::path::Path;
 use std::time::Duration;
@@ -64,10 +64,10 @@ fn a_planted_job_with_traversing_names_creates_nothing_outside_its_base() {
     engine.start().unwrap();
     wait_until("the planted job to fail", Duration::from_secs(30), || {
         client
-            .get("attacker", "t", 1)
+            .get(&jref("attacker", "t", 1))
             .is_ok_and(|j| j.status.is_finished())
     });
-    let j = client.get("attacker", "t", 1).unwrap();
+    let j = client.get(&jref("attacker", "t", 1)).unwrap();
     assert_eq!(j.status, JobStatus::Error);
     assert!(j.error.contains("another job"), "{}", j.error);
     assert_eq!((j.circle.as_str(), j.topic.as_str()), ("attacker", "t"));
@@ -85,8 +85,8 @@ fn a_planted_job_with_traversing_names_creates_nothing_outside_its_base() {
         assert!(!d.contains("pwned"), "created {d}");
     }
     assert!(!Path::new("/pwned2").exists());
-    let topics = client.store().topics();
-    assert_eq!(topics, vec![("attacker".to_string(), "t".to_string())]);
+    let topics = client.stored_queues();
+    assert_eq!(topics, vec![queue("attacker", "t")]);
 }
 
 #[test]
@@ -97,13 +97,12 @@ fn a_job_whose_json_names_another_job_fails_under_its_own_key_and_touches_nothin
     let mut engine = test_engine(&redis.url(), &base, 2).build().unwrap();
     engine.start().unwrap();
     let victim = client.submit(tjob("victim", "t", "ok precious")).unwrap();
-    let done = client
-        .wait("victim", "t", victim, Duration::from_secs(30))
-        .unwrap();
+    let done = client.wait(&victim, Duration::from_secs(30)).unwrap();
     assert_eq!(done.result, "precious");
     let mut con = redis.conn();
     let evil = format!(
-        r#"{{"jobid":{victim},"circleid":"victim","topic":"t","params":"ok overwritten","params_type":"heroscript","status":"new"}}"#
+        r#"{{"jobid":{},"circleid":"victim","topic":"t","params":"ok overwritten","params_type":"heroscript","status":"new"}}"#,
+        victim.id()
     );
     cmd(&mut con, &["HSET", "herojobs:x:t:1", "job", &evil]);
     cmd(&mut con, &["LPUSH", "heroqueue:x:t", "1"]);
@@ -111,10 +110,10 @@ fn a_job_whose_json_names_another_job_fails_under_its_own_key_and_touches_nothin
     cmd(&mut con, &["LPUSH", "herojobs-signal", "1"]);
     wait_until("the forged job to fail", Duration::from_secs(30), || {
         client
-            .get("x", "t", 1)
+            .get(&jref("x", "t", 1))
             .is_ok_and(|j| j.status.is_finished())
     });
-    let j = client.get("x", "t", 1).unwrap();
+    let j = client.get(&jref("x", "t", 1)).unwrap();
     assert_eq!(j.status, JobStatus::Error);
     assert!(j.error.contains("another job"), "{}", j.error);
     // The failure is final: not re-queued lease after lease.
@@ -122,28 +121,22 @@ fn a_job_whose_json_names_another_job_fails_under_its_own_key_and_touches_nothin
     wait_until("three recovery passes", Duration::from_secs(30), || {
         engine.stats().recovery_passes >= passes
     });
-    assert_eq!(client.queue_len("x", "t").unwrap(), 0);
-    assert_eq!(client.get("x", "t", 1).unwrap().attempts, 1);
+    assert_eq!(client.queue_len(&queue("x", "t")).unwrap(), 0);
+    assert_eq!(client.get(&jref("x", "t", 1)).unwrap().attempts, 1);
     engine.stop();
     // The victim is untouched in Redis and in its OurDB.
-    let v = client.get("victim", "t", victim).unwrap();
+    let v = client.get(&victim).unwrap();
     assert_eq!(
         (v.status, v.result.as_str(), v.params.as_str()),
         (JobStatus::Done, "precious", "ok precious")
     );
-    let stored = client.store().get("victim", "t", victim).unwrap().unwrap();
+    let stored = client.stored(&victim).unwrap().unwrap();
     assert_eq!(
         (stored.result.as_str(), stored.params.as_str()),
         ("precious", "ok precious")
     );
     assert_eq!(
-        client
-            .store()
-            .db("victim", "t")
-            .unwrap()
-            .history(victim, 10)
-            .unwrap()
-            .len(),
+        client.history(&victim, 10).unwrap().len(),
         3,
         "new, active, done: nothing more"
     );
@@ -165,7 +158,7 @@ fn one_broken_database_does_not_stop_recovery_of_the_others() {
     let client = Client::connect(&redis.url(), &base).unwrap();
     let mut engine = test_engine(&redis.url(), &base, 2).build().unwrap();
     engine.start().unwrap();
-    let j = client.wait("z", "t", z, Duration::from_secs(30)).unwrap();
+    let j = client.wait(&z, Duration::from_secs(30)).unwrap();
     assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "z"));
     wait_until(
         "the broken database reported",
@@ -174,7 +167,7 @@ fn one_broken_database_does_not_stop_recovery_of_the_others() {
     );
     // Repaired: a later pass picks it up again.
     std::fs::write(a_dir.join("ourdb.json"), good).unwrap();
-    let j = client.wait("a", "t", a, Duration::from_secs(30)).unwrap();
+    let j = client.wait(&a, Duration::from_secs(30)).unwrap();
     assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "a"));
     engine.stop();
 }

@@ -4,12 +4,11 @@
 
 mod common;
 
-use common::{base_dir, RedisServer};
-use herojobs::engine::EngineConfig;
+use common::{base_dir, jref, RedisServer};
 use herojobs::processor::ai::{AiConfig, AiProcessor};
 use herojobs::processor::openrpc::OpenRpcProcessor;
 use herojobs::processor::Registry;
-use herojobs::{Client, Job, JobStatus, ParamsType, WatchDog};
+use herojobs::{Client, EngineConfig, Job, JobStatus, ParamsType, WatchDog};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -118,30 +117,30 @@ struct Setup {
 fn setup() -> Setup {
     let redis = RedisServer::start();
     let (base_guard, base) = base_dir();
-    let client = Client::connect(&redis.url(), &base).unwrap();
     let (ai_url, ai_seen) = ai_stub();
     let socket = rpc_socket_server(&base);
     let mut registry = Registry::with_builtins();
     let mut rpc = OpenRpcProcessor::with_builtins();
     rpc.forward("external", &socket);
-    registry.register(ParamsType::OpenRpc, rpc);
-    registry.register(
+    registry.register_processor(ParamsType::OpenRpc, rpc);
+    registry.register_processor(
         ParamsType::Ai,
         AiProcessor::new(AiConfig {
             base_url: Some(ai_url),
             api_key: Some("sk-secret-key".into()),
         }),
     );
+    let mut config = EngineConfig::default();
+    config.workers = 2;
     let mut engine = WatchDog::builder()
         .redis_url(&redis.url())
-        .store(client.store().clone())
-        .config(EngineConfig {
-            workers: 2,
-            ..Default::default()
-        })
+        .base(&base)
+        .config(config)
         .registry(registry)
         .build()
         .unwrap();
+    // The engine's client shares its broker and job store.
+    let client = engine.client();
     engine.start().unwrap();
     let url = redis.url();
     Setup {
@@ -155,13 +154,11 @@ fn setup() -> Setup {
 }
 
 fn run(s: &Setup, topic: &str, t: ParamsType, params: &str, timeout: u64) -> Job {
-    let id = s
+    let job = s
         .client
         .submit(Job::new("p", topic, t, params).with_timeout(timeout))
         .unwrap();
-    s.client
-        .wait("p", topic, id, Duration::from_secs(60))
-        .unwrap()
+    s.client.wait(&job, Duration::from_secs(60)).unwrap()
 }
 
 #[test]
@@ -383,7 +380,7 @@ fn ai_jobs_end_to_end_against_a_loopback_stub() {
         .unwrap()
         .iter()
         .any(|r| r.contains("Bearer sk-secret-key")));
-    let stored = s.client.get("p", "ai", j.id).unwrap();
+    let stored = s.client.get(&jref("p", "ai", j.id)).unwrap();
     assert!(!format!("{stored:?}").contains("sk-secret"));
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{test_engine, tjob, wait_until, RedisServer};
+use common::{jref, queue, test_engine, tjob, wait_until, RedisServer};
 use herojobs::web::{serve, WebConfig, WebHandle};
 use herojobs::Client;
 use serde_json::{json, Value};
@@ -184,11 +184,9 @@ fn api(url: &str) -> (u16, Value) {
 fn the_dashboard_renders_and_acts_in_a_real_browser() {
     let redis = RedisServer::start();
     let (_d, dir) = common::base_dir();
-    let mut config = herojobs::engine::EngineConfig {
-        name: "browser-test-engine".into(),
-        workers: 2,
-        ..Default::default()
-    };
+    let mut config = herojobs::EngineConfig::default();
+    config.name = "browser-test-engine".into();
+    config.workers = 2;
     config.poll = Duration::from_millis(200);
     let mut engine = test_engine(&redis.url(), &dir, 2)
         .config(config)
@@ -208,9 +206,7 @@ fn the_dashboard_renders_and_acts_in_a_real_browser() {
         ids.push(client.submit(tjob("media", "thumbs", &p)).expect("submit"));
     }
     for id in &ids {
-        client
-            .wait("media", "thumbs", *id, Duration::from_secs(30))
-            .expect("finished");
+        client.wait(id, Duration::from_secs(30)).expect("finished");
     }
     wait_until(
         "rate samples for the chart",
@@ -285,7 +281,7 @@ fn the_dashboard_renders_and_acts_in_a_real_browser() {
     // The retry button of a dead job: refused with a wrong token, re-runs it with the token.
     assert!(
         client
-            .dead("media", "thumbs", 0, 100)
+            .dead(&queue("media", "thumbs"), 0, 100)
             .expect("dead set")
             .iter()
             .any(|(id, _)| *id == 5),
@@ -301,11 +297,17 @@ fn the_dashboard_renders_and_acts_in_a_real_browser() {
         "the refusal",
         "document.getElementById('flash').textContent.includes('refused')",
     );
-    assert_eq!(client.get("media", "thumbs", 5).expect("job").attempts, 1);
+    assert_eq!(
+        client
+            .get(&jref("media", "thumbs", 5))
+            .expect("job")
+            .attempts,
+        1
+    );
     b.eval("document.getElementById('token').value = 's3cret'; document.querySelector('button[data-action=retry]').click(); true");
     wait_until("the dead job to run again", Duration::from_secs(30), || {
         client
-            .get("media", "thumbs", 5)
+            .get(&jref("media", "thumbs", 5))
             .is_ok_and(|j| j.attempts == 2 && j.status.is_finished())
     });
     drop(b);
