@@ -41,10 +41,7 @@ fn main() {
     );
     let web = serve(
         client,
-        WebConfig {
-            addr: "127.0.0.1:0".into(),
-            ..WebConfig::default()
-        },
+        WebConfig::new("127.0.0.1:0"),
     )
     .expect("dashboard");
     let base = format!("http://{}", web.addr());

@@ -101,7 +101,8 @@ extern crate self as herojobs;
 #[path = "../tests/common/mod.rs"]
 mod test_common;
 
-pub use broker::Retention;
+pub use broker::{BrokerError, Retention};
+pub use store::StoreError;
 pub use codec::CodecError;
 pub use client::{Client, EngineCounters, JobPage, LifecycleCounts, ListedJob, PageQuery};
 pub use counters::{Histogram, QueueCounts};

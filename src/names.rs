@@ -1,4 +1,4 @@
-//! Name fixing (`heroscript.md`, "Name fixing"): the two rules that turn names into the form
+//! Name fixing (docs/heroscript.md, "Name fixing"): the two rules that turn names into the form
 //! used in keys, paths and lookups. [`action_name_fix`] is herolib's V `name_fix`, for
 //! HeroScript actors and actions; [`name_fix`] (with [`path_name`] and [`topic_name`]) is the
 //! Go original's rule for circles and topics, which become Redis keys and directory names.

@@ -24,6 +24,7 @@ pub const MIN_SECRET_LEN: usize = 16;
 
 /// Why a job's signature was refused, or a secret cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SignError {
     /// The circle requires signed jobs and this one carries no signature.
     #[error("job {circle}/{topic}/{id} is not signed, and circle {circle:?} requires signed jobs")]

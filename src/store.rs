@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Errors of the job store.
+/// Errors of the job store (OurDB per circle/topic).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// A circle or topic name that cannot be used.
     #[error(transparent)]
@@ -55,21 +56,21 @@ pub enum StoreError {
 }
 
 /// A job id with its status, or why its record could not be read.
-pub type Listed = (u32, Result<JobStatus, StoreError>);
+pub(crate) type Listed = (u32, Result<JobStatus, StoreError>);
 
 /// Name of the file under the base directory that holds the store's identity.
-pub const IDENTITY_FILE: &str = "store.id";
+pub(crate) const IDENTITY_FILE: &str = "store.id";
 
 /// Ids reserved at a time (at least; a larger batch reserves its own size). A block costs
 /// one extra round trip, so submit stays one round trip on average; a process that stops
 /// leaves at most the rest of its block as a gap (the next process on the same base
 /// continues inside it).
-pub const ID_BLOCK: u64 = 1000;
+pub(crate) const ID_BLOCK: u64 = 1000;
 
 /// How far above a store's next id the fleet's id counter restarts when Redis lost it (see
 /// `broker::Broker::reserve_ids`): more than the blocks other stores can be in the middle
 /// of, so ids stay unique while every store re-asserts its high-water mark.
-pub const LOSS_MARGIN: u64 = 100 * ID_BLOCK;
+pub(crate) const LOSS_MARGIN: u64 = 100 * ID_BLOCK;
 
 /// How often an add retries with a fresh block when other processes on the same base keep
 /// using up the one it reserved.
@@ -78,12 +79,12 @@ const RESERVE_ROUNDS: usize = 8;
 /// Reserves an id block for one circle/topic fleet-wide: given the lowest id the block may
 /// start at (this database's next id) and the number of ids wanted, returns the block
 /// `start..end`. The client implements it with the broker's id counter.
-pub type Reserve<'a> = dyn FnMut(u64, u64) -> Result<(u64, u64), String> + 'a;
+pub(crate) type Reserve<'a> = dyn FnMut(u64, u64) -> Result<(u64, u64), String> + 'a;
 
 /// A submit token: 16 hex digits, different for every call in this process (a counter
 /// mixed by splitmix64) and across processes (the counter starts from OS randomness), with
 /// no system call per token: a submit makes one per job.
-pub fn token() -> String {
+pub(crate) fn token() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
     static SEED: OnceLock<u64> = OnceLock::new();
@@ -100,7 +101,7 @@ pub fn token() -> String {
 }
 
 /// Random bytes as hex digits (store identities, seeds).
-pub fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     if getrandom::getrandom(&mut buf).is_err() {
         // No OS randomness (never seen on Linux): time and address hashed, unique enough
@@ -122,7 +123,7 @@ pub fn random_hex(bytes: usize) -> String {
 }
 
 /// Default base directory: `~/hero/var` (or `./hero/var` when there is no home).
-pub fn default_base() -> PathBuf {
+pub(crate) fn default_base() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
@@ -130,7 +131,7 @@ pub fn default_base() -> PathBuf {
 }
 
 /// `<base>/circles/<circle>/<topic>/jobsdb`: where the database of `q` lives.
-pub fn db_dir(base: &Path, q: &QueueName) -> PathBuf {
+pub(crate) fn db_dir(base: &Path, q: &QueueName) -> PathBuf {
     base.join("circles")
         .join(q.circle())
         .join(q.topic())
@@ -143,7 +144,7 @@ pub fn db_dir(base: &Path, q: &QueueName) -> PathBuf {
 /// `ourdb.lock`, `ourdb.state`, `lookup/data`, `N.db`; one more for a moment while the
 /// sparse dump is written), one background thread and its address-space reservations (the
 /// maps reserve, not use, memory). 64 databases of one data file are 320 descriptors.
-pub const DEFAULT_MAX_OPEN: usize = 64;
+pub(crate) const DEFAULT_MAX_OPEN: usize = 64;
 
 /// An open database and when it was last used (a tick of the store's clock).
 struct OpenDb {
@@ -152,7 +153,7 @@ struct OpenDb {
 }
 
 /// All job databases under one base directory.
-pub struct JobStore {
+pub(crate) struct JobStore {
     base: PathBuf,
     durability: Durability,
     dbs: RwLock<HashMap<QueueName, OpenDb>>,
@@ -164,7 +165,7 @@ pub struct JobStore {
 
 impl JobStore {
     /// A store under `base` (created lazily, per circle/topic).
-    pub fn new(base: impl Into<PathBuf>, durability: Durability) -> JobStore {
+    pub(crate) fn new(base: impl Into<PathBuf>, durability: Durability) -> JobStore {
         JobStore {
             base: base.into(),
             durability,
@@ -179,21 +180,21 @@ impl JobStore {
     /// recently used (it closes for real once no caller still holds its `Arc`). Bounds the
     /// process's file descriptors however many circles and topics it serves.
     #[cfg(test)]
-    pub fn with_max_open(mut self, n: usize) -> JobStore {
+    pub(crate) fn with_max_open(mut self, n: usize) -> JobStore {
         self.max_open = n.max(1);
         self
     }
 
     /// Number of databases open now.
     #[cfg(test)]
-    pub fn open_count(&self) -> usize {
+    pub(crate) fn open_count(&self) -> usize {
         self.dbs.read().len()
     }
 
     /// The store's identity: 32 random hex digits created with the store and kept in
     /// `<base>/store.id`, written into every job this store submits so that any reader can
     /// say where a job's history lives. A wiped base gets a new identity.
-    pub fn identity(&self) -> Result<String, StoreError> {
+    pub(crate) fn identity(&self) -> Result<String, StoreError> {
         let mut cached = self.identity.lock();
         if let Some(id) = cached.as_ref() {
             return Ok(id.clone());
@@ -237,18 +238,18 @@ impl JobStore {
     }
 
     /// The base directory.
-    pub fn base(&self) -> &Path {
+    pub(crate) fn base(&self) -> &Path {
         &self.base
     }
 
     /// Directory of the database of `q`.
-    pub fn db_dir(&self, q: &QueueName) -> PathBuf {
+    pub(crate) fn db_dir(&self, q: &QueueName) -> PathBuf {
         db_dir(&self.base, q)
     }
 
     /// The open database of `q`, opening (creating) it on first use. For writes; reads use
     /// [`JobStore::existing_db`], which creates nothing.
-    pub fn db(&self, q: &QueueName) -> Result<Arc<OurDb>, StoreError> {
+    pub(crate) fn db(&self, q: &QueueName) -> Result<Arc<OurDb>, StoreError> {
         self.open_db(q, true)?.ok_or_else(|| {
             self.db_err(
                 q,
@@ -261,7 +262,7 @@ impl JobStore {
 
     /// The database of `q` if one exists on disk, `None` otherwise: a read of a circle or
     /// topic nobody wrote to must not create a database for it.
-    pub fn existing_db(&self, q: &QueueName) -> Result<Option<Arc<OurDb>>, StoreError> {
+    pub(crate) fn existing_db(&self, q: &QueueName) -> Result<Option<Arc<OurDb>>, StoreError> {
         self.open_db(q, false)
     }
 
@@ -320,13 +321,13 @@ impl JobStore {
     /// failed write (a failed fsync leaves an OurDB handle refusing every later write, since
     /// the kernel may have dropped the dirty pages) a fresh open is the way to write again.
     /// Threads still holding the old handle keep it until they drop it.
-    pub fn close(&self, q: &QueueName) {
+    pub(crate) fn close(&self, q: &QueueName) {
         self.dbs.write().remove(q);
     }
 
     /// The queues that have a database on disk (directories whose names are not fixed
     /// names are not this store's and are skipped).
-    pub fn topics(&self) -> Vec<QueueName> {
+    pub(crate) fn topics(&self) -> Vec<QueueName> {
         let mut out = Vec::new();
         let Ok(circles) = std::fs::read_dir(self.base.join("circles")) else {
             return out;
@@ -360,7 +361,7 @@ impl JobStore {
     /// Saves new jobs (fixed names) and returns their ids: one OurDB batch. Ids come from
     /// the database's reserved block; when it has too few left, `reserve` is asked for a new
     /// one (at or above the database's next id), so ids are unique fleet-wide.
-    pub fn add(
+    pub(crate) fn add(
         &self,
         q: &QueueName,
         jobs: &[Job],
@@ -403,7 +404,7 @@ impl JobStore {
 
     /// Gives up the rest of the id block of `circle`/`topic` (an id of it was found taken in
     /// Redis): the next add reserves a new one.
-    pub fn end_block(&self, q: &QueueName) -> Result<(), StoreError> {
+    pub(crate) fn end_block(&self, q: &QueueName) -> Result<(), StoreError> {
         self.db(q)?
             .end_block()
             .map_err(|e| self.db_err(q, e))
@@ -411,12 +412,12 @@ impl JobStore {
 
     /// The next id the database of `circle`/`topic` would hand out, if it exists (for
     /// re-asserting the fleet's id counter after Redis lost it).
-    pub fn next_id(&self, q: &QueueName) -> Result<u64, StoreError> {
+    pub(crate) fn next_id(&self, q: &QueueName) -> Result<u64, StoreError> {
         Ok(self.db(q)?.next_id())
     }
 
     /// Writes a new version of a job (its status changed).
-    pub fn update(&self, job: &Job) -> Result<(), StoreError> {
+    pub(crate) fn update(&self, job: &Job) -> Result<(), StoreError> {
         self.update_many(std::iter::once(job))
             .into_iter()
             .next()
@@ -427,7 +428,7 @@ impl JobStore {
     /// `strict`) per circle and topic, in the order given. Returns the failures, one per
     /// database that could not be written, each naming it.
     #[must_use = "failures name the databases whose jobs were not recorded"]
-    pub fn update_many<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) -> Vec<StoreError> {
+    pub(crate) fn update_many<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) -> Vec<StoreError> {
         /// The records of one database, in order.
         struct Group {
             q: QueueName,
@@ -466,7 +467,7 @@ impl JobStore {
     }
 
     /// Reads a job; `None` if it has no record.
-    pub fn get(&self, q: &QueueName, id: u32) -> Result<Option<Job>, StoreError> {
+    pub(crate) fn get(&self, q: &QueueName, id: u32) -> Result<Option<Job>, StoreError> {
         let Some(db) = self.existing_db(q)? else {
             return Ok(None);
         };
@@ -484,7 +485,7 @@ impl JobStore {
     }
 
     /// Deletes a job's record; `false` if it had none.
-    pub fn delete(&self, q: &QueueName, id: u32) -> Result<bool, StoreError> {
+    pub(crate) fn delete(&self, q: &QueueName, id: u32) -> Result<bool, StoreError> {
         let Some(db) = self.existing_db(q)? else {
             return Ok(false);
         };
@@ -496,7 +497,7 @@ impl JobStore {
     }
 
     /// Every job of a circle/topic with its status (decodes every record: O(jobs)).
-    pub fn list(&self, q: &QueueName) -> Result<Vec<Listed>, StoreError> {
+    pub(crate) fn list(&self, q: &QueueName) -> Result<Vec<Listed>, StoreError> {
         let Some(db) = self.existing_db(q)? else {
             return Ok(Vec::new());
         };
@@ -514,7 +515,7 @@ impl JobStore {
     }
 
     /// Syncs every open database.
-    pub fn sync(&self) -> Result<(), StoreError> {
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
         for (q, open) in self.dbs.read().iter() {
             open.db.sync().map_err(|e| self.db_err(q, e))?;
         }

@@ -40,11 +40,10 @@ fn get_json(url: &str) -> Value {
 fn web(client: Client, token: Option<&str>) -> (WebHandle, String) {
     let w = serve(
         client,
-        WebConfig {
-            addr: "127.0.0.1:0".into(),
-            token: token.map(String::from),
-            sample_every: Duration::from_millis(200),
-            ..WebConfig::default()
+        {
+            let mut c = WebConfig::new("127.0.0.1:0").token(token.map(String::from));
+            c.sample_every = Duration::from_millis(200);
+            c
         },
     )
     .expect("start the dashboard");

@@ -160,11 +160,10 @@ impl Drop for Browser {
 fn web(client: Client, token: Option<&str>) -> (WebHandle, String) {
     let w = serve(
         client,
-        WebConfig {
-            addr: "127.0.0.1:0".into(),
-            token: token.map(String::from),
-            sample_every: Duration::from_millis(250),
-            ..WebConfig::default()
+        {
+            let mut c = WebConfig::new("127.0.0.1:0").token(token.map(String::from));
+            c.sample_every = Duration::from_millis(250);
+            c
         },
     )
     .expect("dashboard");

@@ -38,6 +38,7 @@ impl Default for Retention {
 
 /// What went wrong talking to the broker.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BrokerError {
     /// Redis failed (or stayed unreachable through the retries).
     #[error("redis {op} at {url}: {source}")]
@@ -98,7 +99,7 @@ pub(crate) fn queue_of(job: &Job) -> Result<QueueName, BrokerError> {
 
 /// Outcome of a guarded status change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     /// The change was applied.
     Applied,
     /// The job had already finished (done/error): first finisher wins, nothing was changed.
@@ -112,7 +113,7 @@ pub enum Transition {
 
 /// What [`Broker::cancel`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cancel {
+pub(crate) enum Cancel {
     /// It was waiting (queued, delayed or waiting for a retry) and is now cancelled.
     Waiting,
     /// It was running; it is recorded cancelled and its engine was told.
@@ -124,7 +125,7 @@ pub enum Cancel {
 }
 
 /// Cancels of running jobs, as an engine receives them.
-pub trait CancelFeed: Send {
+pub(crate) trait CancelFeed: Send {
     /// The next cancelled job, waiting up to `timeout`; `None` when none came.
     fn next(&mut self, timeout: Duration) -> Result<Option<JobRef>, BrokerError>;
 }
@@ -132,25 +133,25 @@ pub trait CancelFeed: Send {
 /// What [`Broker::finish_and_take`] returns: the verdicts of the finished jobs, the jobs
 /// taken, and the earliest due time (unix ms) still waiting in the scheduled sets of the
 /// queues taken from (an idle dispatcher wakes for it).
-pub type TakeResult = (Vec<Transition>, Vec<Taken>, Option<u64>);
+pub(crate) type TakeResult = (Vec<Transition>, Vec<Taken>, Option<u64>);
 
 /// A job taken off a queue for one attempt (already marked active, under a lease).
 #[derive(Debug, Clone)]
-pub struct Taken {
+pub(crate) struct Taken {
     /// Its queue.
-    pub queue: QueueName,
+    pub(crate) queue: QueueName,
     /// Its id.
-    pub id: u32,
+    pub(crate) id: u32,
     /// The job, or why the broker's copy could not be read (`None` with an empty reason: the
     /// broker had no copy; the caller falls back to OurDB).
-    pub job: Result<Job, String>,
+    pub(crate) job: Result<Job, String>,
     /// The attempt number this run is (1 for the first run); the fencing token.
-    pub attempt: u32,
+    pub(crate) attempt: u32,
 }
 
 /// What [`Broker::wait_done`] saw.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Wake {
+pub(crate) enum Wake {
     /// The job finished; here it is as recorded.
     Finished(Box<Job>),
     /// Something changed (a finish signal without a readable job, or the broker lost the
@@ -162,7 +163,7 @@ pub enum Wake {
 
 /// What [`Broker::ensure_queued`] found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ensure {
+pub(crate) enum Ensure {
     /// Queued, running under a lease, or finished: nothing to do.
     Fine,
     /// It was missing and has been queued again.
@@ -180,7 +181,7 @@ pub enum Ensure {
 
 /// Queues and live job state. One implementation talks to Redis; another keeps everything in
 /// process memory. All methods are blocking with bounded waits.
-pub trait Broker: Send + Sync {
+pub(crate) trait Broker: Send + Sync {
     /// For each job (id assigned): store it, push its id on its queue and register the
     /// queue, atomically per job and in one round trip for the batch. A job already present
     /// with the same submit token is left alone (a retried submit never queues twice). Returns

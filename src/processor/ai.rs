@@ -66,7 +66,7 @@ const MAX_MODEL_ID: usize = 256;
 /// Percent-encodes `s` as one URL path segment: everything but RFC 3986 unreserved
 /// characters is encoded (`/`, `?`, `#`, `%`, spaces...), so the value cannot leave its
 /// segment. `.` and `..` are refused (a URL parser resolves them as path steps).
-pub fn path_segment(s: &str) -> Result<String, String> {
+pub(crate) fn path_segment(s: &str) -> Result<String, String> {
     if s.is_empty() || s == "." || s == ".." {
         return Err(format!("{s:?} is not a usable id in a URL path"));
     }

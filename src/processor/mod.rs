@@ -69,7 +69,7 @@ impl Default for LogLimits {
 const LINE_OVERHEAD: usize = 8;
 
 /// The largest index `<= max` that is a char boundary of `s`.
-pub fn floor_char_boundary(s: &str, max: usize) -> usize {
+pub(crate) fn floor_char_boundary(s: &str, max: usize) -> usize {
     if max >= s.len() {
         return s.len();
     }
@@ -99,7 +99,7 @@ pub struct JobLog {
 
 impl JobLog {
     /// An empty log with these limits.
-    pub fn new(limits: LogLimits) -> JobLog {
+    pub(crate) fn new(limits: LogLimits) -> JobLog {
         JobLog {
             limits,
             buf: Arc::new(Mutex::new(LogBuf::default())),
@@ -127,7 +127,7 @@ impl JobLog {
     }
 
     /// Takes the lines written so far; if anything was cut, a last line says how much.
-    pub fn take(&self) -> Vec<String> {
+    pub(crate) fn take(&self) -> Vec<String> {
         let mut b = self.buf.lock();
         let mut lines = std::mem::take(&mut b.lines);
         if b.cut_bytes > 0 {
@@ -141,12 +141,13 @@ impl JobLog {
     }
 
     /// Its limits.
-    pub fn limits(&self) -> LogLimits {
+    pub(crate) fn limits(&self) -> LogLimits {
         self.limits
     }
 
     /// Bytes held now (with the per-line overhead).
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
         self.buf.lock().bytes
     }
 }
@@ -165,18 +166,18 @@ pub struct JobContext {
 /// A running job's progress as its processor last reported it, shared with the engine,
 /// which publishes a changed value to Redis on its next tick (the dashboard shows it).
 #[derive(Clone, Default)]
-pub struct Progress(Arc<Mutex<(u64, String)>>);
+pub(crate) struct Progress(Arc<Mutex<(u64, String)>>);
 
 impl Progress {
     /// Reports progress (a percentage, "3 of 10 files", ...).
-    pub fn set(&self, text: impl Into<String>) {
+    pub(crate) fn set(&self, text: impl Into<String>) {
         let mut g = self.0.lock();
         g.0 += 1;
         g.1 = text.into();
     }
 
     /// The change count and the text.
-    pub fn get(&self) -> (u64, String) {
+    pub(crate) fn get(&self) -> (u64, String) {
         self.0.lock().clone()
     }
 }
@@ -211,7 +212,7 @@ impl JobContext {
 
     /// A context that writes to `log` (an engine's limits, or a parent job's log shared
     /// with a nested run).
-    pub fn with_log(
+    pub(crate) fn with_log(
         deadline: Instant,
         timeout: Duration,
         cancel: Arc<AtomicBool>,
@@ -229,7 +230,7 @@ impl JobContext {
     }
 
     /// The same context reporting progress into `p` (the engine's cell for this run).
-    pub fn with_progress(mut self, p: Progress) -> JobContext {
+    pub(crate) fn with_progress(mut self, p: Progress) -> JobContext {
         self.progress = p;
         self
     }

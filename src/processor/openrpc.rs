@@ -17,8 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A JSON-RPC error.
+/// A JSON-RPC error (`RpcError::new(code, message)`).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RpcError {
     /// JSON-RPC error code.
     pub code: i64,

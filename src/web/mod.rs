@@ -27,8 +27,10 @@ use std::time::Duration;
 /// CORS preflight, which this server never grants: that is the CSRF protection.
 pub const TOKEN_HEADER: &str = "X-Herojobs-Token";
 
-/// Dashboard settings.
+/// Dashboard settings: `WebConfig::new(addr)`, then `.token(..)`, or change the fields of
+/// `WebConfig::default()`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WebConfig {
     /// Address to listen on (`127.0.0.1:8088`; port 0 picks a free one, see
     /// [`WebHandle::addr`]).
@@ -52,8 +54,25 @@ impl Default for WebConfig {
     }
 }
 
+impl WebConfig {
+    /// Listening on `addr` (`127.0.0.1:8088`; port 0 picks a free one), read-only.
+    pub fn new(addr: impl Into<String>) -> WebConfig {
+        WebConfig {
+            addr: addr.into(),
+            ..WebConfig::default()
+        }
+    }
+
+    /// Allows actions to requests that carry `token` (`None` or empty: read-only).
+    pub fn token(mut self, token: Option<String>) -> WebConfig {
+        self.token = token;
+        self
+    }
+}
+
 /// Why the dashboard could not start or answer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WebError {
     /// The address could not be bound.
     #[error("web dashboard: cannot listen on {addr}: {reason}")]

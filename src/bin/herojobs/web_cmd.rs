@@ -29,11 +29,7 @@ pub fn start(
 ) -> Result<herojobs::web::WebHandle, Failure> {
     let web = serve(
         client,
-        WebConfig {
-            addr: addr.to_string(),
-            token: token.clone(),
-            ..WebConfig::default()
-        },
+        WebConfig::new(addr).token(token.clone()),
     )?;
     eprintln!(
         "herojobs: dashboard at http://{} ({}); metrics at http://{}/metrics",

@@ -8,6 +8,7 @@ use std::time::Duration;
 /// A typed getter could not convert a value (or the key is missing).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("action {action}: param {key}: {reason}")]
+#[non_exhaustive]
 pub struct ParamError {
     /// `actor.action`.
     pub action: String,
