@@ -39,11 +39,7 @@ fn main() {
         "filled bench/big with {n} jobs in {:.1} s",
         start.elapsed().as_secs_f64()
     );
-    let web = serve(
-        client,
-        WebConfig::new("127.0.0.1:0"),
-    )
-    .expect("dashboard");
+    let web = serve(client, WebConfig::new("127.0.0.1:0")).expect("dashboard");
     let base = format!("http://{}", web.addr());
     let mid = n / 2;
     let probe = (n * 7 / 9).max(1);

@@ -23,7 +23,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// The whole tour on Redis at `redis_url` (or embedded with `None`), job databases under
 /// `base`; returns what it would print.
-pub fn run(redis_url: Option<&str>, base: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+pub fn run(
+    redis_url: Option<&str>,
+    base: &Path,
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     // 1. Processors: the built-ins, a HeroScript actor of our own, and a params type of our
     //    own. Handlers return `Result<String, JobError>`: `?` works on params, on
     //    cancellation and on any std error; closures need no type annotations.

@@ -209,7 +209,8 @@ impl Client {
     /// then stored, queued and its queue registered in one atomic round trip.
     pub fn submit(&self, job: Job) -> Result<JobRef> {
         let mut refs = self.submit_many(vec![job])?;
-        refs.pop().ok_or(Error::Internal("submit_many returned no address"))
+        refs.pop()
+            .ok_or(Error::Internal("submit_many returned no address"))
     }
 
     /// Submits many jobs: one OurDB batch per circle/topic and one broker round trip for
@@ -654,9 +655,10 @@ impl Client {
         if let Ok(db) = self.store.db(&q) {
             crate::limits::fit_finished(job, db.stored_config().record_size_max);
         }
-        let t = crate::settle::record_finished(&*self.broker, &self.store, &[(job.clone(), attempt)])?
-            .pop()
-            .unwrap_or(Transition::Missing);
+        let t =
+            crate::settle::record_finished(&*self.broker, &self.store, &[(job.clone(), attempt)])?
+                .pop()
+                .unwrap_or(Transition::Missing);
         if t == Transition::Applied {
             self.store.update(job)?;
         }

@@ -148,4 +148,3 @@ pub(crate) fn parse_fields(
     }
     (engine, queues)
 }
-

@@ -102,9 +102,8 @@ extern crate self as herojobs;
 mod test_common;
 
 pub use broker::{BrokerError, Retention};
-pub use store::StoreError;
-pub use codec::CodecError;
 pub use client::{Client, EngineCounters, JobPage, LifecycleCounts, ListedJob, PageQuery};
+pub use codec::CodecError;
 pub use counters::{Histogram, QueueCounts};
 pub use engine::{
     Authenticator, EngineConfig, EngineStats, Health, QueuePattern, QueueSelection, WatchDog,
@@ -115,6 +114,7 @@ pub use job::{Backoff, Job, JobFailed, JobStatus, ParamsType, RetryPolicy};
 pub use names::{BadName, BadRef, JobRef, QueueName};
 pub use ourdb::Durability;
 pub use processor::{Cancelled, JobContext, JobError, Processor, Registry};
+pub use store::StoreError;
 
 /// The default base directory of the job databases: `~/hero/var` (or `./hero/var` when
 /// there is no home directory).

@@ -353,7 +353,14 @@ mod tests {
         let q = QueueName::new("Ops Team", "").unwrap();
         assert_eq!((q.circle(), q.topic()), ("ops_team", "default"));
         assert!(QueueName::from_fixed("ops_team", "default").is_some());
-        for (c, t) in [("Ops", "t"), ("..", "t"), ("c", "a b"), ("c", ""), ("", "t"), ("c", "x:y")] {
+        for (c, t) in [
+            ("Ops", "t"),
+            ("..", "t"),
+            ("c", "a b"),
+            ("c", ""),
+            ("", "t"),
+            ("c", "x:y"),
+        ] {
             assert!(QueueName::from_fixed(c, t).is_none(), "{c:?}/{t:?}");
         }
     }
@@ -364,10 +371,22 @@ mod tests {
         assert_eq!(r.to_string(), "ops/builds/42");
         assert_eq!(r.to_string().parse::<JobRef>().unwrap(), r);
         assert_eq!(QueueName::new("ops", "builds").unwrap().job(42), r);
-        for bad in ["", "ops", "ops/5", "ops/t/0", "ops/t/x", "ops/t/-1", "../t/5", "ops/t/4294967296"] {
+        for bad in [
+            "",
+            "ops",
+            "ops/5",
+            "ops/t/0",
+            "ops/t/x",
+            "ops/t/-1",
+            "../t/5",
+            "ops/t/4294967296",
+        ] {
             assert!(bad.parse::<JobRef>().is_err(), "{bad:?}");
         }
         assert!(matches!("../t/5".parse::<JobRef>(), Err(BadRef::Name(_))));
-        assert!(matches!("ops/t/0".parse::<JobRef>(), Err(BadRef::Id { .. })));
+        assert!(matches!(
+            "ops/t/0".parse::<JobRef>(),
+            Err(BadRef::Id { .. })
+        ));
     }
 }

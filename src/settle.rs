@@ -84,9 +84,15 @@ mod tests {
         // Two finishers of the same attempt: the first wins.
         let r = client.submit(tjob("c", "w", "ok")).unwrap();
         let mut a = client.get(&r).unwrap();
-        assert_eq!(client.set_active(&mut a, 1, lease).unwrap(), Transition::Applied);
+        assert_eq!(
+            client.set_active(&mut a, 1, lease).unwrap(),
+            Transition::Applied
+        );
         let mut b = a.clone();
-        assert_eq!(finish(&mut a, JobStatus::Done, "first", 1), Transition::Applied);
+        assert_eq!(
+            finish(&mut a, JobStatus::Done, "first", 1),
+            Transition::Applied
+        );
         assert_eq!(
             finish(&mut b, JobStatus::Error, "second", 1),
             Transition::AlreadyFinished
@@ -110,11 +116,20 @@ mod tests {
         client.set_active(&mut old, 1, lease).unwrap();
         let mut new = old.clone();
         client.set_active(&mut new, 2, lease).unwrap();
-        assert_eq!(finish(&mut old, JobStatus::Done, "stale", 1), Transition::Fenced);
-        assert_eq!(finish(&mut new, JobStatus::Done, "fresh", 2), Transition::Applied);
+        assert_eq!(
+            finish(&mut old, JobStatus::Done, "stale", 1),
+            Transition::Fenced
+        );
+        assert_eq!(
+            finish(&mut new, JobStatus::Done, "fresh", 2),
+            Transition::Applied
+        );
         assert_eq!(client.get(&r).unwrap().result, "fresh");
         // The record of truth has the winner too, with its history of states.
         let stored = client.stored(&r).unwrap().unwrap();
-        assert_eq!((stored.status, stored.result.as_str()), (JobStatus::Done, "fresh"));
+        assert_eq!(
+            (stored.status, stored.result.as_str()),
+            (JobStatus::Done, "fresh")
+        );
     }
 }

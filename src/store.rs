@@ -385,8 +385,7 @@ impl JobStore {
                         reason,
                     }
                 })?;
-                db.reserve_ids(start, end)
-                    .map_err(|e| self.db_err(q, e))?;
+                db.reserve_ids(start, end).map_err(|e| self.db_err(q, e))?;
             }
             match db.add_many(records.iter().map(|r| r.as_slice())) {
                 // Another process of this base used the block up meanwhile: reserve again.
@@ -405,9 +404,7 @@ impl JobStore {
     /// Gives up the rest of the id block of `circle`/`topic` (an id of it was found taken in
     /// Redis): the next add reserves a new one.
     pub(crate) fn end_block(&self, q: &QueueName) -> Result<(), StoreError> {
-        self.db(q)?
-            .end_block()
-            .map_err(|e| self.db_err(q, e))
+        self.db(q)?.end_block().map_err(|e| self.db_err(q, e))
     }
 
     /// The next id the database of `circle`/`topic` would hand out, if it exists (for
@@ -428,7 +425,10 @@ impl JobStore {
     /// `strict`) per circle and topic, in the order given. Returns the failures, one per
     /// database that could not be written, each naming it.
     #[must_use = "failures name the databases whose jobs were not recorded"]
-    pub(crate) fn update_many<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) -> Vec<StoreError> {
+    pub(crate) fn update_many<'a>(
+        &self,
+        jobs: impl IntoIterator<Item = &'a Job>,
+    ) -> Vec<StoreError> {
         /// The records of one database, in order.
         struct Group {
             q: QueueName,
@@ -439,7 +439,10 @@ impl JobStore {
         for job in jobs {
             // The job's names become a path: only fixed names do (see `QueueName`).
             let Some(q) = QueueName::from_fixed(&job.circle, &job.topic) else {
-                failures.push(StoreError::Name(BadName::not_fixed(&job.circle, &job.topic)));
+                failures.push(StoreError::Name(BadName::not_fixed(
+                    &job.circle,
+                    &job.topic,
+                )));
                 continue;
             };
             let mut buf = Vec::new();
@@ -549,7 +552,9 @@ mod tests {
         assert!(!store.delete(&q("nobody", "nothing"), 1).unwrap());
         assert!(!dir.path().join("circles").exists(), "a read created files");
         assert_eq!(store.open_count(), 0);
-        let ids = store.add(&q("c", "t"), &[job("c", "t")], &mut alone).unwrap();
+        let ids = store
+            .add(&q("c", "t"), &[job("c", "t")], &mut alone)
+            .unwrap();
         assert!(store.get(&q("c", "t"), ids[0]).unwrap().is_some());
     }
 

@@ -98,9 +98,7 @@ fn fifo_fairness_and_timeouts_hold_in_process() {
     );
     engine.start().unwrap();
     for id in &small {
-        client
-            .wait(id, Duration::from_secs(30))
-            .unwrap();
+        client.wait(id, Duration::from_secs(30)).unwrap();
     }
     assert!(
         client.queue_len(&queue("c", "big")).unwrap() > 1000,
@@ -112,10 +110,7 @@ fn fifo_fairness_and_timeouts_hold_in_process() {
         )
         .unwrap();
     assert_eq!(
-        client
-            .wait(&t, Duration::from_secs(10))
-            .unwrap()
-            .error,
+        client.wait(&t, Duration::from_secs(10)).unwrap().error,
         "timeout after 1 s"
     );
 }
@@ -146,9 +141,7 @@ fn strict_durability_records_every_finished_job_in_its_own_database() {
     }
     engine.start().unwrap();
     for (_, id, _) in &submitted {
-        client
-            .wait(id, Duration::from_secs(60))
-            .unwrap();
+        client.wait(id, Duration::from_secs(60)).unwrap();
     }
     engine.stop();
     drop(client);

@@ -15,7 +15,10 @@ fn check(lines: &[String]) {
         lines[2].starts_with("job example/greetings/") && lines[2].contains("failed"),
         "{lines:?}"
     );
-    assert!(lines[2].contains("name"), "the missing param is named: {lines:?}");
+    assert!(
+        lines[2].contains("name"),
+        "the missing param is named: {lines:?}"
+    );
     assert_eq!(lines[3], "example/greetings/1 again: hello, Ada Lovelace!");
 }
 

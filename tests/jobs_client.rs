@@ -90,7 +90,10 @@ fn queues_are_fifo_and_queue_operations_work() {
     client.submit(job("c", "other", 0)).unwrap();
     assert_eq!(client.queue_len(&queue("c", "fifo")).unwrap(), 20);
     assert_eq!(client.queue_ids(&queue("c", "fifo")).unwrap(), ids);
-    assert_eq!(client.peek(&queue("c", "fifo")).unwrap().unwrap().id, ids[0]);
+    assert_eq!(
+        client.peek(&queue("c", "fifo")).unwrap().unwrap().id,
+        ids[0]
+    );
     // Consumers pop on the right (the contract every client keeps): submit order.
     let taken: Vec<u32> = redis::cmd("RPOP")
         .arg("heroqueue:c:fifo")
@@ -98,17 +101,17 @@ fn queues_are_fifo_and_queue_operations_work() {
         .query(&mut redis.conn())
         .unwrap();
     assert_eq!(taken, ids[..5], "taken in submit order");
-    assert_eq!(client.peek(&queue("c", "fifo")).unwrap().unwrap().id, ids[5]);
+    assert_eq!(
+        client.peek(&queue("c", "fifo")).unwrap().unwrap().id,
+        ids[5]
+    );
     assert_eq!(
         client.queues().unwrap(),
         vec![queue("c", "fifo"), queue("c", "other")]
     );
     assert!(client.delete(&refs[5]).unwrap());
     assert_eq!(client.queue_len(&queue("c", "fifo")).unwrap(), 14);
-    assert!(matches!(
-        client.get(&refs[5]),
-        Err(Error::NotFound { .. })
-    ));
+    assert!(matches!(client.get(&refs[5]), Err(Error::NotFound { .. })));
     assert_eq!(client.empty_queue(&queue("c", "fifo")).unwrap(), 14);
     assert_eq!(client.queue_len(&queue("c", "fifo")).unwrap(), 0);
     // Emptied jobs keep their history in OurDB, marked so recovery leaves them alone.
@@ -229,7 +232,10 @@ fn wait_returns_promptly_when_an_engine_finishes_the_job() {
     let r4 = client.submit(job("c", "w", 3)).unwrap();
     let t = Instant::now();
     let err = client.wait(&r4, Duration::from_millis(300)).unwrap_err();
-    assert!(matches!(&err, Error::WaitTimeout { job, .. } if *job == r4), "{err}");
+    assert!(
+        matches!(&err, Error::WaitTimeout { job, .. } if *job == r4),
+        "{err}"
+    );
     assert!(err.to_string().contains(&r4.to_string()), "{err}");
     assert!(t.elapsed() >= Duration::from_millis(300));
 }
@@ -262,18 +268,30 @@ fn wait_many_returns_every_job_in_order_and_outcome_makes_failures_errors() {
     assert_eq!(jobs[2].outcome().unwrap(), "three");
     // As an `Error`, through `?`.
     let as_error = (|| -> herojobs::Result<String> {
-        Ok(client.wait(&refs[1], Duration::from_secs(5))?.outcome()?.to_string())
+        Ok(client
+            .wait(&refs[1], Duration::from_secs(5))?
+            .outcome()?
+            .to_string())
     })()
     .unwrap_err();
     assert!(matches!(as_error, Error::Failed(_)), "{as_error}");
-    assert!(as_error.to_string().contains("failed: on purpose"), "{as_error}");
+    assert!(
+        as_error.to_string().contains("failed: on purpose"),
+        "{as_error}"
+    );
     // One deadline for all: a job that never runs makes the whole wait time out.
     engine.stop();
     let never = client.submit(tjob("c", "many", "ok")).unwrap();
     let err = client
-        .wait_many(&[refs[0].clone(), never.clone()], Duration::from_millis(300))
+        .wait_many(
+            &[refs[0].clone(), never.clone()],
+            Duration::from_millis(300),
+        )
         .unwrap_err();
-    assert!(matches!(&err, Error::WaitTimeout { job, .. } if *job == never), "{err}");
+    assert!(
+        matches!(&err, Error::WaitTimeout { job, .. } if *job == never),
+        "{err}"
+    );
 }
 
 #[test]

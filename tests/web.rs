@@ -38,14 +38,11 @@ fn get_json(url: &str) -> Value {
 }
 
 fn web(client: Client, token: Option<&str>) -> (WebHandle, String) {
-    let w = serve(
-        client,
-        {
-            let mut c = WebConfig::new("127.0.0.1:0").token(token.map(String::from));
-            c.sample_every = Duration::from_millis(200);
-            c
-        },
-    )
+    let w = serve(client, {
+        let mut c = WebConfig::new("127.0.0.1:0").token(token.map(String::from));
+        c.sample_every = Duration::from_millis(200);
+        c
+    })
     .expect("start the dashboard");
     let base = format!("http://{}", w.addr());
     (w, base)

@@ -158,14 +158,11 @@ impl Drop for Browser {
 }
 
 fn web(client: Client, token: Option<&str>) -> (WebHandle, String) {
-    let w = serve(
-        client,
-        {
-            let mut c = WebConfig::new("127.0.0.1:0").token(token.map(String::from));
-            c.sample_every = Duration::from_millis(250);
-            c
-        },
-    )
+    let w = serve(client, {
+        let mut c = WebConfig::new("127.0.0.1:0").token(token.map(String::from));
+        c.sample_every = Duration::from_millis(250);
+        c
+    })
     .expect("dashboard");
     let base = format!("http://{}", w.addr());
     (w, base)

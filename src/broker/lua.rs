@@ -24,11 +24,10 @@ pub(crate) struct Scripts {
 
 /// A script with the key prefixes filled in.
 fn load(text: &str) -> Script {
-    Script::new(
-        &text
-            .replace("{{JOB_PREFIX}}", keys::JOB_PREFIX)
-            .replace("{{QUEUE_PREFIX_LEN}}", &keys::QUEUE_PREFIX.len().to_string()),
-    )
+    Script::new(&text.replace("{{JOB_PREFIX}}", keys::JOB_PREFIX).replace(
+        "{{QUEUE_PREFIX_LEN}}",
+        &keys::QUEUE_PREFIX.len().to_string(),
+    ))
 }
 
 impl Scripts {
@@ -75,7 +74,10 @@ mod tests {
                 .map(|l| l.split("--").next().unwrap_or(""))
                 .collect::<Vec<_>>()
                 .join("\n");
-            assert!(!code.contains("'hero") && !code.contains("\"hero"), "{name}");
+            assert!(
+                !code.contains("'hero") && !code.contains("\"hero"),
+                "{name}"
+            );
             let filled = code
                 .replace("{{JOB_PREFIX}}", super::keys::JOB_PREFIX)
                 .replace("{{QUEUE_PREFIX_LEN}}", "10");

@@ -773,7 +773,12 @@ mod tests {
         for t in &taken {
             let mut j = t.job.clone().unwrap();
             j.status = JobStatus::Done;
-            assert_eq!(b.finish_many(&[(j.clone(), t.attempt)], false).map(|mut t| t.remove(0)).unwrap(), Transition::Applied);
+            assert_eq!(
+                b.finish_many(&[(j.clone(), t.attempt)], false)
+                    .map(|mut t| t.remove(0))
+                    .unwrap(),
+                Transition::Applied
+            );
         }
         assert_eq!(b.state.lock().jobs.len(), KEEP_FINISHED);
         // A recent one: a second finisher loses. An evicted one: the broker says Missing and
@@ -781,10 +786,17 @@ mod tests {
         let mut late = job(n);
         late.status = JobStatus::Error;
         assert_eq!(
-            b.finish_many(&[(late.clone(), 1)], false).map(|mut t| t.remove(0)).unwrap(),
+            b.finish_many(&[(late.clone(), 1)], false)
+                .map(|mut t| t.remove(0))
+                .unwrap(),
             Transition::AlreadyFinished
         );
-        assert_eq!(b.finish_many(&[(job(1).clone(), 1)], false).map(|mut t| t.remove(0)).unwrap(), Transition::Missing);
+        assert_eq!(
+            b.finish_many(&[(job(1).clone(), 1)], false)
+                .map(|mut t| t.remove(0))
+                .unwrap(),
+            Transition::Missing
+        );
         assert!(matches!(
             b.wait_done(&q, n, Duration::from_millis(10)).unwrap(),
             Wake::Finished(_)

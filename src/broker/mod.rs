@@ -75,7 +75,9 @@ pub(crate) fn own_identity(
     id: u32,
     key: &str,
 ) -> Result<Job, String> {
-    if (job.id != id && job.id != 0) || QueueName::new(&job.circle, &job.topic).ok().as_ref() != Some(queue) {
+    if (job.id != id && job.id != 0)
+        || QueueName::new(&job.circle, &job.topic).ok().as_ref() != Some(queue)
+    {
         return Err(format!(
             "job hash {key} holds the JSON of another job ({:?}/{:?}/{}): refused",
             job.circle, job.topic, job.id

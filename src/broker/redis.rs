@@ -7,13 +7,11 @@
 //! get = 1.
 
 use super::keys;
-use super::{
-    Broker, BrokerError, Ensure, JobRef, QueueName, Retention, Taken, Transition, Wake,
-};
+use super::lua::Scripts;
+use super::{Broker, BrokerError, Ensure, JobRef, QueueName, Retention, Taken, Transition, Wake};
 use crate::codec;
 use crate::job::{Job, JobStatus};
 use parking_lot::Mutex;
-use super::lua::Scripts;
 use redis::{Connection, RedisError, RedisResult};
 use std::time::{Duration, Instant};
 
@@ -62,18 +60,6 @@ impl RedisConfig {
         }
     }
 }
-
-
-
-
-
-
-
-
-
-
-
-
 
 impl RedisBroker {
     /// One `FINISH_TAKE` call: records `finished` (writing back jobs Redis lost only if
@@ -536,7 +522,8 @@ impl Broker for RedisBroker {
         let q = super::queue_of(job)?;
         let json = codec::to_json(job);
         let code: i64 = self.run("cancel job", true, |con| {
-            self.scripts.cancel
+            self.scripts
+                .cancel
                 .key(keys::job(&q, job.id))
                 .key(keys::queue(&q))
                 .key(keys::scheduled(&q))
@@ -561,7 +548,8 @@ impl Broker for RedisBroker {
         let q = super::queue_of(job)?;
         let json = codec::to_json(job);
         let code: i64 = self.run("retry job", true, |con| {
-            self.scripts.retry
+            self.scripts
+                .retry
                 .key(keys::job(&q, job.id))
                 .key(keys::queue(&q))
                 .key(keys::dead(&q))
@@ -673,9 +661,7 @@ impl Broker for RedisBroker {
         })?;
         Ok(raw
             .into_iter()
-            .filter_map(|(k, n)| {
-                Some((keys::parse_queue(&k)?, n))
-            })
+            .filter_map(|(k, n)| Some((keys::parse_queue(&k)?, n)))
             .collect())
     }
 
@@ -730,7 +716,8 @@ impl Broker for RedisBroker {
         let key = keys::ids(q);
         // Safe to retry: a lost reply reserves twice, which only leaves a gap.
         let (start, end): (u64, u64) = self.run("reserve ids", true, |con| {
-            self.scripts.reserve
+            self.scripts
+                .reserve
                 .key(&key)
                 .arg(floor.max(1))
                 .arg(count)
@@ -863,7 +850,8 @@ impl Broker for RedisBroker {
 
     fn delete(&self, q: &QueueName, id: u32) -> Result<bool, BrokerError> {
         let n: i64 = self.run("delete job", true, |con| {
-            self.scripts.delete
+            self.scripts
+                .delete
                 .key(keys::job(q, id))
                 .key(keys::queue(q))
                 .key(keys::done(q, id))
@@ -880,7 +868,8 @@ impl Broker for RedisBroker {
         let json = codec::to_json(job);
         let deadline = now_ms() + lease.as_millis() as u64;
         let code: i64 = self.run("start job", true, |con| {
-            self.scripts.start
+            self.scripts
+                .start
                 .key(keys::job(&q, job.id))
                 .key(keys::LEASES)
                 .arg(&json)
@@ -898,8 +887,9 @@ impl Broker for RedisBroker {
         let hash = keys::job(q, id);
         // Register as a waiter, then look: a finish either happened before (we see it) or
         // after (it sees the registration and signals).
-        let status: Option<String> =
-            self.run("watch job", true, |con| self.scripts.watch.key(&hash).invoke(con))?;
+        let status: Option<String> = self.run("watch job", true, |con| {
+            self.scripts.watch.key(&hash).invoke(con)
+        })?;
         if matches!(status.as_deref(), Some("done") | Some("error")) {
             return Ok(Wake::Signalled);
         }
@@ -967,7 +957,8 @@ impl Broker for RedisBroker {
         // Handed back without a verdict: this start does not count against the limit.
         j.released = j.released.saturating_add(1);
         let code: i64 = self.run("release job", true, |con| {
-            self.scripts.release
+            self.scripts
+                .release
                 .key(keys::job(&q, j.id))
                 .key(keys::queue(&q))
                 .key(keys::LEASES)
@@ -1000,7 +991,8 @@ impl Broker for RedisBroker {
 
     fn reclaim_expired(&self, limit: usize) -> Result<Vec<JobRef>, BrokerError> {
         let members: Vec<String> = self.run("reclaim leases", true, |con| {
-            self.scripts.reclaim
+            self.scripts
+                .reclaim
                 .key(keys::LEASES)
                 .arg(now_ms())
                 .arg(limit)
@@ -1019,9 +1011,7 @@ impl Broker for RedisBroker {
         self.run("check jobs", true, |con| {
             let mut p = redis::pipe();
             for id in ids {
-                p.cmd("HEXISTS")
-                    .arg(keys::job(q, *id))
-                    .arg("job");
+                p.cmd("HEXISTS").arg(keys::job(q, *id)).arg("job");
             }
             p.query::<Vec<bool>>(con)
         })
@@ -1163,7 +1153,10 @@ impl Broker for RedisBroker {
             .collect();
         if !gone.is_empty() {
             self.run("forget submitted counts", true, |con| {
-                redis::cmd("HDEL").arg(keys::SUBMITTED).arg(&gone).query::<i64>(con)
+                redis::cmd("HDEL")
+                    .arg(keys::SUBMITTED)
+                    .arg(&gone)
+                    .query::<i64>(con)
             })?;
         }
         let mut removed = 0;
@@ -1236,7 +1229,12 @@ mod tests {
         let broker = RedisBroker::new(RedisConfig::new(&redis.url())).unwrap();
         let q = QueueName::new("c", "ft").unwrap();
         let ids: Vec<u32> = (0..5)
-            .map(|n| client.submit(tjob("c", "ft", &format!("ok {n}"))).unwrap().id())
+            .map(|n| {
+                client
+                    .submit(tjob("c", "ft", &format!("ok {n}")))
+                    .unwrap()
+                    .id()
+            })
             .collect();
         let lease = Duration::from_secs(30);
         let mut con = redis.conn();

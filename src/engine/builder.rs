@@ -120,7 +120,6 @@ impl WatchDogBuilder {
         self
     }
 
-
     /// OurDB durability of the job databases (default `periodic`).
     pub fn durability(mut self, d: Durability) -> Self {
         self.durability = d;
@@ -206,7 +205,10 @@ impl WatchDogBuilder {
             set(&mut config);
         }
         if config.workers == 0 {
-            return Err(Error::config("workers", "an engine needs at least one worker"));
+            return Err(Error::config(
+                "workers",
+                "an engine needs at least one worker",
+            ));
         }
         let broker: Arc<dyn Broker> = match self.broker {
             Some(b) => b,

@@ -97,7 +97,12 @@ impl From<QueueName> for QueuePattern {
 
 impl std::fmt::Display for QueuePattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.circle, self.topic.as_deref().unwrap_or("*"))
+        write!(
+            f,
+            "{}/{}",
+            self.circle,
+            self.topic.as_deref().unwrap_or("*")
+        )
     }
 }
 
@@ -106,7 +111,10 @@ impl std::str::FromStr for QueuePattern {
     /// Reads `circle/topic` or `circle/*`.
     fn from_str(s: &str) -> Result<QueuePattern> {
         let (c, t) = s.split_once('/').ok_or_else(|| {
-            Error::config("queues", format!("{s:?}: expected circle/topic (or circle/*)"))
+            Error::config(
+                "queues",
+                format!("{s:?}: expected circle/topic (or circle/*)"),
+            )
         })?;
         if t.trim() == "*" {
             return QueuePattern::circle(c);

@@ -2,8 +2,8 @@
 //! "timeout after N s"; a result that arrives later is dropped), renews the leases of running
 //! jobs, and publishes the counters.
 
-use super::stats::Stats;
 use super::shared::{Ending, Outcome, Shared};
+use super::stats::Stats;
 use crate::job::{unix_now, JobStatus};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

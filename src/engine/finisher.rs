@@ -7,8 +7,8 @@
 //! arrive while it blocks waiting for submits, or that free no slot (timeouts), or that sat
 //! in the outbox longer than [`STALE`].
 
-use super::stats::Stats;
 use super::shared::{Ending, Outcome, Shared};
+use super::stats::Stats;
 use crate::broker::{BrokerError, QueueName, Taken, Transition};
 use crate::job::JobStatus;
 use std::sync::atomic::Ordering;

@@ -15,11 +15,11 @@
 //! recovery keeps a low-water mark (the oldest id that may be unfinished), persisted in
 //! `recovery.mark` beside the job database and advanced as the oldest jobs finish.
 
-use super::stats::Stats;
 use super::shared::Shared;
+use super::stats::Stats;
 use crate::broker::Ensure;
-use crate::names::{JobRef, QueueName};
 use crate::error::Result;
+use crate::names::{JobRef, QueueName};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -186,7 +186,9 @@ impl Recovery {
         // reported and tried again next pass.
         for q in topics {
             if let Err(e) = self.scan_topic(&q, full) {
-                log::error!("recovery: {q}: {e}; the other databases go on, this one is retried next pass");
+                log::error!(
+                    "recovery: {q}: {e}; the other databases go on, this one is retried next pass"
+                );
                 Stats::inc(&s.stats.recovery_errors);
             }
         }

@@ -351,8 +351,14 @@ mod tests {
             let running = s.running.lock().len();
             let available = s.slots.lock().available();
             assert!(running <= 3, "{running} running with 3 workers");
-            assert!(running + available <= 3, "{running} running, {available} free");
-            assert!(client.queue_len(&q).unwrap() >= 27, "more taken than workers");
+            assert!(
+                running + available <= 3,
+                "{running} running, {available} free"
+            );
+            assert!(
+                client.queue_len(&q).unwrap() >= 27,
+                "more taken than workers"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         release.store(true, Ordering::Release);

@@ -12,8 +12,8 @@
 //! is replaced by its outcome, never written after it. Writes to a blocked database go
 //! through this module under its lock, so a retry never races a newer version.
 
-use super::stats::Stats;
 use super::shared::Shared;
+use super::stats::Stats;
 use crate::broker::QueueName;
 use crate::job::Job;
 use crate::store::{JobStore, StoreError};
@@ -63,7 +63,12 @@ fn by_queue<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Vec<(QueueName, Vec<
     let mut groups: Vec<(QueueName, Vec<&Job>)> = Vec::new();
     for j in jobs {
         let Some(q) = QueueName::from_fixed(&j.circle, &j.topic) else {
-            log::error!("job {}/{}/{}: names not fixed; not recorded", j.circle, j.topic, j.id);
+            log::error!(
+                "job {}/{}/{}: names not fixed; not recorded",
+                j.circle,
+                j.topic,
+                j.id
+            );
             continue;
         };
         match groups.iter_mut().find(|(g, _)| *g == q) {

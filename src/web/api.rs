@@ -476,9 +476,10 @@ impl ActionRequest {
     }
 
     fn job(&self) -> Result<JobRef, Refusal> {
-        let id = self.id.filter(|id| *id > 0).ok_or_else(|| {
-            Refusal::Bad(format!("action {:?} needs a job id", self.action))
-        })?;
+        let id = self
+            .id
+            .filter(|id| *id > 0)
+            .ok_or_else(|| Refusal::Bad(format!("action {:?} needs a job id", self.action)))?;
         Ok(self.queue()?.job(id))
     }
 }

@@ -234,10 +234,7 @@ pub(crate) fn render(app: &App) -> Result<String, String> {
         if let Ok(age) = super::api::oldest_wait(app, q) {
             oldest.push((queue_labels(q), age.unwrap_or(0)));
         }
-        bytes.push((
-            queue_labels(q),
-            dir_bytes(&app.client.db_dir(q)) as i64,
-        ));
+        bytes.push((queue_labels(q), dir_bytes(&app.client.db_dir(q)) as i64));
     }
     s.gauge("herojobs_queue_depth", "Jobs waiting in a queue.", depth);
     s.gauge(

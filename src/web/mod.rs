@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-
 /// The header that carries the action token. A cross-site page cannot set it without a
 /// CORS preflight, which this server never grants: that is the CSRF protection.
 pub const TOKEN_HEADER: &str = "X-Herojobs-Token";

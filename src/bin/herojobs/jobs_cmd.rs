@@ -327,7 +327,10 @@ pub fn submit(g: &Global, a: SubmitArgs) -> Result<ExitCode, Failure> {
     let r = c.submit(job)?;
     if !a.wait {
         if g.json {
-            outln!("{}", serde_json::json!({"jobid": r.id(), "job": r.to_string()}));
+            outln!(
+                "{}",
+                serde_json::json!({"jobid": r.id(), "job": r.to_string()})
+            );
         } else {
             outln!("{}", r.id());
         }
@@ -419,7 +422,10 @@ fn submit_jsonl(
         bar.inc(n);
         if g.json {
             for r in refs {
-                outln!("{}", serde_json::json!({"jobid": r.id(), "job": r.to_string()}));
+                outln!(
+                    "{}",
+                    serde_json::json!({"jobid": r.id(), "job": r.to_string()})
+                );
             }
         }
     }
@@ -435,7 +441,12 @@ fn submit_jsonl(
 }
 
 /// Waits for a job, with a spinner on a terminal saying how long and what the job is doing.
-fn wait_for_job(g: &Global, c: &Client, r: &JobRef, timeout: Duration) -> Result<ExitCode, Failure> {
+fn wait_for_job(
+    g: &Global,
+    c: &Client,
+    r: &JobRef,
+    timeout: Duration,
+) -> Result<ExitCode, Failure> {
     let spinner = if crate::human::stderr_is_terminal() && !g.json {
         let s = indicatif::ProgressBar::new_spinner();
         s.enable_steady_tick(Duration::from_millis(100));
@@ -656,7 +667,10 @@ pub fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode, Failure> {
             Default::default();
         for e in &engines {
             for (q, counts) in e.queues() {
-                seen.insert((e.name.clone(), q.to_string()), (counts.done, counts.failed));
+                seen.insert(
+                    (e.name.clone(), q.to_string()),
+                    (counts.done, counts.failed),
+                );
                 per_queue.entry(q.to_string()).or_default().merge(&counts);
             }
         }

@@ -19,7 +19,10 @@ pub struct RetryArgs {
     #[command(flatten)]
     t: TopicArgs,
     /// Job id or circle/topic/id (a failed job).
-    #[arg(value_name = "ID|CIRCLE/TOPIC/ID", required_unless_present = "all_dead")]
+    #[arg(
+        value_name = "ID|CIRCLE/TOPIC/ID",
+        required_unless_present = "all_dead"
+    )]
     job: Option<String>,
     /// Every job in the dead set of the circle/topic.
     #[arg(long, conflicts_with = "job")]

@@ -81,9 +81,7 @@ impl Global {
 
     /// The base directory, defaulting to `~/hero/var`.
     pub fn base(&self) -> PathBuf {
-        self.base
-            .clone()
-            .unwrap_or_else(herojobs::default_base)
+        self.base.clone().unwrap_or_else(herojobs::default_base)
     }
 }
 

@@ -27,10 +27,7 @@ pub fn start(
     addr: &str,
     token: Option<String>,
 ) -> Result<herojobs::web::WebHandle, Failure> {
-    let web = serve(
-        client,
-        WebConfig::new(addr).token(token.clone()),
-    )?;
+    let web = serve(client, WebConfig::new(addr).token(token.clone()))?;
     eprintln!(
         "herojobs: dashboard at http://{} ({}); metrics at http://{}/metrics",
         web.addr(),

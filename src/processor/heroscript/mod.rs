@@ -73,7 +73,8 @@ impl Actors {
                 JobError::permanent(format!("action not supported: {}.{}", a.actor, a.name))
             })?;
             results.push(
-                h(a, ctx).map_err(|e| e.context(format_args!("{} (line {})", a.full_name(), a.line)))?,
+                h(a, ctx)
+                    .map_err(|e| e.context(format_args!("{} (line {})", a.full_name(), a.line)))?,
             );
         }
         Ok(results.join("\n"))
@@ -109,13 +110,13 @@ fn register_fake(a: &mut Actors) {
         Ok(act.params.string_or("message", "Success message"))
     });
     a.register("fake", "return_error", |act, _| {
-        Err(act.params.string_or("message", "This is a test error").into())
+        Err(act
+            .params
+            .string_or("message", "This is a test error")
+            .into())
     });
     a.register("fake", "return_json", |act, _| {
-        let code = act
-            .params
-            .int("code")?
-            .unwrap_or(200);
+        let code = act.params.int("code")?.unwrap_or(200);
         Ok(serde_json::json!({
             "message": act.params.string_or("message", "JSON response"),
             "status": act.params.string_or("status", "ok"),
@@ -125,10 +126,7 @@ fn register_fake(a: &mut Actors) {
     });
     a.register("fake", "return_empty", |_, _| Ok(String::new()));
     a.register("fake", "return_large", |act, _| {
-        let n = act
-            .params
-            .int("size")?
-            .unwrap_or(1000);
+        let n = act.params.int("size")?.unwrap_or(1000);
         if !(0..=10_000).contains(&n) {
             return Err(format!("size {n} is outside 0..=10000").into());
         }
@@ -139,16 +137,8 @@ fn register_fake(a: &mut Actors) {
     });
     a.register("fake", "sleep", |act, ctx| {
         let d = match (act.params.get("ms"), act.params.get("seconds")) {
-            (Some(_), _) => Duration::from_millis(
-                act.params
-                    .int("ms")?
-                    .unwrap_or(0)
-                    .max(0) as u64,
-            ),
-            (None, Some(_)) => act
-                .params
-                .duration("seconds")?
-                .unwrap_or_default(),
+            (Some(_), _) => Duration::from_millis(act.params.int("ms")?.unwrap_or(0).max(0) as u64),
+            (None, Some(_)) => act.params.duration("seconds")?.unwrap_or_default(),
             (None, None) => Duration::from_secs(1),
         };
         ctx.sleep(d)
@@ -157,10 +147,7 @@ fn register_fake(a: &mut Actors) {
     });
     // For retry tests: fails while the job's attempt number is at most `count`.
     a.register("fake", "fail_attempts", |act, ctx| {
-        let count = act
-            .params
-            .int("count")?
-            .unwrap_or(1);
+        let count = act.params.int("count")?.unwrap_or(1);
         let attempt = i64::from(ctx.attempt());
         if attempt <= count {
             Err(format!("attempt {attempt} fails on purpose (fails the first {count})").into())
