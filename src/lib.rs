@@ -113,7 +113,8 @@ pub use error::{Error, Result};
 pub use job::{Backoff, Job, JobFailed, JobStatus, ParamsType, RetryPolicy};
 pub use names::{BadName, BadRef, JobRef, QueueName};
 pub use ourdb::Durability;
-pub use processor::{Cancelled, JobContext, JobError, Processor, Registry};
+pub use processor::heroscript::{Actors, ParamError};
+pub use processor::{Cancelled, JobContext, JobError, LogLimits, Processor, Registry};
 pub use store::StoreError;
 
 /// The default base directory of the job databases: `~/hero/var` (or `./hero/var` when

@@ -288,7 +288,7 @@ pub enum BadRef {
         expected: &'static str,
     },
     /// The id part is not a positive 32-bit number.
-    #[error("{given:?}: the job id must be a number from 1 to 4294967295")]
+    #[error("{given:?}: expected circle/topic/id with an id from 1 to 4294967295")]
     Id {
         /// The text.
         given: String,

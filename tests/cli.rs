@@ -255,3 +255,74 @@ fn waiting_without_a_watchdog_says_so() {
         .unwrap();
     assert!(left.is_empty(), "the demo left {left:?}");
 }
+
+/// A job named as errors print it, `circle/topic/id`, is accepted back by `get`, `wait`,
+/// `cancel` and `retry` (as is `--circle C --topic T ID`), and a malformed one is a usage
+/// error that says what was expected.
+#[test]
+fn job_addresses_printed_by_errors_are_accepted_back() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let url = redis.url();
+    // No watchdog: the job waits, and `wait` times out naming it.
+    let out = herojobs(
+        &[
+            "submit",
+            "--circle",
+            "Ops",
+            "--topic",
+            "builds",
+            "!!fake.return_success",
+        ],
+        &url,
+        &base,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    let out = herojobs(
+        &[
+            "wait",
+            "--circle",
+            "ops",
+            "--topic",
+            "builds",
+            &id,
+            "--timeout",
+            "1",
+        ],
+        &url,
+        &base,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let named = format!("ops/builds/{id}");
+    assert!(text(&out.stderr).contains(&named), "{}", text(&out.stderr));
+    // That name, as it was printed, works everywhere a job is asked for.
+    let out = herojobs(&["get", &named, "--json"], &url, &base);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["circleid"].as_str(), v["jobid"].to_string()),
+        (Some("ops"), id.clone())
+    );
+    let out = herojobs(&["cancel", &named], &url, &base);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("cancelled {named}")));
+    let out = herojobs(&["retry", &named], &url, &base);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = herojobs(
+        &["get", "--circle", "ops", "--topic", "builds", &id, "--json"],
+        &url,
+        &base,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "new", "retried: waiting again");
+    for bad in ["ops/builds", "ops/builds/0", "ops/builds/x", "x"] {
+        let out = herojobs(&["get", bad], &url, &base);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("circle/topic"),
+            "{bad}: {}",
+            text(&out.stderr)
+        );
+    }
+}

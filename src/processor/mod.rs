@@ -370,7 +370,21 @@ impl Registry {
     /// `math.add`, `echo`, `job.info`), Rhai (feature `rhai`) and AI (feature `ai`,
     /// configured from the environment).
     pub fn with_builtins() -> Registry {
-        let actors = heroscript::Actors::with_builtins();
+        Registry::with_actors(heroscript::Actors::with_builtins())
+    }
+
+    /// The built-in processors, with HeroScript jobs (and Rhai's `heroscript()`) running
+    /// these actors: how a program adds actions of its own.
+    ///
+    /// ```
+    /// use herojobs::{Actors, Registry};
+    /// let mut actors = Actors::with_builtins();
+    /// actors.register("greeter", "hello", |action, _ctx| {
+    ///     Ok(format!("hello, {}!", action.params.string("name")?))
+    /// });
+    /// let registry = Registry::with_actors(actors);
+    /// ```
+    pub fn with_actors(actors: heroscript::Actors) -> Registry {
         let mut r = Registry::new();
         #[cfg(feature = "rhai")]
         r.register_processor(

@@ -45,7 +45,10 @@ impl JobArgs {
     /// The job's address.
     pub fn job_ref(&self) -> Result<JobRef, Failure> {
         if self.job.contains('/') {
-            return Ok(self.job.parse::<JobRef>()?);
+            return self.job.parse::<JobRef>().map_err(|e| Failure {
+                message: e.to_string(),
+                code: 2,
+            });
         }
         let id = self
             .job
