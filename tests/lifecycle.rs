@@ -517,3 +517,70 @@ fn a_paused_queue_is_not_taken_until_resumed_and_the_cli_drives_the_lifecycle() 
     );
     assert_eq!(client.get(&later).unwrap().error, "cancelled");
 }
+
+/// A queue with nothing waiting, delayed or running leaves the registry after the idle
+/// time (so short-lived queues do not lengthen every take forever); a submit brings it
+/// back at once, and a queue with a delayed or a running job stays.
+#[test]
+fn idle_queues_leave_the_registry_and_a_submit_brings_them_back() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let mut retention = Retention::default();
+    retention.queue_idle = Duration::from_secs(1);
+    let mut engine = test_engine(&redis.url(), &base, 2)
+        .retention(retention)
+        .build()
+        .unwrap();
+    engine.start().unwrap();
+    let client = engine.client();
+    let registered = |q: &str| -> bool {
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg("heroqueues")
+            .query(&mut redis.conn())
+            .unwrap();
+        members.iter().any(|m| m == &format!("heroqueue:life:{q}"))
+    };
+    let done = client.submit(tjob("life", "brief", "ok once")).unwrap();
+    client.wait(&done, Duration::from_secs(30)).unwrap();
+    let later = client
+        .submit(tjob("life", "later", "ok later").with_delay(Duration::from_secs(600)))
+        .unwrap();
+    let running = client.submit(tjob("life", "busy", "sleep 6000")).unwrap();
+    wait_until("the long job to run", Duration::from_secs(30), || {
+        client.get(&running).unwrap().status == JobStatus::Active
+    });
+    assert!(registered("brief") && registered("later") && registered("busy"));
+    wait_until(
+        "the idle queue to leave the registry",
+        Duration::from_secs(60),
+        || !registered("brief"),
+    );
+    assert!(engine.stats().queues_pruned >= 1);
+    // Well past the idle time, the queues with work stay.
+    let pruned = engine.stats().queues_pruned;
+    let passes = engine.stats().recovery_passes;
+    let since = Instant::now();
+    wait_until(
+        "recovery passes past the idle time",
+        Duration::from_secs(60),
+        || engine.stats().recovery_passes > passes + 2 && since.elapsed() > Duration::from_secs(2),
+    );
+    assert!(
+        registered("later") && registered("busy"),
+        "queues with work stay"
+    );
+    assert_eq!(engine.stats().queues_pruned, pruned);
+    // A submit registers the pruned queue again, and its job runs.
+    let again = client.submit(tjob("life", "brief", "ok again")).unwrap();
+    assert!(registered("brief"));
+    assert_eq!(
+        client
+            .wait(&again, Duration::from_secs(30))
+            .unwrap()
+            .outcome()
+            .unwrap(),
+        "again"
+    );
+    assert!(client.cancel(&later).unwrap());
+    engine.stop();
+}

@@ -109,7 +109,12 @@ pub fn circle_patterns(circle: &str) -> Vec<String> {
 
 /// Member of the lease set for one job.
 pub fn lease_member(q: &QueueName, id: u32) -> String {
-    format!("{}:{}:{id}", q.circle(), q.topic())
+    format!("{}{id}", lease_prefix(q))
+}
+
+/// What every lease member of a queue's jobs starts with (`circle:topic:`).
+pub fn lease_prefix(q: &QueueName) -> String {
+    format!("{}:{}:", q.circle(), q.topic())
 }
 
 /// Parses a lease member (refusing names that are not name-fixed, like [`parse_queue`]).

@@ -20,6 +20,7 @@ pub(crate) struct Scripts {
     pub(crate) delete: Script,
     pub(crate) cancel: Script,
     pub(crate) retry: Script,
+    pub(crate) prune: Script,
 }
 
 /// A script with the key prefixes filled in.
@@ -45,6 +46,7 @@ impl Scripts {
             delete: load(include_str!("lua/delete.lua")),
             cancel: load(include_str!("lua/cancel.lua")),
             retry: load(include_str!("lua/retry.lua")),
+            prune: load(include_str!("lua/prune.lua")),
         }
     }
 }
@@ -68,6 +70,7 @@ mod tests {
             ("delete", include_str!("lua/delete.lua")),
             ("cancel", include_str!("lua/cancel.lua")),
             ("retry", include_str!("lua/retry.lua")),
+            ("prune", include_str!("lua/prune.lua")),
         ] {
             let code: String = text
                 .lines()

@@ -330,6 +330,14 @@ impl Broker for MemoryBroker {
         Ok(self.state.lock().paused.iter().cloned().collect())
     }
 
+    fn prune_queue(&self, q: &QueueName) -> Result<bool, BrokerError> {
+        let mut st = self.state.lock();
+        let idle = st.queues.get(q).is_none_or(|l| l.is_empty())
+            && st.scheduled.get(q).is_none_or(|s| s.is_empty())
+            && !st.leases.keys().any(|r| r.queue() == q);
+        Ok(idle && st.registry.remove(q))
+    }
+
     fn forget_circle(&self, circle: &str) -> Result<u64, BrokerError> {
         let mut st = self.state.lock();
         let ours = |q: &QueueName| q.circle() == circle;

@@ -24,6 +24,11 @@ pub struct Retention {
     pub dead_max: u64,
     /// Dead jobs older than this leave the dead set. Default 30 days.
     pub dead_age: Duration,
+    /// A queue with nothing waiting, delayed or running for this long leaves the queue
+    /// registry (`heroqueues`), so a fleet that creates short-lived queues does not make
+    /// every engine's take longer forever; its next submit registers it again. Default 24
+    /// hours; zero keeps every queue.
+    pub queue_idle: Duration,
 }
 
 impl Default for Retention {
@@ -32,6 +37,7 @@ impl Default for Retention {
             finished_ttl: Duration::from_secs(3600),
             dead_max: 10_000,
             dead_age: Duration::from_secs(30 * 24 * 3600),
+            queue_idle: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -346,6 +352,10 @@ pub(crate) trait Broker: Send + Sync {
 
     /// Number of dead jobs and of scheduled (delayed or retry-waiting) jobs of a queue.
     fn lifecycle_counts(&self, queue: &QueueName) -> Result<(u64, u64), BrokerError>;
+
+    /// Takes `queue` out of the registry if it has nothing waiting, delayed or running, in
+    /// one atomic step (a concurrent submit registers it again); `true` if it left.
+    fn prune_queue(&self, queue: &QueueName) -> Result<bool, BrokerError>;
 
     /// Removes every key of `circle` (fixed name) and its entries in the registry, the
     /// paused set and the submitted counts; returns how many keys went. Off the hot path:

@@ -1127,6 +1127,20 @@ impl Broker for RedisBroker {
         Some(&self.shown_url)
     }
 
+    fn prune_queue(&self, q: &QueueName) -> Result<bool, BrokerError> {
+        let removed: i64 = self.run("prune queue", true, |con| {
+            self.scripts
+                .prune
+                .key(keys::REGISTRY)
+                .key(keys::queue(q))
+                .key(keys::scheduled(q))
+                .key(keys::LEASES)
+                .arg(keys::lease_prefix(q))
+                .invoke(con)
+        })?;
+        Ok(removed > 0)
+    }
+
     fn forget_circle(&self, circle: &str) -> Result<u64, BrokerError> {
         let queue_prefix = format!("{}{circle}:", keys::QUEUE_PREFIX);
         // Drained queues no longer exist as keys: their registry entries are found there.

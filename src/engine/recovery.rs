@@ -75,6 +75,10 @@ const DISCOVER_EVERY: Duration = Duration::from_secs(10);
 /// Keys one discovery step examines (a full pass over a large keyspace spans several steps).
 const DISCOVER_KEYS: usize = 5000;
 
+/// How often (at most) recovery looks for queues to take out of the registry (idle for
+/// `Retention::queue_idle`; twice per that time when it is shorter).
+const PRUNE_EVERY: Duration = Duration::from_secs(30);
+
 /// Recovery's state between passes.
 pub(crate) struct Recovery {
     shared: Arc<Shared>,
@@ -83,6 +87,10 @@ pub(crate) struct Recovery {
     epoch: Option<String>,
     /// When queue discovery last ran.
     discovered: Option<Instant>,
+    /// When the registry was last looked at for idle queues.
+    pruned: Option<Instant>,
+    /// Registered queues seen with nothing to do, and since when.
+    idle_since: HashMap<QueueName, Instant>,
 }
 
 /// The thread body. The first pass (a full check: nothing is known about the broker yet)
@@ -121,6 +129,8 @@ impl Recovery {
             suspects: HashMap::new(),
             epoch: None,
             discovered: None,
+            pruned: None,
+            idle_since: HashMap::new(),
         }
     }
 
@@ -195,6 +205,7 @@ impl Recovery {
         self.epoch = Some(epoch);
         self.recheck_suspects()?;
         self.discover();
+        self.prune_idle_queues();
         Stats::inc(&s.stats.recovery_passes);
         Ok(())
     }
@@ -380,6 +391,56 @@ impl Recovery {
             }
             Ok(None) => {}
             Err(e) => log::warn!("recovery: job {q}/{} met another job under its id; submitting it again failed: {e}; retried next pass", job.id),
+        }
+    }
+
+    /// Every [`PRUNE_EVERY`]: a registered queue seen with nothing waiting or delayed for
+    /// `queue_idle` (seen so on every look since) leaves the registry, in one atomic step
+    /// that also checks it runs nothing; its next submit registers it again. Off the hot
+    /// path: the takes never pay for it.
+    fn prune_idle_queues(&mut self) {
+        let idle_for = self.shared.config.retention.queue_idle;
+        let every = PRUNE_EVERY.min(idle_for / 2);
+        if idle_for.is_zero() || self.pruned.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        self.pruned = Some(Instant::now());
+        let s = Arc::clone(&self.shared);
+        let queues = match s.broker.queues() {
+            Ok(q) => q,
+            Err(e) => {
+                log::debug!("recovery: listing queues to prune: {e}");
+                return;
+            }
+        };
+        self.idle_since.retain(|q, _| queues.contains(q));
+        for q in queues {
+            let empty = matches!(
+                (s.broker.queue_len(&q), s.broker.lifecycle_counts(&q)),
+                (Ok(0), Ok((_, 0)))
+            );
+            if !empty {
+                self.idle_since.remove(&q);
+                continue;
+            }
+            let since = *self
+                .idle_since
+                .entry(q.clone())
+                .or_insert_with(Instant::now);
+            if since.elapsed() < idle_for {
+                continue;
+            }
+            match s.broker.prune_queue(&q) {
+                Ok(true) => {
+                    log::info!("recovery: queue {q} idle for {idle_for:?}: left the registry");
+                    Stats::inc(&s.stats.queues_pruned);
+                    self.idle_since.remove(&q);
+                }
+                Ok(false) => {
+                    self.idle_since.remove(&q); // it had work after all
+                }
+                Err(e) => log::debug!("recovery: pruning {q}: {e}"),
+            }
         }
     }
 

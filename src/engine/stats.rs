@@ -59,6 +59,8 @@ pub(crate) struct Stats {
     pub dbs_unblocked: AtomicU64,
     /// Queues found unregistered (pushed to by other clients) and registered by recovery.
     pub queues_discovered: AtomicU64,
+    /// Idle queues taken out of the registry by recovery.
+    pub queues_pruned: AtomicU64,
 }
 
 /// An engine's counters at one moment ([`WatchDog::stats`](crate::WatchDog::stats)): what
@@ -111,6 +113,8 @@ pub struct EngineStats {
     pub dbs_unblocked: u64,
     /// Queues found unregistered (pushed to by other clients) and registered by recovery.
     pub queues_discovered: u64,
+    /// Idle queues taken out of the registry by recovery.
+    pub queues_pruned: u64,
     /// Job versions kept for blocked databases now (outcomes OurDB does not have yet).
     pub unrecorded: u64,
     /// Jobs running now.
@@ -153,6 +157,7 @@ impl Stats {
             dbs_blocked: l(&self.dbs_blocked),
             dbs_unblocked: l(&self.dbs_unblocked),
             queues_discovered: l(&self.queues_discovered),
+            queues_pruned: l(&self.queues_pruned),
             unrecorded: shared.unrecorded.waiting() as u64,
             running: shared.running.lock().len() as u64,
             workers: shared.config.workers as u64,
@@ -231,6 +236,7 @@ impl EngineStats {
             ("dbs_blocked", self.dbs_blocked),
             ("dbs_unblocked", self.dbs_unblocked),
             ("queues_discovered", self.queues_discovered),
+            ("queues_pruned", self.queues_pruned),
             ("blocked", self.blocked_dbs.len() as u64),
             ("unrecorded", self.unrecorded),
             ("running", self.running),

@@ -47,6 +47,10 @@ pub struct RunArgs {
     /// Seconds Redis keeps a finished job (then `get` reads it from OurDB); 0 keeps it.
     #[arg(long, env = "HEROJOBS_FINISHED_TTL", default_value_t = 3600)]
     finished_ttl: u64,
+    /// Seconds a queue with nothing waiting, delayed or running stays in the queue
+    /// registry before it leaves it (its next submit registers it again; 0: never).
+    #[arg(long, default_value_t = 24 * 3600)]
+    queue_idle_ttl: u64,
     /// Retries of a failed job that carries no retry policy of its own (0: an error is final).
     #[arg(long, default_value_t = 0)]
     retries: u32,
@@ -101,6 +105,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
     config.retry_timeouts = a.retry_timeouts;
     let mut retention = Retention::default();
     retention.finished_ttl = Duration::from_secs(a.finished_ttl);
+    retention.queue_idle = Duration::from_secs(a.queue_idle_ttl);
     config.retention = retention;
     let base = g.base();
     let keys = g.signing_keys()?;
