@@ -135,11 +135,13 @@ impl Drop for WebHandle {
 /// embedding program calls this beside its `WatchDog` (sharing the engine's client or one
 /// of its own).
 ///
-/// ```no_run
+/// ```
 /// use herojobs::web::{serve, WebConfig};
-/// let client = herojobs::Client::connect("redis://127.0.0.1:6379", "/tmp/hero")?;
-/// let web = serve(client, WebConfig { addr: "127.0.0.1:0".into(), ..WebConfig::default() })?;
+/// # let dir = tempfile::tempdir()?;
+/// let engine = herojobs::WatchDog::builder().embedded().base(dir.path()).build()?;
+/// let mut web = serve(engine.client(), WebConfig::new("127.0.0.1:0").token(None))?;
 /// println!("dashboard at http://{}", web.addr());
+/// web.stop();
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn serve(client: Client, config: WebConfig) -> Result<WebHandle, WebError> {
