@@ -206,6 +206,7 @@ fn run(args: &Args) -> Result<()> {
         .tempdir_in(&args.dir)
         .with_context(|| format!("creating a temporary directory in {}", args.dir.display()))?;
     let dir = tmp.path();
+    let probe = fsync_probe_us(dir)?;
     let started = Instant::now();
     let mut out = match args.workload {
         Workload::AddPeriodic => add_single(args, dir, Mode::Periodic)?,
@@ -232,6 +233,7 @@ fn run(args: &Args) -> Result<()> {
         "max_rss_mib": max_rss_mib(),
         "loadavg": std::fs::read_to_string("/proc/loadavg").map(|s| s.trim().to_string()).unwrap_or_default(),
         "host_busy_before": std::env::var("COMPARE_BUSY").ok(),
+        "fsync_probe_us": probe,
         "dir": args.dir.display().to_string(),
         "fs_magic": fs_magic(&args.dir),
         "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
@@ -337,6 +339,7 @@ fn add_single(args: &Args, dir: &Path, mode: Mode) -> Result<Value> {
     let threads = args.threads;
     let (res, close) = stores::with_store(args.kind, dir, mode, args.opts, |s| {
         let next = AtomicU32::new(1);
+        let cpu = process_cpu_s();
         let t = Instant::now();
         if threads == 1 {
             for key in 1..=n {
@@ -359,9 +362,9 @@ fn add_single(args: &Args, dir: &Path, mode: Mode) -> Result<Value> {
         if mode == Mode::Periodic {
             s.sync()?;
         }
-        Ok((adds, t_sync.elapsed()))
+        Ok((adds, t_sync.elapsed(), process_cpu_s() - cpu))
     })?;
-    let (adds, sync) = res;
+    let (adds, sync, cpu) = res;
     let total = adds + sync;
     // Every record is there after a reopen (single thread: with the right value).
     verify(args, dir, threads == 1)?;
@@ -371,6 +374,7 @@ fn add_single(args: &Args, dir: &Path, mode: Mode) -> Result<Value> {
         "elapsed_ms": ms(total),
         "adds_ms": ms(adds),
         "final_sync_ms": ms(sync),
+        "cpu_s": round(cpu, 3),
         "close_ms": ms(close),
         "real_fsync": args.kind.real_fsync(),
         "bytes_allocated": alloc,
@@ -382,17 +386,20 @@ fn add_single(args: &Args, dir: &Path, mode: Mode) -> Result<Value> {
 fn add_batch(args: &Args, dir: &Path) -> Result<Value> {
     let values = Values::new();
     let n = args.n;
-    let (elapsed, close) = stores::with_store(args.kind, dir, Mode::Strict, args.opts, |s| {
-        let t = Instant::now();
-        write_batches(s, &values, n)?;
-        Ok(t.elapsed())
-    })?;
+    let ((elapsed, cpu), close) =
+        stores::with_store(args.kind, dir, Mode::Strict, args.opts, |s| {
+            let cpu = process_cpu_s();
+            let t = Instant::now();
+            write_batches(s, &values, n)?;
+            Ok((t.elapsed(), process_cpu_s() - cpu))
+        })?;
     verify(args, dir, true)?;
     let (alloc, apparent) = disk_usage(dir)?;
     Ok(json!({
         "ops_per_s": round(f64::from(n) / elapsed.as_secs_f64(), 0),
         "elapsed_ms": ms(elapsed),
         "batch": BATCH,
+        "cpu_s": round(cpu, 3),
         "close_ms": ms(close),
         "real_fsync": args.kind.real_fsync(),
         "bytes_allocated": alloc,
@@ -459,7 +466,7 @@ fn get_random(args: &Args, dir: &Path) -> Result<Value> {
     let n = args.n;
     let gets = args.gets;
     let expected = Values::new();
-    let ((warm, elapsed), close) =
+    let ((warm, timed), close) =
         stores::with_store(args.kind, dir, Mode::Periodic, args.opts, |s| {
             let t = Instant::now();
             {
@@ -475,11 +482,11 @@ fn get_random(args: &Args, dir: &Path) -> Result<Value> {
             let warm = t.elapsed();
             let barrier = Barrier::new(args.threads + 1);
             let mut start = Instant::now();
-            let elapsed = std::thread::scope(|scope| -> Result<Duration> {
+            let timed = std::thread::scope(|scope| -> Result<(Duration, Vec<f64>)> {
                 let handles: Vec<_> = (0..args.threads)
                     .map(|t| {
                         let barrier = &barrier;
-                        scope.spawn(move || -> Result<u64> {
+                        scope.spawn(move || -> Result<(u64, f64)> {
                             let mut rng = SplitMix(0xC0FFEE + t as u64);
                             let keys: Vec<u32> = (0..gets).map(|_| rng.key(n)).collect();
                             let reader = s.reader();
@@ -487,26 +494,34 @@ fn get_random(args: &Args, dir: &Path) -> Result<Value> {
                             let mut r = reader?;
                             let mut buf = Vec::with_capacity(RECORD);
                             let mut check = 0u64;
+                            let cpu = thread_cpu_s();
                             for &key in &keys {
                                 r.get_into(key, &mut buf)?;
                                 check = check.wrapping_add(u64::from(buf[0]));
                             }
-                            Ok(std::hint::black_box(check))
+                            Ok((std::hint::black_box(check), thread_cpu_s() - cpu))
                         })
                     })
                     .collect();
                 barrier.wait();
                 start = Instant::now();
+                let mut cpu = Vec::with_capacity(handles.len());
                 for h in handles {
-                    join(h)??;
+                    cpu.push(join(h)??.1);
                 }
-                Ok(start.elapsed())
+                Ok((start.elapsed(), cpu))
             })?;
-            Ok((warm, elapsed))
+            Ok((warm, timed))
         })?;
+    let (elapsed, cpu) = timed;
     let total = gets * args.threads as u64;
+    // What the threads would do with a core each: less sensitive to other processes on a
+    // shared machine than the wall-clock rate (but not to their cache pollution).
+    let per_cpu_s: f64 = cpu.iter().map(|c| gets as f64 / c.max(1e-9)).sum();
     Ok(json!({
         "ops_per_s": round(total as f64 / elapsed.as_secs_f64(), 0),
+        "ops_per_cpu_s": round(per_cpu_s, 0),
+        "cpu_share": round(cpu.iter().sum::<f64>() / (elapsed.as_secs_f64() * args.threads as f64), 3),
         "gets": total,
         "elapsed_ms": ms(elapsed),
         "warmup_ms": ms(warm),
@@ -675,6 +690,54 @@ fn list_files(dir: &Path) -> Result<Value> {
     let mut out = serde_json::Map::new();
     walk(dir, dir, &mut out)?;
     Ok(Value::Object(out))
+}
+
+/// CPU time of the calling thread, in seconds.
+fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the timespec it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return f64::NAN;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// User + system CPU time of this process (all threads), in seconds.
+fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always valid.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// The disk's state just before a measurement: 20 appends of 4 KiB to a fresh file in the
+/// database's directory, each followed by `fdatasync`; the median and max in µs. On a shared
+/// machine this moves by 10× with the neighbours' I/O, and the strict rows move with it.
+fn fsync_probe_us(dir: &Path) -> Result<Value> {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut f =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let block = [0xA5u8; 4096];
+    let mut times = Vec::with_capacity(20);
+    for _ in 0..20 {
+        let t = Instant::now();
+        f.write_all(&block)
+            .and_then(|()| f.sync_data())
+            .with_context(|| format!("fsync probe on {}", path.display()))?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(f);
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    times.sort_by(f64::total_cmp);
+    Ok(json!({ "median": round(times[10], 0), "max": round(times[19], 0) }))
 }
 
 fn max_rss_mib() -> f64 {

@@ -6,6 +6,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// Label of the get rows computed from CPU time.
+const CPU_ROW: &str = "per thread-CPU second";
+
 const STORES: [&str; 5] = ["ourdb", "fjall", "lmdb", "redb", "sled"];
 const WORKLOADS: [&str; 8] = [
     "add-periodic",
@@ -115,6 +118,7 @@ pub fn print(path: &Path) -> Result<()> {
     let mut cells: BTreeMap<(String, String), BTreeMap<String, Cell>> = BTreeMap::new();
     let mut versions: BTreeMap<String, String> = BTreeMap::new();
     let mut sizes: BTreeMap<String, String> = BTreeMap::new();
+    let mut probes: BTreeMap<String, Cell> = BTreeMap::new();
     let mut rounds = 0;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -130,13 +134,31 @@ pub fn print(path: &Path) -> Result<()> {
             continue;
         };
         let variant = v["variant"].as_str().unwrap_or("").to_string();
-        let cell = cells
-            .entry((workload.to_string(), variant))
-            .or_default()
-            .entry(store.to_string())
-            .or_default();
-        cell.values.push(x);
-        rounds = rounds.max(cell.values.len());
+        let mut figures = vec![(variant.clone(), x)];
+        if let Some(cpu) = v["ops_per_cpu_s"].as_f64() {
+            let label = if variant.is_empty() {
+                CPU_ROW.to_string()
+            } else {
+                format!("{variant} · {CPU_ROW}")
+            };
+            figures.push((label, cpu));
+        }
+        for (variant, x) in figures {
+            let cell = cells
+                .entry((workload.to_string(), variant))
+                .or_default()
+                .entry(store.to_string())
+                .or_default();
+            cell.values.push(x);
+            rounds = rounds.max(cell.values.len());
+        }
+        if let Some(p) = v["fsync_probe_us"]["median"].as_f64() {
+            probes
+                .entry(workload.to_string())
+                .or_default()
+                .values
+                .push(p);
+        }
         if let Some(ver) = v["version"].as_str() {
             versions.insert(store.to_string(), ver.to_string());
         }
@@ -163,10 +185,15 @@ pub fn print(path: &Path) -> Result<()> {
         let (workload, variant) = key;
         let row = &cells[key];
         let m = metric(workload);
-        // A variant row compares with OurDB's figure from the main row.
+        // A variant row compares with OurDB's figure from the main row (of its kind).
+        let base = if variant.ends_with(CPU_ROW) {
+            CPU_ROW.to_string()
+        } else {
+            String::new()
+        };
         let ourdb = row.get("ourdb").and_then(Cell::median).or_else(|| {
             cells
-                .get(&(workload.clone(), String::new()))
+                .get(&(workload.clone(), base))
                 .and_then(|r| r.get("ourdb"))
                 .and_then(Cell::median)
         });
@@ -235,5 +262,18 @@ pub fn print(path: &Path) -> Result<()> {
         .collect();
     println!("Versions: {}.", list.join("; "));
     println!("sled's sync (`flush()`) is `sync_file_range`, not fsync: it is left out of \"best real-fsync\".");
+    println!("\"{CPU_ROW}\": gets ÷ each reading thread's own CPU time, summed over the threads (what they would do with a core each; less sensitive to other processes than the wall-clock rate).");
+    let list: Vec<String> = WORKLOADS
+        .iter()
+        .filter_map(|w| {
+            let c = probes.get(*w)?;
+            let lo = c.values.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = c.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            Some(format!("{w} {:.0} µs ({lo:.0}–{hi:.0})", c.median()?))
+        })
+        .collect();
+    if !list.is_empty() {
+        println!("Disk state before each measurement (4 KiB append + fdatasync, median per run; median and min–max over the runs): {}.", list.join("; "));
+    }
     Ok(())
 }
