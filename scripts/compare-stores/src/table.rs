@@ -73,6 +73,19 @@ fn format(workload: &str, x: f64) -> String {
     }
 }
 
+/// 1000000 -> "1,000,000".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[derive(Default)]
 struct Cell {
     values: Vec<f64>,
@@ -163,9 +176,11 @@ pub fn print(path: &Path) -> Result<()> {
             versions.insert(store.to_string(), ver.to_string());
         }
         let size = match (v["n"].as_u64(), v["threads"].as_u64(), v["gets"].as_u64()) {
-            (Some(n), Some(t), Some(g)) => format!("{} records, {t} thr, {} gets", n, g),
-            (Some(n), Some(t), None) if t > 1 => format!("{n} records, {t} thr"),
-            (Some(n), _, _) => format!("{n} records"),
+            (Some(n), Some(t), Some(g)) => {
+                format!("{} records, {t} thr, {} gets", thousands(n), thousands(g))
+            }
+            (Some(n), Some(t), None) if t > 1 => format!("{} records, {t} thr", thousands(n)),
+            (Some(n), _, _) => format!("{} records", thousands(n)),
             _ => String::new(),
         };
         sizes.insert(workload.to_string(), size);
