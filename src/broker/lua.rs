@@ -6,50 +6,55 @@
 use super::keys;
 use redis::Script;
 
-/// Every script, loaded once per broker (`EVALSHA` after the first call).
-pub(crate) struct Scripts {
-    pub(crate) enqueue: Script,
-    pub(crate) reserve: Script,
-    pub(crate) finish_take: Script,
-    pub(crate) release: Script,
-    pub(crate) reclaim: Script,
-    pub(crate) ensure: Script,
-    pub(crate) watch: Script,
-    pub(crate) start: Script,
-    pub(crate) empty: Script,
-    pub(crate) delete: Script,
-    pub(crate) cancel: Script,
-    pub(crate) retry: Script,
-    pub(crate) prune: Script,
-}
-
 /// A script with the key prefixes filled in.
 fn load(text: &str) -> Script {
-    Script::new(&text.replace("{{JOB_PREFIX}}", keys::JOB_PREFIX).replace(
-        "{{QUEUE_PREFIX_LEN}}",
-        &keys::QUEUE_PREFIX.len().to_string(),
-    ))
+    Script::new(
+        &text
+            .replace("{{JOB_PREFIX}}", keys::JOB_PREFIX)
+            .replace("{{QUEUE_PREFIX_LEN}}", &keys::QUEUE_PREFIX.len().to_string()),
+    )
 }
 
-impl Scripts {
-    pub(crate) fn load() -> Scripts {
-        Scripts {
-            enqueue: load(include_str!("lua/enqueue.lua")),
-            reserve: load(include_str!("lua/reserve.lua")),
-            finish_take: load(include_str!("lua/finish_take.lua")),
-            release: load(include_str!("lua/release.lua")),
-            reclaim: load(include_str!("lua/reclaim.lua")),
-            ensure: load(include_str!("lua/ensure.lua")),
-            watch: load(include_str!("lua/watch.lua")),
-            start: load(include_str!("lua/start.lua")),
-            empty: load(include_str!("lua/empty.lua")),
-            delete: load(include_str!("lua/delete.lua")),
-            cancel: load(include_str!("lua/cancel.lua")),
-            retry: load(include_str!("lua/retry.lua")),
-            prune: load(include_str!("lua/prune.lua")),
+/// The scripts by name, each from `lua/<name>.lua`: one list for the struct, its loading
+/// and the test below.
+macro_rules! scripts {
+    ($($name:ident),* $(,)?) => {
+        /// Every script, loaded once per broker (`EVALSHA` after the first call).
+        pub(crate) struct Scripts {
+            $(pub(crate) $name: Script,)*
         }
-    }
+
+        impl Scripts {
+            pub(crate) fn load() -> Scripts {
+                Scripts {
+                    $($name: load(include_str!(concat!("lua/", stringify!($name), ".lua"))),)*
+                }
+            }
+        }
+
+        /// Name and text of every script.
+        #[cfg(test)]
+        const SOURCES: &[(&str, &str)] = &[
+            $((stringify!($name), include_str!(concat!("lua/", stringify!($name), ".lua"))),)*
+        ];
+    };
 }
+
+scripts!(
+    enqueue,
+    reserve,
+    finish_take,
+    release,
+    reclaim,
+    ensure,
+    watch,
+    start,
+    empty,
+    delete,
+    cancel,
+    retry,
+    prune,
+);
 
 #[cfg(test)]
 mod tests {
@@ -57,21 +62,7 @@ mod tests {
     /// filled in.
     #[test]
     fn scripts_spell_no_key_and_leave_no_placeholder() {
-        for (name, text) in [
-            ("enqueue", include_str!("lua/enqueue.lua")),
-            ("reserve", include_str!("lua/reserve.lua")),
-            ("finish_take", include_str!("lua/finish_take.lua")),
-            ("release", include_str!("lua/release.lua")),
-            ("reclaim", include_str!("lua/reclaim.lua")),
-            ("ensure", include_str!("lua/ensure.lua")),
-            ("watch", include_str!("lua/watch.lua")),
-            ("start", include_str!("lua/start.lua")),
-            ("empty", include_str!("lua/empty.lua")),
-            ("delete", include_str!("lua/delete.lua")),
-            ("cancel", include_str!("lua/cancel.lua")),
-            ("retry", include_str!("lua/retry.lua")),
-            ("prune", include_str!("lua/prune.lua")),
-        ] {
+        for &(name, text) in super::SOURCES {
             let code: String = text
                 .lines()
                 .map(|l| l.split("--").next().unwrap_or(""))
