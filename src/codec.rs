@@ -131,6 +131,36 @@ fn status_code(s: JobStatus) -> u8 {
     }
 }
 
+/// The encodings as methods of [`Job`], for the public API (defined here, so that `job.rs`
+/// stays pure data with no arrow back to its codec).
+impl Job {
+    /// The job as JSON, with the original Go system's field names (what the job hash's
+    /// `job` field holds, and what clients in other languages read).
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
+
+    /// A job from JSON another client wrote: fields this version does not know are
+    /// ignored, missing ones take their defaults.
+    pub fn from_json(bytes: &[u8]) -> Result<Job, CodecError> {
+        from_json(bytes)
+    }
+
+    /// The job as herojobs stores it in OurDB (a version byte, then bincode; see
+    /// `docs/ourdb-format.md`). The id is not in it: it is the record's OurDB id.
+    pub fn to_record(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        to_record(self, &mut out);
+        out
+    }
+
+    /// A job from its OurDB record (`id` is the record's id: records do not store it), as
+    /// `herojobs ourdb dump --circle` decodes them. Records of every earlier version load.
+    pub fn from_record(id: u32, bytes: &[u8]) -> Result<Job, CodecError> {
+        from_record(id, bytes)
+    }
+}
+
 /// Encodes a job as JSON (for the Redis hash field `job`).
 pub(crate) fn to_json(job: &Job) -> String {
     // Serialising a struct of strings and numbers cannot fail.

@@ -340,32 +340,6 @@ impl Job {
         self
     }
 
-    /// The job as JSON, with the original Go system's field names (what the job hash's
-    /// `job` field holds, and what clients in other languages read).
-    pub fn to_json(&self) -> String {
-        crate::codec::to_json(self)
-    }
-
-    /// A job from JSON another client wrote: fields this version does not know are
-    /// ignored, missing ones take their defaults.
-    pub fn from_json(bytes: &[u8]) -> Result<Job, crate::codec::CodecError> {
-        crate::codec::from_json(bytes)
-    }
-
-    /// The job as herojobs stores it in OurDB (a version byte, then bincode; see
-    /// `docs/ourdb-format.md`). The id is not in it: it is the record's OurDB id.
-    pub fn to_record(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        crate::codec::to_record(self, &mut out);
-        out
-    }
-
-    /// A job from its OurDB record (`id` is the record's id: records do not store it), as
-    /// `herojobs ourdb dump --circle` decodes them. Records of every earlier version load.
-    pub fn from_record(id: u32, bytes: &[u8]) -> Result<Job, crate::codec::CodecError> {
-        crate::codec::from_record(id, bytes)
-    }
-
     /// Its address, `circle/topic/id` (the names fixed as submit fixes them).
     pub fn job_ref(&self) -> Result<crate::names::JobRef, crate::names::BadName> {
         Ok(crate::names::QueueName::new(&self.circle, &self.topic)?.job(self.id))

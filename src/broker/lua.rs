@@ -8,11 +8,10 @@ use redis::Script;
 
 /// A script with the key prefixes filled in.
 fn load(text: &str) -> Script {
-    Script::new(
-        &text
-            .replace("{{JOB_PREFIX}}", keys::JOB_PREFIX)
-            .replace("{{QUEUE_PREFIX_LEN}}", &keys::QUEUE_PREFIX.len().to_string()),
-    )
+    Script::new(&text.replace("{{JOB_PREFIX}}", keys::JOB_PREFIX).replace(
+        "{{QUEUE_PREFIX_LEN}}",
+        &keys::QUEUE_PREFIX.len().to_string(),
+    ))
 }
 
 /// The scripts by name, each from `lua/<name>.lua`: one list for the struct, its loading

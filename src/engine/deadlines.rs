@@ -89,7 +89,7 @@ impl Deadlines {
             }
         }
         // Blocked OurDB databases, each when its pause is over.
-        s.unrecorded.retry(&s, false);
+        s.unrecorded.retry(&s.store, false);
         if self
             .last_publish
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
@@ -101,7 +101,7 @@ impl Deadlines {
     fn publish(&mut self) {
         self.last_publish = Some(Instant::now());
         let s = &self.shared;
-        let snap = s.stats.snapshot(s);
+        let snap = s.stats();
         let queue_fields = s.stats.queue_fields();
         let mut fields: Vec<(&str, u64)> = snap.fields();
         fields.extend(queue_fields.iter().map(|(k, v)| (k.as_str(), *v)));

@@ -305,7 +305,8 @@ impl Dispatcher {
         // OurDB learns the batch is active in one write (in `strict` mode one fsync round
         // for the batch instead of one per worker).
         s.unrecorded.store(
-            &s,
+            &s.store,
+            s.draining.load(Ordering::Acquire),
             batch.iter().map(|w| &w.job).collect(),
             "recording taken jobs active",
         );

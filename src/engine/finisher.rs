@@ -167,7 +167,8 @@ fn apply(shared: &Shared, finished: &[Outcome], transitions: Option<&[Transition
     // One OurDB batch for the lot: in `strict` mode one fsync round instead of one per job.
     // A database that keeps refusing is blocked, its outcomes kept until it stores again.
     shared.unrecorded.store(
-        shared,
+        &shared.store,
+        shared.draining.load(Ordering::Acquire),
         winners.iter().map(|o| &o.job).collect(),
         "recording finished jobs",
     );

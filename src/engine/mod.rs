@@ -91,8 +91,8 @@ impl WatchDog {
 
     /// A client sharing this engine's broker and job store (in embedded mode, the only way
     /// to reach its in-process queues).
-    pub fn client(&self) -> crate::Client {
-        crate::Client::with_parts(
+    pub fn client(&self) -> crate::client::Client {
+        crate::client::Client::with_parts(
             Arc::clone(&self.shared.broker),
             Arc::clone(&self.shared.store),
         )
@@ -105,7 +105,7 @@ impl WatchDog {
 
     /// The counters.
     pub fn stats(&self) -> EngineStats {
-        self.shared.stats.snapshot(&self.shared)
+        self.shared.stats()
     }
 
     /// Whether the engine can do its work now: the broker answers (one round trip), its
@@ -303,7 +303,7 @@ impl WatchDog {
         take("herojobs-cancel", &mut self.threads);
         take("herojobs-recovery", &mut self.threads);
         take("herojobs-finisher", &mut self.threads);
-        s.unrecorded.last_try(s);
+        s.unrecorded.last_try(&s.store);
         if let Err(e) = s.store.sync() {
             log::error!("final OurDB sync: {e}");
         }

@@ -238,6 +238,24 @@ impl Shared {
         true
     }
 
+    /// The engine's counters now, with the figures its parts keep.
+    pub(crate) fn stats(&self) -> super::EngineStats {
+        let (dbs_blocked, dbs_unblocked) = self.unrecorded.times();
+        self.stats.snapshot(super::stats::Now {
+            dbs_blocked,
+            dbs_unblocked,
+            unrecorded: self.unrecorded.waiting() as u64,
+            running: self.running.lock().len() as u64,
+            workers: self.config.workers as u64,
+            blocked_dbs: self
+                .unrecorded
+                .list()
+                .into_iter()
+                .map(|(q, d)| (q, d.as_secs()))
+                .collect(),
+        })
+    }
+
     /// The timeout that applies to `job`.
     pub(crate) fn timeout_of(&self, job: &Job) -> Duration {
         if job.timeout == 0 {

@@ -2,12 +2,22 @@
 //! stats`, the dashboard and `/metrics` (per engine, and per queue with wait-time and
 //! run-time histograms).
 
-use super::shared::Shared;
 use crate::counters::QueueCounts;
 use crate::job::{Job, JobStatus};
 use crate::names::QueueName;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The figures of an engine's counters that other parts of it keep (see
+/// `Shared::stats`).
+pub(crate) struct Now {
+    pub(crate) dbs_blocked: u64,
+    pub(crate) dbs_unblocked: u64,
+    pub(crate) unrecorded: u64,
+    pub(crate) running: u64,
+    pub(crate) workers: u64,
+    pub(crate) blocked_dbs: Vec<(String, u64)>,
+}
 
 /// Monotonic counters of one engine.
 #[derive(Default)]
@@ -52,11 +62,6 @@ pub(crate) struct Stats {
     pub gave_up: AtomicU64,
     /// Outcomes per queue (one lock per recorded batch, not per job).
     pub queues: parking_lot::Mutex<HashMap<QueueName, QueueCounts>>,
-    /// Times an OurDB database refused writes after retries and was blocked (its queue not
-    /// taken from until it stores again).
-    pub dbs_blocked: AtomicU64,
-    /// Times a blocked database stored its kept versions and was unblocked.
-    pub dbs_unblocked: AtomicU64,
     /// Queues found unregistered (pushed to by other clients) and registered by recovery.
     pub queues_discovered: AtomicU64,
     /// Idle queues taken out of the registry by recovery.
@@ -131,8 +136,8 @@ impl Stats {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Copies the counters.
-    pub(crate) fn snapshot(&self, shared: &Shared) -> EngineStats {
+    /// Copies the counters, with the figures of now that live elsewhere in the engine.
+    pub(crate) fn snapshot(&self, now: Now) -> EngineStats {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         EngineStats {
             taken: l(&self.taken),
@@ -154,19 +159,14 @@ impl Stats {
             cancelled: l(&self.cancelled),
             refused: l(&self.refused),
             gave_up: l(&self.gave_up),
-            dbs_blocked: l(&self.dbs_blocked),
-            dbs_unblocked: l(&self.dbs_unblocked),
+            dbs_blocked: now.dbs_blocked,
+            dbs_unblocked: now.dbs_unblocked,
             queues_discovered: l(&self.queues_discovered),
             queues_pruned: l(&self.queues_pruned),
-            unrecorded: shared.unrecorded.waiting() as u64,
-            running: shared.running.lock().len() as u64,
-            workers: shared.config.workers as u64,
-            blocked_dbs: shared
-                .unrecorded
-                .list()
-                .into_iter()
-                .map(|(q, d)| (q, d.as_secs()))
-                .collect(),
+            unrecorded: now.unrecorded,
+            running: now.running,
+            workers: now.workers,
+            blocked_dbs: now.blocked_dbs,
         }
     }
 

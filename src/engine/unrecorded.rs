@@ -12,14 +12,12 @@
 //! is replaced by its outcome, never written after it. Writes to a blocked database go
 //! through this module under its lock, so a retry never races a newer version.
 
-use super::shared::Shared;
-use super::stats::Stats;
-use crate::broker::QueueName;
 use crate::job::Job;
+use crate::names::QueueName;
 use crate::store::{JobStore, StoreError};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Pauses between the immediate retries of a failed write (then the database is blocked).
@@ -54,6 +52,10 @@ pub(crate) struct Unrecorded {
     /// How many databases are blocked: the dispatcher's check costs one atomic load while
     /// none is.
     count: AtomicUsize,
+    /// Times a database refused writes after the retries and was blocked.
+    times_blocked: AtomicU64,
+    /// Times a blocked database stored its kept versions and was unblocked.
+    times_unblocked: AtomicU64,
 }
 
 /// Groups jobs by database, keeping their order.
@@ -121,6 +123,14 @@ impl Unrecorded {
         v
     }
 
+    /// Times a database was blocked, and unblocked, since the engine started.
+    pub(crate) fn times(&self) -> (u64, u64) {
+        (
+            self.times_blocked.load(Ordering::Relaxed),
+            self.times_unblocked.load(Ordering::Relaxed),
+        )
+    }
+
     /// How many job versions wait for a blocked database.
     pub(crate) fn waiting(&self) -> usize {
         if self.count.load(Ordering::Acquire) == 0 {
@@ -133,7 +143,9 @@ impl Unrecorded {
     /// a few times; if it still refuses, its jobs are kept and it is blocked. Jobs of an
     /// already blocked database are kept without a write (the periodic retry writes them in
     /// order). `what` names the write in the log.
-    pub(crate) fn store(&self, shared: &Shared, jobs: Vec<&Job>, what: &str) {
+    /// While the engine drains (`draining`), a refusing database is blocked after one
+    /// retry, so shutdown is not held up.
+    pub(crate) fn store(&self, store: &JobStore, draining: bool, jobs: Vec<&Job>, what: &str) {
         for (q, group) in by_queue(jobs) {
             if self.count.load(Ordering::Acquire) > 0 {
                 let mut g = self.blocked.lock();
@@ -144,27 +156,27 @@ impl Unrecorded {
                     continue;
                 }
             }
-            let mut res = write(&shared.store, &group).map_err(|e| e.to_string());
+            let mut res = write(store, &group).map_err(|e| e.to_string());
             for pause in RETRIES {
                 let Err(e) = &res else { break };
-                if shared.draining.load(Ordering::Acquire) && pause > RETRIES[0] {
+                if draining && pause > RETRIES[0] {
                     break;
                 }
                 log::warn!("{what} in OurDB {q}: {e}; retrying in {pause:?}");
                 std::thread::sleep(pause);
-                res = rewrite(&shared.store, &q, &group);
+                res = rewrite(store, &q, &group);
             }
             if let Err(e) = res {
-                self.block(shared, &q, group, e);
+                self.block(&q, group, e);
             }
         }
     }
 
-    fn block(&self, shared: &Shared, q: &QueueName, jobs: Vec<&Job>, error: String) {
+    fn block(&self, q: &QueueName, jobs: Vec<&Job>, error: String) {
         let mut g = self.blocked.lock();
         let now = Instant::now();
         let b = g.entry(q.clone()).or_insert_with(|| {
-            Stats::inc(&shared.stats.dbs_blocked);
+            self.times_blocked.fetch_add(1, Ordering::Relaxed);
             log::error!(
                 "OurDB {q} refuses writes ({error}): taking no more jobs of {q} until it \
                  stores again (retried every {RETRY_FIRST:?} to {RETRY_MAX:?})"
@@ -186,7 +198,7 @@ impl Unrecorded {
 
     /// Tries the blocked databases whose pause is over (`force`: all of them, now); unblocks
     /// those that store their kept versions. Returns how many stay blocked.
-    pub(crate) fn retry(&self, shared: &Shared, force: bool) -> usize {
+    pub(crate) fn retry(&self, store: &JobStore, force: bool) -> usize {
         if self.count.load(Ordering::Acquire) == 0 {
             return 0;
         }
@@ -200,7 +212,7 @@ impl Unrecorded {
             let jobs: Vec<&Job> = b.jobs.values().collect();
             // A database blocked by a failed `active` write may hold only versions that a
             // later outcome replaced: either way, what is kept is the latest.
-            match rewrite(&shared.store, q, &jobs) {
+            match rewrite(store, q, &jobs) {
                 Ok(()) => {
                     log::warn!(
                         "OurDB {q} stores again after {:?}: {} kept version(s) written; its queue is served again",
@@ -223,7 +235,7 @@ impl Unrecorded {
         }
         for q in done {
             g.remove(&q);
-            Stats::inc(&shared.stats.dbs_unblocked);
+            self.times_unblocked.fetch_add(1, Ordering::Relaxed);
         }
         self.count.store(g.len(), Ordering::Release);
         g.len()
@@ -232,8 +244,8 @@ impl Unrecorded {
     /// At shutdown: one last try, then says in the log what OurDB does not have (the broker
     /// has those outcomes while it keeps its data; recovery copies them into OurDB once the
     /// database stores again).
-    pub(crate) fn last_try(&self, shared: &Shared) {
-        if self.retry(shared, true) == 0 {
+    pub(crate) fn last_try(&self, store: &JobStore) {
+        if self.retry(store, true) == 0 {
             return;
         }
         for (q, b) in self.blocked.lock().iter() {
@@ -285,7 +297,8 @@ mod tests {
         let active = job("bad", 1, JobStatus::Active);
         let done = job("bad", 1, JobStatus::Done);
         let other = job("good", 1, JobStatus::Done);
-        s.unrecorded.store(&s, vec![&active, &other], "test");
+        s.unrecorded
+            .store(&s.store, false, vec![&active, &other], "test");
         assert!(s.unrecorded.is_blocked(&bad));
         assert!(!s.unrecorded.is_blocked(&good));
         assert_eq!(
@@ -293,23 +306,18 @@ mod tests {
             JobStatus::Done
         );
         // A blocked database's later version replaces the kept one, written to nobody.
-        s.unrecorded.store(&s, vec![&done], "test");
+        s.unrecorded.store(&s.store, false, vec![&done], "test");
         assert_eq!(s.unrecorded.waiting(), 1);
         assert_eq!(
-            s.unrecorded.retry(&s, true),
+            s.unrecorded.retry(&s.store, true),
             1,
             "unblocked while still broken"
         );
         assert_eq!(s.unrecorded.list().len(), 1);
-        assert_eq!(
-            s.stats
-                .dbs_blocked
-                .load(std::sync::atomic::Ordering::Relaxed),
-            1
-        );
+        assert_eq!(s.unrecorded.times().0, 1);
         // Repaired: the kept version (the latest) is written and the queue is served again.
         std::fs::remove_file(base.join("circles/bad")).unwrap();
-        assert_eq!(s.unrecorded.retry(&s, true), 0);
+        assert_eq!(s.unrecorded.retry(&s.store, true), 0);
         assert!(!s.unrecorded.is_blocked(&bad));
         assert_eq!(s.unrecorded.waiting(), 0);
         assert_eq!(

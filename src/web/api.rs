@@ -2,13 +2,12 @@
 //! the embedded static assets. Every read is bounded (a page of ids, a page of OurDB
 //! records, one peek): no request scans a whole queue or database.
 
-use super::fleet::{unix_ms, FleetView};
+use super::fleet::{all_queues, oldest_wait, unix_ms, FleetView};
 use super::{App, TOKEN_HEADER};
 use crate::client::PageQuery;
 use crate::job::{unix_now, Job, JobStatus};
 use crate::names::{JobRef, QueueName};
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
 use std::io::Read;
 use tiny_http::{Header, Method, Request, Response};
 
@@ -116,26 +115,6 @@ fn param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
         .find(|(k, _)| *k == key)
         .map(|(_, v)| v)
         .filter(|v| !v.is_empty())
-}
-
-/// Every queue known to the registry, to OurDB or to an engine's counters.
-pub(crate) fn all_queues(app: &App, fleet: &FleetView) -> (Vec<QueueName>, Option<String>) {
-    let mut set: BTreeSet<QueueName> = fleet.queue_names().into_iter().collect();
-    let mut err = None;
-    match app.client.queues() {
-        Ok(qs) => set.extend(qs),
-        Err(e) => err = Some(e.to_string()),
-    }
-    set.extend(app.client.stored_queues());
-    (set.into_iter().collect(), err)
-}
-
-/// Seconds the next job to run of `q` has waited (`None`: nothing waits).
-pub(crate) fn oldest_wait(app: &App, q: &QueueName) -> crate::Result<Option<i64>> {
-    Ok(app
-        .client
-        .peek(q)?
-        .map(|j| (unix_now() - j.time_scheduled).max(0)))
 }
 
 fn queue_summary(app: &App, fleet: &FleetView, q: &QueueName) -> Value {

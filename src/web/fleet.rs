@@ -4,8 +4,9 @@
 
 use super::App;
 use crate::counters::QueueCounts;
+use crate::job::unix_now;
 use crate::names::QueueName;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
 /// Samples kept for the chart (10 minutes at the default 2 s period).
@@ -157,4 +158,24 @@ pub(crate) fn unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Every queue known to the registry, to OurDB or to an engine's counters.
+pub(crate) fn all_queues(app: &App, fleet: &FleetView) -> (Vec<QueueName>, Option<String>) {
+    let mut set: BTreeSet<QueueName> = fleet.queue_names().into_iter().collect();
+    let mut err = None;
+    match app.client.queues() {
+        Ok(qs) => set.extend(qs),
+        Err(e) => err = Some(e.to_string()),
+    }
+    set.extend(app.client.stored_queues());
+    (set.into_iter().collect(), err)
+}
+
+/// Seconds the next job to run of `q` has waited (`None`: nothing waits).
+pub(crate) fn oldest_wait(app: &App, q: &QueueName) -> crate::Result<Option<i64>> {
+    Ok(app
+        .client
+        .peek(q)?
+        .map(|j| (unix_now() - j.time_scheduled).max(0)))
 }

@@ -142,7 +142,7 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 /// The scrape's text. Fails only when the broker cannot be read at all.
 pub(crate) fn render(app: &App) -> Result<String, String> {
     let fleet = FleetView::read(&app.client).map_err(|e| e.to_string())?;
-    let (queues, _) = super::api::all_queues(app, &fleet);
+    let (queues, _) = super::fleet::all_queues(app, &fleet);
     let mut s = Scrape::default();
 
     let per_engine_queue = |f: &dyn Fn(&QueueCounts) -> u64| {
@@ -231,7 +231,7 @@ pub(crate) fn render(app: &App) -> Result<String, String> {
         if let Ok(ids) = app.client.running_ids(q) {
             running.push((queue_labels(q), ids.len() as i64));
         }
-        if let Ok(age) = super::api::oldest_wait(app, q) {
+        if let Ok(age) = super::fleet::oldest_wait(app, q) {
             oldest.push((queue_labels(q), age.unwrap_or(0)));
         }
         bytes.push((queue_labels(q), dir_bytes(&app.client.db_dir(q)) as i64));
