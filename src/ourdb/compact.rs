@@ -9,7 +9,7 @@
 //! 3. Rename each staged file over its live counterpart, remove data files past the new
 //!    count, update `ourdb.state` (bumping the generation), remove `COMMIT`, then `.compact/`.
 //!
-//! On open, [`recover`] finishes step 3 if `COMMIT` exists and discards `.compact/` if not.
+//! On open, `recover` finishes step 3 if `COMMIT` exists and discards `.compact/` if not.
 //! A crash before the commit point leaves the old database; after it, the new one.
 //! History (older versions) is dropped: new records have no previous location.
 

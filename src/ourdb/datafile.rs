@@ -25,7 +25,7 @@ impl DataFile {
     /// Opens data file `nr` in `dir`; with `create`, creates it holding the one-byte preamble.
     pub fn open(dir: &Path, nr: u16, create: bool) -> Result<DataFile> {
         let path = dir.join(format::data_file_name(nr));
-        let file = super::open_rw(&path, create)?;
+        let file = super::inner::open_rw(&path, create)?;
         let mut len = file
             .metadata()
             .map_err(|e| OurDbError::io("stat", &path, e))?

@@ -152,11 +152,18 @@ impl RecordHeader {
     }
 }
 
-/// Why a header could not be parsed.
+/// Why a header could not be parsed. The caller adds where (file and offset): this module
+/// never sees a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HeaderError {
     /// Fewer bytes than the header needs.
-    Truncated { needed: usize, available: usize },
+    Truncated {
+        /// Bytes the header needs (12, or 20 for an extended header).
+        needed: usize,
+        /// Bytes there were.
+        available: usize,
+    },
     /// An extended header whose length is not above the classic maximum or above the limit.
     BadExtendedLength(u64),
 }

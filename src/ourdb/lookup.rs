@@ -34,7 +34,7 @@ pub struct Lookup {
 impl Lookup {
     /// Opens (creating if needed) `lookup/data` with entries of `keysize` bytes.
     pub fn open(path: &Path, keysize: u8) -> Result<Lookup> {
-        let file = super::open_rw(path, true)?;
+        let file = super::inner::open_rw(path, true)?;
         Self::from_file(path, file, keysize, true)
     }
 
