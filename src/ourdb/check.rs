@@ -189,6 +189,11 @@ impl Inner {
                 let mut pos = start;
                 let mut intact = 0u64;
                 while intact < 1_000_000 && pos <= format::MAX_POSITION {
+                    // Commit records (`strict`) lie between records: step over them.
+                    if let Ok(Some(c)) = file.read_commit(pos) {
+                        pos += c.total_len as u64;
+                        continue;
+                    }
                     match file.read_record(pos as u32, max, &mut buf) {
                         Ok(h) if h.data_len > 0 => {
                             intact += 1;

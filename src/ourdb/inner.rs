@@ -1,6 +1,7 @@
 //! The shared core of one handle (`Inner`): its files and maps, the shared state, the
 //! writer, and the background thread that hands the file lock back, runs `periodic` fsyncs
-//! and keeps herolib's sparse dump current. Owns no public API: [`super::OurDb`] is the facade.
+//! and checkpoints, and keeps herolib's sparse dump current. Owns no public API:
+//! [`super::OurDb`] is the facade.
 
 use super::config::{Config, Durability, StoredConfig};
 use super::datafile::DataFile;
@@ -9,6 +10,7 @@ use super::durability::SyncCtl;
 use super::error::{OurDbError, Result};
 use super::format;
 use super::lookup::Lookup;
+use super::mark::Mark;
 use super::state::State;
 use super::write::{Writer, STICKY_IDLE};
 use arc_swap::ArcSwap;
@@ -24,6 +26,20 @@ use std::time::{Duration, Instant};
 /// (reads of old records would otherwise make a long-running process's RSS grow with the
 /// data it ever read, although those pages belong to the page cache).
 const RESIDENT_TRIM: Duration = Duration::from_secs(1);
+/// A checkpoint (table fsync + mark) runs at most this often while data is written: it
+/// bounds the tail open replays after a crash to what was written in the last second.
+pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// ... or as soon as this many bytes were appended past the mark (bounds the replay after
+/// a crash to a few milliseconds of reading).
+pub(super) const CHECKPOINT_BYTES: u64 = 32 << 20;
+
+/// The last checkpoint this handle knows of (another process may have written a newer one).
+pub(super) struct MarkCtl {
+    /// The mark, `None` on a read-only handle (which never writes one).
+    pub(super) last: Option<Mark>,
+    /// When it was written or read.
+    pub(super) when: Instant,
+}
 
 /// Opens one of the database's files for reading and writing, creating it if asked, never
 /// truncating it.
@@ -67,6 +83,8 @@ pub(super) struct Inner {
     /// Mirrors `Writer::held` for the background thread, which must not wait for the mutex.
     pub(super) lock_held: AtomicBool,
     pub(super) sync: SyncCtl,
+    /// The lookup table's durable point (`lookup/mark`): see [`super::mark`].
+    pub(super) mark: Mutex<MarkCtl>,
 }
 
 /// Bookkeeping for rewriting herolib's sparse dump only when the table changed.
@@ -254,7 +272,7 @@ pub(super) fn spawn_background(inner: &Arc<Inner>, config: &Config) -> Result<Jo
                 let mut wait = if periodic {
                     interval.saturating_sub(last_sync.elapsed())
                 } else {
-                    Duration::from_secs(1)
+                    CHECKPOINT_INTERVAL
                 };
                 if inner2.lock_held.load(Ordering::Acquire) {
                     wait = wait.min(STICKY_IDLE);
@@ -279,6 +297,9 @@ pub(super) fn spawn_background(inner: &Arc<Inner>, config: &Config) -> Result<Jo
                             );
                         }
                     }
+                }
+                if let Err(e) = inner2.maybe_checkpoint(false) {
+                    log::error!("ourdb {}: checkpoint failed: {e}", inner2.dir.display());
                 }
                 // After the fsync, so a dump never names a record less durable than the
                 // table's entry for it.

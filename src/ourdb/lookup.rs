@@ -157,6 +157,8 @@ impl Lookup {
         let mut new_len = need.max(current + step);
         new_len = new_len.div_ceil(ks) * ks;
         new_len = new_len.min(self.map.reserve());
+        #[cfg(test)]
+        let _gate = super::powerloss::gate();
         self.file
             .set_len(new_len)
             .map_err(|e| OurDbError::io("grow", &self.path, e))?;
@@ -190,6 +192,8 @@ impl Lookup {
                 location: loc,
             })?;
         debug_assert!((id as u64 + 1) * self.keysize as u64 <= self.known_len());
+        #[cfg(test)]
+        let _gate = super::powerloss::gate();
         self.map
             .store_bytes(id as u64 * self.keysize as u64, &buf[..n]);
         Ok(())

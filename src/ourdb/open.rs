@@ -1,13 +1,17 @@
 //! Opening a database: creation under the writer lock, recovery of an interrupted
-//! compaction, reconciliation of the shared state with the files, and read-only opens that
+//! compaction, replay of the commit records past the lookup table's durable mark (crash
+//! recovery), reconciliation of the shared state with the files, and read-only opens that
 //! create, lock and write nothing.
 
 use super::config::{Config, Durability, StoredConfig, CONFIG_FILE};
 use super::datafile::DataFile;
 use super::durability::SyncCtl;
 use super::error::{OurDbError, Result};
+use super::format::Location;
+use super::inner::MarkCtl;
 use super::inner::{open_rw, DumpCtl, Inner, Maps};
 use super::lookup::{self, Lookup};
+use super::mark::{self, Mark};
 use super::state::{self, State};
 use super::write::Writer;
 use super::{compact, dump, format, LOCK_FILE, OPEN_LOCK_FILE};
@@ -41,12 +45,19 @@ fn no_database(dir: &Path) -> OurDbError {
 }
 
 /// The next id from its sources, each checked against the table (see
-/// [`format::MAX_ID_GAP`]). Returns the next id and the value before the table scan.
+/// [`format::MAX_ID_GAP`]): the state file, `.inc`, the dump's `.inc`, the mark, the ids the
+/// replay met, and (`scan`) the last set entry in the table's tail — needed only when the
+/// table may hold entries none of the others knows (no mark, a stale state after a crash with
+/// writes that no commit record names). Returns the next id and the value before the scan.
+#[allow(clippy::too_many_arguments)]
 fn reconcile_next_id(
     dir: &Path,
     lookup: &Lookup,
     state_next: Option<u64>,
     dump_inc: Option<u64>,
+    mark_next: Option<u64>,
+    replay_next: u64,
+    scan: bool,
 ) -> Result<(u64, u64)> {
     let table_ids = lookup.entries().max(1);
     let bound = table_ids + format::MAX_ID_GAP;
@@ -81,14 +92,126 @@ fn reconcile_next_id(
         .into_iter()
         .chain(inc)
         .chain(dump_inc)
+        .chain(mark_next.filter(|n| *n <= bound))
         .max()
         .unwrap_or(1)
-        .max(1);
-    let scanned = lookup
-        .last_set_id(OPEN_SCAN_WINDOW)
-        .map(|id| id as u64 + 1)
-        .unwrap_or(1);
+        .max(1)
+        .max(replay_next);
+    let scanned = if scan {
+        lookup
+            .last_set_id(OPEN_SCAN_WINDOW)
+            .map(|id| id as u64 + 1)
+            .unwrap_or(1)
+    } else {
+        1
+    };
     Ok((prior.max(scanned), prior))
+}
+
+/// What replaying the data past the mark found.
+#[derive(Default, Debug)]
+pub(super) struct Replayed {
+    /// Bytes exist past the mark (records, a torn tail, a `strict` writer's fill).
+    pub(super) beyond: bool,
+    /// Entries set from commit records.
+    pub(super) applied: u64,
+    /// One more than the highest id a valid commit record names (1 if none).
+    pub(super) next: u64,
+    /// Intact records no valid commit record covers (`periodic` or `none` writes, or a
+    /// `strict` group cut short): their ids are unknown, so the table's tail is scanned for
+    /// the next id.
+    pub(super) unframed: bool,
+}
+
+/// Crash recovery: reads the data files from the mark on, record by record, and for every
+/// commit record whose CRC matches the records right before it, points each id it names at
+/// its record — unless the table already holds a later version of that id (a write that
+/// another handle published after it). Stops at the first bytes that are not a whole record
+/// (a torn tail, a `strict` writer's fill). Never hands out anything: it only raises the next
+/// id past the ids it met.
+pub(super) fn replay(
+    lookup: &Lookup,
+    files: &[Arc<DataFile>],
+    m: &Mark,
+    max: usize,
+) -> Result<Replayed> {
+    let mut out = Replayed {
+        next: 1,
+        ..Replayed::default()
+    };
+    let mut buf = Vec::new();
+    // Each record since the last commit record: location, data CRC, data length.
+    let mut group: Vec<(Location, u32, u32)> = Vec::new();
+    let mut crcs: Vec<(u32, u32)> = Vec::new();
+    for (nr, file) in files.iter().enumerate().skip(m.file_nr as usize) {
+        let nr = nr as u16;
+        let mut pos = if nr == m.file_nr {
+            m.position.max(format::DATA_FILE_PREAMBLE)
+        } else {
+            format::DATA_FILE_PREAMBLE
+        };
+        let len = file.known_len();
+        if pos < len {
+            out.beyond = true;
+        }
+        group.clear();
+        while pos < len && pos <= format::MAX_POSITION {
+            match file.read_commit(pos) {
+                Ok(Some(c)) => {
+                    let n = c.ids.count();
+                    let framed = n <= group.len() && {
+                        crcs.clear();
+                        crcs.extend(group[group.len() - n..].iter().map(|r| (r.1, r.2)));
+                        c.matches(&crcs)
+                    };
+                    if framed {
+                        out.unframed |= group.len() > n;
+                        let first = group.len() - n;
+                        for (i, r) in group[first..].iter().enumerate() {
+                            let id = c.ids.id(i);
+                            if id == 0 {
+                                continue;
+                            }
+                            out.next = out.next.max(id as u64 + 1);
+                            let current = lookup.get(id, lookup.known_len())?;
+                            let newer = match current {
+                                None => true,
+                                Some(l) => l.is_none() || l.append_order() < r.0.append_order(),
+                            };
+                            if newer {
+                                lookup.ensure_capacity(id, lookup.known_len())?;
+                                lookup.set(id, r.0)?;
+                                out.applied += 1;
+                            }
+                        }
+                    } else {
+                        out.unframed |= !group.is_empty();
+                    }
+                    group.clear();
+                    pos += c.total_len as u64;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(_) => break,
+            }
+            match file.read_record(pos as u32, max, &mut buf) {
+                Ok(h) => {
+                    group.push((
+                        Location {
+                            file_nr: nr,
+                            position: pos as u32,
+                        },
+                        h.crc,
+                        h.data_len as u32,
+                    ));
+                    pos += h.total_len() as u64;
+                }
+                Err(_) => break,
+            }
+        }
+        out.unframed |= !group.is_empty();
+    }
+    Ok(out)
 }
 
 impl Inner {
@@ -129,7 +252,7 @@ impl Inner {
         }
         let opened = Self::open_locked(&dir, config, alone);
         let _ = lock.unlock();
-        let (stored, state, maps, prior_next) = opened?;
+        let (stored, state, maps, prior_next, last_mark) = opened?;
         let state_raised = state.next_id() > prior_next;
         Ok(Inner {
             dir,
@@ -144,16 +267,13 @@ impl Inner {
             maps: ArcSwap::from_pointee(maps),
             reload: Mutex::new(()),
             state,
-            writer: Mutex::new(Writer {
-                lock: Some(lock),
-                buf: Vec::with_capacity(4096),
-                held: false,
-                held_since: Instant::now(),
-                last_write: Instant::now(),
-                pending: Vec::new(),
-            }),
+            writer: Mutex::new(Writer::new(Some(lock))),
             lock_held: AtomicBool::new(false),
             sync: SyncCtl::default(),
+            mark: Mutex::new(MarkCtl {
+                last: Some(last_mark),
+                when: Instant::now(),
+            }),
         })
     }
 
@@ -202,13 +322,16 @@ impl Inner {
         Ok(s)
     }
 
-    /// Open-time work that must not race another process's writer or compaction.
+    /// Open-time work that must not race another process's writer or compaction: finish an
+    /// interrupted compaction, import herolib's dump if there is no table, replay the commit
+    /// records past the mark (alone: after a crash), reconcile the shared state with the
+    /// files, and move the mark to the end when anything was past it.
     #[allow(clippy::type_complexity)]
     pub(super) fn open_locked(
         dir: &Path,
         config: &Config,
         alone: bool,
-    ) -> Result<(StoredConfig, State, Maps, u64)> {
+    ) -> Result<(StoredConfig, State, Maps, u64, Mark)> {
         let recovered = compact::recover(dir)?;
         let stored = Self::resolve_config(dir, config, true)?;
         let dense = dir.join("lookup/data");
@@ -216,6 +339,12 @@ impl Inner {
         let mut dump_inc = None;
         if !dense.exists() && dump.join("data").exists() {
             dump_inc = lookup::import_sparse(&dump, &dense, stored.keysize)?;
+            // A table built from herolib's dump: a mark left from before describes another
+            // table. The dump's table is authoritative.
+            let p = mark::path(dir);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| OurDbError::io("remove", &p, e))?;
+            }
         }
         let lookup = Lookup::open(&dense, stored.keysize)?;
         let mut files = vec![Arc::new(DataFile::open(dir, 0, true)?)];
@@ -227,6 +356,35 @@ impl Inner {
                 break;
             }
             files.push(Arc::new(DataFile::open(dir, files.len() as u16, false)?));
+        }
+        let found = mark::read(dir)?;
+        if found == mark::Found::Invalid {
+            log::warn!(
+                "ourdb {}: {} holds no valid checkpoint; taking lookup/data as complete",
+                dir.display(),
+                mark::path(dir).display()
+            );
+        }
+        let old_mark = match found {
+            mark::Found::Valid(m) => Some(m),
+            _ => None,
+        };
+        // Only alone: a live handle publishes its own writes, so nothing can be missing from
+        // the table while another handle has the database open (a writer killed before it
+        // published left only unacknowledged writes, which the next lone open replays).
+        let replayed = match (&old_mark, alone) {
+            (Some(m), true) => replay(&lookup, &files, m, stored.record_size_max)?,
+            _ => Replayed {
+                next: 1,
+                ..Replayed::default()
+            },
+        };
+        if replayed.applied > 0 {
+            log::info!(
+                "ourdb {}: replayed {} lookup entries from commit records past the mark",
+                dir.display(),
+                replayed.applied
+            );
         }
         let (state, valid) = State::open(dir)?;
         let last = files.len() as u16 - 1;
@@ -246,7 +404,16 @@ impl Inner {
             last_len
         };
         let state_next = valid.then(|| state.next_id());
-        let (next, prior_next) = reconcile_next_id(dir, &lookup, state_next, dump_inc)?;
+        let scan = !valid || (alone && (old_mark.is_none() || replayed.unframed));
+        let (next, prior_next) = reconcile_next_id(
+            dir,
+            &lookup,
+            state_next,
+            dump_inc,
+            old_mark.map(|m| m.next_id),
+            replayed.next,
+            scan,
+        )?;
         state.set_next_id(next);
         state.set_file_nr(last);
         state.set_append_pos(append);
@@ -260,12 +427,36 @@ impl Inner {
             state.set_generation(state.generation() + 1);
         }
         state.set_valid();
+        // Past the mark there was something (a crash), or there is no mark yet (a new
+        // database, or one written before marks): make the table durable up to the end and
+        // move the mark there. The data files first: the replayed entries must not become
+        // durable before the records they point at (a kill leaves those in the page cache).
+        let at_end = |m: &Mark| (m.file_nr, m.position) == (last, append) && m.next_id >= next;
+        let mark = match old_mark {
+            Some(m) if at_end(&m) || (!replayed.beyond && alone) => m,
+            Some(m) if !alone => m,
+            _ => {
+                let from = old_mark.map_or(last, |m| m.file_nr.min(last));
+                for f in &files[from as usize..] {
+                    f.sync()?;
+                }
+                super::fsync::data(lookup.file(), lookup.path())?;
+                let m = Mark {
+                    seq: old_mark.map_or(0, |m| m.seq) + 1,
+                    file_nr: last,
+                    position: append,
+                    next_id: next,
+                };
+                mark::write(dir, &m)?;
+                m
+            }
+        };
         let maps = Maps {
             generation: state.generation(),
             lookup: Arc::new(lookup),
             files,
         };
-        Ok((stored, state, maps, prior_next))
+        Ok((stored, state, maps, prior_next, mark))
     }
 
     /// A read-only handle: reads the files as they are and creates, locks and writes nothing
@@ -303,7 +494,14 @@ impl Inner {
         }
         let (state, valid) = State::snapshot(&dir)?;
         let state_next = valid.then(|| state.next_id());
-        let (next, prior_next) = reconcile_next_id(&dir, &lookup, state_next, dump_inc)?;
+        let mark_next = match mark::read(&dir)? {
+            mark::Found::Valid(m) => Some(m.next_id),
+            _ => None,
+        };
+        // A read-only handle replays nothing (it writes no table): after a crash, records
+        // committed past the mark show once a writable open has replayed them.
+        let (next, prior_next) =
+            reconcile_next_id(&dir, &lookup, state_next, dump_inc, mark_next, 1, true)?;
         let last = files.len().saturating_sub(1) as u16;
         state.set_next_id(next);
         state.set_file_nr(last);
@@ -330,16 +528,13 @@ impl Inner {
             maps: ArcSwap::from_pointee(maps),
             reload: Mutex::new(()),
             state,
-            writer: Mutex::new(Writer {
-                lock: None,
-                buf: Vec::new(),
-                held: false,
-                held_since: Instant::now(),
-                last_write: Instant::now(),
-                pending: Vec::new(),
-            }),
+            writer: Mutex::new(Writer::new(None)),
             lock_held: AtomicBool::new(false),
             sync: SyncCtl::default(),
+            mark: Mutex::new(MarkCtl {
+                last: None,
+                when: Instant::now(),
+            }),
         })
     }
 }

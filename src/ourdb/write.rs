@@ -6,7 +6,9 @@ use super::datafile::DataFile;
 use super::error::{OurDbError, Result};
 use super::format::{self, Location};
 use super::inner::{Inner, Maps};
+use super::mark::{self, Mark};
 use super::{lookup, LOCK_FILE, OPEN_LOCK_FILE};
+use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,50 +34,80 @@ pub(super) struct Writer {
     /// The next fsync round publishes them into the table after the records are durable,
     /// so the table never reaches the disk ahead of the data (see [`Inner::publish`]).
     pub(super) pending: Vec<(u32, Location)>,
+    /// Scratch of the batch being written: each record's id, location and (data CRC, data
+    /// length), the last for its commit record.
+    pub(super) batch: Vec<(u32, Location)>,
+    /// See [`Writer::batch`].
+    pub(super) crcs: Vec<(u32, u32)>,
 }
 
+impl Writer {
+    /// A writer holding `lock` (`None`: read-only handle).
+    pub(super) fn new(lock: Option<File>) -> Writer {
+        Writer {
+            lock,
+            buf: Vec::new(),
+            held: false,
+            held_since: Instant::now(),
+            last_write: Instant::now(),
+            pending: Vec::new(),
+            batch: Vec::new(),
+            crcs: Vec::new(),
+        }
+    }
+}
+
+/// How a batch's records chain to earlier versions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Chain {
+    /// New ids (`add`): no previous version.
+    New,
+    /// Existing or caller-chosen ids (`set`, `put`): the previous version is the id's entry.
+    Previous,
+}
+
+/// A `pwrite` is issued when the batch buffer holds this much; a batch of records smaller
+/// than this is written with one `pwrite`.
+const BATCH_FLUSH: usize = 4 << 20;
+
 impl Inner {
-    /// Appends several records under one lock acquisition and (in `Strict`) one fsync.
-    /// Ids are consecutive and returned in order. With an id block reserved
-    /// ([`reserve_ids`](OurDb::reserve_ids)), fails with [`OurDbError::IdBlockExhausted`],
+    /// Appends several records under one lock acquisition, one `pwrite` and (in `Strict`)
+    /// one fsync. Ids are consecutive and returned in order. With an id block reserved
+    /// ([`reserve_ids`](super::OurDb::reserve_ids)), fails with [`OurDbError::IdBlockExhausted`],
     /// writing nothing, when the block has fewer ids left than records given.
     pub(super) fn add_many<'a>(
         &self,
         records: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Vec<u32>> {
-        let inner = self;
-        if !inner.stored.incremental {
+        if !self.stored.incremental {
             return Err(OurDbError::NotIncremental);
         }
         let records: Vec<&[u8]> = records.into_iter().collect();
         for data in &records {
-            inner.check_size(data)?;
+            self.check_size(data)?;
         }
-        let (ids, seq) = inner.write(|w| {
-            let first = inner.state.next_id().max(1);
-            let limit = inner.state.id_limit();
-            if limit != 0 && first + records.len() as u64 > limit {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, seq) = self.write(|w| {
+            let first = self.state.next_id().max(1);
+            let limit = self.state.id_limit();
+            let n = records.len() as u64;
+            if limit != 0 && first + n > limit {
                 return Err(OurDbError::IdBlockExhausted {
                     next: first,
                     limit,
                     wanted: records.len(),
                 });
             }
-            let mut ids = Vec::with_capacity(records.len());
-            for data in &records {
-                let next = inner.state.next_id().max(1);
-                if next > u32::MAX as u64 {
-                    return Err(OurDbError::IdSpaceExhausted);
-                }
-                let id = next as u32;
-                let loc = inner.append(w, data, Location::NONE)?;
-                inner.publish(w, id, loc)?;
-                inner.state.set_next_id(next + 1);
-                ids.push(id);
+            if first + n - 1 > u32::MAX as u64 {
+                return Err(OurDbError::IdSpaceExhausted);
             }
+            let ids: Vec<u32> = (first..first + n).map(|id| id as u32).collect();
+            self.write_batch(w, &ids, &records, Chain::New)?;
             Ok(ids)
         })?;
-        inner.after_write(seq)?;
+        self.after_write(seq)?;
         Ok(ids)
     }
 
@@ -84,17 +116,18 @@ impl Inner {
     /// only moves forward: it becomes `start` if that is ahead. A block that ends at or before
     /// the next id is stale (another process of this database already moved past it) and is
     /// ignored. Returns whether the block was taken. Recorded in the shared state, so every
-    /// handle and a restart continue inside it; a crash only leaves a gap.
+    /// handle and a restart continue inside it; a crash only leaves a gap. A jump of the
+    /// next id is made durable (in the mark) before the call returns: after a power loss the
+    /// next id is never below the block, whose ids below `start` may belong to another store.
     pub(super) fn reserve_ids(&self, start: u64, end: u64) -> Result<bool> {
-        let inner = self;
         if start == 0 || end > u32::MAX as u64 + 1 || start >= end {
             return Err(OurDbError::InvalidConfig(format!(
                 "id block {start}..{end} is empty or outside 1..={}",
                 u32::MAX
             )));
         }
-        let (taken, _) = inner.write(|_w| {
-            let next = inner.state.next_id().max(1);
+        let (taken, _) = self.write(|w| {
+            let next = self.state.next_id().max(1);
             if end <= next {
                 return Ok(false);
             }
@@ -103,17 +136,17 @@ impl Inner {
                 // The table covers every id below the next one (sparse growth), so a jump
                 // never looks like the implausible next id open refuses (`MAX_ID_GAP`).
                 let below = u32::try_from(new_next - 1).unwrap_or(u32::MAX);
-                if let Some(len) = inner
+                if let Some(len) = self
                     .lookup()
-                    .ensure_capacity(below, inner.state.lookup_len())?
+                    .ensure_capacity(below, self.state.lookup_len())?
                 {
-                    inner.state.set_lookup_len(len);
+                    self.state.set_lookup_len(len);
                 }
-                // The jump must survive a restart before any id of the block is used.
-                lookup::write_inc(&inner.dir.join("lookup/.inc"), new_next)?;
-                inner.state.set_next_id(new_next);
+                lookup::write_inc(&self.dir.join("lookup/.inc"), new_next)?;
+                self.state.set_next_id(new_next);
+                self.note_next_id(w)?;
             }
-            inner.state.set_id_limit(end.max(inner.state.id_limit()));
+            self.state.set_id_limit(end.max(self.state.id_limit()));
             Ok(true)
         })?;
         Ok(taken)
@@ -123,20 +156,20 @@ impl Inner {
     /// elsewhere): the next `add` fails with [`OurDbError::IdBlockExhausted`] until a new
     /// block is reserved.
     pub(super) fn end_block(&self) -> Result<()> {
-        let inner = self;
-        inner.write(|_w| {
-            inner.state.set_id_limit(inner.state.next_id().max(1));
+        self.write(|_w| {
+            self.state.set_id_limit(self.state.next_id().max(1));
             Ok(())
         })?;
         Ok(())
     }
 
+    /// `set_many` (`foreign_ids: false`) and `put_many` (`true`): new versions of the given
+    /// ids, in order, with one `pwrite` and (in `Strict`) one fsync round.
     pub(super) fn write_many<'a>(
         &self,
         items: impl IntoIterator<Item = (u32, &'a [u8])>,
         foreign_ids: bool,
     ) -> Result<()> {
-        let inner = self;
         let items: Vec<(u32, &[u8])> = items.into_iter().collect();
         if items.is_empty() {
             return Ok(());
@@ -145,59 +178,54 @@ impl Inner {
             if id == 0 {
                 return Err(OurDbError::ZeroId);
             }
-            inner.check_size(data)?;
+            self.check_size(data)?;
         }
-        let ((), seq) = inner.write(|w| {
-            let next = inner.state.next_id().max(1);
-            if inner.stored.incremental && !foreign_ids {
-                if let Some(&(id, _)) = items.iter().find(|(id, _)| *id as u64 >= next) {
+        let ids: Vec<u32> = items.iter().map(|(id, _)| *id).collect();
+        let data: Vec<&[u8]> = items.iter().map(|(_, d)| *d).collect();
+        let ((), seq) = self.write(|w| {
+            let next = self.state.next_id().max(1);
+            if self.stored.incremental && !foreign_ids {
+                if let Some(&id) = ids.iter().find(|id| **id as u64 >= next) {
                     return Err(OurDbError::IdNotAllocated { id, next });
                 }
             }
-            for &(id, data) in &items {
-                let prev = inner.writer_entry(w, id)?.unwrap_or(Location::NONE);
-                let loc = inner.append(w, data, prev)?;
-                inner.publish(w, id, loc)?;
-                if id as u64 >= inner.state.next_id().max(1) {
-                    inner.state.set_next_id(id as u64 + 1);
-                }
-            }
-            Ok(())
+            self.write_batch(w, &ids, &data, Chain::Previous)
         })?;
-        inner.after_write(seq)
+        self.after_write(seq)
     }
 
     /// Deletes `id`: clears its lookup entry and zeroes its current record (as herolib does;
     /// older versions stay until compaction).
     ///
-    /// The record is zeroed only once the cleared entry is durable (in `strict` mode) and
-    /// never by the same step: zeroed bytes read as a valid empty record, so a table that
-    /// still pointed at them after a crash would return wrong data instead of the old one.
+    /// The record is zeroed only after a checkpoint has made the cleared entry durable and
+    /// moved the mark past the record: zeroed bytes read as a valid empty record, so neither a
+    /// table that still pointed at them after a crash nor a replay of the data file's tail
+    /// may ever meet them.
     pub(super) fn delete(&self, id: u32) -> Result<()> {
-        let inner = self;
         if id == 0 {
             return Err(OurDbError::ZeroId);
         }
-        let ((loc, generation), seq) = inner.write(|w| {
-            let loc = match inner.writer_entry(w, id)? {
+        let ((loc, generation), seq) = self.write(|w| {
+            let loc = match self.writer_entry(w, id)? {
                 Some(l) if !l.is_none() => l,
                 _ => return Err(OurDbError::NotFound { id }),
             };
             // The next id must survive even if `id` was the highest one set: .inc first.
-            lookup::write_inc(&inner.dir.join("lookup/.inc"), inner.state.next_id().max(1))?;
-            inner.publish(w, id, Location::NONE)?;
-            Ok((loc, inner.state.generation()))
+            lookup::write_inc(&self.dir.join("lookup/.inc"), self.state.next_id().max(1))?;
+            self.publish(w, id, Location::NONE)?;
+            Ok((loc, self.state.generation()))
         })?;
-        inner.after_write(seq)?;
+        self.after_write(seq)?;
         // Nothing reaches the old record any more (a later `set` of `id` starts a new
         // history), so zeroing it is safe whenever it happens, unless a compaction moved
         // the records meanwhile: then the position names another record, and the deleted
         // one is already gone.
-        inner.write(|_w| {
-            if inner.state.generation() != generation {
+        self.write(|w| {
+            self.checkpoint(w)?;
+            if self.state.generation() != generation {
                 return Ok(());
             }
-            let file = inner.data_file(loc.file_nr)?;
+            let file = self.data_file(loc.file_nr)?;
             let total = match file.read_header(loc.position) {
                 Ok(h) => h.total_len(),
                 Err(_) => format::HEADER_SIZE,
@@ -238,9 +266,11 @@ impl Inner {
         {
             self.release_lock(&mut w);
         }
+        if self.checkpoint_due() {
+            self.sync.wake();
+        }
         res.map(|r| (r, seq))
     }
-
     /// Takes the cross-process file lock unless this handle already holds it.
     pub(super) fn take_file_lock(&self, w: &mut Writer) -> Result<()> {
         if !w.held {
@@ -319,13 +349,12 @@ impl Inner {
         })
     }
 
-    /// fsyncs the files a write touches: the current data file, then the lookup table.
-    /// (Earlier data files are synced when the writer moves past them; the state file need
-    /// not be: open reconciles it with the files.)
+    /// fsyncs the files a write touches. `strict`: the current data file only, as the one
+    /// writer of this process, publishing the pending entries after it
+    /// ([`Inner::sync_and_publish`]); the table is synced by checkpoints. Others: the current
+    /// data file, then the lookup table. (Earlier data files are synced when the writer moves
+    /// past them; the state file need not be: open reconciles it with the files.)
     ///
-    /// In `strict` mode the round runs as the one writer of this process and publishes the
-    /// pending entries between the two fsyncs ([`Inner::sync_and_publish`]). It costs no throughput under
-    /// group commit: the writers of the next group are waiting for this round anyway.
     /// `periodic` does not take the lock: its entries are in the table already, the kernel
     /// may write a page of the mapped table back at any moment, and holding it would stall
     /// every writer for an fsync every 50 ms (milliseconds on a busy disk), which is what
@@ -342,11 +371,13 @@ impl Inner {
         self.sync_and_publish(&mut w)
     }
 
-    /// The `strict` round, as the one writer: fsync the data, then publish the entries of
-    /// the records it made durable, then fsync the table. A table entry therefore never
-    /// reaches the disk before its record, whatever the kernel writes back when; and readers
-    /// never see a write that is not durable yet. If the data fsync fails, the pending
-    /// writes fail with it and are dropped unpublished.
+    /// The `strict` round, as the one writer: fsync the data file, then publish the entries
+    /// of the records it made durable. That one `fdatasync` is the commit: each write call's
+    /// records end with a commit record naming their ids, so a crash before the table
+    /// reaches the disk is repaired by open replaying the tail past the mark. A table entry
+    /// never points at a record that is not durable (whatever the kernel writes back when),
+    /// and readers never see a write that is not durable yet. If the data fsync fails, the
+    /// pending writes fail with it and are dropped unpublished.
     pub(super) fn sync_and_publish(&self, w: &mut Writer) -> Result<()> {
         let res = self.current_maps().and_then(|maps| {
             self.data_file(self.state.file_nr())?.sync()?;
@@ -358,57 +389,162 @@ impl Inner {
             if published {
                 self.dump.note_change();
             }
-            Self::sync_table(&maps)
+            Ok(())
         });
         w.pending.clear();
         res
     }
 
     pub(super) fn sync_table(maps: &Maps) -> Result<()> {
-        maps.lookup
-            .file()
-            .sync_data()
-            .map_err(|e| OurDbError::io("fsync", maps.lookup.path(), e))
+        super::fsync::data(maps.lookup.file(), maps.lookup.path())
     }
 
-    /// Appends one record at the end of the current data file (starting a new file when the
-    /// current one has reached the configured size). Caller holds the write lock.
-    pub(super) fn append(&self, w: &mut Writer, data: &[u8], prev: Location) -> Result<Location> {
-        let mut nr = self.state.file_nr();
-        let mut pos = self.state.append_pos();
-        if self.stored.keysize == 6 && pos >= self.stored.file_size {
-            if nr == u16::MAX {
-                return Err(OurDbError::LocationOverflow {
-                    keysize: 6,
-                    location: Location {
-                        file_nr: nr,
-                        position: 0,
-                    },
-                });
-            }
-            // The file we leave is synced now, so that only the current file ever needs it.
-            if self.durability != Durability::None {
-                self.data_file(nr)?.sync()?;
-            }
-            nr += 1;
-            let created = Arc::new(DataFile::open(&self.dir, nr, true)?);
-            {
-                let _guard = self.reload.lock();
-                let maps = self.maps.load_full();
-                let mut files = maps.files.clone();
-                if files.len() == nr as usize {
-                    files.push(created);
-                }
-                self.maps.store(Arc::new(Maps {
-                    generation: maps.generation,
-                    lookup: Arc::clone(&maps.lookup),
-                    files,
-                }));
-            }
-            pos = format::DATA_FILE_PREAMBLE;
-            self.state.set_file_nr(nr);
-            self.state.set_append_pos(pos);
+    /// Whether a checkpoint is due: the data past the mark has grown beyond
+    /// [`CHECKPOINT_BYTES`](super::inner::CHECKPOINT_BYTES), or something was written and
+    /// the last checkpoint is [`CHECKPOINT_INTERVAL`](super::inner::CHECKPOINT_INTERVAL) old.
+    pub(super) fn checkpoint_due(&self) -> bool {
+        let Some(ctl) = self.mark.try_lock() else {
+            return false;
+        };
+        let Some(m) = ctl.last else { return false };
+        let (nr, pos) = (self.state.file_nr(), self.state.append_pos());
+        if (nr, pos) == (m.file_nr, m.position) && self.state.next_id().max(1) <= m.next_id {
+            return false;
         }
+        nr != m.file_nr
+            || pos.saturating_sub(m.position) >= super::inner::CHECKPOINT_BYTES
+            || ctl.when.elapsed() >= super::inner::CHECKPOINT_INTERVAL
+    }
+
+    /// Makes the lookup table durable up to the end of the data and moves the mark there, as
+    /// the one writer: publish pending entries (their records fsynced first), fsync the
+    /// current data file (so that a durable entry never points at a record that is not),
+    /// fsync the table, then write the mark. After it, open replays nothing before the mark.
+    /// Costs two or three fsyncs; run by the background thread at most every
+    /// [`CHECKPOINT_INTERVAL`](super::inner::CHECKPOINT_INTERVAL) while the data grows, at
+    /// close, and by `delete`.
+    pub(super) fn checkpoint(&self, w: &mut Writer) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.take_file_lock(w)?;
+        if !w.pending.is_empty() {
+            self.sync_and_publish(w)?;
+        }
+        let mut ctl = self.mark.lock();
+        let (nr, pos) = (self.state.file_nr(), self.state.append_pos());
+        let next = self.state.next_id().max(1);
+        // Another process may have moved the mark: its slot and sequence number count.
+        let on_disk = match mark::read(&self.dir)? {
+            mark::Found::Valid(m) => Some(m),
+            _ => None,
+        };
+        if let Some(m) = on_disk {
+            if (m.file_nr, m.position) == (nr, pos) && m.next_id >= next {
+                ctl.last = Some(m);
+                ctl.when = Instant::now();
+                return Ok(());
+            }
+        }
+        let maps = self.current_maps()?;
+        self.data_file(nr)?.sync()?;
+        Self::sync_table(&maps)?;
+        let seq = on_disk
+            .map_or(0, |m| m.seq)
+            .max(ctl.last.map_or(0, |m| m.seq))
+            + 1;
+        let m = Mark {
+            seq,
+            file_nr: nr,
+            position: pos,
+            next_id: next.max(on_disk.map_or(0, |m| m.next_id)),
+        };
+        mark::write(&self.dir, &m)?;
+        ctl.last = Some(m);
+        ctl.when = Instant::now();
+        Ok(())
+    }
+
+    /// Runs a checkpoint if one is due (the background thread), or now (`force`: close).
+    pub(super) fn maybe_checkpoint(&self, force: bool) -> Result<()> {
+        if self.read_only || !(force || self.checkpoint_due()) {
+            return Ok(());
+        }
+        let mut w = self.writer.lock();
+        let res = self.checkpoint(&mut w);
+        if w.pending.is_empty() && w.last_write.elapsed() >= STICKY_IDLE {
+            self.release_lock(&mut w);
+        }
+        res
+    }
+
+    /// Makes a raised next id durable without a checkpoint: the mark is rewritten with the
+    /// same location and the new next id (one `fdatasync` of the small mark file).
+    fn note_next_id(&self, _w: &mut Writer) -> Result<()> {
+        let mut ctl = self.mark.lock();
+        let on_disk = match mark::read(&self.dir)? {
+            mark::Found::Valid(m) => m,
+            _ => return Ok(()),
+        };
+        let next = self.state.next_id().max(1);
+        if on_disk.next_id >= next {
+            return Ok(());
+        }
+        let m = Mark {
+            seq: on_disk.seq.max(ctl.last.map_or(0, |m| m.seq)) + 1,
+            next_id: next,
+            ..on_disk
+        };
+        mark::write(&self.dir, &m)?;
+        ctl.last = Some(m);
+        Ok(())
+    }
+
+    /// Where the next record of `len` bytes goes: the append position of the current data
+    /// file, or the start of a new file once the current one has reached the configured size
+    /// (keysize 6). Leaving a file syncs it, so that only the current file ever needs it.
+    fn append_position(&self, len: usize) -> Result<(u16, u64)> {
+        let nr = self.state.file_nr();
+        let pos = self.state.append_pos();
+        if !(self.stored.keysize == 6 && pos >= self.stored.file_size) {
+            let _ = len;
+            return Ok((nr, pos));
+        }
+        if nr == u16::MAX {
+            return Err(OurDbError::LocationOverflow {
+                keysize: 6,
+                location: Location {
+                    file_nr: nr,
+                    position: 0,
+                },
+            });
+        }
+        if self.durability != Durability::None {
+            self.data_file(nr)?.sync()?;
+        }
+        let nr = nr + 1;
+        let created = Arc::new(DataFile::open(&self.dir, nr, true)?);
+        {
+            let _guard = self.reload.lock();
+            let maps = self.maps.load_full();
+            let mut files = maps.files.clone();
+            if files.len() == nr as usize {
+                files.push(created);
+            }
+            self.maps.store(Arc::new(Maps {
+                generation: maps.generation,
+                lookup: Arc::clone(&maps.lookup),
+                files,
+            }));
+        }
+        let pos = format::DATA_FILE_PREAMBLE;
+        self.state.set_file_nr(nr);
+        self.state.set_append_pos(pos);
+        Ok((nr, pos))
+    }
+
+    /// The location `pos` in file `nr`, if the keysize can address it.
+    fn location_at(&self, nr: u16, pos: u64) -> Result<Location> {
         let loc = Location {
             file_nr: nr,
             position: u32::try_from(pos).map_err(|_| OurDbError::LocationOverflow {
@@ -426,21 +562,86 @@ impl Inner {
                 location: loc,
             });
         }
-        let file = self.data_file(nr)?;
-        let header_len = format::encode_header(data, prev, &mut w.buf);
-        if self.durability == Durability::Strict {
-            file.preallocate(pos + (header_len + data.len()) as u64)?;
-        }
-        if data.len() <= 64 * 1024 {
-            w.buf.extend_from_slice(data);
-            file.write_at(pos, &w.buf)?;
-        } else {
-            file.write_at(pos, &w.buf)?;
-            file.write_at(pos + header_len as u64, data)?;
-        }
-        self.state
-            .set_append_pos(pos + (header_len + data.len()) as u64);
         Ok(loc)
+    }
+
+    /// Appends a batch of records (`ids[i]` gets `data[i]`) to the current data file with one
+    /// `pwrite` (more only past [`BATCH_FLUSH`] bytes or at a data file boundary), then
+    /// publishes their entries. In `strict` mode the records are followed by a commit record
+    /// naming their ids, in the same `pwrite`: the fsync round that makes them durable is
+    /// their commit (a batch crossing into a new data file commits as one group per file).
+    /// Caller holds the write lock. Order: record bytes → append position → entries → next id.
+    pub(super) fn write_batch(
+        &self,
+        w: &mut Writer,
+        ids: &[u32],
+        data: &[&[u8]],
+        chain: Chain,
+    ) -> Result<()> {
+        let strict = self.durability == Durability::Strict;
+        // Earlier versions written by this batch (a set_many may name an id twice).
+        let mut written: HashMap<u32, Location> = HashMap::new();
+        let mut i = 0;
+        while i < ids.len() {
+            let (nr, start) = self.append_position(data[i].len())?;
+            w.buf.clear();
+            w.batch.clear();
+            w.crcs.clear();
+            let mut pos = start;
+            while i < ids.len() {
+                if self.stored.keysize == 6 && pos >= self.stored.file_size && !w.batch.is_empty() {
+                    break; // the rest goes into the next data file, as a group of its own
+                }
+                if w.buf.len() >= BATCH_FLUSH && !w.batch.is_empty() && !strict {
+                    break;
+                }
+                if strict && w.batch.len() >= format::COMMIT_MAX_RECORDS {
+                    break;
+                }
+                let (id, bytes) = (ids[i], data[i]);
+                let loc = self.location_at(nr, pos)?;
+                let prev = match chain {
+                    Chain::New => Location::NONE,
+                    Chain::Previous => match written.get(&id) {
+                        Some(l) => *l,
+                        None => self.writer_entry(w, id)?.unwrap_or(Location::NONE),
+                    },
+                };
+                let (header_len, crc) = format::append_record(bytes, prev, &mut w.buf);
+                w.batch.push((id, loc));
+                w.crcs.push((crc, bytes.len() as u32));
+                if chain == Chain::Previous {
+                    written.insert(id, loc);
+                }
+                pos += (header_len + bytes.len()) as u64;
+                i += 1;
+            }
+            if strict {
+                let group: Vec<u32> = w.batch.iter().map(|(id, _)| *id).collect();
+                format::encode_commit(&group, &w.crcs, &mut w.buf);
+            }
+            let file = self.data_file(nr)?;
+            let end = start + w.buf.len() as u64;
+            if strict {
+                file.preallocate(end)?;
+            }
+            file.write_at(start, &w.buf)?;
+            self.state.set_append_pos(end);
+            let batch = std::mem::take(&mut w.batch);
+            let mut highest = 0u32;
+            for &(id, loc) in &batch {
+                self.publish(w, id, loc)?;
+                highest = highest.max(id);
+            }
+            w.batch = batch;
+            if highest as u64 >= self.state.next_id().max(1) {
+                self.state.set_next_id(highest as u64 + 1);
+            }
+        }
+        if w.buf.capacity() > 2 * BATCH_FLUSH {
+            w.buf = Vec::new();
+        }
+        Ok(())
     }
 
     /// Points `id` at `loc`, growing the table if needed. Caller holds the write lock.
