@@ -195,11 +195,7 @@ pub(super) fn compact(inner: &Inner) -> Result<CompactReport> {
     inner.state.set_lookup_len(old_lookup.known_len());
     inner.state.set_generation(inner.state.generation() + 1);
     inner.state.sync()?;
-    {
-        let mut ctl = inner.mark.lock();
-        ctl.last = Some(new_mark);
-        ctl.when = std::time::Instant::now();
-    }
+    inner.note_mark(&mut inner.mark.lock(), new_mark);
     finish(dir)?;
     inner.current_maps()?;
     Ok(CompactReport {

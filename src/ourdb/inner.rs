@@ -3,7 +3,7 @@
 //! and checkpoints, and keeps herolib's sparse dump current. Owns no public API:
 //! [`super::OurDb`] is the facade.
 
-use super::config::{Config, Durability, StoredConfig};
+use super::config::{Durability, StoredConfig};
 use super::datafile::DataFile;
 use super::dump;
 use super::durability::SyncCtl;
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 /// How often the background thread releases mapped pages from this process's resident set
 /// (reads of old records would otherwise make a long-running process's RSS grow with the
 /// data it ever read, although those pages belong to the page cache).
-const RESIDENT_TRIM: Duration = Duration::from_secs(1);
+pub(super) const RESIDENT_TRIM: Duration = Duration::from_secs(1);
 /// A checkpoint (table fsync + mark) runs at most this often while data is written: it
 /// bounds the tail open replays after a crash to what was written in the last second.
 pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
@@ -85,6 +85,9 @@ pub(super) struct Inner {
     pub(super) sync: SyncCtl,
     /// The lookup table's durable point (`lookup/mark`): see [`super::mark`].
     pub(super) mark: Mutex<MarkCtl>,
+    /// `mark`'s location as file number × 2^48 + position, for writers to compare with the
+    /// append position without the lock.
+    pub(super) mark_at: std::sync::atomic::AtomicU64,
 }
 
 /// Bookkeeping for rewriting herolib's sparse dump only when the table changed.
@@ -259,10 +262,12 @@ impl Inner {
 /// Starts the handle's background thread: it hands the writer file lock back when the handle
 /// goes idle, releases resident pages, runs the `periodic` fsync every `sync_interval`, and
 /// rewrites herolib's sparse dump at a bounded rate while the table changes.
-pub(super) fn spawn_background(inner: &Arc<Inner>, config: &Config) -> Result<JoinHandle<()>> {
+pub(super) fn spawn_background(
+    inner: &Arc<Inner>,
+    periodic: bool,
+    interval: Duration,
+) -> Result<JoinHandle<()>> {
     let inner2 = Arc::clone(inner);
-    let periodic = config.durability == Durability::Periodic;
-    let interval = config.sync_interval;
     let syncer = std::thread::Builder::new()
         .name("herojobs-ourdb-sync".into())
         .spawn(move || {

@@ -17,8 +17,14 @@
 //!   A process killed anywhere in that sequence leaves at worst an unreferenced tail, which
 //!   the next writer overwrites or compaction drops; acknowledged records are complete.
 //!   `strict` moves the lookup entry later: the fsync round publishes it after the record is
-//!   durable and before the table is fsynced, so a power loss never leaves an entry pointing
-//!   at a record that did not reach the disk, and readers never see a non-durable write.
+//!   durable, so a power loss never leaves an entry pointing at a record that did not reach
+//!   the disk, and readers never see a non-durable write.
+//! * Durability of the table (`strict`): a write call's records are followed, in the same
+//!   `pwrite`, by a commit record naming their ids, so the data file's one `fdatasync` commits
+//!   them. The lookup table is made durable lazily by checkpoints, which move a durable mark
+//!   (`lookup/mark`); open after a crash replays the commit records past the mark. The parts:
+//!   `write` (appending, group commit, checkpoints), `open` (creation, replay, state
+//!   reconciliation), `read` (the lock-free read path), `check`, `compact`, `mark`.
 //!
 //! # Example
 //! ```
@@ -63,9 +69,10 @@ pub use format::Location;
 
 use inner::Inner;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Name of the writer lock file inside the database directory.
 pub const LOCK_FILE: &str = "ourdb.lock";
@@ -112,7 +119,15 @@ pub struct Problem {
 /// An open OurDB database. `Send + Sync`: share it between threads by reference or `Arc`.
 pub struct OurDb {
     inner: Arc<Inner>,
-    syncer: Option<JoinHandle<()>>,
+    /// The background thread, started by the first write (or by reads once the handle is a
+    /// second old): an open followed by reads alone spawns no thread, which is a third of
+    /// what a fresh process's open + get costs.
+    syncer: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    started: AtomicBool,
+    /// When the handle was opened, and what the background thread is to do.
+    opened: Instant,
+    periodic: bool,
+    sync_interval: Duration,
     /// Set by the first `shutdown` (`close`, then `drop` calls it again). A second one must
     /// not run: the first left `ourdb.open` locked exclusively (the last handle's probe), and
     /// a second one waiting for the writer lock while holding it deadlocks against an opener
@@ -125,23 +140,56 @@ impl OurDb {
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<OurDb> {
         let dir = dir.as_ref().to_path_buf();
         let inner = Arc::new(Inner::open(dir, &config)?);
-        if inner.read_only {
-            return Ok(OurDb {
-                inner,
-                syncer: None,
-                closed: false,
-            });
-        }
         // Whether the dump on disk matches the table is unknown until compared (a crash
         // before the last sync, a table changed behind our back, a database from before
         // dumps were kept): the background thread's first dump pass compares, and rewrites
         // it only if it differs. Not done here: it is O(ids), and open stays O(1).
-        let syncer = Some(inner::spawn_background(&inner, &config)?);
         Ok(OurDb {
             inner,
-            syncer,
+            syncer: parking_lot::Mutex::new(None),
+            started: AtomicBool::new(false),
+            opened: Instant::now(),
+            periodic: config.durability == Durability::Periodic,
+            sync_interval: config.sync_interval,
             closed: false,
         })
+    }
+
+    /// Starts the background thread if it is not running (a writable handle only).
+    fn start_background(&self) -> Result<()> {
+        if self.inner.read_only || self.started.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut syncer = self.syncer.lock();
+        if syncer.is_none() {
+            *syncer = Some(inner::spawn_background(
+                &self.inner,
+                self.periodic,
+                self.sync_interval,
+            )?);
+        }
+        self.started.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reads before the background thread runs: once the handle is older than the resident
+    /// trim interval, reads start it (so a long-lived reader's resident set is trimmed). One
+    /// thread-local counter per read; the clock is read every 1,024th.
+    #[cold]
+    fn note_read_without_background(&self) {
+        thread_local! {
+            static READS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        let n = READS.with(|r| {
+            let n = r.get().wrapping_add(1);
+            r.set(n);
+            n
+        });
+        if n.is_multiple_of(1024) && self.opened.elapsed() >= inner::RESIDENT_TRIM {
+            if let Err(e) = self.start_background() {
+                log::error!("ourdb {}: {e}", self.inner.dir.display());
+            }
+        }
     }
 
     /// The database directory.
@@ -169,6 +217,7 @@ impl OurDb {
     /// ([`reserve_ids`](OurDb::reserve_ids)), fails with [`OurDbError::IdBlockExhausted`],
     /// writing nothing, when the block has fewer ids left than records given.
     pub fn add_many<'a>(&self, records: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u32>> {
+        self.start_background()?;
         self.inner.add_many(records)
     }
 
@@ -179,6 +228,7 @@ impl OurDb {
     /// ignored. Returns whether the block was taken. Recorded in the shared state, so every
     /// handle and a restart continue inside it; a crash only leaves a gap.
     pub fn reserve_ids(&self, start: u64, end: u64) -> Result<bool> {
+        self.start_background()?;
         self.inner.reserve_ids(start, end)
     }
 
@@ -186,6 +236,7 @@ impl OurDb {
     /// elsewhere): the next `add` fails with [`OurDbError::IdBlockExhausted`] until a new
     /// block is reserved.
     pub fn end_block(&self) -> Result<()> {
+        self.start_background()?;
         self.inner.end_block()
     }
 
@@ -208,6 +259,7 @@ impl OurDb {
     /// instead of one round per record. Every id and size is checked before anything is
     /// written, so a bad item fails the call with nothing written.
     pub fn set_many<'a>(&self, items: impl IntoIterator<Item = (u32, &'a [u8])>) -> Result<()> {
+        self.start_background()?;
         self.inner.write_many(items, false)
     }
 
@@ -216,6 +268,7 @@ impl OurDb {
     /// assigned elsewhere — a job submitted by another store and run here. The next id moves
     /// past every id written, so `add` never hands one of them out.
     pub fn put_many<'a>(&self, items: impl IntoIterator<Item = (u32, &'a [u8])>) -> Result<()> {
+        self.start_background()?;
         self.inner.write_many(items, true)
     }
 
@@ -228,6 +281,9 @@ impl OurDb {
 
     /// Reads the current version of `id` into `out` (reusing its allocation).
     pub fn get_into(&self, id: u32, out: &mut Vec<u8>) -> Result<()> {
+        if !self.started.load(Ordering::Relaxed) {
+            self.note_read_without_background();
+        }
         self.inner.read(id, out).map(|_| ())
     }
 
@@ -251,6 +307,7 @@ impl OurDb {
     /// never by the same step: zeroed bytes read as a valid empty record, so a table that
     /// still pointed at them after a crash would return wrong data instead of the old one.
     pub fn delete(&self, id: u32) -> Result<()> {
+        self.start_background()?;
         self.inner.delete(id)
     }
 
@@ -280,6 +337,7 @@ impl OurDb {
     /// Rewrites the live records (latest versions only: history is dropped) into new data
     /// files and switches to them atomically. Writers wait while it runs; readers do not.
     pub fn compact(&self) -> Result<compact::CompactReport> {
+        self.start_background()?;
         let inner = &*self.inner;
         let (report, seq) = inner.write(|w| {
             // Compaction reads the table: unpublished entries must be in it first.
@@ -330,7 +388,7 @@ impl OurDb {
         }
         self.closed = true;
         self.inner.sync.request_stop();
-        if let Some(h) = self.syncer.take() {
+        if let Some(h) = self.syncer.get_mut().take() {
             let _ = h.join();
         }
         // The dump is brought up to date if this handle changed the table. A handle that

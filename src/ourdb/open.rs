@@ -274,6 +274,8 @@ impl Inner {
                 last: Some(last_mark),
                 when: Instant::now(),
             }),
+            mark_at: (((last_mark.file_nr as u64) << 48) | (last_mark.position & ((1 << 48) - 1)))
+                .into(),
         })
     }
 
@@ -535,6 +537,7 @@ impl Inner {
                 last: None,
                 when: Instant::now(),
             }),
+            mark_at: 0.into(),
         })
     }
 }

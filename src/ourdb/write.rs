@@ -107,9 +107,13 @@ impl Inner {
                 // Never hand out an id that has a record: the next id can only be wrong after
                 // damage (a lost state and `.inc` beside a table the mark does not describe),
                 // and one read of the entry about to be written costs nothing measurable.
-                match (first..first + n)
-                    .find(|id| matches!(self.entry(*id as u32), Ok(Some(l)) if !l.is_none()))
-                {
+                let maps = self.maps.load();
+                let published = self.state.lookup_len();
+                let used = (first..first + n).find(|id| {
+                    matches!(maps.lookup.get(*id as u32, published), Ok(Some(l)) if !l.is_none())
+                });
+                drop(maps);
+                match used {
                     None => break first,
                     Some(used) => {
                         log::warn!(
@@ -283,7 +287,9 @@ impl Inner {
         {
             self.release_lock(&mut w);
         }
-        if self.checkpoint_due() {
+        // Cheap (two loads, no lock, no clock): the time-based checkpoint is the background
+        // thread's; a writer only wakes it early when the tail past the mark grew large.
+        if self.past_mark_bytes() >= super::inner::CHECKPOINT_BYTES {
             self.sync.wake();
         }
         res.map(|r| (r, seq))
@@ -419,6 +425,17 @@ impl Inner {
     /// Whether a checkpoint is due: the data past the mark has grown beyond
     /// [`CHECKPOINT_BYTES`](super::inner::CHECKPOINT_BYTES), or something was written and
     /// the last checkpoint is [`CHECKPOINT_INTERVAL`](super::inner::CHECKPOINT_INTERVAL) old.
+    /// Bytes appended past the mark this handle last wrote or read (a new data file counts
+    /// as past the threshold).
+    fn past_mark_bytes(&self) -> u64 {
+        let at = self.mark_at.load(Ordering::Relaxed);
+        let (nr, pos) = ((at >> 48) as u16, at & ((1 << 48) - 1));
+        if self.state.file_nr() != nr {
+            return u64::MAX;
+        }
+        self.state.append_pos().saturating_sub(pos)
+    }
+
     pub(super) fn checkpoint_due(&self) -> bool {
         let Some(ctl) = self.mark.try_lock() else {
             return false;
@@ -458,8 +475,7 @@ impl Inner {
         };
         if let Some(m) = on_disk {
             if (m.file_nr, m.position) == (nr, pos) && m.next_id >= next {
-                ctl.last = Some(m);
-                ctl.when = Instant::now();
+                self.note_mark(&mut ctl, m);
                 return Ok(());
             }
         }
@@ -477,9 +493,18 @@ impl Inner {
             next_id: next.max(on_disk.map_or(0, |m| m.next_id)),
         };
         mark::write(&self.dir, &m)?;
+        self.note_mark(&mut ctl, m);
+        Ok(())
+    }
+
+    /// Remembers `m` as the last checkpoint (and when), for [`Inner::checkpoint_due`].
+    pub(super) fn note_mark(&self, ctl: &mut super::inner::MarkCtl, m: Mark) {
         ctl.last = Some(m);
         ctl.when = Instant::now();
-        Ok(())
+        self.mark_at.store(
+            ((m.file_nr as u64) << 48) | (m.position & ((1 << 48) - 1)),
+            Ordering::Relaxed,
+        );
     }
 
     /// Runs a checkpoint if one is due (the background thread), or now (`force`: close).
@@ -513,7 +538,7 @@ impl Inner {
             ..on_disk
         };
         mark::write(&self.dir, &m)?;
-        ctl.last = Some(m);
+        self.note_mark(&mut ctl, m);
         Ok(())
     }
 
@@ -597,7 +622,10 @@ impl Inner {
     ) -> Result<()> {
         let strict = self.durability == Durability::Strict;
         // Earlier versions written by this batch (a set_many may name an id twice).
-        let mut written: HashMap<u32, Location> = HashMap::new();
+        let mut written: HashMap<u32, Location> = match chain {
+            Chain::Previous if ids.len() > 1 => HashMap::with_capacity(ids.len()),
+            _ => HashMap::default(),
+        };
         let mut i = 0;
         while i < ids.len() {
             let (nr, start) = self.append_position(data[i].len())?;
@@ -627,7 +655,7 @@ impl Inner {
                 let (header_len, crc) = format::append_record(bytes, prev, &mut w.buf);
                 w.batch.push((id, loc));
                 w.crcs.push((crc, bytes.len() as u32));
-                if chain == Chain::Previous {
+                if chain == Chain::Previous && ids.len() > 1 {
                     written.insert(id, loc);
                 }
                 pos += (header_len + bytes.len()) as u64;
