@@ -6,17 +6,19 @@
 //! 1. Build `.compact/` holding new `N.db` files and `lookup/data`; fsync them.
 //! 2. Write `.compact/COMMIT` (the number of new data files) through a temporary name, fsync
 //!    it, rename it into place, fsync the directories. The rename is the commit point.
+//!    The new table's mark (`lookup/mark`: the end of the new data) is staged with it.
 //! 3. Rename each staged file over its live counterpart, remove data files past the new
 //!    count, update `ourdb.state` (bumping the generation), remove `COMMIT`, then `.compact/`.
 //!
-//! On open, [`recover`] finishes step 3 if `COMMIT` exists and discards `.compact/` if not.
+//! On open, `recover` finishes step 3 if `COMMIT` exists and discards `.compact/` if not.
 //! A crash before the commit point leaves the old database; after it, the new one.
 //! History (older versions) is dropped: new records have no previous location.
 
 use super::datafile::DataFile;
 use super::error::{OurDbError, Result};
 use super::format::{self, Location};
-use super::Inner;
+use super::inner::Inner;
+use super::mark::{self, Mark};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -155,6 +157,21 @@ pub(super) fn compact(inner: &Inner) -> Result<CompactReport> {
         .map_err(|e| OurDbError::io("fsync", &lookup_path, e))?;
     let bytes_after: u64 = files.iter().map(|(_, len)| *len).sum();
     let count = files.len();
+    // The new table is complete: its mark is the end of the new data, staged with it and
+    // renamed in with it (a mark of the old files would name positions the new ones do not
+    // have).
+    let seq = match mark::read(dir)? {
+        mark::Found::Valid(m) => m.seq,
+        _ => 0,
+    }
+    .max(inner.mark.lock().last.map_or(0, |m| m.seq));
+    let new_mark = Mark {
+        seq: seq + 1,
+        file_nr: count as u16 - 1,
+        position: files[count - 1].1,
+        next_id: inner.state.next_id().max(1),
+    };
+    mark::create(&staging, &new_mark)?;
     drop(files);
     drop(new_lookup);
 
@@ -178,6 +195,7 @@ pub(super) fn compact(inner: &Inner) -> Result<CompactReport> {
     inner.state.set_lookup_len(old_lookup.known_len());
     inner.state.set_generation(inner.state.generation() + 1);
     inner.state.sync()?;
+    inner.note_mark(&mut inner.mark.lock(), new_mark);
     finish(dir)?;
     inner.current_maps()?;
     Ok(CompactReport {
@@ -213,6 +231,10 @@ fn apply(dir: &Path) -> Result<()> {
     if from.exists() {
         std::fs::rename(&from, dir.join("lookup/data"))
             .map_err(|e| OurDbError::io("rename", &from, e))?;
+    }
+    let from = mark::path(&staging);
+    if from.exists() {
+        std::fs::rename(&from, mark::path(dir)).map_err(|e| OurDbError::io("rename", &from, e))?;
     }
     let mut nr = count;
     loop {

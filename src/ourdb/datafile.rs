@@ -25,7 +25,7 @@ impl DataFile {
     /// Opens data file `nr` in `dir`; with `create`, creates it holding the one-byte preamble.
     pub fn open(dir: &Path, nr: u16, create: bool) -> Result<DataFile> {
         let path = dir.join(format::data_file_name(nr));
-        let file = super::open_rw(&path, create)?;
+        let file = super::inner::open_rw(&path, create)?;
         let mut len = file
             .metadata()
             .map_err(|e| OurDbError::io("stat", &path, e))?
@@ -146,6 +146,31 @@ impl DataFile {
             .map_err(|e| OurDbError::corrupt(&self.path, pos, e.to_string()))
     }
 
+    /// Reads the commit record at `pos` (see [`format::COMMIT_MARKER`]); `Ok(None)` when the
+    /// bytes there are not one (a record, or fewer than six bytes left). An error: a commit
+    /// record cut short by the end of the file, or with an impossible count.
+    pub fn read_commit(&self, pos: u64) -> Result<Option<format::CommitHeader>> {
+        let avail = self.known_len().saturating_sub(pos);
+        if avail < 6 {
+            return Ok(None);
+        }
+        let mut head = [0u8; format::COMMIT_FIXED];
+        let n = (avail as usize).min(format::COMMIT_FIXED);
+        self.map.copy_out(pos, &mut head[..n]);
+        if !format::is_commit(&head[..n]) {
+            return Ok(None);
+        }
+        let parsed = match format::parse_commit(&head[..n]) {
+            Err(format::HeaderError::Truncated { needed, .. }) if needed as u64 <= avail => {
+                let mut whole = vec![0u8; needed];
+                self.map.copy_out(pos, &mut whole);
+                format::parse_commit(&whole)
+            }
+            other => other,
+        };
+        parsed.map_err(|e| OurDbError::corrupt(&self.path, pos, e.to_string()))
+    }
+
     /// Reads the record at `pos` into `out` (replacing its contents), verifies its CRC and
     /// returns its header. `max` bounds the data length accepted.
     pub fn read_record(&self, pos: u32, max: usize, out: &mut Vec<u8>) -> Result<RecordHeader> {
@@ -179,6 +204,8 @@ impl DataFile {
     /// Writes `bytes` at `offset` (a writer holding the write lock), then publishes the new
     /// length to this process's readers.
     pub fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<()> {
+        #[cfg(test)]
+        let _gate = super::powerloss::gate();
         self.file
             .write_all_at(bytes, offset)
             .map_err(|e| OurDbError::io("write", &self.path, e))?;
@@ -243,8 +270,6 @@ impl DataFile {
 
     /// Flushes this file's data to stable storage.
     pub fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| OurDbError::io("fsync", &self.path, e))
+        super::fsync::data(&self.file, &self.path)
     }
 }

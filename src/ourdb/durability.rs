@@ -68,6 +68,11 @@ impl SyncCtl {
         self.fsyncs.load(Ordering::Relaxed)
     }
 
+    /// Whether any write went through this handle.
+    pub fn wrote_any(&self) -> bool {
+        self.written.load(Ordering::Acquire) > 0
+    }
+
     /// Whether writes are waiting for an fsync.
     pub fn dirty(&self) -> bool {
         self.written.load(Ordering::Acquire) > self.state.lock().durable

@@ -4,7 +4,11 @@
 use std::path::PathBuf;
 
 /// Everything that can go wrong opening, reading or writing an OurDB database.
+///
+/// `#[non_exhaustive]`: new failure kinds may be added without a breaking change; match the
+/// ones you handle and keep a wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OurDbError {
     /// An operating-system call on a file failed.
     #[error("{op} {path}: {source}")]

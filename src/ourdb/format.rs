@@ -126,6 +126,14 @@ impl Location {
     }
 }
 
+impl Location {
+    /// Append order within one compaction generation: file number, then position. A later
+    /// write of an id is always at a greater location than an earlier one.
+    pub fn append_order(self) -> (u16, u32) {
+        (self.file_nr, self.position)
+    }
+}
+
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.db@{}", self.file_nr, self.position)
@@ -152,18 +160,22 @@ impl RecordHeader {
     }
 }
 
-/// Why a header could not be parsed.
+/// Why a header could not be parsed. The caller adds where (file and offset): this module
+/// never sees a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HeaderError {
     /// Fewer bytes than the header needs.
     Truncated {
-        /// Bytes the header needs.
+        /// Bytes the header needs (12, or 20 for an extended header).
         needed: usize,
-        /// Bytes there are.
+        /// Bytes there were.
         available: usize,
     },
     /// An extended header whose length is not above the classic maximum or above the limit.
     BadExtendedLength(u64),
+    /// A commit record covering no records, or more than [`COMMIT_MAX_RECORDS`].
+    BadCommitCount(u32),
 }
 
 impl std::fmt::Display for HeaderError {
@@ -172,6 +184,10 @@ impl std::fmt::Display for HeaderError {
             HeaderError::Truncated { needed, available } => write!(
                 f,
                 "record header needs {needed} bytes but only {available} remain in the file"
+            ),
+            HeaderError::BadCommitCount(n) => write!(
+                f,
+                "commit record covers {n} records, outside 1..={COMMIT_MAX_RECORDS}"
             ),
             HeaderError::BadExtendedLength(n) => write!(
                 f,
@@ -241,6 +257,206 @@ pub fn encode_header(data: &[u8], prev: Location, out: &mut Vec<u8>) -> usize {
         out.extend_from_slice(&crc.to_le_bytes());
     }
     out.len()
+}
+
+/// herojobs, `strict` mode: the marker of a *commit record*, in the CRC field of a header whose
+/// size field is 0 (as [`EXT_MARKER`] for large records). A `strict` write call appends its
+/// records and then one commit record naming their ids, with one `pwrite`, and its commit is
+/// the data file's `fdatasync` alone: after a crash, open replays the commit records past the
+/// lookup table's last durable point ([`MARK_FILE`]) to rebuild the entries the table had not
+/// made durable. No lookup entry ever points at a commit record, so herolib (and older
+/// herojobs) never read one; a reader that met one through a damaged entry would see size 0
+/// and a CRC field that is not CRC32("") = 0: a CRC mismatch, never data.
+pub const COMMIT_MARKER: u32 = u32::from_le_bytes(*b"HJC1");
+/// Fixed part of a commit record: size 0 (2), marker (4), record count (4), first id or 0
+/// (4), CRC32 (4). The list form (first id 0) is followed by the ids, u32 LE each.
+pub const COMMIT_FIXED: usize = 18;
+/// Offset of the u32 LE number of records the commit record covers (the ones right before it).
+pub const COMMIT_COUNT_OFFSET: usize = 6;
+/// Offset of the u32 LE first id (ids `first..first + count`), or 0 for the list form.
+pub const COMMIT_FIRST_OFFSET: usize = 10;
+/// Offset of the u32 LE CRC32 of: bytes 6..14, the id list (list form), and for each covered
+/// record in order its data CRC and its data length (u32 LE each).
+pub const COMMIT_CRC_OFFSET: usize = 14;
+/// Largest number of records one commit record covers (a longer batch is split into groups).
+pub const COMMIT_MAX_RECORDS: usize = 1 << 20;
+
+/// Name of the lookup table's durable mark inside the database directory (herojobs).
+pub const MARK_FILE: &str = "lookup/mark";
+
+/// The ids a commit record names, in the order of the records it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitIds {
+    /// Ids `first..first + count` (what `add` hands out).
+    Consecutive {
+        /// Id of the first record covered.
+        first: u32,
+        /// Records covered.
+        count: u32,
+    },
+    /// One id per record (`set`, `put`).
+    List(Vec<u32>),
+}
+
+impl CommitIds {
+    /// Number of records covered.
+    pub fn count(&self) -> usize {
+        match self {
+            CommitIds::Consecutive { count, .. } => *count as usize,
+            CommitIds::List(ids) => ids.len(),
+        }
+    }
+
+    /// The id of the `i`-th record covered.
+    pub fn id(&self, i: usize) -> u32 {
+        match self {
+            CommitIds::Consecutive { first, .. } => first.wrapping_add(i as u32),
+            CommitIds::List(ids) => ids[i],
+        }
+    }
+}
+
+/// Whether `bytes` starts like a commit record (size 0 and [`COMMIT_MARKER`]).
+pub fn is_commit(bytes: &[u8]) -> bool {
+    bytes.len() >= 6 && bytes[0..2] == [0, 0] && bytes[2..6] == COMMIT_MARKER.to_le_bytes()
+}
+
+/// Appends a commit record to `out`. `ids` must be consecutive from `ids[0]` for the short
+/// form to be used; `records` holds each covered record's (data CRC, data length).
+pub fn encode_commit(ids: &[u32], records: &[(u32, u32)], out: &mut Vec<u8>) {
+    debug_assert_eq!(ids.len(), records.len());
+    let consecutive =
+        !ids.is_empty() && ids[0] != 0 && ids.windows(2).all(|w| w[0].checked_add(1) == Some(w[1]));
+    let count = ids.len() as u32;
+    let first = if consecutive { ids[0] } else { 0 };
+    let start = out.len();
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&COMMIT_MARKER.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&first.to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&out[start + COMMIT_COUNT_OFFSET..start + COMMIT_CRC_OFFSET]);
+    let list_at = out.len() + 4;
+    out.extend_from_slice(&[0; 4]);
+    if !consecutive {
+        for id in ids {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+        h.update(&out[list_at..]);
+    }
+    for (crc, len) in records {
+        h.update(&crc.to_le_bytes());
+        h.update(&len.to_le_bytes());
+    }
+    let crc = h.finalize();
+    out[start + COMMIT_CRC_OFFSET..start + COMMIT_CRC_OFFSET + 4]
+        .copy_from_slice(&crc.to_le_bytes());
+}
+
+/// A parsed commit record (see [`COMMIT_MARKER`]), before it is checked against the records
+/// it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitHeader {
+    /// The ids of the covered records.
+    pub ids: CommitIds,
+    /// The CRC stored in the record.
+    pub crc: u32,
+    /// Bytes the commit record occupies.
+    pub total_len: usize,
+}
+
+impl CommitHeader {
+    /// Whether the stored CRC matches these ids and the covered records' (data CRC, data
+    /// length), in order: a commit record torn, or written over other records, never matches.
+    pub fn matches(&self, records: &[(u32, u32)]) -> bool {
+        if records.len() != self.ids.count() {
+            return false;
+        }
+        let mut h = crc32fast::Hasher::new();
+        let (first, list) = match &self.ids {
+            CommitIds::Consecutive { first, .. } => (*first, None),
+            CommitIds::List(ids) => (0, Some(ids)),
+        };
+        h.update(&(records.len() as u32).to_le_bytes());
+        h.update(&first.to_le_bytes());
+        if let Some(ids) = list {
+            for id in ids {
+                h.update(&id.to_le_bytes());
+            }
+        }
+        for (crc, len) in records {
+            h.update(&crc.to_le_bytes());
+            h.update(&len.to_le_bytes());
+        }
+        h.finalize() == self.crc
+    }
+}
+
+/// Parses the commit record at the start of `bytes` (which may extend past it). `Ok(None)`:
+/// not a commit record. An error: a commit record that cannot be whole (truncated, or a count
+/// of 0 or above [`COMMIT_MAX_RECORDS`]).
+pub fn parse_commit(bytes: &[u8]) -> Result<Option<CommitHeader>, HeaderError> {
+    if !is_commit(bytes) {
+        return Ok(None);
+    }
+    if bytes.len() < COMMIT_FIXED {
+        return Err(HeaderError::Truncated {
+            needed: COMMIT_FIXED,
+            available: bytes.len(),
+        });
+    }
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let count = word(COMMIT_COUNT_OFFSET);
+    let first = word(COMMIT_FIRST_OFFSET);
+    let crc = word(COMMIT_CRC_OFFSET);
+    if count == 0 || count as usize > COMMIT_MAX_RECORDS {
+        return Err(HeaderError::BadCommitCount(count));
+    }
+    if first != 0 {
+        return Ok(Some(CommitHeader {
+            ids: CommitIds::Consecutive { first, count },
+            crc,
+            total_len: COMMIT_FIXED,
+        }));
+    }
+    let total_len = COMMIT_FIXED + 4 * count as usize;
+    if bytes.len() < total_len {
+        return Err(HeaderError::Truncated {
+            needed: total_len,
+            available: bytes.len(),
+        });
+    }
+    let ids = bytes[COMMIT_FIXED..total_len]
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok(Some(CommitHeader {
+        ids: CommitIds::List(ids),
+        crc,
+        total_len,
+    }))
+}
+
+/// Appends the header and data of a record holding `data` to `out` (the batch buffer) and
+/// returns the header length and the data's CRC32. Same bytes as [`encode_header`] + data.
+pub fn append_record(data: &[u8], prev: Location, out: &mut Vec<u8>) -> (usize, u32) {
+    let crc = crc32fast::hash(data);
+    let start = out.len();
+    if data.len() <= CLASSIC_MAX {
+        out.extend_from_slice(&(data.len() as u16).to_le_bytes());
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&prev.to_header_bytes());
+    } else {
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&EXT_MARKER.to_le_bytes());
+        out.extend_from_slice(&prev.to_header_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
+    let header_len = out.len() - start;
+    out.extend_from_slice(data);
+    (header_len, crc)
 }
 
 /// herolib's threshold for switching to keysize 6: `size × nr / 2 > 10,000,000` bytes
@@ -370,6 +586,36 @@ mod tests {
         assert_eq!(herolib_keysize((1 << 20) + 1, 4096), 3);
         // One record fewer: 4,294,963,200 fits u32, so it is the true product: keysize 6.
         assert_eq!(herolib_keysize((1 << 20) - 1, 4096), 6);
+    }
+
+    #[test]
+    fn commit_records_round_trip_and_bind_their_records() {
+        let records = [(0xdead_beef, 256), (7, 0), (1, 70_000)];
+        let mut out = Vec::new();
+        encode_commit(&[5, 6, 7], &records, &mut out);
+        assert_eq!(out.len(), COMMIT_FIXED);
+        let c = parse_commit(&out).unwrap().unwrap();
+        assert_eq!(c.ids, CommitIds::Consecutive { first: 5, count: 3 });
+        assert!(c.matches(&records));
+        assert!(!c.matches(&records[..2]));
+        assert!(!c.matches(&[(0xdead_beef, 256), (7, 0), (2, 70_000)]));
+        out.clear();
+        encode_commit(&[9, 3, 9], &records, &mut out);
+        assert_eq!(out.len(), COMMIT_FIXED + 12);
+        let c = parse_commit(&out).unwrap().unwrap();
+        assert_eq!(c.ids, CommitIds::List(vec![9, 3, 9]));
+        assert_eq!(c.total_len, out.len());
+        assert!(c.matches(&records));
+        // Torn: the list cut short.
+        assert!(parse_commit(&out[..out.len() - 1]).is_err());
+        // An ordinary record is not a commit record, and a commit record read as a record
+        // is a CRC mismatch (size 0, CRC field not 0).
+        let mut rec = Vec::new();
+        encode_header(b"", Location::NONE, &mut rec);
+        assert_eq!(parse_commit(&rec).unwrap(), None);
+        let h = parse_header(&out).unwrap();
+        assert_eq!(h.data_len, 0);
+        assert_ne!(h.crc, crc32fast::hash(b""));
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub struct Lookup {
 impl Lookup {
     /// Opens (creating if needed) `lookup/data` with entries of `keysize` bytes.
     pub fn open(path: &Path, keysize: u8) -> Result<Lookup> {
-        let file = super::open_rw(path, true)?;
+        let file = super::inner::open_rw(path, true)?;
         Self::from_file(path, file, keysize, true)
     }
 
@@ -157,6 +157,8 @@ impl Lookup {
         let mut new_len = need.max(current + step);
         new_len = new_len.div_ceil(ks) * ks;
         new_len = new_len.min(self.map.reserve());
+        #[cfg(test)]
+        let _gate = super::powerloss::gate();
         self.file
             .set_len(new_len)
             .map_err(|e| OurDbError::io("grow", &self.path, e))?;
@@ -190,6 +192,8 @@ impl Lookup {
                 location: loc,
             })?;
         debug_assert!((id as u64 + 1) * self.keysize as u64 <= self.known_len());
+        #[cfg(test)]
+        let _gate = super::powerloss::gate();
         self.map
             .store_bytes(id as u64 * self.keysize as u64, &buf[..n]);
         Ok(())

@@ -24,8 +24,16 @@ use std::fs::File;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// A shared mapping of a file, reserved to a fixed length.
-pub struct Map {
+///
+/// Every accessor checks its range against the reservation, always (not only in debug
+/// builds): one compare on the read path, measured as noise against the two cache misses a
+/// random get costs. So no call, whatever its arguments, touches memory outside the mapping;
+/// the callers' checks against the file's known length (which keep accesses off pages past
+/// the end of the file, where the kernel raises `SIGBUS`) come on top.
+pub(super) struct Map {
     raw: MmapRaw,
+    /// Mapped `PROT_WRITE` ([`Map::read_write`]).
+    writable: bool,
 }
 
 impl Map {
@@ -34,13 +42,19 @@ impl Map {
         let raw = MmapOptions::new()
             .len(reserve as usize)
             .map_raw_read_only(file)?;
-        Ok(Map { raw })
+        Ok(Map {
+            raw,
+            writable: false,
+        })
     }
 
     /// Maps `file` for reading and writing, reserving `reserve` bytes of address space.
     pub fn read_write(file: &File, reserve: u64) -> std::io::Result<Map> {
         let raw = MmapOptions::new().len(reserve as usize).map_raw(file)?;
-        Ok(Map { raw })
+        Ok(Map {
+            raw,
+            writable: true,
+        })
     }
 
     /// Reserved length.
@@ -48,51 +62,61 @@ impl Map {
         self.raw.len() as u64
     }
 
+    /// Panics unless `[offset, offset + len)` lies inside the reservation. A failure is a bug
+    /// in this crate (callers check lengths read from files against the file's known length,
+    /// which never exceeds the reservation), never a property of the data: it stops the
+    /// process instead of reading or writing outside the mapping.
+    #[inline]
+    fn check_range(&self, offset: u64, len: usize) -> usize {
+        let end = offset.checked_add(len as u64);
+        assert!(
+            end.is_some_and(|e| e <= self.reserve()),
+            "ourdb: map access {offset}+{len} outside the {}-byte reservation",
+            self.reserve()
+        );
+        offset as usize
+    }
+
     /// Copies `out.len()` bytes starting at `offset` into `out`.
     ///
-    /// The caller guarantees `offset + out.len()` is within the file's known length.
+    /// The caller keeps `offset + out.len()` within the file's known length (else the
+    /// access may fault with `SIGBUS`); the reservation is checked here.
     pub fn copy_out(&self, offset: u64, out: &mut [u8]) {
-        debug_assert!(offset + out.len() as u64 <= self.reserve());
-        // SAFETY: the range lies inside the reservation (checked by the caller against the
-        // known file length, which never exceeds the reservation) and inside the file, so every
-        // page is backed; `out` is a distinct, exclusively borrowed buffer.
+        let at = self.check_range(offset, out.len());
+        // SAFETY: the range lies inside the reservation (checked just above), so the pointer
+        // arithmetic stays inside the mapping; `out` is a distinct, exclusively borrowed
+        // buffer. The bytes may change under us (another writer): they are copied, never
+        // referenced, and the caller verifies them (CRC, entry re-read).
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.raw.as_ptr().add(offset as usize),
-                out.as_mut_ptr(),
-                out.len(),
-            );
+            std::ptr::copy_nonoverlapping(self.raw.as_ptr().add(at), out.as_mut_ptr(), out.len());
         }
     }
 
     /// Replaces `out`'s contents with the `len` bytes at `offset`, copied straight into its
     /// spare capacity (no zero-fill first: this is the read path's one copy).
     ///
-    /// The caller guarantees `offset + len` is within the file's known length.
+    /// The caller keeps `offset + len` within the file's known length; the reservation is
+    /// checked here.
     pub fn copy_into_vec(&self, offset: u64, len: usize, out: &mut Vec<u8>) {
-        debug_assert!(offset + len as u64 <= self.reserve());
+        let at = self.check_range(offset, len);
         out.clear();
         out.reserve(len);
-        // SAFETY: the source range is mapped and backed (as for `copy_out`); the destination
+        // SAFETY: the source range is inside the mapping (checked above); the destination
         // is `len` bytes of `out`'s spare capacity, reserved just above and distinct from the
         // map; after the copy those bytes are initialised, so `set_len(len)` is sound.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.raw.as_ptr().add(offset as usize),
-                out.as_mut_ptr(),
-                len,
-            );
+            std::ptr::copy_nonoverlapping(self.raw.as_ptr().add(at), out.as_mut_ptr(), len);
             out.set_len(len);
         }
     }
 
     /// Reads bytes with atomic loads (for lookup entries that writers may change concurrently).
     pub fn load_bytes(&self, offset: u64, out: &mut [u8]) {
-        debug_assert!(offset + out.len() as u64 <= self.reserve());
+        let at = self.check_range(offset, out.len());
         for (i, b) in out.iter_mut().enumerate() {
-            // SAFETY: in bounds as for `copy_out`; AtomicU8 has the alignment and size of u8,
-            // and all concurrent writers of these bytes also use atomic byte stores.
-            let a = unsafe { AtomicU8::from_ptr(self.raw.as_mut_ptr().add(offset as usize + i)) };
+            // SAFETY: inside the mapping (checked above); AtomicU8 has the alignment and size
+            // of u8, and all concurrent writers of these bytes also use atomic byte stores.
+            let a = unsafe { AtomicU8::from_ptr(self.raw.as_mut_ptr().add(at + i)) };
             *b = a.load(Ordering::Relaxed);
         }
         std::sync::atomic::fence(Ordering::Acquire);
@@ -100,12 +124,16 @@ impl Map {
 
     /// Writes bytes with atomic stores, after a release fence so that a reader that sees the
     /// new bytes also sees everything written before (the record the entry points to).
+    ///
+    /// Panics on a map created by [`Map::read_only`]: a store there would fault.
     pub fn store_bytes(&self, offset: u64, bytes: &[u8]) {
-        debug_assert!(offset + bytes.len() as u64 <= self.reserve());
+        let at = self.check_range(offset, bytes.len());
+        assert!(self.writable, "ourdb: store into a read-only map");
         std::sync::atomic::fence(Ordering::Release);
         for (i, b) in bytes.iter().enumerate() {
-            // SAFETY: as for `load_bytes`; the map is writable (created by `read_write`).
-            let a = unsafe { AtomicU8::from_ptr(self.raw.as_mut_ptr().add(offset as usize + i)) };
+            // SAFETY: inside the mapping (checked above), which is writable (checked above);
+            // atomic byte stores as for `load_bytes`.
+            let a = unsafe { AtomicU8::from_ptr(self.raw.as_mut_ptr().add(at + i)) };
             a.store(*b, Ordering::Relaxed);
         }
     }
@@ -130,9 +158,11 @@ impl Map {
 
     /// An `AtomicU64` at an 8-aligned `offset` (used for the shared state file).
     pub fn atomic_u64(&self, offset: u64) -> &AtomicU64 {
-        assert!(offset.is_multiple_of(8) && offset + 8 <= self.reserve());
+        assert!(offset.is_multiple_of(8) && self.writable);
+        self.check_range(offset, 8);
         // SAFETY: the map base is page-aligned, so an 8-aligned offset gives an aligned
-        // pointer; the bytes are inside a writable mapping of a file at least that long, and
+        // pointer; the bytes are inside the mapping (checked above), which is writable, of a
+        // file at least that long (the state file is grown to its length before mapping), and
         // every access to them goes through AtomicU64, in this process and in others.
         unsafe { AtomicU64::from_ptr(self.raw.as_mut_ptr().add(offset as usize) as *mut u64) }
     }

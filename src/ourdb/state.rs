@@ -45,7 +45,7 @@ impl State {
     /// Opens (creating if needed) the state file. Returns it and whether it held valid state.
     pub fn open(dir: &Path) -> Result<(State, bool)> {
         let path = dir.join(STATE_FILE);
-        let file = super::open_rw(&path, true)?;
+        let file = super::inner::open_rw(&path, true)?;
         let len = file
             .metadata()
             .map_err(|e| OurDbError::io("stat", &path, e))?
