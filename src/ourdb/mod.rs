@@ -44,10 +44,10 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod check;
-pub mod compact;
+mod compact;
 mod config;
 mod datafile;
-pub mod dump;
+mod dump;
 mod durability;
 mod error;
 pub mod format;
@@ -65,6 +65,7 @@ mod write;
 
 pub use config::{Config, Durability, StoredConfig, CONFIG_FILE};
 pub use error::{OurDbError, Result};
+pub use compact::CompactReport;
 pub use format::Location;
 
 use inner::Inner;
@@ -336,7 +337,7 @@ impl OurDb {
 
     /// Rewrites the live records (latest versions only: history is dropped) into new data
     /// files and switches to them atomically. Writers wait while it runs; readers do not.
-    pub fn compact(&self) -> Result<compact::CompactReport> {
+    pub fn compact(&self) -> Result<CompactReport> {
         self.start_background()?;
         let inner = &*self.inner;
         let (report, seq) = inner.write(|w| {
