@@ -269,10 +269,16 @@ impl Client {
     /// every 1.5 s (so a broker that lost its data, and with it the signal, costs a waiter
     /// at most that much).
     ///
-    /// ```no_run
-    /// # let client = herojobs::Client::connect("redis://127.0.0.1:6379", "/tmp/hero")?;
-    /// let job: herojobs::JobRef = "ops/builds/42".parse()?;
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut engine = herojobs::WatchDog::builder().embedded().base(dir.path())
+    /// #     .registry(herojobs::Registry::with_builtins()).build()?;
+    /// # engine.start()?;
+    /// # let client = engine.client();
+    /// # client.submit(herojobs::Job::new("ops", "builds", herojobs::ParamsType::RhaiScript, "6 * 7"))?;
+    /// let job: herojobs::JobRef = "ops/builds/1".parse()?;
     /// let result = client.wait(&job, std::time::Duration::from_secs(30))?.outcome()?.to_string();
+    /// assert_eq!(result, "42");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait(&self, job: &JobRef, timeout: Duration) -> Result<Job> {
