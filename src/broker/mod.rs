@@ -268,7 +268,7 @@ pub(crate) trait Broker: Send + Sync {
     /// finisher wins, a reclaimed attempt is fenced off, waiters are woken and the lease is
     /// dropped. A job the broker no longer holds (Redis restarted; an in-process broker
     /// evicted it) is `Missing` and left alone, unless `restore` (then it is written back):
-    /// the caller decides with OurDB first (`client::record_finished`).
+    /// the caller decides with OurDB first (`settle::record_finished`).
     fn finish_many(
         &self,
         jobs: &[(Job, u32)],
