@@ -63,9 +63,9 @@ mod read;
 mod state;
 mod write;
 
+pub use compact::CompactReport;
 pub use config::{Config, Durability, StoredConfig, CONFIG_FILE};
 pub use error::{OurDbError, Result};
-pub use compact::CompactReport;
 pub use format::Location;
 
 use inner::Inner;
