@@ -50,6 +50,9 @@ end
 for qi, k in pairs(submitted) do
   redis.call('HINCRBY', KEYS[#KEYS - 1], KEYS[1 + n + qi], k)
 end
-redis.call('LPUSH', KEYS[#KEYS], '1')
-redis.call('LTRIM', KEYS[#KEYS], 0, 63)
+-- The wake-up list only needs to be non-empty: trimmed when it passes 64 entries, not on
+-- every push.
+if redis.call('LPUSH', KEYS[#KEYS], '1') > 64 then
+  redis.call('LTRIM', KEYS[#KEYS], 0, 63)
+end
 return conflicts

@@ -5,9 +5,6 @@
 -- Returns per job 0 fine, 1 requeued, 2 suspect, 3 conflict (the hash holds a different
 -- job: another store's, submitted under this id after Redis lost its data), 4 / 5 finished
 -- done / error elsewhere (its hash expired, its outcome bit says so: never queued again).
-local function token_of(h)
-  return redis.call('HGET', h, 'token')
-end
 local out = {}
 local n = (#KEYS - 2) / 4
 local t = redis.call('TIME')
@@ -23,12 +20,21 @@ for i = 1, n do
   local requeue = ARGV[a + 6] == '1'
   local tok = ARGV[a + 7]
   local r = 0
-  local outcome = redis.call('BITFIELD', bits, 'GET', 'u2', '#' .. id)[1]
-  if redis.call('HEXISTS', h, 'job') == 0 and outcome == 1 then
+  -- One look at the hash and (only for a job Redis does not hold) one at its outcome bits:
+  -- a start-up pass runs this for every unfinished job, beside the engine's takes.
+  local held = redis.call('HEXISTS', h, 'job') == 1
+  local cur = {}
+  local outcome = 0
+  if held then
+    cur = redis.call('HMGET', h, 'token', 'status')
+  else
+    outcome = redis.call('BITFIELD', bits, 'GET', 'u2', '#' .. id)[1]
+  end
+  if not held and outcome == 1 then
     r = 4
-  elseif redis.call('HEXISTS', h, 'job') == 0 and outcome == 3 then
+  elseif not held and outcome == 3 then
     r = 5
-  elseif redis.call('HEXISTS', h, 'job') == 0 then
+  elseif not held then
     if status == 'active' and not requeue then
       if not redis.call('ZSCORE', KEYS[2], member) then r = 2 end
     else
@@ -41,9 +47,9 @@ for i = 1, n do
       redis.call('SADD', KEYS[1], q)
       r = 1
     end
-  elseif tok ~= '' and token_of(h) ~= tok then
+  elseif tok ~= '' and cur[1] ~= tok then
     r = 3
-  elseif redis.call('HGET', h, 'status') == 'active' and not redis.call('ZSCORE', KEYS[2], member) then
+  elseif cur[2] == 'active' and not redis.call('ZSCORE', KEYS[2], member) then
     if requeue then
       redis.call('HSET', h, 'status', 'new')
       redis.call('LPUSH', q, id)

@@ -41,6 +41,8 @@ local dead_cap = tonumber(ARGV[8])
 local dead_age = tonumber(ARGV[9])
 local codes = {}
 local gone = {}
+-- Outcome bits per bitmap, set by one BITFIELD each after the loop (chunked).
+local outcome_ops = {}
 local nf = (#KEYS - 1 - 2 * nq) / 5
 for i = 1, nf do
   local k = 1 + 2 * nq + 5 * (i - 1)
@@ -64,7 +66,10 @@ for i = 1, nf do
       redis.call('ZADD', sched, tonumber(ARGV[a + 7]), id)
     else
       redis.call('HSET', h, 'job', json, 'status', status, 'attempt', att)
-      redis.call('BITFIELD', bits, 'SET', 'u2', '#' .. id, status == 'done' and 1 or 3)
+      local ops = outcome_ops[bits]
+      if not ops then ops = {}; outcome_ops[bits] = ops end
+      ops[#ops + 1] = 'SET'; ops[#ops + 1] = 'u2'; ops[#ops + 1] = '#' .. id
+      ops[#ops + 1] = status == 'done' and 1 or 3
       if cur[3] then
         redis.call('LPUSH', d, json)
         redis.call('EXPIRE', d, (ttl > 0 and ttl < 600) and ttl or 600)
@@ -81,6 +86,11 @@ for i = 1, nf do
     codes[i] = 1
   end
 end
+for bits, ops in pairs(outcome_ops) do
+  for s = 1, #ops, 1000 do
+    redis.call('BITFIELD', bits, unpack(ops, s, math.min(s + 999, #ops)))
+  end
+end
 for s = 1, #gone, 1000 do
   redis.call('ZREM', KEYS[1], unpack(gone, s, math.min(s + 999, #gone)))
 end
@@ -90,15 +100,21 @@ local taken = 0
 local next_due = 0
 for qi = 2, 1 + nq do
   local sched = KEYS[qi + nq]
-  if taken < max then
+  -- One look at the earliest scheduled job; the range read and the moves only when one is
+  -- due (most takes find the set empty, and pay one call per queue for scheduling).
+  local first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+  if first[2] and taken < max and tonumber(first[2]) <= now_ms then
     local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now_ms, 'LIMIT', 0, 1000)
     if #due > 0 then
       redis.call('ZREM', sched, unpack(due))
-      -- Earliest due first: RPUSH puts each at the head, so push the latest first.
-      for j = #due, 1, -1 do redis.call('RPUSH', KEYS[qi], due[j]) end
+      -- Earliest due first: RPUSH puts its arguments at the head one after the other, so
+      -- they go in latest first.
+      local rev = {}
+      for j = #due, 1, -1 do rev[#rev + 1] = due[j] end
+      redis.call('RPUSH', KEYS[qi], unpack(rev))
     end
+    first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
   end
-  local first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
   if first[2] then
     local t = tonumber(first[2])
     if next_due == 0 or t < next_due then next_due = t end
