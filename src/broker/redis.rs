@@ -82,6 +82,19 @@ impl RedisBroker {
             .iter()
             .map(|(j, _)| super::queue_of(j))
             .collect::<Result<_, _>>()?;
+        // The finished jobs' queues, each once: their scheduled set, dead set and outcome
+        // bitmap are passed per queue, not per job (a batch is mostly one queue).
+        let mut groups: Vec<&QueueName> = Vec::new();
+        let group_of: Vec<usize> = fq
+            .iter()
+            .map(|q| match groups.iter().position(|g| *g == q) {
+                Some(i) => i + 1,
+                None => {
+                    groups.push(q);
+                    groups.len()
+                }
+            })
+            .collect();
         let args: Vec<(String, String, &'static str, String)> = finished
             .iter()
             .zip(&fq)
@@ -93,11 +106,20 @@ impl RedisBroker {
                         JobStatus::Done => "done",
                         // Not finished: waiting for its retry (see `Broker::finish_many`).
                         JobStatus::New | JobStatus::Active => "retry",
+                        // A final error: indexed in the dead set.
                         JobStatus::Error => "error",
                     },
                     keys::lease_member(q, j.id),
                 )
             })
+            .collect();
+        let group_keys: Vec<[String; 3]> = groups
+            .iter()
+            .map(|q| [keys::scheduled(q), keys::dead(q), keys::outcomes(q)])
+            .collect();
+        let queue_keys: Vec<(String, String)> = queues
+            .iter()
+            .map(|q| (keys::queue(q), keys::scheduled(q)))
             .collect();
         let now_ms = now_ms();
         let jsons: Vec<String> = finished.iter().map(|(j, _)| codec::to_json(j)).collect();
@@ -114,18 +136,17 @@ impl RedisBroker {
             self.run(op, retry, |con| {
                 let mut inv = self.scripts.finish_take.prepare_invoke();
                 inv.key(keys::LEASES);
-                for q in queues {
-                    inv.key(keys::queue(q));
+                for (queue, _) in &queue_keys {
+                    inv.key(queue);
                 }
-                for q in queues {
-                    inv.key(keys::scheduled(q));
+                for (_, sched) in &queue_keys {
+                    inv.key(sched);
                 }
-                for ((hash, done, _, _), q) in args.iter().zip(&fq) {
-                    inv.key(hash)
-                        .key(done)
-                        .key(keys::scheduled(q))
-                        .key(keys::dead(q))
-                        .key(keys::outcomes(q));
+                for g in &group_keys {
+                    inv.key(&g[0]).key(&g[1]).key(&g[2]);
+                }
+                for (hash, done, _, _) in &args {
+                    inv.key(hash).key(done);
                 }
                 inv.arg(queues.len())
                     .arg(max)
@@ -135,22 +156,26 @@ impl RedisBroker {
                     .arg(now_ms)
                     .arg(r.finished_ttl.as_secs())
                     .arg(r.dead_max)
-                    .arg(r.dead_age.as_millis() as u64);
-                for (((_, _, status, member), json), (job, attempt)) in
-                    args.iter().zip(&jsons).zip(finished)
+                    .arg(r.dead_age.as_millis() as u64)
+                    .arg(groups.len());
+                for ((((_, _, status, member), json), (job, attempt)), group) in
+                    args.iter().zip(&jsons).zip(finished).zip(&group_of)
                 {
+                    // The submit's token and store stay in the hash; they are written only
+                    // when the hash is restored, so they travel only then.
+                    let (token, store) = if restore {
+                        (job.token.as_str(), job.store.as_str())
+                    } else {
+                        ("", "")
+                    };
                     inv.arg(json)
                         .arg(*status)
                         .arg(*attempt)
                         .arg(member)
-                        .arg(&job.token)
-                        .arg(&job.store)
+                        .arg(token)
+                        .arg(store)
                         .arg(job.run_at_ms)
-                        .arg(if job.status == JobStatus::Error {
-                            "1"
-                        } else {
-                            "0"
-                        })
+                        .arg(*group)
                         .arg(job.id);
                 }
                 inv.invoke(con)

@@ -5,13 +5,14 @@
 -- only takes. An id is never out of its queue without being active under a lease.
 --
 -- KEYS: leases, then the nq queue keys (in the order to try them), then their nq
--- scheduled sets, then per finished job: its hash, its done list, its queue's scheduled set,
--- dead set and outcome bitmap.
+-- scheduled sets, then per queue of the finished jobs (ng of them): its scheduled set, dead
+-- set and outcome bitmap, then per finished job: its hash and its done list.
 -- ARGV: nq, max to take, lease deadline (ms), now (s), restore flag, now (ms), finished
--- TTL (s, 0: keep), dead-set cap (count), dead-set age (ms), then per finished job: json,
--- status ('done', 'error' or 'retry'), attempt, lease member, token, store (written only
--- when the hash is restored: otherwise the submit's fields stay), due (ms, for 'retry'),
--- dead flag ('1': a final error, indexed in the dead set), id.
+-- TTL (s, 0: keep), dead-set cap (count), dead-set age (ms), ng, then per finished job:
+-- json, status ('done', 'error': a final error, indexed in the dead set, or 'retry'),
+-- attempt, lease member, token, store (both sent and written only when the hash is
+-- restored: otherwise the submit's fields stay), due (ms, for 'retry'), its queue's index
+-- among the ng (1-based), id.
 -- Returns {codes, taken, next_due}. codes, per finished job: 1 applied (also when the job
 -- already holds exactly this record: a retried call whose reply was lost), 0 already
 -- finished (first finisher wins), -1 fenced (another attempt owns it), -2 missing (the hash
@@ -43,11 +44,14 @@ local codes = {}
 local gone = {}
 -- Outcome bits per bitmap, set by one BITFIELD each after the loop (chunked).
 local outcome_ops = {}
-local nf = (#KEYS - 1 - 2 * nq) / 5
+local ng = tonumber(ARGV[10])
+local nf = (#KEYS - 1 - 2 * nq - 3 * ng) / 2
 for i = 1, nf do
-  local k = 1 + 2 * nq + 5 * (i - 1)
-  local h, d, sched, dead, bits = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
-  local a = 9 + 9 * (i - 1)
+  local a = 10 + 9 * (i - 1)
+  local k = 1 + 2 * nq + 3 * ng + 2 * (i - 1)
+  local g = 1 + 2 * nq + 3 * (tonumber(ARGV[a + 8]) - 1)
+  local h, d = KEYS[k + 1], KEYS[k + 2]
+  local sched, dead, bits = KEYS[g + 1], KEYS[g + 2], KEYS[g + 3]
   local json, status, att = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local cur = redis.call('HMGET', h, 'status', 'attempt', 'waiting')
   if not cur[1] and not restore and redis.call('HEXISTS', h, 'job') == 0 then
@@ -59,7 +63,7 @@ for i = 1, nf do
     codes[i] = -1
   else
     local id = ARGV[a + 9]
-    if not cur[1] then redis.call('HSET', h, 'token', ARGV[a + 5], 'store', ARGV[a + 6]) end
+    if not cur[1] and restore then redis.call('HSET', h, 'token', ARGV[a + 5], 'store', ARGV[a + 6]) end
     gone[#gone + 1] = ARGV[a + 4]
     if status == 'retry' then
       redis.call('HSET', h, 'job', json, 'status', 'new', 'attempt', att)
@@ -75,7 +79,7 @@ for i = 1, nf do
         redis.call('EXPIRE', d, (ttl > 0 and ttl < 600) and ttl or 600)
       end
       if ttl > 0 then redis.call('EXPIRE', h, ttl) end
-      if ARGV[a + 8] == '1' then
+      if status == 'error' then
         redis.call('ZADD', dead, now_ms, id)
         if redis.call('ZCARD', dead) > dead_cap then
           redis.call('ZREMRANGEBYRANK', dead, 0, -(dead_cap + 1))
