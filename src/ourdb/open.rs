@@ -428,6 +428,11 @@ impl Inner {
             // Other handles still map the files the interrupted compaction replaced.
             state.set_generation(state.generation() + 1);
         }
+        if !valid || recovered || (alone && replayed.beyond) {
+            // Words of an invalid file, counted over the replaced files, or possibly behind
+            // the data after a crash (the state file is never fsynced): unknown.
+            state.set_live_bytes(None);
+        }
         state.set_valid();
         // Past the mark there was something (a crash), or there is no mark yet (a new
         // database, or one written before marks): make the table durable up to the end and
