@@ -122,18 +122,18 @@ fn fsync_dir(dir: &Path) -> Result<()> {
 /// copy of the directory there.
 #[cfg(test)]
 #[allow(clippy::type_complexity)]
-pub(super) static STEP_HOOK: parking_lot::Mutex<Option<Box<dyn FnMut(&str) + Send>>> =
+pub(super) static STEP_HOOK: parking_lot::Mutex<Option<Box<dyn FnMut(&Path, &str) + Send>>> =
     parking_lot::Mutex::new(None);
 
 #[cfg(test)]
-fn step(name: &str) {
+fn step(dir: &Path, name: &str) {
     if let Some(h) = STEP_HOOK.lock().as_mut() {
-        h(name)
+        h(dir, name)
     }
 }
 
 #[cfg(not(test))]
-fn step(_name: &str) {}
+fn step(_dir: &Path, _name: &str) {}
 
 /// `ourdb.compact.lock`, held exclusively while a compaction runs (released on drop, with
 /// the descriptor).
@@ -426,6 +426,7 @@ pub(super) fn compact(inner: &Inner, opts: CompactOptions) -> Result<CompactRepo
     let mut st = Staged::create(inner, opts)?;
     let mut changed = st.round(inner, &first, false)?;
     drop(first);
+    step(dir, "copied");
     let mut rounds = 1;
     let mut caught_up = 0;
     while changed > LOCKED_CATCH_UP_MAX && rounds < MAX_UNLOCKED_ROUNDS {
@@ -450,7 +451,7 @@ pub(super) fn compact(inner: &Inner, opts: CompactOptions) -> Result<CompactRepo
         let table_len = snap.len() as u64;
         drop(snap);
         st.seal(table_len)?;
-        step("sealed");
+        step(dir, "sealed");
         let count = st.files.len();
         let end = st.files[count - 1].1;
         // The new table is complete: its mark is the end of the new data, staged with it and
@@ -468,7 +469,7 @@ pub(super) fn compact(inner: &Inner, opts: CompactOptions) -> Result<CompactRepo
             next_id: inner.state.next_id().max(1),
         };
         mark::create(&st.dir, &new_mark)?;
-        step("marked");
+        step(dir, "marked");
         // The marker appears atomically (temporary name, fsync, rename): a crash while
         // writing it must leave no marker rather than an empty one.
         let commit = st.dir.join(COMMIT);
@@ -479,12 +480,12 @@ pub(super) fn compact(inner: &Inner, opts: CompactOptions) -> Result<CompactRepo
             .and_then(|_| c.sync_all())
             .map_err(|e| OurDbError::io("write", &commit_tmp, e))?;
         drop(c);
-        step("commit-written");
+        step(dir, "commit-written");
         std::fs::rename(&commit_tmp, &commit).map_err(|e| OurDbError::io("rename", &commit, e))?;
         st.committed = true;
         fsync_dir(&st.dir)?;
         fsync_dir(dir)?;
-        step("committed");
+        step(dir, "committed");
         let live: u64 = st.sizes.iter().map(|s| *s as u64).sum();
         let records = st.sizes.iter().filter(|s| **s > 0).count() as u64;
         {
@@ -499,10 +500,10 @@ pub(super) fn compact(inner: &Inner, opts: CompactOptions) -> Result<CompactRepo
             inner.state.set_live_bytes(Some(live));
             inner.state.sync()?;
         }
-        step("applied");
+        step(dir, "applied");
         inner.note_mark(&mut inner.mark.lock(), new_mark);
         finish(dir)?;
-        step("finished");
+        step(dir, "finished");
         Ok(CompactReport {
             records,
             versions: st.versions,
@@ -540,14 +541,14 @@ fn apply(dir: &Path) -> Result<()> {
         if from.exists() {
             std::fs::rename(&from, dir.join(&name))
                 .map_err(|e| OurDbError::io("rename", &from, e))?;
-            step("renamed-data-file");
+            step(dir, "renamed-data-file");
         }
     }
     let from = staging.join("lookup/data");
     if from.exists() {
         std::fs::rename(&from, dir.join("lookup/data"))
             .map_err(|e| OurDbError::io("rename", &from, e))?;
-        step("renamed-table");
+        step(dir, "renamed-table");
     }
     let from = mark::path(&staging);
     if from.exists() {
@@ -560,7 +561,7 @@ fn apply(dir: &Path) -> Result<()> {
             break;
         }
         std::fs::remove_file(&p).map_err(|e| OurDbError::io("remove", &p, e))?;
-        step("removed-data-file");
+        step(dir, "removed-data-file");
         if nr == u16::MAX {
             break;
         }
@@ -598,5 +599,185 @@ pub(super) fn recover(dir: &Path) -> Result<bool> {
                 .map_err(|e| OurDbError::io("remove", &staging, e))?;
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The switch, crashed at each of its steps (a copy of the directory taken there, as a
+    //! kill would leave it), and compactions racing each other and openers.
+
+    use super::*;
+    use crate::ourdb::{powerloss, Config, Durability, OurDb, OurDbError};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    /// Serialises the tests that install [`STEP_HOOK`] (it is process-wide).
+    static HOOKED: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+    fn cfg(durability: Durability) -> Config {
+        Config {
+            file_size: 8 * 1024,
+            durability,
+            ..Config::default()
+        }
+    }
+
+    fn payload(id: u32, v: u32) -> Vec<u8> {
+        format!("{id}/{v}/{}", "p".repeat((id as usize * 13 + v as usize) % 200)).into_bytes()
+    }
+
+    /// Writes ids with 1 to 4 versions, some deleted; returns each live id's versions,
+    /// oldest first.
+    fn build(db: &OurDb) -> BTreeMap<u32, Vec<Vec<u8>>> {
+        let mut model = BTreeMap::new();
+        for i in 0..400u32 {
+            let id = db.add(&payload(i + 1, 0)).unwrap();
+            let mut versions = vec![payload(i + 1, 0)];
+            for v in 1..=(i % 4) {
+                db.set(id, &payload(i + 1, v)).unwrap();
+                versions.push(payload(i + 1, v));
+            }
+            if i % 7 == 3 {
+                db.delete(id).unwrap();
+            } else {
+                model.insert(id, versions);
+            }
+        }
+        model
+    }
+
+    fn newest_first(versions: &[Vec<u8>], keep: usize) -> Vec<Vec<u8>> {
+        versions.iter().rev().take(keep).cloned().collect()
+    }
+
+    #[test]
+    fn a_crash_at_each_step_of_the_switch_leaves_the_old_or_the_new_database() {
+        let _ex = powerloss::EXCLUSIVE.lock();
+        let _hooked = HOOKED.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let copies = tempfile::tempdir().unwrap();
+        let db = OurDb::open(dir.path(), cfg(Durability::Strict)).unwrap();
+        let model = build(&db);
+        db.sync().unwrap();
+        assert!(db.stats().unwrap().data_files > 2, "several data files");
+        powerloss::arm(dir.path());
+        let taken: Arc<parking_lot::Mutex<Vec<(String, PathBuf)>>> = Arc::default();
+        let (target, into, log) = (
+            dir.path().to_path_buf(),
+            copies.path().to_path_buf(),
+            Arc::clone(&taken),
+        );
+        *STEP_HOOK.lock() = Some(Box::new(move |d, name| {
+            if d != target {
+                return;
+            }
+            let mut log = log.lock();
+            let to = into.join(format!("{}-{name}", log.len()));
+            // A kill at this instant: every file as it is now.
+            powerloss::crash_copy(&to, || true);
+            log.push((name.to_string(), to));
+        }));
+        let report = db.compact_with(CompactOptions::keep_history(2));
+        *STEP_HOOK.lock() = None;
+        powerloss::disarm();
+        let report = report.unwrap();
+        assert_eq!(report.records, model.len() as u64);
+        let taken = taken.lock().clone();
+        let names: Vec<&str> = taken.iter().map(|(n, _)| n.as_str()).collect();
+        for want in [
+            "copied",
+            "sealed",
+            "marked",
+            "commit-written",
+            "committed",
+            "renamed-data-file",
+            "renamed-table",
+            "removed-data-file",
+            "applied",
+            "finished",
+        ] {
+            assert!(names.contains(&want), "step {want} not reached: {names:?}");
+        }
+        let committed_at = names.iter().position(|n| *n == "committed").unwrap();
+        for (i, (name, copy)) in taken.iter().enumerate() {
+            let db = OurDb::open(copy, cfg(Durability::Strict))
+                .unwrap_or_else(|e| panic!("open after a crash at {name}: {e}"));
+            assert!(!copy.join(STAGING).exists(), "{name}: staging left");
+            let problems = db.check().unwrap();
+            assert!(problems.is_empty(), "{name}: {problems:?}");
+            assert_eq!(
+                db.ids().collect::<Vec<_>>(),
+                model.keys().copied().collect::<Vec<_>>(),
+                "{name}"
+            );
+            let (mut old, mut new) = (0, 0);
+            for (id, versions) in &model {
+                assert_eq!(&db.get(*id).unwrap(), versions.last().unwrap(), "{name}");
+                let h = db.history(*id, 10).unwrap();
+                if versions.len() > 2 {
+                    if h == newest_first(versions, 10) {
+                        old += 1;
+                    } else {
+                        assert_eq!(h, newest_first(versions, 2), "{name}: id {id}");
+                        new += 1;
+                    }
+                }
+            }
+            // Never a mix: before the commit point all old, from it on all new.
+            if i < committed_at {
+                assert_eq!(new, 0, "{name}: new history before the commit point");
+            } else {
+                assert_eq!(old, 0, "{name}: old history after the commit point");
+            }
+            let space = db.space().unwrap();
+            assert_eq!(space.live_bytes, db.inner.scan_live().unwrap(), "{name}");
+            // And it takes writes.
+            let id = db.add(b"after").unwrap();
+            assert_eq!(db.get(id).unwrap(), b"after");
+            db.close().unwrap();
+        }
+    }
+
+    #[test]
+    fn one_compaction_at_a_time_and_open_keeps_a_running_ones_staging() {
+        let _hooked = HOOKED.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let db = OurDb::open(dir.path(), cfg(Durability::Periodic)).unwrap();
+        let model = build(&db);
+        let seen: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
+        let (target, log) = (dir.path().to_path_buf(), Arc::clone(&seen));
+        *STEP_HOOK.lock() = Some(Box::new(move |d, name| {
+            if d != target || name != "copied" {
+                return;
+            }
+            // Mid-copy, without the writer lock: a second handle opens (its recovery must
+            // leave this staging alone), reads, writes, and cannot start a compaction.
+            let other = OurDb::open(d, cfg(Durability::Periodic)).unwrap();
+            log.lock().push(format!("staging:{}", d.join(STAGING).exists()));
+            match other.compact() {
+                Err(OurDbError::CompactionBusy { .. }) => log.lock().push("busy".into()),
+                other => log.lock().push(format!("unexpected: {other:?}")),
+            }
+            let id = other.add(b"written by the other handle").unwrap();
+            log.lock().push(format!("added:{id}"));
+            other.close().unwrap();
+        }));
+        let report = db.compact();
+        *STEP_HOOK.lock() = None;
+        let report = report.unwrap();
+        let seen = seen.lock().clone();
+        assert_eq!(seen[..2], ["staging:true".to_string(), "busy".to_string()]);
+        let added: u32 = seen[2].strip_prefix("added:").unwrap().parse().unwrap();
+        // The write made during the copy is in the result.
+        assert_eq!(db.get(added).unwrap(), b"written by the other handle");
+        assert_eq!(report.records, model.len() as u64 + 1);
+        assert!(report.caught_up >= 1);
+        for (id, versions) in &model {
+            assert_eq!(&db.get(*id).unwrap(), versions.last().unwrap());
+        }
+        assert!(db.check().unwrap().is_empty());
+        // The lock is free again.
+        db.compact().unwrap();
     }
 }
