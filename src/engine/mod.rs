@@ -30,13 +30,14 @@ mod dispatcher;
 mod finisher;
 mod handoff;
 mod pool;
+mod compactor;
 mod recovery;
 mod shared;
 mod stats;
 mod unrecorded;
 
 pub use builder::WatchDogBuilder;
-pub use config::{Authenticator, EngineConfig, QueuePattern, QueueSelection};
+pub use config::{Authenticator, Compaction, EngineConfig, QueuePattern, QueueSelection};
 pub use stats::EngineStats;
 
 use crate::error::{Error, Result};

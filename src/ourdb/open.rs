@@ -251,9 +251,14 @@ impl Inner {
             return Err(OurDbError::io("lock", &open_path, e));
         }
         let opened = Self::open_locked(&dir, config, alone);
+        // Whether open's scan raised the next id: read before the lock is released (after
+        // it, another process's adds raise it too, and `check` would then take the value
+        // from before them for the ids handed out).
+        let state_raised = opened
+            .as_ref()
+            .is_ok_and(|(_, state, _, prior_next, _)| state.next_id() > *prior_next);
         let _ = lock.unlock();
         let (stored, state, maps, prior_next, last_mark) = opened?;
-        let state_raised = state.next_id() > prior_next;
         Ok(Inner {
             dir,
             open_lock: Some(open_lock),
