@@ -307,3 +307,34 @@ impl Default for EngineConfig {
 /// Called with each job (its session key, circle, params...) before it runs; `Err(reason)`
 /// fails the job with that reason and it never runs.
 pub type Authenticator = Arc<dyn Fn(&Job) -> std::result::Result<(), String> + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ourdb::Space;
+
+    fn space(data: u64, dead: u64) -> Space {
+        Space {
+            data_bytes: data,
+            live_bytes: data - dead,
+            dead_bytes: dead,
+        }
+    }
+
+    #[test]
+    fn compaction_is_due_past_both_thresholds_counting_growth_only() {
+        let p = Compaction {
+            min_dead_bytes: 100,
+            dead_ratio: 0.5,
+            ..Compaction::default()
+        };
+        assert!(p.due(&space(1000, 500), 0));
+        assert!(!p.due(&space(1000, 499), 0), "below the ratio");
+        assert!(!p.due(&space(150, 99), 0), "below the minimum");
+        // Dead bytes left by the last compaction (kept history) do not count again.
+        assert!(!p.due(&space(1000, 700), 300));
+        assert!(p.due(&space(1000, 800), 300));
+        assert!(!Compaction::disabled().due(&space(1000, 1000), 0));
+        assert!(!p.due(&space(0, 0), 0));
+    }
+}
