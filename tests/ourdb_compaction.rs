@@ -27,7 +27,10 @@ fn dead_bytes_are_exact_after_adds_sets_and_deletes() {
     // `none`: no commit records, so every data byte is a record or the preamble.
     let db = OurDb::open(dir.path(), cfg(Durability::None)).unwrap();
     let empty = db.space().unwrap();
-    assert_eq!((empty.data_bytes, empty.live_bytes, empty.dead_bytes), (1, 0, 1));
+    assert_eq!(
+        (empty.data_bytes, empty.live_bytes, empty.dead_bytes),
+        (1, 0, 1)
+    );
     let a = db.add(b"aaaa").unwrap();
     let b = db.add(b"bb").unwrap();
     let big = vec![7u8; 70_000];
@@ -72,7 +75,10 @@ fn dead_bytes_are_exact_after_adds_sets_and_deletes() {
     assert_eq!(r.bytes_after, live + 1);
     assert_eq!(r.reclaimed(), data - live - 1);
     let s = db.space().unwrap();
-    assert_eq!((s.data_bytes, s.live_bytes, s.dead_bytes), (live + 1, live, 1));
+    assert_eq!(
+        (s.data_bytes, s.live_bytes, s.dead_bytes),
+        (live + 1, live, 1)
+    );
 }
 
 #[test]
@@ -92,7 +98,11 @@ fn strict_mode_counts_the_same_live_bytes() {
 type Model = BTreeMap<u32, Vec<Vec<u8>>>;
 
 fn payload(id: u32, v: u32) -> Vec<u8> {
-    format!("{id}/{v}/{}", "q".repeat((id as usize * 31 + v as usize * 7) % 500)).into_bytes()
+    format!(
+        "{id}/{v}/{}",
+        "q".repeat((id as usize * 31 + v as usize * 7) % 500)
+    )
+    .into_bytes()
 }
 
 fn build(db: &OurDb, n: u32) -> Model {
@@ -129,7 +139,13 @@ fn assert_model(db: &OurDb, model: &Model, keep: usize) {
 
 #[test]
 fn compaction_keeps_live_records_identical_and_history_in_order() {
-    for keep in [0usize, 1, 3, 10] {
+    for (keep, blocking) in [
+        (0usize, false),
+        (1, false),
+        (3, false),
+        (10, false),
+        (3, true),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let db = OurDb::open(
             dir.path(),
@@ -142,12 +158,18 @@ fn compaction_keeps_live_records_identical_and_history_in_order() {
         let model = build(&db, 600);
         let before = db.space().unwrap();
         let next = db.next_id();
-        let r = db.compact_with(CompactOptions::keep_history(keep)).unwrap();
+        let opts = CompactOptions::keep_history(keep);
+        let r = db
+            .compact_with(if blocking { opts.blocking() } else { opts })
+            .unwrap();
         let kept = keep.max(1);
         assert_eq!(r.records, model.len() as u64);
         assert_eq!(
             r.versions,
-            model.values().map(|v| v.len().min(kept) as u64).sum::<u64>()
+            model
+                .values()
+                .map(|v| v.len().min(kept) as u64)
+                .sum::<u64>()
         );
         assert_eq!(r.live_bytes, before.live_bytes);
         assert_model(&db, &model, kept);
@@ -225,7 +247,10 @@ fn writers_during_compaction(durability: Durability) {
         let mut reports = Vec::new();
         // Until writes overlapped compactions (bounded: no test may spin for ever).
         while reports.len() < 3 || inside.load(Ordering::Acquire) == 0 {
-            assert!(reports.len() < 2000, "no write ever overlapped a compaction");
+            assert!(
+                reports.len() < 2000,
+                "no write ever overlapped a compaction"
+            );
             epoch.fetch_add(1, Ordering::AcqRel);
             let r = db.compact();
             epoch.fetch_add(1, Ordering::AcqRel);
@@ -304,7 +329,9 @@ fn readers_never_see_an_error_or_wrong_bytes_across_the_switch() {
                             .unwrap_or_else(|| panic!("id {id}: {text:?}"));
                         assert_eq!(head, id.to_string(), "id {id} read another record");
                         assert_eq!(got, payload(id, v.parse().unwrap()), "id {id}");
-                        let h = db.history(id, 3).unwrap_or_else(|e| panic!("history {id}: {e}"));
+                        let h = db
+                            .history(id, 3)
+                            .unwrap_or_else(|e| panic!("history {id}: {e}"));
                         assert!(h.iter().all(|d| d.starts_with(format!("{id}/").as_bytes())));
                         if before % 2 == 1 && epoch.load(Ordering::Acquire) != before {
                             // This read spanned the end of a compaction (its switch).

@@ -42,7 +42,11 @@ impl Compactor {
     /// starts one background thread for those due.
     pub(crate) fn tick(&mut self) {
         let policy = self.shared.config.compaction.clone();
-        if !policy.enabled || self.checked.is_some_and(|t| t.elapsed() < policy.check_every) {
+        if !policy.enabled
+            || self
+                .checked
+                .is_some_and(|t| t.elapsed() < policy.check_every)
+        {
             return;
         }
         if self.running.as_ref().is_some_and(|h| !h.is_finished()) {

@@ -24,13 +24,13 @@
 //! run's (the attempt number is a fencing token checked atomically when finishing).
 
 mod builder;
+mod compactor;
 mod config;
 mod deadlines;
 mod dispatcher;
 mod finisher;
 mod handoff;
 mod pool;
-mod compactor;
 mod recovery;
 mod shared;
 mod stats;

@@ -69,6 +69,10 @@ pub struct CompactOptions {
     /// Versions to keep per id, newest first (0 or 1: the current version only). Kept
     /// versions are chained as before: each one's previous location names the next older.
     pub keep_history: usize,
+    /// Hold the writer lock for the whole copy, as compaction did before it was online:
+    /// writers wait until it is done. Only for comparison (`benches/ourdb.rs`) and for a
+    /// caller that wants no write to land in the old files meanwhile.
+    pub blocking: bool,
 }
 
 impl CompactOptions {
@@ -76,6 +80,15 @@ impl CompactOptions {
     pub fn keep_history(versions: usize) -> CompactOptions {
         CompactOptions {
             keep_history: versions,
+            blocking: false,
+        }
+    }
+
+    /// The same, holding the writer lock for the whole copy (see [`CompactOptions::blocking`]).
+    pub fn blocking(self) -> CompactOptions {
+        CompactOptions {
+            blocking: true,
+            ..self
         }
     }
 }
@@ -414,39 +427,58 @@ pub(super) fn compact(inner: &Inner, opts: CompactOptions) -> Result<CompactRepo
     let Some(_lock) = CompactLock::try_take(dir)? else {
         return Err(OurDbError::CompactionBusy { dir: dir.clone() });
     };
-    let ((first, generation), _) = inner.write(|w| {
+    let interrupted = || {
         if dir.join(STAGING).join(COMMIT).exists() {
             return Err(abandon(
                 "an interrupted compaction is committed but not applied; \
                  reopen the database (a writable open finishes it)",
             ));
         }
-        Ok((snapshot(inner, w)?, inner.state.generation()))
+        Ok(())
+    };
+    // Under the writer lock: an interrupted compaction's committed staging is finished only
+    // by a writable open (under that lock), and must never be removed as debris.
+    let (mut st, _) = inner.write(|_| {
+        interrupted()?;
+        Staged::create(inner, opts)
     })?;
-    let mut st = Staged::create(inner, opts)?;
-    let mut changed = st.round(inner, &first, false)?;
-    drop(first);
-    step(dir, "copied");
-    let mut rounds = 1;
+    let mut rounds = 0;
     let mut caught_up = 0;
-    while changed > LOCKED_CATCH_UP_MAX && rounds < MAX_UNLOCKED_ROUNDS {
-        let (snap, _) = inner.write(|w| {
-            if inner.state.generation() != generation {
-                return Err(abandon("the database was compacted by another handle"));
-            }
-            snapshot(inner, w)
-        })?;
-        changed = st.round(inner, &snap, false)?;
-        caught_up += changed;
-        rounds += 1;
+    // `None`: blocking, everything is copied in the locked round.
+    let mut generation = None;
+    if !opts.blocking {
+        let ((first, g), _) =
+            inner.write(|w| Ok((snapshot(inner, w)?, inner.state.generation())))?;
+        generation = Some(g);
+        let mut changed = st.round(inner, &first, false)?;
+        drop(first);
+        step(dir, "copied");
+        rounds = 1;
+        while changed > LOCKED_CATCH_UP_MAX && rounds < MAX_UNLOCKED_ROUNDS {
+            let (snap, _) = inner.write(|w| {
+                if inner.state.generation() != g {
+                    return Err(abandon("the database was compacted by another handle"));
+                }
+                snapshot(inner, w)
+            })?;
+            changed = st.round(inner, &snap, false)?;
+            caught_up += changed;
+            rounds += 1;
+        }
     }
     // The rest under the writer lock, kept through the switch.
     let (report, seq) = inner.write(|w| {
-        if inner.state.generation() != generation {
+        interrupted()?;
+        if generation.is_some_and(|g| inner.state.generation() != g) {
             return Err(abandon("the database was compacted by another handle"));
         }
         let snap = snapshot(inner, w)?;
         let locked = st.round(inner, &snap, true)?;
+        let (caught_up, locked) = if generation.is_some() {
+            (caught_up + locked, locked)
+        } else {
+            (0, 0)
+        };
         let bytes_before = inner.data_bytes()?;
         let table_len = snap.len() as u64;
         drop(snap);
@@ -512,7 +544,7 @@ pub(super) fn compact(inner: &Inner, opts: CompactOptions) -> Result<CompactRepo
             live_bytes: live,
             files_after: count,
             rounds: rounds + 1,
-            caught_up: caught_up + locked,
+            caught_up,
             caught_up_locked: locked,
         })
     })?;
@@ -595,8 +627,7 @@ pub(super) fn recover(dir: &Path) -> Result<bool> {
         // running now in another process (online compaction does not hold the writer lock
         // while it copies): only the first is removed.
         if CompactLock::try_take(dir)?.is_some() {
-            std::fs::remove_dir_all(&staging)
-                .map_err(|e| OurDbError::io("remove", &staging, e))?;
+            std::fs::remove_dir_all(&staging).map_err(|e| OurDbError::io("remove", &staging, e))?;
         }
         Ok(false)
     }
@@ -624,7 +655,11 @@ mod tests {
     }
 
     fn payload(id: u32, v: u32) -> Vec<u8> {
-        format!("{id}/{v}/{}", "p".repeat((id as usize * 13 + v as usize) % 200)).into_bytes()
+        format!(
+            "{id}/{v}/{}",
+            "p".repeat((id as usize * 13 + v as usize) % 200)
+        )
+        .into_bytes()
     }
 
     /// Writes ids with 1 to 4 versions, some deleted; returns each live id's versions,
@@ -754,7 +789,8 @@ mod tests {
             // Mid-copy, without the writer lock: a second handle opens (its recovery must
             // leave this staging alone), reads, writes, and cannot start a compaction.
             let other = OurDb::open(d, cfg(Durability::Periodic)).unwrap();
-            log.lock().push(format!("staging:{}", d.join(STAGING).exists()));
+            log.lock()
+                .push(format!("staging:{}", d.join(STAGING).exists()));
             match other.compact() {
                 Err(OurDbError::CompactionBusy { .. }) => log.lock().push("busy".into()),
                 other => log.lock().push(format!("unexpected: {other:?}")),

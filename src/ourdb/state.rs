@@ -64,8 +64,8 @@ impl State {
             file.set_len(STATE_MAP_LEN)
                 .map_err(|e| OurDbError::io("grow", &path, e))?;
         }
-        let map = Map::read_write(&file, STATE_MAP_LEN)
-            .map_err(|e| OurDbError::io("mmap", &path, e))?;
+        let map =
+            Map::read_write(&file, STATE_MAP_LEN).map_err(|e| OurDbError::io("mmap", &path, e))?;
         let state = State {
             path,
             backing: Backing::Mapped { file, map },
@@ -88,7 +88,11 @@ impl State {
         let words: [AtomicU64; (STATE_MAP_LEN / 8) as usize] = Default::default();
         let valid = bytes.len() >= STATE_LEN as usize && bytes[..8] == STATE_MAGIC.to_le_bytes();
         if valid {
-            for (i, w) in words.iter().enumerate().take(bytes.len().min(STATE_MAP_LEN as usize) / 8) {
+            for (i, w) in words
+                .iter()
+                .enumerate()
+                .take(bytes.len().min(STATE_MAP_LEN as usize) / 8)
+            {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
                 w.store(u64::from_le_bytes(b), Ordering::Relaxed);
