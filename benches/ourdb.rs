@@ -256,8 +256,10 @@ const COMPACT_JOBS: u32 = 30_000;
 /// One compaction of a database filled from empty with [`COMPACT_JOBS`] jobs of three
 /// versions each, while a writer thread adds records as fast as it can. Returns the
 /// longest single add the writer waited during the compaction, the adds it completed
-/// meanwhile, and the compaction's duration.
-fn compaction_with_writer(opts: CompactOptions) -> (Duration, u64, Duration) {
+/// meanwhile, the compaction's duration and its report.
+fn compaction_with_writer(
+    opts: CompactOptions,
+) -> (Duration, u64, Duration, herojobs::CompactReport) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = OurDb::open(dir.path(), cfg(Durability::Periodic)).expect("open");
     let data = [7u8; RECORD];
@@ -268,7 +270,7 @@ fn compaction_with_writer(opts: CompactOptions) -> (Duration, u64, Duration) {
     }
     let running = AtomicBool::new(true);
     let started = AtomicBool::new(false);
-    let (worst, adds, took) = std::thread::scope(|s| {
+    let (worst, adds, took, report) = std::thread::scope(|s| {
         let writer = s.spawn(|| {
             let (mut worst, mut adds) = (Duration::ZERO, 0u64);
             started.store(true, Ordering::Release);
@@ -284,13 +286,13 @@ fn compaction_with_writer(opts: CompactOptions) -> (Duration, u64, Duration) {
             std::thread::yield_now();
         }
         let t = Instant::now();
-        db.compact_with(opts).expect("compact");
+        let report = db.compact_with(opts).expect("compact");
         let took = t.elapsed();
         running.store(false, Ordering::Release);
         let (worst, adds) = writer.join().expect("writer");
-        (worst, adds, took)
+        (worst, adds, took, report)
     });
-    (worst, adds, took)
+    (worst, adds, took, report)
 }
 
 fn compaction(c: &mut Criterion) {
@@ -307,10 +309,14 @@ fn compaction(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let (worst, adds, took) = compaction_with_writer(opts);
+                    let (worst, adds, took, r) = compaction_with_writer(opts);
                     eprintln!(
-                        "compaction {name}: {:.1} ms, writer: {adds} adds ({:.0}/s), longest add {:.2} ms",
+                        "compaction {name}: {:.1} ms, {} rounds, {} ids caught up ({} under \
+                         the lock); writer: {adds} adds ({:.0}/s), longest add {:.2} ms",
                         took.as_secs_f64() * 1e3,
+                        r.rounds,
+                        r.caught_up,
+                        r.caught_up_locked,
                         adds as f64 / took.as_secs_f64(),
                         worst.as_secs_f64() * 1e3
                     );

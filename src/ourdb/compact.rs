@@ -57,10 +57,12 @@ pub const COMMIT: &str = "COMMIT";
 pub const COMPACT_LOCK: &str = "ourdb.compact.lock";
 /// A catch-up round that still changed more ids than this is followed by another one
 /// without the lock (the locked round should copy only what the last moments wrote).
-const LOCKED_CATCH_UP_MAX: u64 = 1024;
-/// At most this many rounds without the lock (under a write load faster than the copy the
-/// rounds would not converge; the locked round then copies what is left).
-const MAX_UNLOCKED_ROUNDS: u32 = 4;
+const LOCKED_CATCH_UP_MAX: u64 = 256;
+/// At most this many rounds without the lock. Each round copies what was written during
+/// the one before, so the rounds shrink geometrically while the copy is faster than the
+/// writers; they stop early once a round is no smaller than the one before (a write load
+/// faster than the copy: more rounds would not help, and the locked round copies the rest).
+const MAX_UNLOCKED_ROUNDS: u32 = 16;
 
 /// How to compact.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -177,6 +179,9 @@ struct Staged {
     out: std::io::BufWriter<File>,
     lookup: File,
     lookup_path: PathBuf,
+    /// The new table, built in memory and written whole by [`Staged::sync`] and
+    /// [`Staged::seal`]: one `pwrite` per id would cost as much as the writers it races.
+    table: Vec<u8>,
     /// Per id: the raw lookup entry (of the live table) its copy was made from.
     copied: Vec<u8>,
     /// Per id: a copy without the lock failed to read (a racing delete); redo it.
@@ -226,6 +231,7 @@ impl Staged {
             out,
             lookup,
             lookup_path,
+            table: Vec::new(),
             copied: Vec::new(),
             stale: Vec::new(),
             sizes: Vec::new(),
@@ -290,7 +296,7 @@ impl Staged {
         Ok((loc, total))
     }
 
-    fn set_entry(&self, id: u32, loc: Location) -> Result<()> {
+    fn set_entry(&mut self, id: u32, loc: Location) -> Result<()> {
         let mut entry = [0u8; 6];
         let n = loc
             .encode_entry(self.keysize, &mut entry)
@@ -298,8 +304,21 @@ impl Staged {
                 keysize: self.keysize,
                 location: loc,
             })?;
+        let at = id as usize * n;
+        if self.table.len() < at + n {
+            self.table.resize(at + n, 0);
+        }
+        self.table[at..at + n].copy_from_slice(&entry[..n]);
+        Ok(())
+    }
+
+    /// Writes the in-memory table into `.compact/lookup/data`, at least `min_len` bytes.
+    fn write_table(&mut self, min_len: u64) -> Result<()> {
+        if (self.table.len() as u64) < min_len {
+            self.table.resize(min_len as usize, 0);
+        }
         self.lookup
-            .write_all_at(&entry[..n], id as u64 * self.keysize as u64)
+            .write_all_at(&self.table, 0)
             .map_err(|e| OurDbError::io("write", &self.lookup_path, e))
     }
 
@@ -377,6 +396,24 @@ impl Staged {
         Ok(changed)
     }
 
+    /// Flushes the staged data and fsyncs the staged files. Run once without the writer
+    /// lock before the locked round, so that the fsync under the lock ([`Staged::seal`])
+    /// writes back only what the last round added: the bulk of the copy (the whole database)
+    /// would otherwise be written back while every writer waits.
+    fn sync(&mut self) -> Result<()> {
+        self.out
+            .flush()
+            .map_err(|e| OurDbError::io("write", &self.dir, e))?;
+        for (f, _) in &self.files {
+            f.sync_all()
+                .map_err(|e| OurDbError::io("fsync", &self.dir, e))?;
+        }
+        self.write_table(0)?;
+        self.lookup
+            .sync_all()
+            .map_err(|e| OurDbError::io("fsync", &self.lookup_path, e))
+    }
+
     /// Flushes and fsyncs the staged files; the table gets length `table_len` (the live
     /// table's: compaction never shrinks it).
     fn seal(&mut self, table_len: u64) -> Result<()> {
@@ -387,16 +424,7 @@ impl Staged {
             f.sync_all()
                 .map_err(|e| OurDbError::io("fsync", &self.dir, e))?;
         }
-        let len = self
-            .lookup
-            .metadata()
-            .map_err(|e| OurDbError::io("stat", &self.lookup_path, e))?
-            .len();
-        if len < table_len {
-            self.lookup
-                .set_len(table_len)
-                .map_err(|e| OurDbError::io("grow", &self.lookup_path, e))?;
-        }
+        self.write_table(table_len)?;
         self.lookup
             .sync_all()
             .map_err(|e| OurDbError::io("fsync", &self.lookup_path, e))
@@ -454,7 +482,12 @@ pub(super) fn compact(inner: &Inner, opts: CompactOptions) -> Result<CompactRepo
         drop(first);
         step(dir, "copied");
         rounds = 1;
-        while changed > LOCKED_CATCH_UP_MAX && rounds < MAX_UNLOCKED_ROUNDS {
+        let mut before = u64::MAX;
+        while changed > LOCKED_CATCH_UP_MAX
+            && rounds < MAX_UNLOCKED_ROUNDS
+            && (changed < before || rounds < 3)
+        {
+            before = changed;
             let (snap, _) = inner.write(|w| {
                 if inner.state.generation() != g {
                     return Err(abandon("the database was compacted by another handle"));
@@ -465,6 +498,16 @@ pub(super) fn compact(inner: &Inner, opts: CompactOptions) -> Result<CompactRepo
             caught_up += changed;
             rounds += 1;
         }
+        st.sync()?;
+        // What was written during that fsync, also without the lock.
+        let (snap, _) = inner.write(|w| {
+            if inner.state.generation() != g {
+                return Err(abandon("the database was compacted by another handle"));
+            }
+            snapshot(inner, w)
+        })?;
+        caught_up += st.round(inner, &snap, false)?;
+        rounds += 1;
     }
     // The rest under the writer lock, kept through the switch.
     let (report, seq) = inner.write(|w| {
