@@ -1,6 +1,8 @@
 //! OurDB benchmarks: adds in each durability mode and thread count, batched adds, random
 //! gets, history, open of a 1,000,000-record database (+ one get), bytes on disk per record,
-//! and the cost of keeping herolib's sparse dump current.
+//! the cost of keeping herolib's sparse dump current, and how long a writer waits while a
+//! compaction runs: online (the copy without the writer lock) against blocking (the lock
+//! held for the whole copy, as compaction was before).
 //!
 //! Every add workload starts from an empty database: each criterion sample creates a new one
 //! (outside the clock), as an outside harness measuring a fresh store would.
@@ -8,7 +10,8 @@
 //! `cargo bench --bench ourdb`. Figures and the machine are recorded in docs/performance.md.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use herojobs::ourdb::{Config, Durability, OurDb};
+use herojobs::ourdb::{CompactOptions, Config, Durability, OurDb};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const RECORD: usize = 256;
@@ -247,5 +250,84 @@ fn dumps(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, adds, gets, dumps);
+/// Records of a job database: three versions (new, active, done) per job.
+const COMPACT_JOBS: u32 = 30_000;
+
+/// One compaction of a database filled from empty with [`COMPACT_JOBS`] jobs of three
+/// versions each, while a writer thread adds records as fast as it can. Returns the
+/// longest single add the writer waited during the compaction, the adds it completed
+/// meanwhile, the compaction's duration and its report.
+fn compaction_with_writer(
+    opts: CompactOptions,
+) -> (Duration, u64, Duration, herojobs::CompactReport) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = OurDb::open(dir.path(), cfg(Durability::Periodic)).expect("open");
+    let data = [7u8; RECORD];
+    for _ in 0..COMPACT_JOBS {
+        let id = db.add(&data).expect("add");
+        db.set(id, &data).expect("set");
+        db.set(id, &data).expect("set");
+    }
+    let running = AtomicBool::new(true);
+    let started = AtomicBool::new(false);
+    let (worst, adds, took, report) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let (mut worst, mut adds) = (Duration::ZERO, 0u64);
+            started.store(true, Ordering::Release);
+            while running.load(Ordering::Acquire) {
+                let t = Instant::now();
+                db.add(&data).expect("add");
+                worst = worst.max(t.elapsed());
+                adds += 1;
+            }
+            (worst, adds)
+        });
+        while !started.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        let t = Instant::now();
+        let report = db.compact_with(opts).expect("compact");
+        let took = t.elapsed();
+        running.store(false, Ordering::Release);
+        let (worst, adds) = writer.join().expect("writer");
+        (worst, adds, took, report)
+    });
+    (worst, adds, took, report)
+}
+
+fn compaction(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ourdb_compact_writer_wait_30k_jobs");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(5));
+    for (name, opts) in [
+        ("online", CompactOptions::default()),
+        ("blocking", CompactOptions::default().blocking()),
+    ] {
+        // The figure criterion reports: the longest a writer's add waited during one
+        // compaction (per iteration). Adds per second during it go to stderr.
+        g.bench_function(BenchmarkId::new("longest_add", name), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (worst, adds, took, r) = compaction_with_writer(opts);
+                    eprintln!(
+                        "compaction {name}: {:.1} ms, {} rounds, {} ids caught up ({} under \
+                         the lock); writer: {adds} adds ({:.0}/s), longest add {:.2} ms",
+                        took.as_secs_f64() * 1e3,
+                        r.rounds,
+                        r.caught_up,
+                        r.caught_up_locked,
+                        adds as f64 / took.as_secs_f64(),
+                        worst.as_secs_f64() * 1e3
+                    );
+                    total += worst;
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, adds, gets, dumps, compaction);
 criterion_main!(benches);

@@ -106,13 +106,13 @@ pub use client::{Client, EngineCounters, JobPage, LifecycleCounts, ListedJob, Pa
 pub use codec::CodecError;
 pub use counters::{Histogram, QueueCounts};
 pub use engine::{
-    Authenticator, EngineConfig, EngineStats, Health, QueuePattern, QueueSelection, WatchDog,
-    WatchDogBuilder,
+    Authenticator, Compaction, EngineConfig, EngineStats, Health, QueuePattern, QueueSelection,
+    WatchDog, WatchDogBuilder,
 };
 pub use error::{Error, Result};
 pub use job::{Backoff, Job, JobFailed, JobStatus, ParamsType, RetryPolicy};
 pub use names::{BadName, BadRef, JobRef, QueueName};
-pub use ourdb::Durability;
+pub use ourdb::{CompactOptions, CompactReport, Durability, Space};
 pub use processor::heroscript::{Actors, ParamError};
 pub use processor::{Cancelled, JobContext, JobError, LogLimits, Processor, Registry};
 pub use store::StoreError;

@@ -206,3 +206,55 @@ fn a_running_job_is_active_in_ourdb_then_done() {
         (JobStatus::Done, "released")
     );
 }
+
+/// The compaction policy: with low thresholds the engine compacts the job database while it
+/// runs jobs (online), counts it, and every finished job reads back whole afterwards.
+#[test]
+fn the_engine_compacts_its_job_database_past_the_dead_bytes_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config();
+    c.recovery_interval = Duration::from_millis(50);
+    let mut policy = herojobs::Compaction::default();
+    policy.min_dead_bytes = 1;
+    policy.dead_ratio = 0.3;
+    policy.check_every = Duration::from_millis(10);
+    c.compaction = policy;
+    let (client, mut engine) = embedded(dir.path(), Registry::with_builtins(), c).unwrap();
+    engine.start().unwrap();
+    let jobs: Vec<Job> = (0..300)
+        .map(|i| Job::new("c", "compacted", ParamsType::RhaiScript, format!("{i} + 1")))
+        .collect();
+    let ids = client.submit_many(jobs).unwrap();
+    for id in &ids {
+        let j = client.wait(id, Duration::from_secs(60)).unwrap();
+        assert_eq!(j.status, JobStatus::Done);
+    }
+    // Every job wrote three versions: two thirds of the data are dead, past the 0.3 ratio.
+    // The policy looks every recovery pass; wait (bounded) for a compaction to be counted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while engine.stats().compactions == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no compaction was counted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = engine.stats();
+    assert_eq!(stats.compaction_errors, 0);
+    assert!(stats.compaction_reclaimed > 0);
+    for (i, id) in ids.iter().enumerate() {
+        let j = client.stored(id).unwrap().unwrap();
+        assert_eq!(
+            (j.status, j.result.clone()),
+            (JobStatus::Done, (i + 1).to_string())
+        );
+    }
+    engine.stop();
+    let db = herojobs::ourdb::OurDb::open(
+        herojobs::job_db_dir(dir.path(), &queue("c", "compacted")),
+        herojobs::ourdb::Config::default(),
+    )
+    .unwrap();
+    assert!(db.check().unwrap().is_empty());
+    assert!(db.space().unwrap().dead_ratio() < 0.9);
+}

@@ -173,6 +173,63 @@ fn herolib_reads_what_herojobs_wrote_updated_deleted_and_compacted() {
     assert_herolib_reads(d, ks, &model);
 }
 
+/// The previous location of the classic record at (file, pos): what herolib follows for
+/// history (u16 BE file, u32 BE position at bytes 6..12).
+fn prev_of(dir: &Path, file: u16, pos: u32) -> (u16, u32) {
+    let bytes = std::fs::read(dir.join(format!("{file}.db"))).unwrap();
+    let p = pos as usize + 6;
+    (
+        u16::from_be_bytes([bytes[p], bytes[p + 1]]),
+        u32::from_be_bytes(bytes[p + 2..p + 6].try_into().unwrap()),
+    )
+}
+
+/// An online compaction with history retention (and deleted ids dropped): herolib
+/// reads every current version, and following previous locations it reads the kept history,
+/// newest first, ending in a zero location.
+#[test]
+fn herolib_reads_an_online_compaction_with_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = OurDb::open(d, Config::default()).unwrap();
+    let ks = db.stored_config().keysize as usize;
+    let mut versions: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
+    for i in 1..=200u32 {
+        let id = db.add(&payload(i, 1)).unwrap();
+        versions.insert(id, vec![payload(i, 1)]);
+        for v in 2..=(i % 4 + 1) {
+            db.set(id, &payload(i, v)).unwrap();
+            versions.get_mut(&id).unwrap().push(payload(i, v));
+        }
+    }
+    for id in [3u32, 50, 51] {
+        db.delete(id).unwrap();
+        versions.remove(&id);
+    }
+    let report = db
+        .compact_with(herojobs::ourdb::CompactOptions::keep_history(3))
+        .unwrap();
+    assert_eq!(report.records, versions.len() as u64);
+    let model: BTreeMap<u32, Vec<u8>> = versions
+        .iter()
+        .map(|(id, v)| (*id, v.last().unwrap().clone()))
+        .collect();
+    assert_herolib_reads(d, ks, &model);
+    let view = herolib_open(d, ks, true).unwrap();
+    for (id, v) in &versions {
+        let mut at = view.table[id];
+        let mut seen = Vec::new();
+        while at != (0, 0) {
+            seen.push(read_record(d, at.0, at.1).unwrap());
+            at = prev_of(d, at.0, at.1);
+        }
+        let want: Vec<Vec<u8>> = v.iter().rev().take(3).cloned().collect();
+        assert_eq!(seen, want, "history of id {id}");
+    }
+    db.close().unwrap();
+    assert_herolib_reads(d, ks, &model);
+}
+
 #[test]
 fn background_dump_follows_writes_without_sync() {
     let dir = tempfile::tempdir().unwrap();

@@ -123,6 +123,7 @@ fn two_processes_add(per_process: usize, strict: bool) {
             payload(tag, *i)
         );
     }
-    assert!(reader.check().expect("check").is_empty());
+    let problems = reader.check().expect("check");
+    assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(reader.next_id(), 2 * per_process as u64 + 1);
 }

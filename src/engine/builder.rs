@@ -3,7 +3,7 @@
 //! to, and the individual setters win over it whatever the order, so
 //! `.workers(4).config(c)` and `.config(c).workers(4)` both run 4 workers.
 
-use super::config::{Authenticator, EngineConfig, QueueSelection};
+use super::config::{Authenticator, Compaction, EngineConfig, QueueSelection};
 use super::shared::{Shared, Slots};
 use super::stats::Stats;
 use super::unrecorded::Unrecorded;
@@ -160,6 +160,12 @@ impl WatchDogBuilder {
     /// How long Redis keeps finished jobs and dead jobs (see [`Retention`]).
     pub fn retention(self, r: Retention) -> Self {
         self.set(move |c| c.retention = r)
+    }
+
+    /// The OurDB compaction policy (default [`Compaction::default`]; [`Compaction::disabled`]
+    /// turns it off).
+    pub fn compaction(self, p: Compaction) -> Self {
+        self.set(move |c| c.compaction = p)
     }
 
     /// The retry policy of jobs that carry none (default: an error is final).

@@ -55,6 +55,78 @@ pub struct EngineConfig {
     /// How long Redis keeps finished and dead jobs (when the engine connects to Redis
     /// itself; an embedded engine keeps finished jobs in memory until a restart).
     pub retention: Retention,
+    /// When the engine compacts its OurDB databases (every job writes three or more
+    /// versions; without compaction the files only grow).
+    pub compaction: Compaction,
+}
+
+/// The engine's OurDB compaction policy: keeps disk use bounded.
+///
+/// Every job writes at least three versions (new → active → done), so a job database grows
+/// by about three records per job forever unless superseded versions are dropped. The
+/// recovery thread looks at each database's dead bytes (a counter OurDB keeps, no scan:
+/// [`OurDb::space`](crate::ourdb::OurDb::space)) at most every `check_every`; when the
+/// bytes that became dead since the last compaction reach `min_dead_bytes` *and*
+/// `dead_ratio` of the data, a background thread runs an online compaction (writers and
+/// readers go on; see `docs/ourdb-format.md`). A compaction never loses an acknowledged
+/// write. Counted in [`EngineStats`](crate::EngineStats) (`compactions`,
+/// `compaction_reclaimed`).
+///
+/// "Since the last compaction": a compaction that keeps history leaves the kept older
+/// versions as dead bytes, which it cannot reclaim; counting only the growth keeps it from
+/// running again at once. After a restart the first look counts all dead bytes (at most one
+/// extra compaction per database).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Compaction {
+    /// Whether the engine compacts at all.
+    pub enabled: bool,
+    /// Dead bytes (grown since the last compaction) below which a database is never
+    /// compacted: copying a small database to save little is not worth its I/O.
+    /// Default 64 MiB.
+    pub min_dead_bytes: u64,
+    /// Dead bytes (grown since the last compaction) as a fraction of the data bytes at which
+    /// a database is compacted. Default 0.5: the files stay at most about twice the live
+    /// data (the copy then costs as much I/O as it saves).
+    pub dead_ratio: f64,
+    /// Versions kept per job (0 or 1: the latest only, the default: a finished job's
+    /// earlier versions are in its own record — times, attempts, logs — and the broker
+    /// keeps the history that operators read; keep more to debug transitions).
+    pub keep_history: usize,
+    /// How often the dead bytes are looked at. Default 60 s.
+    pub check_every: Duration,
+}
+
+impl Compaction {
+    /// No compaction: the databases only grow (compact by hand: `herojobs ourdb compact`).
+    pub fn disabled() -> Compaction {
+        Compaction {
+            enabled: false,
+            ..Compaction::default()
+        }
+    }
+
+    /// Whether a database with `space` should be compacted, `dead_before` being its dead
+    /// bytes right after its last compaction (0 if none is known).
+    pub fn due(&self, space: &crate::ourdb::Space, dead_before: u64) -> bool {
+        let grown = space.dead_bytes.saturating_sub(dead_before);
+        self.enabled
+            && grown >= self.min_dead_bytes
+            && space.data_bytes > 0
+            && grown as f64 >= self.dead_ratio * space.data_bytes as f64
+    }
+}
+
+impl Default for Compaction {
+    fn default() -> Self {
+        Compaction {
+            enabled: true,
+            min_dead_bytes: 64 << 20,
+            dead_ratio: 0.5,
+            keep_history: 0,
+            check_every: Duration::from_secs(60),
+        }
+    }
 }
 
 /// A queue an engine serves, or every topic of a circle (`circle/*`): what
@@ -227,6 +299,7 @@ impl Default for EngineConfig {
             log_limits: crate::processor::LogLimits::default(),
             give_up_after: Duration::from_secs(2),
             retention: Retention::default(),
+            compaction: Compaction::default(),
         }
     }
 }
@@ -234,3 +307,34 @@ impl Default for EngineConfig {
 /// Called with each job (its session key, circle, params...) before it runs; `Err(reason)`
 /// fails the job with that reason and it never runs.
 pub type Authenticator = Arc<dyn Fn(&Job) -> std::result::Result<(), String> + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ourdb::Space;
+
+    fn space(data: u64, dead: u64) -> Space {
+        Space {
+            data_bytes: data,
+            live_bytes: data - dead,
+            dead_bytes: dead,
+        }
+    }
+
+    #[test]
+    fn compaction_is_due_past_both_thresholds_counting_growth_only() {
+        let p = Compaction {
+            min_dead_bytes: 100,
+            dead_ratio: 0.5,
+            ..Compaction::default()
+        };
+        assert!(p.due(&space(1000, 500), 0));
+        assert!(!p.due(&space(1000, 499), 0), "below the ratio");
+        assert!(!p.due(&space(150, 99), 0), "below the minimum");
+        // Dead bytes left by the last compaction (kept history) do not count again.
+        assert!(!p.due(&space(1000, 700), 300));
+        assert!(p.due(&space(1000, 800), 300));
+        assert!(!Compaction::disabled().due(&space(1000, 1000), 0));
+        assert!(!p.due(&space(0, 0), 0));
+    }
+}

@@ -24,6 +24,7 @@
 //! run's (the attempt number is a fencing token checked atomically when finishing).
 
 mod builder;
+mod compactor;
 mod config;
 mod deadlines;
 mod dispatcher;
@@ -36,7 +37,7 @@ mod stats;
 mod unrecorded;
 
 pub use builder::WatchDogBuilder;
-pub use config::{Authenticator, EngineConfig, QueuePattern, QueueSelection};
+pub use config::{Authenticator, Compaction, EngineConfig, QueuePattern, QueueSelection};
 pub use stats::EngineStats;
 
 use crate::error::{Error, Result};

@@ -91,6 +91,8 @@ pub(crate) struct Recovery {
     pruned: Option<Instant>,
     /// Registered queues seen with nothing to do, and since when.
     idle_since: HashMap<QueueName, Instant>,
+    /// The OurDB compaction policy, looked at after each pass.
+    compactor: super::compactor::Compactor,
 }
 
 /// The thread body. The first pass (a full check: nothing is known about the broker yet)
@@ -101,11 +103,13 @@ pub(crate) fn run(shared: Arc<Shared>, mut rec: Recovery) {
     if let Err(e) = rec.run_once() {
         log::warn!("startup recovery: {e}");
     }
+    rec.compactor.tick();
     loop {
         let interval = shared.config.recovery_interval;
         let end = Instant::now() + interval;
         while Instant::now() < end {
             if shared.stopping.load(Ordering::Acquire) {
+                rec.compactor.finish();
                 return;
             }
             shared.nap(Duration::from_millis(100).min(interval));
@@ -113,6 +117,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut rec: Recovery) {
         if let Err(e) = rec.run_once() {
             log::warn!("recovery: {e}");
         }
+        rec.compactor.tick();
     }
 }
 
@@ -124,13 +129,14 @@ impl Recovery {
     /// Fresh recovery state (its first pass is a full check).
     pub(crate) fn new(shared: Arc<Shared>) -> Recovery {
         Recovery {
-            shared,
             trackers: HashMap::new(),
             suspects: HashMap::new(),
             epoch: None,
             discovered: None,
             pruned: None,
             idle_since: HashMap::new(),
+            compactor: super::compactor::Compactor::new(Arc::clone(&shared)),
+            shared,
         }
     }
 

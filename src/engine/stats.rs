@@ -66,6 +66,12 @@ pub(crate) struct Stats {
     pub queues_discovered: AtomicU64,
     /// Idle queues taken out of the registry by recovery.
     pub queues_pruned: AtomicU64,
+    /// OurDB compactions run by the compaction policy.
+    pub compactions: AtomicU64,
+    /// Data bytes those compactions gave back.
+    pub compaction_reclaimed: AtomicU64,
+    /// Compactions that failed (logged; the database is unchanged and tried again).
+    pub compaction_errors: AtomicU64,
 }
 
 /// An engine's counters at one moment ([`WatchDog::stats`](crate::WatchDog::stats)): what
@@ -120,6 +126,12 @@ pub struct EngineStats {
     pub queues_discovered: u64,
     /// Idle queues taken out of the registry by recovery.
     pub queues_pruned: u64,
+    /// OurDB compactions run by the compaction policy ([`Compaction`](crate::Compaction)).
+    pub compactions: u64,
+    /// Data bytes those compactions gave back.
+    pub compaction_reclaimed: u64,
+    /// Compactions that failed (logged; the database is left as it was and tried again).
+    pub compaction_errors: u64,
     /// Job versions kept for blocked databases now (outcomes OurDB does not have yet).
     pub unrecorded: u64,
     /// Jobs running now.
@@ -163,6 +175,9 @@ impl Stats {
             dbs_unblocked: now.dbs_unblocked,
             queues_discovered: l(&self.queues_discovered),
             queues_pruned: l(&self.queues_pruned),
+            compactions: l(&self.compactions),
+            compaction_reclaimed: l(&self.compaction_reclaimed),
+            compaction_errors: l(&self.compaction_errors),
             unrecorded: now.unrecorded,
             running: now.running,
             workers: now.workers,

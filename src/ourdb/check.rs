@@ -5,7 +5,7 @@ use super::error::{OurDbError, Result};
 use super::format::{self, Location};
 use super::inner::Inner;
 use super::state::State;
-use super::{dump, Problem, Stats, OPEN_LOCK_FILE};
+use super::{dump, Problem, Space, Stats, OPEN_LOCK_FILE};
 use std::fs::File;
 
 /// What `check` saw of the live records: how many, the highest id, and per data file the
@@ -261,6 +261,71 @@ impl Inner {
             lookup_bytes: maps.lookup.refresh_len()?,
             file_size: self.stored.file_size,
             generation: maps.generation,
+            space: self.space()?,
         })
+    }
+
+    /// Bytes in the data files up to the append point (see [`Space`]).
+    pub(super) fn data_bytes(&self) -> Result<u64> {
+        let current = self.state.file_nr();
+        let mut total = 0;
+        for nr in 0..=current {
+            total += if nr == current {
+                self.state.append_pos()
+            } else {
+                self.data_file(nr)?.refresh_len()?
+            };
+        }
+        Ok(total)
+    }
+
+    /// See [`super::OurDb::space`].
+    pub(super) fn space(&self) -> Result<Space> {
+        let live = match self.state.live_bytes() {
+            Some(l) => l,
+            None if self.read_only => {
+                // A private copy of the state: nothing shared to keep it current in.
+                let l = self.scan_live()?;
+                self.state.set_live_bytes(Some(l));
+                l
+            }
+            None => {
+                // As the one writer: no write moves the table while it is summed.
+                let (l, _) = self.write(|w| {
+                    if let Some(l) = self.state.live_bytes() {
+                        return Ok(l);
+                    }
+                    if !w.pending.is_empty() {
+                        self.sync_and_publish(w)?;
+                    }
+                    let l = self.scan_live()?;
+                    self.state.set_live_bytes(Some(l));
+                    Ok(l)
+                })?;
+                l
+            }
+        };
+        let data_bytes = self.data_bytes()?;
+        Ok(Space {
+            data_bytes,
+            live_bytes: live,
+            dead_bytes: data_bytes.saturating_sub(live),
+        })
+    }
+
+    /// Sums the current version of every live id (one header read each). A record whose
+    /// header does not read counts 0 (`check` reports it).
+    pub(super) fn scan_live(&self) -> Result<u64> {
+        let maps = self.current_maps()?;
+        maps.lookup.note_len(self.state.lookup_len());
+        let entries = maps.lookup.refresh_len()? / self.stored.keysize as u64;
+        let published = self.state.lookup_len();
+        let mut live = 0;
+        for id in 1..entries.min(u32::MAX as u64 + 1) {
+            if let Some(loc) = maps.lookup.get(id as u32, published)? {
+                live += self.record_size(loc).unwrap_or(0);
+            }
+        }
+        Ok(live)
     }
 }

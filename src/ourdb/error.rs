@@ -148,6 +148,23 @@ pub enum OurDbError {
     /// The configuration asked for is not possible.
     #[error("invalid OurDB configuration: {0}")]
     InvalidConfig(String),
+    /// Another compaction of this database (in this or another process) holds
+    /// `ourdb.compact.lock`: one runs at a time. Nothing was changed; try again later.
+    #[error("a compaction of {dir} is already running")]
+    CompactionBusy {
+        /// The database directory.
+        dir: PathBuf,
+    },
+    /// An online compaction gave up before its commit point and removed its staging files;
+    /// the database is as it was (with every write made meanwhile).
+    #[error("compaction of {dir} abandoned: {reason}")]
+    CompactionAbandoned {
+        /// The database directory.
+        dir: PathBuf,
+        /// Why (the database changed generation under it, an interrupted compaction waits
+        /// for a writable open to finish it, ...).
+        reason: String,
+    },
     /// A previous fsync failed; the database refuses further durable writes rather than
     /// pretend they are safe (after a failed fsync the kernel may have dropped dirty pages).
     #[error("an earlier fsync failed ({0}); reopen the database")]

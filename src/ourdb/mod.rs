@@ -63,7 +63,7 @@ mod read;
 mod state;
 mod write;
 
-pub use compact::CompactReport;
+pub use compact::{CompactOptions, CompactReport, COMPACT_LOCK};
 pub use config::{Config, Durability, StoredConfig, CONFIG_FILE};
 pub use error::{OurDbError, Result};
 pub use format::Location;
@@ -104,6 +104,38 @@ pub struct Stats {
     pub file_size: u64,
     /// Compaction generation.
     pub generation: u64,
+    /// Data bytes up to the append point (see [`Space`]).
+    pub space: Space,
+}
+
+/// How the data bytes divide into live and dead ones ([`OurDb::space`]).
+///
+/// `data_bytes` is what the data files hold up to the append point (a `strict` writer's
+/// preallocated fill past it is not counted); `live_bytes` is the current version (header +
+/// data) of every id with a record; everything else is dead: superseded versions, deleted
+/// records, commit records, the files' preamble bytes, torn tails after a crash. A
+/// compaction that keeps history counts the kept older versions as dead too (they are
+/// superseded), so a policy compares dead bytes with what they were after its last
+/// compaction, not with zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Space {
+    /// Bytes in the data files, up to the append point.
+    pub data_bytes: u64,
+    /// Bytes of the current versions of the live records.
+    pub live_bytes: u64,
+    /// `data_bytes - live_bytes`: what a compaction without history would reclaim.
+    pub dead_bytes: u64,
+}
+
+impl Space {
+    /// Dead bytes as a fraction of the data bytes (0 for an empty database).
+    pub fn dead_ratio(&self) -> f64 {
+        if self.data_bytes == 0 {
+            0.0
+        } else {
+            self.dead_bytes as f64 / self.data_bytes as f64
+        }
+    }
 }
 
 /// One problem found by [`OurDb::check`].
@@ -336,23 +368,32 @@ impl OurDb {
     }
 
     /// Rewrites the live records (latest versions only: history is dropped) into new data
-    /// files and switches to them atomically. Writers wait while it runs; readers do not.
+    /// files and switches to them atomically, online: see
+    /// [`compact_with`](OurDb::compact_with).
     pub fn compact(&self) -> Result<CompactReport> {
+        self.compact_with(CompactOptions::default())
+    }
+
+    /// Rewrites the live records into new data files and switches to them atomically,
+    /// keeping up to `opts.keep_history` versions per id. Online: the records are copied
+    /// without the writer lock (writers and readers go on), which is taken briefly for each
+    /// snapshot of the table and then for the last catch-up (what was written during the
+    /// copy) and the switch. Every write acknowledged before it returns is in the result.
+    /// One compaction runs at a time per database: another one fails with
+    /// [`OurDbError::CompactionBusy`].
+    pub fn compact_with(&self, opts: CompactOptions) -> Result<CompactReport> {
         self.start_background()?;
-        let inner = &*self.inner;
-        let (report, seq) = inner.write(|w| {
-            // Compaction reads the table: unpublished entries must be in it first.
-            if !w.pending.is_empty() {
-                inner.sync_and_publish(w)?;
-            }
-            let report = compact::compact(inner)?;
-            inner.dump.note_change();
-            Ok(report)
-        })?;
-        inner.after_write(seq)?;
+        let report = compact::compact(&self.inner, opts)?;
         // Every location moved: herolib must not read the old dump a moment longer than needed.
-        inner.write_dump(true)?;
+        self.inner.write_dump(true)?;
         Ok(report)
+    }
+
+    /// Data, live and dead bytes. Cheap: the live bytes are a counter kept by the writers
+    /// in the shared state; only when it is unknown (after a crash, or writes by a version
+    /// that does not keep it) does this scan the records once (O(ids)) and store the result.
+    pub fn space(&self) -> Result<Space> {
+        self.inner.space()
     }
 
     /// Makes every write so far durable now, whatever the durability mode, and brings

@@ -251,9 +251,14 @@ impl Inner {
             return Err(OurDbError::io("lock", &open_path, e));
         }
         let opened = Self::open_locked(&dir, config, alone);
+        // Whether open's scan raised the next id: read before the lock is released (after
+        // it, another process's adds raise it too, and `check` would then take the value
+        // from before them for the ids handed out).
+        let state_raised = opened
+            .as_ref()
+            .is_ok_and(|(_, state, _, prior_next, _)| state.next_id() > *prior_next);
         let _ = lock.unlock();
         let (stored, state, maps, prior_next, last_mark) = opened?;
-        let state_raised = state.next_id() > prior_next;
         Ok(Inner {
             dir,
             open_lock: Some(open_lock),
@@ -427,6 +432,11 @@ impl Inner {
         } else if recovered {
             // Other handles still map the files the interrupted compaction replaced.
             state.set_generation(state.generation() + 1);
+        }
+        if !valid || recovered || (alone && replayed.beyond) {
+            // Words of an invalid file, counted over the replaced files, or possibly behind
+            // the data after a crash (the state file is never fsynced): unknown.
+            state.set_live_bytes(None);
         }
         state.set_valid();
         // Past the mark there was something (a crash), or there is no mark yet (a new

@@ -4,6 +4,7 @@
 use super::error::{OurDbError, Result};
 use super::format::{self, Location};
 use super::inner::Inner;
+use std::sync::Arc;
 
 /// How often a reader retries when the entry it read keeps changing under it.
 const READ_RETRIES: usize = 16;
@@ -62,16 +63,50 @@ impl Inner {
             return Ok(out);
         }
         let mut buf = Vec::new();
-        let (_, header) = self.read(id, &mut buf)?;
-        out.push(std::mem::take(&mut buf));
-        let mut prev = header.prev;
-        while out.len() < depth && !prev.is_none() {
-            let file = self.data_file(prev.file_nr)?;
-            let h = file.read_record(prev.position, self.stored.record_size_max, &mut buf)?;
+        // The chain is followed in the files of one generation: a compaction switching
+        // meanwhile moves every record, and a previous location of the old files read in the
+        // new ones would be another record (or none). So: read, then retry if it switched.
+        let mut last_err = None;
+        for _ in 0..READ_RETRIES {
+            out.clear();
+            let generation = self.state.generation();
+            let (_, header) = self.read(id, &mut buf)?;
+            let maps = self.current_maps()?;
+            if maps.generation != generation {
+                continue;
+            }
             out.push(std::mem::take(&mut buf));
-            prev = h.prev;
+            let mut prev = header.prev;
+            let mut res = Ok(());
+            while out.len() < depth && !prev.is_none() {
+                let file = match maps.files.get(prev.file_nr as usize) {
+                    Some(f) => Arc::clone(f),
+                    None => match self.data_file(prev.file_nr) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            res = Err(e);
+                            break;
+                        }
+                    },
+                };
+                match file.read_record(prev.position, self.stored.record_size_max, &mut buf) {
+                    Ok(h) => {
+                        out.push(std::mem::take(&mut buf));
+                        prev = h.prev;
+                    }
+                    Err(e) => {
+                        res = Err(e);
+                        break;
+                    }
+                }
+            }
+            if self.state.generation() != generation {
+                last_err = res.err();
+                continue;
+            }
+            return res.map(|()| out);
         }
-        Ok(out)
+        Err(last_err.unwrap_or(OurDbError::NotFound { id }))
     }
 
     /// The ids that currently have a record, ascending (a snapshot of the table as it is read).

@@ -13,8 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Name of the state file inside the database directory.
 pub const STATE_FILE: &str = "ourdb.state";
-/// Length of the state file.
+/// Length of a valid state file as herojobs versions before the live-bytes counter wrote it
+/// (and the least a valid one has): the words up to offset 56 are read from such a file.
 pub const STATE_LEN: u64 = 64;
+/// Length this version maps and grows the file to: the counter words at offsets 56 and 64
+/// follow the original ones. An older herojobs maps only the first 64 bytes and never
+/// shrinks the file, so both share it.
+pub const STATE_MAP_LEN: u64 = 128;
 /// First eight bytes of a valid state file.
 pub const STATE_MAGIC: u64 = u64::from_le_bytes(*b"HJODBST1");
 
@@ -25,6 +30,10 @@ const OFF_FILE_NR: u64 = 24;
 const OFF_LOOKUP_LEN: u64 = 32;
 const OFF_GENERATION: u64 = 40;
 const OFF_ID_LIMIT: u64 = 48;
+/// Live bytes + 1 (0: unknown): see [`State::live_bytes`].
+const OFF_LIVE: u64 = 56;
+/// The append point (file number × 2^48 + position) the live count was last exact at.
+const OFF_LIVE_AT: u64 = 64;
 
 /// The mapped state file, or (read-only handles) a private copy of it.
 pub struct State {
@@ -38,7 +47,7 @@ enum Backing {
     Mapped { file: File, map: Map },
     /// A read-only handle's private copy: it writes nothing into the database directory,
     /// so it takes the file's values once (or rebuilds them, when there is no file).
-    Owned(Box<[AtomicU64; (STATE_LEN / 8) as usize]>),
+    Owned(Box<[AtomicU64; (STATE_MAP_LEN / 8) as usize]>),
 }
 
 impl State {
@@ -50,12 +59,13 @@ impl State {
             .metadata()
             .map_err(|e| OurDbError::io("stat", &path, e))?
             .len();
-        if len < STATE_LEN {
-            file.set_len(STATE_LEN)
+        if len < STATE_MAP_LEN {
+            // The new words read as zero: the live count is unknown until a scan.
+            file.set_len(STATE_MAP_LEN)
                 .map_err(|e| OurDbError::io("grow", &path, e))?;
         }
         let map =
-            Map::read_write(&file, STATE_LEN).map_err(|e| OurDbError::io("mmap", &path, e))?;
+            Map::read_write(&file, STATE_MAP_LEN).map_err(|e| OurDbError::io("mmap", &path, e))?;
         let state = State {
             path,
             backing: Backing::Mapped { file, map },
@@ -75,10 +85,14 @@ impl State {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(OurDbError::io("read", &path, e)),
         };
-        let words: [AtomicU64; (STATE_LEN / 8) as usize] = Default::default();
+        let words: [AtomicU64; (STATE_MAP_LEN / 8) as usize] = Default::default();
         let valid = bytes.len() >= STATE_LEN as usize && bytes[..8] == STATE_MAGIC.to_le_bytes();
         if valid {
-            for (i, w) in words.iter().enumerate() {
+            for (i, w) in words
+                .iter()
+                .enumerate()
+                .take(bytes.len().min(STATE_MAP_LEN as usize) / 8)
+            {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
                 w.store(u64::from_le_bytes(b), Ordering::Relaxed);
@@ -151,6 +165,35 @@ impl State {
     /// Sets the end of the id block.
     pub fn set_id_limit(&self, v: u64) {
         self.word(OFF_ID_LIMIT).store(v, Ordering::Release)
+    }
+
+    /// Bytes of the current versions of every live id (header + data), if known.
+    ///
+    /// Why a counter in the shared state and not a scan: the engine's compaction policy asks
+    /// for the dead bytes often, and a scan reads one header per live id (O(ids)). Every
+    /// writer of this version keeps the counter exact under the writer lock (a write adds its
+    /// record and takes off the version it replaced; a delete takes off the deleted record),
+    /// and stamps it with the append point it is exact at. A writer that does not know the
+    /// counter (an older herojobs, herolib) moves the append point without restamping, and
+    /// open after a crash may move it too: the stamp then differs from the append point and
+    /// the count reads as unknown, to be rebuilt by one scan ([`super::OurDb::space`], the
+    /// background thread, or a compaction, which knows it exactly).
+    pub fn live_bytes(&self) -> Option<u64> {
+        let live = self.word(OFF_LIVE).load(Ordering::Acquire);
+        let at = self.word(OFF_LIVE_AT).load(Ordering::Acquire);
+        (live != 0 && at == self.append_point()).then(|| live - 1)
+    }
+    /// Records the live count (`None`: unknown), exact at the current append point.
+    /// Writers only (under the writer lock), after the append position moved.
+    pub fn set_live_bytes(&self, live: Option<u64>) {
+        self.word(OFF_LIVE_AT)
+            .store(self.append_point(), Ordering::Release);
+        self.word(OFF_LIVE)
+            .store(live.map_or(0, |l| l.saturating_add(1)), Ordering::Release);
+    }
+    /// The append point as one word: file number × 2^48 + position.
+    fn append_point(&self) -> u64 {
+        ((self.file_nr() as u64) << 48) | (self.append_pos() & ((1 << 48) - 1))
     }
 
     /// Flushes the state to stable storage.

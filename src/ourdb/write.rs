@@ -233,7 +233,11 @@ impl Inner {
             };
             // The next id must survive even if `id` was the highest one set: .inc first.
             lookup::write_inc(&self.dir.join("lookup/.inc"), self.state.next_id().max(1))?;
+            let live = self.state.live_bytes();
+            let size = self.record_size(loc);
             self.publish(w, id, Location::NONE)?;
+            self.state
+                .set_live_bytes(live.and_then(|l| Some(l.saturating_sub(size?))));
             Ok((loc, self.state.generation()))
         })?;
         self.after_write(seq)?;
@@ -415,6 +419,10 @@ impl Inner {
             Ok(())
         });
         w.pending.clear();
+        if res.is_err() {
+            // The dropped entries were counted as live when written.
+            self.state.set_live_bytes(None);
+        }
         res
     }
 
@@ -621,8 +629,13 @@ impl Inner {
         chain: Chain,
     ) -> Result<()> {
         let strict = self.durability == Durability::Strict;
-        // Earlier versions written by this batch (a set_many may name an id twice).
-        let mut written: HashMap<u32, Location> = match chain {
+        // The live-bytes counter (see `State::live_bytes`): read before the append point
+        // moves, restamped after the batch. A batch that fails half-way leaves the stamp
+        // behind the append point, so the count reads as unknown and is rebuilt.
+        let mut live = self.state.live_bytes();
+        // Earlier versions written by this batch (a set_many may name an id twice), with the
+        // size of each, which the next version of the same id takes off the live count.
+        let mut written: HashMap<u32, (Location, u64)> = match chain {
             Chain::Previous if ids.len() > 1 => HashMap::with_capacity(ids.len()),
             _ => HashMap::default(),
         };
@@ -645,20 +658,25 @@ impl Inner {
                 }
                 let (id, bytes) = (ids[i], data[i]);
                 let loc = self.location_at(nr, pos)?;
-                let prev = match chain {
-                    Chain::New => Location::NONE,
+                let (prev, replaced) = match chain {
+                    Chain::New => (Location::NONE, Some(0)),
                     Chain::Previous => match written.get(&id) {
-                        Some(l) => *l,
-                        None => self.writer_entry(w, id)?.unwrap_or(Location::NONE),
+                        Some(&(l, size)) => (l, Some(size)),
+                        None => {
+                            let l = self.writer_entry(w, id)?.unwrap_or(Location::NONE);
+                            (l, self.record_size(l))
+                        }
                     },
                 };
                 let (header_len, crc) = format::append_record(bytes, prev, &mut w.buf);
+                let total = (header_len + bytes.len()) as u64;
+                live = live.and_then(|l| Some(l.saturating_sub(replaced?) + total));
                 w.batch.push((id, loc));
                 w.crcs.push((crc, bytes.len() as u32));
                 if chain == Chain::Previous && ids.len() > 1 {
-                    written.insert(id, loc);
+                    written.insert(id, (loc, total));
                 }
-                pos += (header_len + bytes.len()) as u64;
+                pos += total;
                 i += 1;
             }
             if strict {
@@ -681,10 +699,23 @@ impl Inner {
                 self.state.set_next_id(highest as u64 + 1);
             }
         }
+        self.state.set_live_bytes(live);
         if w.buf.capacity() > 2 * BATCH_FLUSH {
             w.buf = Vec::new();
         }
         Ok(())
+    }
+
+    /// Bytes (header + data) of the record at `loc`: 0 for no record, `None` when its header
+    /// does not read (damage; the live count then becomes unknown rather than wrong).
+    pub(super) fn record_size(&self, loc: Location) -> Option<u64> {
+        if loc.is_none() {
+            return Some(0);
+        }
+        let file = self.data_file(loc.file_nr).ok()?;
+        file.read_header(loc.position)
+            .ok()
+            .map(|h| h.total_len() as u64)
     }
 
     /// [`Inner::publish`] for the whole of `w.batch`, whose highest id is `highest`: the

@@ -39,6 +39,14 @@ pub struct BenchArgs {
     /// dispatcher promotes and runs them (0: skip).
     #[arg(long, default_value_t = 0)]
     delayed: u64,
+    /// After the drain, compact every job database (online, while the engine runs) and
+    /// report OurDB bytes per finished job before and after. The engine's own compaction
+    /// policy is off during a bench either way, so drain figures never include one.
+    #[arg(long)]
+    compact: bool,
+    /// With --compact: versions of each job the compaction keeps (0 or 1: the latest only).
+    #[arg(long, default_value_t = 0)]
+    keep_history: usize,
 }
 
 /// Redis `used_memory` in bytes (0 when unknown or embedded).
@@ -55,24 +63,50 @@ fn redis_used_memory(url: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Bytes of OurDB data files under `dir` (recursively).
-fn ourdb_bytes(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
+/// The OurDB databases under `dir` (recursively: directories holding `ourdb.json`).
+fn ourdb_dirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
+        if d.join(herojobs::ourdb::CONFIG_FILE).is_file() {
+            out.push(d);
+            continue;
+        }
         let Ok(rd) = std::fs::read_dir(&d) else {
             continue;
         };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "db") {
-                total += e.metadata().map(|m| m.len()).unwrap_or(0);
-            }
-        }
+        stack.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
     }
-    total
+    out.sort();
+    out
+}
+
+/// Data and live bytes of every OurDB database under `dir`. Data bytes are the records up
+/// to each database's append point (`OurDb::space`): the file length would also count a
+/// `strict` writer's preallocated fill (up to 256 KiB per database, not data).
+fn ourdb_space(dir: &std::path::Path) -> Result<herojobs::ourdb::Space, Failure> {
+    let mut total = herojobs::ourdb::Space::default();
+    for d in ourdb_dirs(dir) {
+        let db = herojobs::ourdb::OurDb::open(&d, herojobs::ourdb::Config::default())?;
+        let s = db.space()?;
+        total.data_bytes += s.data_bytes;
+        total.live_bytes += s.live_bytes;
+        total.dead_bytes += s.dead_bytes;
+    }
+    Ok(total)
+}
+
+/// Compacts every OurDB database under `dir` (online); returns the seconds it took and the
+/// writes that landed while it copied (ids caught up).
+fn compact_all(dir: &std::path::Path, keep_history: usize) -> Result<(f64, u64), Failure> {
+    let start = Instant::now();
+    let mut caught_up = 0;
+    for d in ourdb_dirs(dir) {
+        let db = herojobs::ourdb::OurDb::open(&d, herojobs::ourdb::Config::default())?;
+        let r = db.compact_with(herojobs::CompactOptions::keep_history(keep_history))?;
+        caught_up += r.caught_up;
+    }
+    Ok((start.elapsed().as_secs_f64(), caught_up))
 }
 
 fn unix_now_ms() -> u64 {
@@ -117,6 +151,7 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
         .durability(durability)
         .workers(a.concurrency.max(1))
         .retention(retention)
+        .compaction(herojobs::Compaction::disabled())
         .registry(registry);
     if a.embedded {
         builder = builder.embedded();
@@ -192,8 +227,24 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
     } else {
         redis_used_memory(&g.redis)
     };
-    // Disk per finished job: every version (new, active, done) of every drained job.
-    let disk_per_job = ourdb_bytes(base.path()) as f64 / a.jobs.max(1) as f64;
+    // Disk per finished job: every version (new, active, done) of every drained job, as
+    // data bytes on disk over the jobs the engine finished.
+    let finished = engine.stats().done.max(1) as f64;
+    let space = ourdb_space(base.path())?;
+    let per_job = |bytes: u64| (bytes as f64 / finished * 10.0).round() / 10.0;
+    let mut compaction = serde_json::Value::Null;
+    if a.compact {
+        let (secs, caught_up) = compact_all(base.path(), a.keep_history)?;
+        let after = ourdb_space(base.path())?;
+        compaction = serde_json::json!({
+            "keep_history": a.keep_history,
+            "seconds": (secs * 1000.0).round() / 1000.0,
+            "ourdb_bytes_per_job_before": per_job(space.data_bytes),
+            "ourdb_bytes_per_job_after": per_job(after.data_bytes),
+            "reclaimed_bytes": space.data_bytes.saturating_sub(after.data_bytes),
+            "ids_caught_up": caught_up,
+        });
+    }
 
     // Promotion: jobs delayed to one moment, all due together; from that moment to the last
     // one done (the dispatcher moves them into the queue inside its takes).
@@ -271,7 +322,9 @@ pub fn run(g: &Global, a: BenchArgs) -> Result<ExitCode, Failure> {
         "redis_used_memory_after_drain": redis_after,
         "redis_used_memory_after_ttl": redis_after_ttl,
         "finished_ttl_s": a.finished_ttl,
-        "ourdb_bytes_per_job": (disk_per_job * 10.0).round() / 10.0,
+        "ourdb_bytes_per_job": per_job(space.data_bytes),
+        "ourdb_live_bytes_per_job": per_job(space.live_bytes),
+        "compaction": compaction,
         "delayed_promoted_and_run_per_s": promoted_per_s,
     });
     if g.json {

@@ -75,10 +75,14 @@ pub enum OurdbCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Rewrite live records into fresh files, dropping history and deleted records.
+    /// Rewrite live records into fresh files, dropping deleted records and (unless
+    /// --keep-history) history. Online: writers of other processes go on meanwhile.
     Compact {
         #[command(flatten)]
         db: DbArgs,
+        /// Versions to keep per id, newest first (0 or 1: latest only).
+        #[arg(long, default_value_t = 0)]
+        keep_history: usize,
     },
 }
 
@@ -140,6 +144,13 @@ pub fn run(g: &crate::Global, cmd: OurdbCommand) -> Result<ExitCode, Failure> {
                     out,
                     "data files    {} ({} bytes)",
                     s.data_files, s.data_bytes
+                )?;
+                writeln!(
+                    out,
+                    "live / dead   {} / {} bytes ({:.0} % dead)",
+                    s.space.live_bytes,
+                    s.space.dead_bytes,
+                    s.space.dead_ratio() * 100.0
                 )?;
                 writeln!(out, "lookup table  {} bytes", s.lookup_bytes)?;
                 writeln!(out, "file size     {} bytes", s.file_size)?;
@@ -249,9 +260,9 @@ pub fn run(g: &crate::Global, cmd: OurdbCommand) -> Result<ExitCode, Failure> {
                 return Ok(ExitCode::from(1));
             }
         }
-        OurdbCommand::Compact { db } => {
+        OurdbCommand::Compact { db, keep_history } => {
             let db = open(&db, Mode::Write)?;
-            let r = db.compact()?;
+            let r = db.compact_with(herojobs::ourdb::CompactOptions::keep_history(keep_history))?;
             db.close()?;
             writeln!(
                 out,

@@ -4,7 +4,7 @@
 
 use crate::{Failure, Global};
 use clap::Args;
-use herojobs::{EngineConfig, QueueSelection, Registry, Retention, WatchDog};
+use herojobs::{Compaction, EngineConfig, QueueSelection, Registry, Retention, WatchDog};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,6 +51,20 @@ pub struct RunArgs {
     /// registry before it leaves it (its next submit registers it again; 0: never).
     #[arg(long, default_value_t = 24 * 3600)]
     queue_idle_ttl: u64,
+    /// Compact a job database (online: submitters and readers go on) once the bytes that
+    /// became dead since its last compaction reach this fraction of its data (0 < R <= 1).
+    #[arg(long, value_name = "R", default_value_t = 0.5)]
+    compact_dead_ratio: f64,
+    /// ... and at least this many MiB (small databases are not worth the copy).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    compact_min_dead_mb: u64,
+    /// Versions of each job a compaction keeps, newest first (0 or 1: the latest only).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_history: usize,
+    /// Never compact the job databases (they grow by three or more versions per job; see
+    /// `herojobs ourdb compact`).
+    #[arg(long)]
+    no_compaction: bool,
     /// Retries of a failed job that carries no retry policy of its own (0: an error is final).
     #[arg(long, default_value_t = 0)]
     retries: u32,
@@ -107,6 +121,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
     retention.finished_ttl = Duration::from_secs(a.finished_ttl);
     retention.queue_idle = Duration::from_secs(a.queue_idle_ttl);
     config.retention = retention;
+    config.compaction = compaction_policy(&a)?;
     let base = g.base();
     let keys = g.signing_keys()?;
     let (client, mut engine) = if a.embedded {
@@ -163,4 +178,23 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode, Failure> {
         s.done, s.error, s.released
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The compaction policy the run flags describe.
+fn compaction_policy(a: &RunArgs) -> Result<Compaction, Failure> {
+    if a.no_compaction {
+        return Ok(Compaction::disabled());
+    }
+    if !(a.compact_dead_ratio > 0.0 && a.compact_dead_ratio <= 1.0) {
+        return Err(format!(
+            "--compact-dead-ratio {}: expected a fraction above 0 and at most 1",
+            a.compact_dead_ratio
+        )
+        .into());
+    }
+    let mut c = Compaction::default();
+    c.dead_ratio = a.compact_dead_ratio;
+    c.min_dead_bytes = a.compact_min_dead_mb.saturating_mul(1 << 20);
+    c.keep_history = a.keep_history;
+    Ok(c)
 }
