@@ -382,3 +382,36 @@ fn a_second_handle_sees_the_compacted_files() {
     let id = b.add(b"from b").unwrap();
     assert_eq!(a.get(id).unwrap(), b"from b");
 }
+
+/// `space()` on a handle that has only read, with the live count unknown, scans as the one
+/// writer. Writers keep the file lock for their burst and the background thread hands it
+/// back; a handle without that thread once kept it for good, so another handle's next add
+/// waited forever (the fleet test hung on it: an engine's compaction check beside a
+/// client's submits on one base).
+#[test]
+fn space_on_a_reading_handle_never_keeps_the_writer_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = OurDb::open(dir.path(), cfg(Durability::Periodic)).unwrap();
+    for i in 0..100u32 {
+        db.add(&payload(i, 0)).unwrap();
+    }
+    db.close().unwrap();
+    // No state file: the live count is unknown and `space` must scan.
+    std::fs::remove_file(dir.path().join("ourdb.state")).unwrap();
+    let reader = OurDb::open(dir.path(), cfg(Durability::Periodic)).unwrap();
+    let writer = std::sync::Arc::new(OurDb::open(dir.path(), cfg(Durability::Periodic)).unwrap());
+    assert!(reader.space().unwrap().live_bytes > 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let w = std::sync::Arc::clone(&writer);
+    std::thread::spawn(move || {
+        let _ = tx.send(w.add(b"after the scan"));
+    });
+    // A generous deadline on a loaded machine: the add needs only the reader's background
+    // thread to hand the lock back (1 ms after its last write).
+    let added = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("an add on a second handle waited 60 s for the writer lock after space()");
+    let id = added.unwrap();
+    assert_eq!(writer.get(id).unwrap(), b"after the scan");
+    assert!(reader.get(id).is_ok());
+}

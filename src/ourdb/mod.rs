@@ -393,6 +393,10 @@ impl OurDb {
     /// in the shared state; only when it is unknown (after a crash, or writes by a version
     /// that does not keep it) does this scan the records once (O(ids)) and store the result.
     pub fn space(&self) -> Result<Space> {
+        // The scan may run as the one writer, and a writer keeps the file lock for its
+        // burst until the background thread hands it back: without that thread, a handle
+        // that had only read would hold it for good and stall every other handle's writes.
+        self.start_background()?;
         self.inner.space()
     }
 
