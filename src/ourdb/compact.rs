@@ -401,17 +401,8 @@ impl Staged {
     /// writes back only what the last round added: the bulk of the copy (the whole database)
     /// would otherwise be written back while every writer waits.
     fn sync(&mut self) -> Result<()> {
-        self.out
-            .flush()
-            .map_err(|e| OurDbError::io("write", &self.dir, e))?;
-        for (f, _) in &self.files {
-            f.sync_all()
-                .map_err(|e| OurDbError::io("fsync", &self.dir, e))?;
-        }
-        self.write_table(0)?;
-        self.lookup
-            .sync_all()
-            .map_err(|e| OurDbError::io("fsync", &self.lookup_path, e))
+        // The table's final length is set by the locked round's seal.
+        self.seal(0)
     }
 
     /// Flushes and fsyncs the staged files; the table gets length `table_len` (the live

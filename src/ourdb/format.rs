@@ -244,19 +244,24 @@ pub fn parse_header(bytes: &[u8]) -> Result<RecordHeader, HeaderError> {
 /// The caller checks `data.len() <= MAX_RECORD_SIZE`.
 pub fn encode_header(data: &[u8], prev: Location, out: &mut Vec<u8>) -> usize {
     out.clear();
-    let crc = crc32fast::hash(data);
-    if data.len() <= CLASSIC_MAX {
-        out.extend_from_slice(&(data.len() as u16).to_le_bytes());
+    push_header(data.len(), crc32fast::hash(data), prev, out);
+    out.len()
+}
+
+/// Appends the header of a record of `len` bytes with checksum `crc` (classic up to
+/// 65,535 bytes, extended above): the one place that lays a header out.
+fn push_header(len: usize, crc: u32, prev: Location, out: &mut Vec<u8>) {
+    if len <= CLASSIC_MAX {
+        out.extend_from_slice(&(len as u16).to_le_bytes());
         out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(&prev.to_header_bytes());
     } else {
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(&EXT_MARKER.to_le_bytes());
         out.extend_from_slice(&prev.to_header_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(len as u32).to_le_bytes());
         out.extend_from_slice(&crc.to_le_bytes());
     }
-    out.len()
 }
 
 /// herojobs, `strict` mode: the marker of a *commit record*, in the CRC field of a header whose
@@ -443,17 +448,7 @@ pub fn parse_commit(bytes: &[u8]) -> Result<Option<CommitHeader>, HeaderError> {
 pub fn append_record(data: &[u8], prev: Location, out: &mut Vec<u8>) -> (usize, u32) {
     let crc = crc32fast::hash(data);
     let start = out.len();
-    if data.len() <= CLASSIC_MAX {
-        out.extend_from_slice(&(data.len() as u16).to_le_bytes());
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&prev.to_header_bytes());
-    } else {
-        out.extend_from_slice(&0u16.to_le_bytes());
-        out.extend_from_slice(&EXT_MARKER.to_le_bytes());
-        out.extend_from_slice(&prev.to_header_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        out.extend_from_slice(&crc.to_le_bytes());
-    }
+    push_header(data.len(), crc, prev, out);
     let header_len = out.len() - start;
     out.extend_from_slice(data);
     (header_len, crc)
