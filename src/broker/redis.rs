@@ -161,22 +161,18 @@ impl RedisBroker {
                 for ((((_, _, status, member), json), (job, attempt)), group) in
                     args.iter().zip(&jsons).zip(finished).zip(&group_of)
                 {
-                    // The submit's token and store stay in the hash; they are written only
-                    // when the hash is restored, so they travel only then.
-                    let (token, store) = if restore {
-                        (job.token.as_str(), job.store.as_str())
-                    } else {
-                        ("", "")
-                    };
                     inv.arg(json)
                         .arg(*status)
                         .arg(*attempt)
                         .arg(member)
-                        .arg(token)
-                        .arg(store)
                         .arg(job.run_at_ms)
                         .arg(*group)
                         .arg(job.id);
+                    // The submit's token and store stay in the hash; they are written only
+                    // when the hash is restored, so they travel only then.
+                    if restore {
+                        inv.arg(job.token.as_str()).arg(job.store.as_str());
+                    }
                 }
                 inv.invoke(con)
             })?;
@@ -490,18 +486,19 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-impl Broker for RedisBroker {
-    fn enqueue(&self, jobs: &[Job]) -> Result<Vec<usize>, BrokerError> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
+impl RedisBroker {
+    /// One `ENQUEUE` call for jobs of one submitting store (the script takes the store's
+    /// identity once, not per job).
+    fn enqueue_one_store(&self, jobs: &[Job]) -> Result<Vec<usize>, BrokerError> {
+        let store = jobs.first().map(|j| j.store.as_str()).unwrap_or_default();
         let mut keys_ = Vec::with_capacity(jobs.len() + 2);
-        let mut args = Vec::with_capacity(jobs.len() * 6 + 2);
+        let mut args = Vec::with_capacity(jobs.len() * 5 + 3);
         let mut queues: Vec<String> = Vec::new();
         let mut scheds: Vec<String> = Vec::new();
         keys_.push(keys::REGISTRY.to_string());
         args.push(jobs.len().to_string());
         args.push(now_ms().to_string());
+        args.push(store.to_string());
         for j in jobs {
             let jq = super::queue_of(j)?;
             let q = keys::queue(&jq);
@@ -518,7 +515,6 @@ impl Broker for RedisBroker {
             args.push(codec::to_json(j));
             args.push(qi.to_string());
             args.push(j.token.clone());
-            args.push(j.store.clone());
             args.push(j.run_at_ms.to_string());
         }
         keys_.extend(queues);
@@ -541,6 +537,26 @@ impl Broker for RedisBroker {
             .filter_map(|i| usize::try_from(i).ok()?.checked_sub(1))
             .filter(|&i| i < jobs.len())
             .collect())
+    }
+}
+
+impl Broker for RedisBroker {
+    fn enqueue(&self, jobs: &[Job]) -> Result<Vec<usize>, BrokerError> {
+        // A batch comes from one store (a client's submit, an engine's recovery); jobs of
+        // several stores go in one call per run of the same store.
+        let mut conflicts = Vec::new();
+        let mut start = 0;
+        while start < jobs.len() {
+            let store = &jobs[start].store;
+            let len = jobs[start..]
+                .iter()
+                .take_while(|j| &j.store == store)
+                .count();
+            let run = &jobs[start..start + len];
+            conflicts.extend(self.enqueue_one_store(run)?.into_iter().map(|i| i + start));
+            start += len;
+        }
+        Ok(conflicts)
     }
 
     fn cancel(&self, job: &Job) -> Result<super::Cancel, BrokerError> {

@@ -20,14 +20,14 @@ for i = 1, n do
   local requeue = ARGV[a + 6] == '1'
   local tok = ARGV[a + 7]
   local r = 0
-  -- One look at the hash and (only for a job Redis does not hold) one at its outcome bits:
-  -- a start-up pass runs this for every unfinished job, beside the engine's takes.
-  local held = redis.call('HEXISTS', h, 'job') == 1
-  local cur = {}
+  -- One look at the hash (a job submitted with a token, or one a take made active, answers
+  -- it; only a hash with neither needs a second look for `job`) and, only for a job Redis
+  -- does not hold, one at its outcome bits: a start-up pass runs this for every unfinished
+  -- job, beside the engine's takes.
+  local cur = redis.call('HMGET', h, 'token', 'status')
+  local held = cur[1] ~= false or cur[2] ~= false or redis.call('HEXISTS', h, 'job') == 1
   local outcome = 0
-  if held then
-    cur = redis.call('HMGET', h, 'token', 'status')
-  else
+  if not held then
     outcome = redis.call('BITFIELD', bits, 'GET', 'u2', '#' .. id)[1]
   end
   if not held and outcome == 1 then

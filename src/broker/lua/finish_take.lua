@@ -10,9 +10,9 @@
 -- ARGV: nq, max to take, lease deadline (ms), now (s), restore flag, now (ms), finished
 -- TTL (s, 0: keep), dead-set cap (count), dead-set age (ms), ng, then per finished job:
 -- json, status ('done', 'error': a final error, indexed in the dead set, or 'retry'),
--- attempt, lease member, token, store (both sent and written only when the hash is
--- restored: otherwise the submit's fields stay), due (ms, for 'retry'), its queue's index
--- among the ng (1-based), id.
+-- attempt, lease member, due (ms, for 'retry'), its queue's index among the ng (1-based),
+-- id, and only with the restore flag: token, store (written only when the hash is restored:
+-- otherwise the submit's fields stay).
 -- Returns {codes, taken, next_due}. codes, per finished job: 1 applied (also when the job
 -- already holds exactly this record: a retried call whose reply was lost), 0 already
 -- finished (first finisher wins), -1 fenced (another attempt owns it), -2 missing (the hash
@@ -36,8 +36,13 @@
 local nq = tonumber(ARGV[1])
 local max = tonumber(ARGV[2])
 local restore = ARGV[5] == '1'
+local stride = restore and 9 or 7
 local now_ms = tonumber(ARGV[6])
 local ttl = tonumber(ARGV[7])
+-- Numbers go to Redis as strings: a Lua number argument is formatted with '%.14g', which
+-- costs more than the command it is passed to.
+local ttl_s = ARGV[7]
+local done_ttl_s = string.format('%d', (ttl > 0 and ttl < 600) and ttl or 600)
 local dead_cap = tonumber(ARGV[8])
 local dead_age = tonumber(ARGV[9])
 local codes = {}
@@ -45,11 +50,15 @@ local gone = {}
 -- Outcome bits per bitmap, set by one BITFIELD each after the loop (chunked).
 local outcome_ops = {}
 local ng = tonumber(ARGV[10])
+-- Key offset of each queue group, by its index as sent (parsed once per group, not per job).
+local group_base = {}
 local nf = (#KEYS - 1 - 2 * nq - 3 * ng) / 2
 for i = 1, nf do
-  local a = 10 + 9 * (i - 1)
+  local a = 10 + stride * (i - 1)
   local k = 1 + 2 * nq + 3 * ng + 2 * (i - 1)
-  local g = 1 + 2 * nq + 3 * (tonumber(ARGV[a + 8]) - 1)
+  local gs = ARGV[a + 6]
+  local g = group_base[gs]
+  if not g then g = 1 + 2 * nq + 3 * (tonumber(gs) - 1); group_base[gs] = g end
   local h, d = KEYS[k + 1], KEYS[k + 2]
   local sched, dead, bits = KEYS[g + 1], KEYS[g + 2], KEYS[g + 3]
   local json, status, att = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
@@ -62,25 +71,30 @@ for i = 1, nf do
   elseif cur[2] and cur[2] ~= att then
     codes[i] = -1
   else
-    local id = ARGV[a + 9]
-    if not cur[1] and restore then redis.call('HSET', h, 'token', ARGV[a + 5], 'store', ARGV[a + 6]) end
+    local id = ARGV[a + 7]
+    if not cur[1] and restore then redis.call('HSET', h, 'token', ARGV[a + 8], 'store', ARGV[a + 9]) end
     gone[#gone + 1] = ARGV[a + 4]
-    if status == 'retry' then
-      redis.call('HSET', h, 'job', json, 'status', 'new', 'attempt', att)
-      redis.call('ZADD', sched, tonumber(ARGV[a + 7]), id)
+    -- The take wrote `attempt`; it is written again only into a restored hash.
+    local st = status == 'retry' and 'new' or status
+    if cur[2] then
+      redis.call('HSET', h, 'job', json, 'status', st)
     else
-      redis.call('HSET', h, 'job', json, 'status', status, 'attempt', att)
+      redis.call('HSET', h, 'job', json, 'status', st, 'attempt', att)
+    end
+    if status == 'retry' then
+      redis.call('ZADD', sched, ARGV[a + 5], id)
+    else
       local ops = outcome_ops[bits]
       if not ops then ops = {}; outcome_ops[bits] = ops end
       ops[#ops + 1] = 'SET'; ops[#ops + 1] = 'u2'; ops[#ops + 1] = '#' .. id
-      ops[#ops + 1] = status == 'done' and 1 or 3
+      ops[#ops + 1] = status == 'done' and '1' or '3'
       if cur[3] then
         redis.call('LPUSH', d, json)
-        redis.call('EXPIRE', d, (ttl > 0 and ttl < 600) and ttl or 600)
+        redis.call('EXPIRE', d, done_ttl_s)
       end
-      if ttl > 0 then redis.call('EXPIRE', h, ttl) end
+      if ttl > 0 then redis.call('EXPIRE', h, ttl_s) end
       if status == 'error' then
-        redis.call('ZADD', dead, now_ms, id)
+        redis.call('ZADD', dead, ARGV[6], id)
         if redis.call('ZCARD', dead) > dead_cap then
           redis.call('ZREMRANGEBYRANK', dead, 0, -(dead_cap + 1))
         end
@@ -156,7 +170,7 @@ for qi = 2, 1 + nq do
               json = cjson.encode(j)
             end
           end
-          redis.call('HSET', h, 'job', json, 'status', 'active', 'attempt', att)
+          redis.call('HSET', h, 'job', json, 'status', 'active', 'attempt', string.format('%d', att))
           leases[#leases + 1] = ARGV[3]; leases[#leases + 1] = member .. id
           out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = json; out[#out + 1] = att
           out[#out + 1] = f[4] or ''; out[#out + 1] = f[5] or ''
