@@ -81,17 +81,23 @@ pub(crate) fn own_identity(
     id: u32,
     key: &str,
 ) -> Result<Job, String> {
-    if (job.id != id && job.id != 0)
-        || QueueName::new(&job.circle, &job.topic).ok().as_ref() != Some(queue)
-    {
+    // The JSON of a job submitted here names its queue exactly (submit fixes the names):
+    // compared as is first, fixed (an allocation and a walk of each name) only otherwise.
+    let same_queue = (job.circle == queue.circle() && job.topic == queue.topic())
+        || QueueName::new(&job.circle, &job.topic).ok().as_ref() == Some(queue);
+    if (job.id != id && job.id != 0) || !same_queue {
         return Err(format!(
             "job hash {key} holds the JSON of another job ({:?}/{:?}/{}): refused",
             job.circle, job.topic, job.id
         ));
     }
     job.id = id;
-    job.circle = queue.circle().to_string();
-    job.topic = queue.topic().to_string();
+    if job.circle != queue.circle() {
+        job.circle = queue.circle().to_string();
+    }
+    if job.topic != queue.topic() {
+        job.topic = queue.topic().to_string();
+    }
     Ok(job)
 }
 
