@@ -43,10 +43,13 @@ pub fn ids(q: &QueueName) -> String {
     format!("{IDS_PREFIX}{}:{}", q.circle(), q.topic())
 }
 
+/// Prefix of the scheduled sets (the submit script derives a queue's from its queue key).
+pub const SCHEDULED_PREFIX: &str = "herojobs-scheduled:";
+
 /// `herojobs-scheduled:<circle>:<topic>`: sorted set of delayed jobs and jobs waiting for
 /// their retry (member: id, score: due time in unix ms); promoted into the queue by takes.
 pub fn scheduled(q: &QueueName) -> String {
-    format!("herojobs-scheduled:{}:{}", q.circle(), q.topic())
+    format!("{SCHEDULED_PREFIX}{}:{}", q.circle(), q.topic())
 }
 
 /// `herojobs-dead:<circle>:<topic>`: sorted set of jobs that ended in error after their

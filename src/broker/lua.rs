@@ -1,17 +1,25 @@
 //! The Lua scripts that make each multi-key change one atomic round trip, one file each in
 //! `lua/` (their header comments say what each takes and returns). A script that derives a
 //! key from another gets the key prefixes from [`keys`](super::keys) when it is loaded
-//! (`{{JOB_PREFIX}}`, `{{QUEUE_PREFIX_LEN}}`): no key is spelled out in Lua.
+//! (`{{JOB_PREFIX}}`, `{{SCHEDULED_PREFIX}}`, `{{QUEUE_PREFIX_LEN}}`): no key is spelled
+//! out in Lua.
 
 use super::keys;
 use redis::Script;
 
 /// A script with the key prefixes filled in.
 fn load(text: &str) -> Script {
-    Script::new(&text.replace("{{JOB_PREFIX}}", keys::JOB_PREFIX).replace(
-        "{{QUEUE_PREFIX_LEN}}",
-        &keys::QUEUE_PREFIX.len().to_string(),
-    ))
+    Script::new(&fill(text))
+}
+
+/// The text with the key prefixes filled in.
+fn fill(text: &str) -> String {
+    text.replace("{{JOB_PREFIX}}", keys::JOB_PREFIX)
+        .replace("{{SCHEDULED_PREFIX}}", keys::SCHEDULED_PREFIX)
+        .replace(
+            "{{QUEUE_PREFIX_LEN}}",
+            &keys::QUEUE_PREFIX.len().to_string(),
+        )
 }
 
 /// The scripts by name, each from `lua/<name>.lua`: one list for the struct, its loading
@@ -71,9 +79,7 @@ mod tests {
                 !code.contains("'hero") && !code.contains("\"hero"),
                 "{name}"
             );
-            let filled = code
-                .replace("{{JOB_PREFIX}}", super::keys::JOB_PREFIX)
-                .replace("{{QUEUE_PREFIX_LEN}}", "10");
+            let filled = super::fill(&code);
             assert!(!filled.contains("{{"), "{name}: an unknown placeholder");
         }
     }

@@ -76,53 +76,55 @@ impl RedisBroker {
         let queues = if max == 0 { &[][..] } else { queues };
         let max = if queues.is_empty() { 0 } else { max };
         let deadline = now_ms() + lease.as_millis() as u64;
-        let now = crate::job::unix_now();
         // Encoded once, outside the retry closure.
         let fq: Vec<QueueName> = finished
             .iter()
             .map(|(j, _)| super::queue_of(j))
             .collect::<Result<_, _>>()?;
         // The finished jobs' queues, each once: their scheduled set, dead set and outcome
-        // bitmap are passed per queue, not per job (a batch is mostly one queue).
-        let mut groups: Vec<&QueueName> = Vec::new();
-        let group_of: Vec<usize> = fq
-            .iter()
-            .map(|q| match groups.iter().position(|g| *g == q) {
-                Some(i) => i + 1,
-                None => {
-                    groups.push(q);
-                    groups.len()
-                }
-            })
-            .collect();
-        let args: Vec<(String, String, &'static str, String)> = finished
-            .iter()
-            .zip(&fq)
-            .map(|((j, _), q)| {
-                (
-                    keys::job(q, j.id),
-                    keys::done(q, j.id),
-                    match j.status {
-                        JobStatus::Done => "done",
-                        // Not finished: waiting for its retry (see `Broker::finish_many`).
-                        JobStatus::New | JobStatus::Active => "retry",
-                        // A final error: indexed in the dead set.
-                        JobStatus::Error => "error",
-                    },
-                    keys::lease_member(q, j.id),
-                )
-            })
-            .collect();
+        // bitmap are passed per queue, not per job (a batch is mostly one queue), and the
+        // jobs go grouped by queue, so no job carries its queue's index. `sent[i]` is the
+        // index in `finished` of the i-th job sent.
+        let mut groups: Vec<(&QueueName, Vec<usize>)> = Vec::new();
+        for (i, q) in fq.iter().enumerate() {
+            match groups.iter_mut().find(|(g, _)| *g == q) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((q, vec![i])),
+            }
+        }
+        let sent: Vec<usize> = groups.iter().flat_map(|(_, m)| m.iter().copied()).collect();
         let group_keys: Vec<[String; 3]> = groups
             .iter()
-            .map(|q| [keys::scheduled(q), keys::dead(q), keys::outcomes(q)])
+            .map(|(q, _)| [keys::scheduled(q), keys::dead(q), keys::outcomes(q)])
             .collect();
+        let group_sizes: Vec<usize> = groups.iter().map(|(_, m)| m.len()).collect();
         let queue_keys: Vec<(String, String)> = queues
             .iter()
             .map(|q| (keys::queue(q), keys::scheduled(q)))
             .collect();
         let now_ms = now_ms();
-        let jsons: Vec<String> = finished.iter().map(|(j, _)| codec::to_json(j)).collect();
+        // Per job sent: json, status (a retry's due time in its place), lease member, and
+        // the outcome offset `#id`.
+        let args: Vec<(String, String, String, String)> = sent
+            .iter()
+            .map(|&i| {
+                let (j, _) = &finished[i];
+                let q = &fq[i];
+                let status = match j.status {
+                    JobStatus::Done => "done".to_string(),
+                    // Not finished: waiting for its retry (see `Broker::finish_many`).
+                    JobStatus::New | JobStatus::Active => j.run_at_ms.to_string(),
+                    // A final error: indexed in the dead set.
+                    JobStatus::Error => "error".to_string(),
+                };
+                (
+                    codec::to_json(j),
+                    status,
+                    keys::lease_member(q, j.id),
+                    format!("#{}", j.id),
+                )
+            })
+            .collect();
         // A finish alone is safe to retry (a second run finds the job finished). A take is
         // not: if its reply is lost the jobs are active under leases that expire, and lease
         // recovery queues them again.
@@ -145,29 +147,25 @@ impl RedisBroker {
                 for g in &group_keys {
                     inv.key(&g[0]).key(&g[1]).key(&g[2]);
                 }
-                for (hash, done, _, _) in &args {
-                    inv.key(hash).key(done);
-                }
                 inv.arg(queues.len())
                     .arg(max)
                     .arg(deadline)
-                    .arg(now)
                     .arg(if restore { "1" } else { "0" })
                     .arg(now_ms)
                     .arg(r.finished_ttl.as_secs())
                     .arg(r.dead_max)
                     .arg(r.dead_age.as_millis() as u64)
                     .arg(groups.len());
-                for ((((_, _, status, member), json), (job, attempt)), group) in
-                    args.iter().zip(&jsons).zip(finished).zip(&group_of)
-                {
+                for size in &group_sizes {
+                    inv.arg(*size);
+                }
+                for ((json, status, member, offset), &i) in args.iter().zip(&sent) {
+                    let (job, attempt) = &finished[i];
                     inv.arg(json)
-                        .arg(*status)
+                        .arg(status)
                         .arg(*attempt)
                         .arg(member)
-                        .arg(job.run_at_ms)
-                        .arg(*group)
-                        .arg(job.id);
+                        .arg(offset);
                     // The submit's token and store stay in the hash; they are written only
                     // when the hash is restored, so they travel only then.
                     if restore {
@@ -176,7 +174,11 @@ impl RedisBroker {
                 }
                 inv.invoke(con)
             })?;
-        let transitions = codes.into_iter().map(transition).collect();
+        // Codes come in the order sent: put them back in the order given.
+        let mut transitions = vec![Transition::Missing; finished.len()];
+        for (code, &i) in codes.into_iter().zip(&sent) {
+            transitions[i] = transition(code);
+        }
         let mut out = Vec::new();
         for chunk in taken.chunks(6) {
             let [qi, id, json, attempt, token, store] = chunk else {
@@ -491,36 +493,49 @@ impl RedisBroker {
     /// identity once, not per job).
     fn enqueue_one_store(&self, jobs: &[Job]) -> Result<Vec<usize>, BrokerError> {
         let store = jobs.first().map(|j| j.store.as_str()).unwrap_or_default();
-        let mut keys_ = Vec::with_capacity(jobs.len() + 2);
-        let mut args = Vec::with_capacity(jobs.len() * 5 + 3);
-        let mut queues: Vec<String> = Vec::new();
-        let mut scheds: Vec<String> = Vec::new();
-        keys_.push(keys::REGISTRY.to_string());
-        args.push(jobs.len().to_string());
-        args.push(now_ms().to_string());
-        args.push(store.to_string());
-        for j in jobs {
-            let jq = super::queue_of(j)?;
-            let q = keys::queue(&jq);
-            let qi = match queues.iter().position(|k| *k == q) {
-                Some(i) => i + 1,
-                None => {
-                    queues.push(q);
-                    scheds.push(keys::scheduled(&jq));
-                    queues.len()
-                }
-            };
-            keys_.push(keys::job(&jq, j.id));
-            args.push(j.id.to_string());
-            args.push(codec::to_json(j));
-            args.push(qi.to_string());
-            args.push(j.token.clone());
-            args.push(j.run_at_ms.to_string());
+        // Jobs go grouped by queue (the script walks one queue at a time and needs no queue
+        // index per job), each queue's in the order given: FIFO holds within a queue.
+        // `sent[i]` is the index in `jobs` of the i-th job sent.
+        let names = jobs
+            .iter()
+            .map(super::queue_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let q = keys::queue(name);
+            match groups.iter_mut().find(|(k, _)| *k == q) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((q, vec![i])),
+            }
         }
-        keys_.extend(queues);
-        keys_.extend(scheds);
+        let now = now_ms();
+        let mut keys_ = Vec::with_capacity(3 + groups.len() + jobs.len());
+        let mut args = Vec::with_capacity(2 + groups.len() + 4 * jobs.len());
+        let mut sent = Vec::with_capacity(jobs.len());
+        keys_.push(keys::REGISTRY.to_string());
         keys_.push(keys::SUBMITTED.to_string());
         keys_.push(keys::SIGNAL.to_string());
+        args.push(store.to_string());
+        args.push(groups.len().to_string());
+        keys_.extend(groups.iter().map(|(q, _)| q.clone()));
+        for (_, members) in &groups {
+            args.push(members.len().to_string());
+            for &i in members {
+                let j = &jobs[i];
+                keys_.push(keys::job(&names[i], j.id));
+                args.push(j.id.to_string());
+                args.push(codec::to_json(j));
+                args.push(j.token.clone());
+                // Only a time still ahead goes to the scheduled set (the same clock as
+                // before: this process's).
+                args.push(if j.run_at_ms > now {
+                    j.run_at_ms.to_string()
+                } else {
+                    "0".to_string()
+                });
+                sent.push(i);
+            }
+        }
         // Safe to retry: a job already stored with its own token is skipped.
         let conflicts: Vec<i64> = self.run("enqueue", true, |con| {
             let mut inv = self.scripts.enqueue.prepare_invoke();
@@ -532,11 +547,12 @@ impl RedisBroker {
             }
             inv.invoke(con)
         })?;
-        Ok(conflicts
+        let mut out: Vec<usize> = conflicts
             .into_iter()
-            .filter_map(|i| usize::try_from(i).ok()?.checked_sub(1))
-            .filter(|&i| i < jobs.len())
-            .collect())
+            .filter_map(|i| sent.get(usize::try_from(i).ok()?.checked_sub(1)?).copied())
+            .collect();
+        out.sort_unstable();
+        Ok(out)
     }
 }
 
@@ -1378,5 +1394,91 @@ mod tests {
             .query(&mut con)
             .unwrap();
         assert!(!exists, "a missing job is not written back without restore");
+    }
+
+    /// The scripts take jobs grouped by queue; a batch that mixes queues gets its answers
+    /// (conflicts, verdicts) in its own order, and each queue keeps its own FIFO order.
+    #[test]
+    fn a_batch_mixing_queues_is_answered_in_its_own_order() {
+        let redis = RedisServer::start();
+        let broker = RedisBroker::new(RedisConfig::new(&redis.url())).unwrap();
+        let mut con = redis.conn();
+        let (a, b) = (
+            QueueName::new("c", "a").unwrap(),
+            QueueName::new("c", "b").unwrap(),
+        );
+        // Another job already holds c/b 2 (another token): the submit must not take it over.
+        let _: () = redis::cmd("HSET")
+            .arg("herojobs:c:b:2")
+            .arg("job")
+            .arg("{}")
+            .arg("token")
+            .arg("theirs")
+            .query(&mut con)
+            .unwrap();
+        let job = |t: &str, id: u32, delay: bool| {
+            let mut j = tjob("c", t, &format!("ok {t}{id}"));
+            j.id = id;
+            j.token = format!("tok{t}{id}");
+            j.store = "here".into();
+            if delay {
+                j.run_at_ms = now_ms() + 3_600_000;
+            }
+            j
+        };
+        let batch = vec![
+            job("a", 1, false),
+            job("b", 1, false),
+            job("a", 2, false),
+            job("b", 2, false),
+            job("a", 3, true),
+            job("b", 3, false),
+        ];
+        assert_eq!(broker.enqueue(&batch).unwrap(), vec![3], "c/b 2, sent 5th");
+        // Sent again (its reply lost): the same answer, nothing queued twice.
+        assert_eq!(broker.enqueue(&batch).unwrap(), vec![3]);
+        let list = |con: &mut redis::Connection, k: &str| -> Vec<String> {
+            redis::cmd("LRANGE")
+                .arg(k)
+                .arg(0)
+                .arg(-1)
+                .query(con)
+                .unwrap()
+        };
+        assert_eq!(list(&mut con, "heroqueue:c:a"), vec!["2", "1"]);
+        assert_eq!(list(&mut con, "heroqueue:c:b"), vec!["3", "1"]);
+        let delayed: Vec<String> = redis::cmd("ZRANGE")
+            .arg(keys::scheduled(&a))
+            .arg(0)
+            .arg(-1)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(delayed, vec!["3"]);
+        let mut registered = broker.queues().unwrap();
+        registered.sort_by_key(|q| q.to_string());
+        assert_eq!(registered, vec![a.clone(), b.clone()]);
+        let mut submitted = broker.submitted().unwrap();
+        submitted.sort_by_key(|(q, _)| q.to_string());
+        assert_eq!(submitted, vec![(a.clone(), 3), (b.clone(), 2)]);
+
+        // Finish a mix: c/a 1 done, c/b 1 done by a stale attempt (fenced), c/a 2 done.
+        let (_, taken, _) = broker
+            .finish_and_take(&[], &[a.clone(), b.clone()], 4, Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(taken.len(), 4);
+        let done = |q: &QueueName, id: u32, attempt: u32| {
+            let t = taken.iter().find(|t| &t.queue == q && t.id == id).unwrap();
+            let mut j = t.job.clone().unwrap();
+            j.status = JobStatus::Done;
+            j.result = format!("r{id}");
+            (j, attempt)
+        };
+        let verdicts = broker
+            .finish_many(&[done(&a, 1, 1), done(&b, 1, 9), done(&a, 2, 1)], false)
+            .unwrap();
+        assert_eq!(
+            verdicts,
+            vec![Transition::Applied, Transition::Fenced, Transition::Applied]
+        );
     }
 }

@@ -6,102 +6,106 @@
 --
 -- KEYS: leases, then the nq queue keys (in the order to try them), then their nq
 -- scheduled sets, then per queue of the finished jobs (ng of them): its scheduled set, dead
--- set and outcome bitmap, then per finished job: its hash and its done list.
--- ARGV: nq, max to take, lease deadline (ms), now (s), restore flag, now (ms), finished
--- TTL (s, 0: keep), dead-set cap (count), dead-set age (ms), ng, then per finished job:
--- json, status ('done', 'error': a final error, indexed in the dead set, or 'retry'),
--- attempt, lease member, due (ms, for 'retry'), its queue's index among the ng (1-based),
--- id, and only with the restore flag: token, store (written only when the hash is restored:
--- otherwise the submit's fields stay).
--- Returns {codes, taken, next_due}. codes, per finished job: 1 applied (also when the job
--- already holds exactly this record: a retried call whose reply was lost), 0 already
--- finished (first finisher wins), -1 fenced (another attempt owns it), -2 missing (the hash
--- lacks `job`: Redis lost it; written back only when restoring). taken: flat (queue index,
--- id, json, attempt, token, store) sextuples; json '' with attempt -1 when the id has no
--- hash, attempt 0 when the job had already finished (skipped). next_due: the earliest due
--- time (ms) left in the scheduled sets of the queues taken from, 0 if none, so an idle
--- dispatcher wakes for it.
--- A 'retry' puts the job back as new, into its scheduled set at its due time, and keeps
--- its lease-free slot; 'done'/'error' mark the job finished: its outcome bit is set (so a
--- store that learns late can tell it finished after the hash expired), the hash expires
--- after the finished TTL, and a final error joins the dead set (capped by count and age).
+-- set and outcome bitmap.
+-- ARGV: nq, max to take, lease deadline (ms), restore flag, now (ms), finished TTL (s, 0:
+-- keep), dead-set cap (count), dead-set age (ms), ng, then per queue of the finished jobs
+-- (in the KEYS order) how many of them it has, then per finished job, grouped by queue in
+-- that order: json, status ('done', 'error': a final error, indexed in the dead set, or the
+-- due time in ms of a job waiting for its retry), attempt, lease member (`circle:topic:id`:
+-- the job hash's key is derived from it, and its done list's from that), '#' .. id (the
+-- outcome bit's offset as BITFIELD takes it), and only with the restore flag: token, store
+-- (written only when the hash is restored: otherwise the submit's fields stay).
+-- Returns {codes, taken, next_due}. codes, per finished job in the order sent: 1 applied
+-- (also when the job already holds exactly this record: a retried call whose reply was
+-- lost), 0 already finished (first finisher wins), -1 fenced (another attempt owns it), -2
+-- missing (the hash lacks `job`: Redis lost it; written back only when restoring). taken:
+-- flat (queue index, id, json, attempt, token, store) sextuples; json '' with attempt -1
+-- when the id has no hash, attempt 0 when the job had already finished (skipped). next_due:
+-- the earliest due time (ms) left in the scheduled sets of the queues taken from, 0 if
+-- none, so an idle dispatcher wakes for it.
+-- A retry puts the job back as new, into its scheduled set at its due time, and keeps its
+-- lease-free slot; 'done'/'error' mark the job finished: its outcome bit is set (so a store
+-- that learns late can tell it finished after the hash expired), the hash expires after the
+-- finished TTL, and a final error joins the dead set (capped by count and age).
 -- Before taking from a queue, its jobs that are due are moved from its scheduled set to the
 -- head of the list, earliest first: promotion rides on the take, no poller per queue.
 -- Finishing pushes the job's JSON onto its done list only when a waiter registered (field
 -- `waiting`, set before the waiter reads the status, so no wake-up is lost): waiters get the
 -- result with the wake-up, without another read. Leases are removed in one ZREM and
 -- added in one ZADD (chunked: Lua's unpack has a stack limit). Job hash keys are derived from
--- queue keys (`heroqueue:c:t` -> `herojobs:c:t:<id>`; the prefixes are filled in from
--- broker/keys.rs at load), which is fine on a single Redis (not a cluster).
+-- lease members and queue keys (`c:t:<id>`, `heroqueue:c:t` -> `herojobs:c:t:<id>`; the
+-- prefixes are filled in from broker/keys.rs at load), which is fine on a single Redis (not
+-- a cluster). Each redis.call and each argument costs Redis more than the work it stands for
+-- (Redis objects, Lua strings, a command lookup): per finished job five arguments, no key.
 local nq = tonumber(ARGV[1])
 local max = tonumber(ARGV[2])
-local restore = ARGV[5] == '1'
-local stride = restore and 9 or 7
-local now_ms = tonumber(ARGV[6])
-local ttl = tonumber(ARGV[7])
+local restore = ARGV[4] == '1'
+local stride = restore and 7 or 5
+local now_ms = tonumber(ARGV[5])
+local ttl = tonumber(ARGV[6])
 -- Numbers go to Redis as strings: a Lua number argument is formatted with '%.14g', which
 -- costs more than the command it is passed to.
-local ttl_s = ARGV[7]
+local ttl_s = ARGV[6]
 local done_ttl_s = string.format('%d', (ttl > 0 and ttl < 600) and ttl or 600)
-local dead_cap = tonumber(ARGV[8])
-local dead_age = tonumber(ARGV[9])
+local dead_cap = tonumber(ARGV[7])
+local dead_age = tonumber(ARGV[8])
+local ng = tonumber(ARGV[9])
 local codes = {}
 local gone = {}
 -- Outcome bits per bitmap, set by one BITFIELD each after the loop (chunked).
 local outcome_ops = {}
-local ng = tonumber(ARGV[10])
--- Key offset of each queue group, by its index as sent (parsed once per group, not per job).
-local group_base = {}
-local nf = (#KEYS - 1 - 2 * nq - 3 * ng) / 2
-for i = 1, nf do
-  local a = 10 + stride * (i - 1)
-  local k = 1 + 2 * nq + 3 * ng + 2 * (i - 1)
-  local gs = ARGV[a + 6]
-  local g = group_base[gs]
-  if not g then g = 1 + 2 * nq + 3 * (tonumber(gs) - 1); group_base[gs] = g end
-  local h, d = KEYS[k + 1], KEYS[k + 2]
+local i = 0
+local a = 9 + ng
+for gi = 1, ng do
+  local g = 1 + 2 * nq + 3 * (gi - 1)
   local sched, dead, bits = KEYS[g + 1], KEYS[g + 2], KEYS[g + 3]
-  local json, status, att = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local cur = redis.call('HMGET', h, 'status', 'attempt', 'waiting')
-  if not cur[1] and not restore and redis.call('HEXISTS', h, 'job') == 0 then
-    codes[i] = -2
-  elseif cur[1] == 'done' or cur[1] == 'error' then
-    -- Finished with exactly this record: a retry whose first reply was lost, so applied.
-    if redis.call('HGET', h, 'job') == json then codes[i] = 1 else codes[i] = 0 end
-  elseif cur[2] and cur[2] ~= att then
-    codes[i] = -1
-  else
-    local id = ARGV[a + 7]
-    if not cur[1] and restore then redis.call('HSET', h, 'token', ARGV[a + 8], 'store', ARGV[a + 9]) end
-    gone[#gone + 1] = ARGV[a + 4]
-    -- The take wrote `attempt`; it is written again only into a restored hash.
-    local st = status == 'retry' and 'new' or status
-    if cur[2] then
-      redis.call('HSET', h, 'job', json, 'status', st)
+  for _ = 1, tonumber(ARGV[9 + gi]) do
+    i = i + 1
+    local json, status, att, member = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+    local h = '{{JOB_PREFIX}}' .. member
+    local cur = redis.call('HMGET', h, 'status', 'attempt', 'waiting')
+    if not cur[1] and not restore and redis.call('HEXISTS', h, 'job') == 0 then
+      codes[i] = -2
+    elseif cur[1] == 'done' or cur[1] == 'error' then
+      -- Finished with exactly this record: a retry whose first reply was lost, so applied.
+      if redis.call('HGET', h, 'job') == json then codes[i] = 1 else codes[i] = 0 end
+    elseif cur[2] and cur[2] ~= att then
+      codes[i] = -1
     else
-      redis.call('HSET', h, 'job', json, 'status', st, 'attempt', att)
-    end
-    if status == 'retry' then
-      redis.call('ZADD', sched, ARGV[a + 5], id)
-    else
-      local ops = outcome_ops[bits]
-      if not ops then ops = {}; outcome_ops[bits] = ops end
-      ops[#ops + 1] = 'SET'; ops[#ops + 1] = 'u2'; ops[#ops + 1] = '#' .. id
-      ops[#ops + 1] = status == 'done' and '1' or '3'
-      if cur[3] then
-        redis.call('LPUSH', d, json)
-        redis.call('EXPIRE', d, done_ttl_s)
+      local final = status == 'done' or status == 'error'
+      if not cur[1] and restore then redis.call('HSET', h, 'token', ARGV[a + 6], 'store', ARGV[a + 7]) end
+      gone[#gone + 1] = member
+      -- The take wrote `attempt`; it is written again only into a restored hash.
+      local st = final and status or 'new'
+      if cur[2] then
+        redis.call('HSET', h, 'job', json, 'status', st)
+      else
+        redis.call('HSET', h, 'job', json, 'status', st, 'attempt', att)
       end
-      if ttl > 0 then redis.call('EXPIRE', h, ttl_s) end
-      if status == 'error' then
-        redis.call('ZADD', dead, ARGV[6], id)
-        if redis.call('ZCARD', dead) > dead_cap then
-          redis.call('ZREMRANGEBYRANK', dead, 0, -(dead_cap + 1))
+      if not final then
+        redis.call('ZADD', sched, status, string.sub(ARGV[a + 5], 2))
+      else
+        local ops = outcome_ops[bits]
+        if not ops then ops = {}; outcome_ops[bits] = ops end
+        ops[#ops + 1] = 'SET'; ops[#ops + 1] = 'u2'; ops[#ops + 1] = ARGV[a + 5]
+        ops[#ops + 1] = status == 'done' and '1' or '3'
+        if cur[3] then
+          local d = h .. ':done'
+          redis.call('LPUSH', d, json)
+          redis.call('EXPIRE', d, done_ttl_s)
         end
-        redis.call('ZREMRANGEBYSCORE', dead, '-inf', now_ms - dead_age)
+        if ttl > 0 then redis.call('EXPIRE', h, ttl_s) end
+        if status == 'error' then
+          redis.call('ZADD', dead, ARGV[5], string.sub(ARGV[a + 5], 2))
+          if redis.call('ZCARD', dead) > dead_cap then
+            redis.call('ZREMRANGEBYRANK', dead, 0, -(dead_cap + 1))
+          end
+          redis.call('ZREMRANGEBYSCORE', dead, '-inf', now_ms - dead_age)
+        end
       end
+      codes[i] = 1
     end
-    codes[i] = 1
+    a = a + stride
   end
 end
 for bits, ops in pairs(outcome_ops) do
@@ -166,7 +170,7 @@ for qi = 2, 1 + nq do
           else
             local ok, j = pcall(cjson.decode, f[1])
             if ok and type(j) == 'table' then
-              j['status'] = 'active'; j['time_start'] = tonumber(ARGV[4]); j['attempts'] = att
+              j['status'] = 'active'; j['time_start'] = math.floor(now_ms / 1000); j['attempts'] = att
               json = cjson.encode(j)
             end
           end
