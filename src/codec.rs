@@ -39,45 +39,77 @@ pub enum CodecError {
 }
 
 /// The job as stored in OurDB, version 1. Positional (bincode): fields are only ever added
-/// in a new version, never reordered.
+/// in a new version, never reordered. Generic over how strings are held: decoded as owned
+/// `String`s, encoded from the job's own fields borrowed (`&str`, `&[String]`: the same
+/// bytes, no copy of params and result for each of a job's three versions).
 #[derive(Serialize, Deserialize)]
-struct RecordV1 {
-    session_key: String,
-    circle: String,
-    topic: String,
-    params: String,
-    params_type: String,
+struct RecordV1<S, L> {
+    session_key: S,
+    circle: S,
+    topic: S,
+    params: S,
+    params_type: S,
     status: u8,
     timeout: u64,
     time_scheduled: i64,
     time_start: i64,
     time_end: i64,
-    error: String,
-    result: String,
+    error: S,
+    result: S,
     log: bool,
     attempts: u32,
-    logs: Vec<String>,
+    logs: L,
 }
 
 /// The fields added after version 1, stored as JSON after the v1 fields in a v2 record.
-/// Every field defaults, so a record missing one (or a v1 record) loads.
-#[derive(Serialize, Deserialize, Default)]
-struct Added {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    store: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    token: String,
+/// Every field defaults, so a record missing one (or a v1 record) loads. Generic like
+/// [`RecordV1`]: owned when decoded, borrowed when encoded.
+#[derive(Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "S: Serialize + AsRef<str>, R: Serialize",
+    deserialize = "S: Deserialize<'de> + Default, R: Deserialize<'de>"
+))]
+struct Added<S, R> {
+    #[serde(default, skip_serializing_if = "is_empty")]
+    store: S,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    token: S,
     #[serde(default, skip_serializing_if = "is_zero")]
     released: u32,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     run_at_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    retry: Option<crate::job::RetryPolicy>,
+    retry: Option<R>,
     #[serde(default, skip_serializing_if = "is_zero")]
     attempt_base: u32,
     /// The submitter's signature (see `crate::signing`), empty when unsigned.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    signature: String,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    signature: S,
+}
+
+/// What a record decodes into.
+type RecordV1Owned = RecordV1<String, Vec<String>>;
+/// What a record is encoded from: the job's fields, borrowed.
+type RecordV1Ref<'a> = RecordV1<&'a str, &'a [String]>;
+type AddedOwned = Added<String, crate::job::RetryPolicy>;
+type AddedRef<'a> = Added<&'a str, &'a crate::job::RetryPolicy>;
+
+impl Default for AddedOwned {
+    fn default() -> AddedOwned {
+        Added {
+            store: String::new(),
+            token: String::new(),
+            released: 0,
+            run_at_ms: 0,
+            retry: None,
+            attempt_base: 0,
+            signature: String::new(),
+        }
+    }
+}
+
+fn is_empty<S: AsRef<str>>(s: &S) -> bool {
+    s.as_ref().is_empty()
 }
 
 fn is_zero_u64(n: &u64) -> bool {
@@ -88,37 +120,50 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// The version-1 fields of `job` (the first part of every record).
-fn v1_of(job: &Job) -> RecordV1 {
+/// The version-1 fields of `job` (the first part of every record), borrowed.
+fn v1_of(job: &Job) -> RecordV1Ref<'_> {
     RecordV1 {
-        session_key: job.session_key.clone(),
-        circle: job.circle.clone(),
-        topic: job.topic.clone(),
-        params: job.params.clone(),
-        params_type: job.params_type.as_str().to_string(),
+        session_key: &job.session_key,
+        circle: &job.circle,
+        topic: &job.topic,
+        params: &job.params,
+        params_type: job.params_type.as_str(),
         status: status_code(job.status),
         timeout: job.timeout,
         time_scheduled: job.time_scheduled,
         time_start: job.time_start,
         time_end: job.time_end,
-        error: job.error.clone(),
-        result: job.result.clone(),
+        error: &job.error,
+        result: &job.result,
         log: job.log,
         attempts: job.attempts,
-        logs: job.logs.clone(),
+        logs: &job.logs,
     }
 }
 
-/// The added fields of `job`, as a v2 record stores them.
-fn added_of(job: &Job) -> Added {
+/// The added fields of `job`, as a v2 record stores them, borrowed.
+fn added_of(job: &Job) -> AddedRef<'_> {
     Added {
-        store: job.store.clone(),
-        token: job.token.clone(),
+        store: &job.store,
+        token: &job.token,
         released: job.released,
         run_at_ms: job.run_at_ms,
-        retry: job.retry.clone(),
+        retry: job.retry.as_ref(),
         attempt_base: job.attempt_base,
-        signature: job.signature.clone(),
+        signature: &job.signature,
+    }
+}
+
+/// Counts the bytes written to it (the added fields' JSON length, without the JSON).
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -181,10 +226,13 @@ pub(crate) fn to_record(job: &Job, out: &mut Vec<u8>) {
     let added = added_of(job);
     // Writing into a Vec cannot fail for these types.
     let _ = bincode::serialize_into(&mut *out, &rec);
-    let _ = bincode::serialize_into(
-        &mut *out,
-        &serde_json::to_string(&added).unwrap_or_default(),
-    );
+    // The added fields' JSON as a bincode string (u64 little-endian length, then the
+    // bytes), written in place: the length is filled in once the JSON is written.
+    let at = out.len();
+    out.extend_from_slice(&[0; 8]);
+    let _ = serde_json::to_writer(&mut *out, &added);
+    let len = (out.len() - at - 8) as u64;
+    out[at..at + 8].copy_from_slice(&len.to_le_bytes());
 }
 
 /// The size of `job`'s OurDB record in bytes (what `record_size_max` is compared with),
@@ -203,9 +251,9 @@ pub(crate) fn record_len(job: &Job) -> usize {
     let logs = 8 + job.logs.iter().map(|l| s(l)).sum::<usize>();
     let fixed = 1 /* version */ + 1 /* status */ + 8 /* timeout */ + 3 * 8 /* times */
         + 1 /* log */ + 4 /* attempts */;
-    let added = serde_json::to_string(&added_of(job))
-        .map(|t| t.len())
-        .unwrap_or(0);
+    let mut added = ByteCount(0);
+    let _ = serde_json::to_writer(&mut added, &added_of(job));
+    let added = added.0;
     fixed + strings + logs + 8 + added
 }
 
@@ -227,15 +275,15 @@ pub(crate) fn from_record(id: u32, bytes: &[u8]) -> Result<Job, CodecError> {
                 reason: e.to_string(),
             };
             let mut reader = body;
-            let r: RecordV1 = opts.deserialize_from(&mut reader).map_err(bad)?;
-            let added: Added = if version == RECORD_V2 {
+            let r: RecordV1Owned = opts.deserialize_from(&mut reader).map_err(bad)?;
+            let added: AddedOwned = if version == RECORD_V2 {
                 let text: String = opts.deserialize_from(&mut reader).map_err(bad)?;
                 serde_json::from_str(&text).map_err(|e| CodecError::Bincode {
                     version,
                     reason: format!("added fields: {e}"),
                 })?
             } else {
-                Added::default()
+                AddedOwned::default()
             };
             let status = match r.status {
                 0 => JobStatus::New,
@@ -337,6 +385,46 @@ mod tests {
         assert_eq!(v["signature"], signed.signature.as_str());
         let v: serde_json::Value = serde_json::from_str(&to_json(&full_job())).unwrap();
         assert!(v.get("signature").is_none());
+    }
+
+    /// Encoding from borrowed fields writes the bytes that encoding the owned structs
+    /// (bincode of the v1 fields, then of the added fields' JSON as a `String`) wrote.
+    #[test]
+    fn records_are_the_bytes_the_owned_encoding_wrote() {
+        for job in [full_job(), Job::default()] {
+            let owned: RecordV1Owned = RecordV1 {
+                session_key: job.session_key.clone(),
+                circle: job.circle.clone(),
+                topic: job.topic.clone(),
+                params: job.params.clone(),
+                params_type: job.params_type.as_str().to_string(),
+                status: status_code(job.status),
+                timeout: job.timeout,
+                time_scheduled: job.time_scheduled,
+                time_start: job.time_start,
+                time_end: job.time_end,
+                error: job.error.clone(),
+                result: job.result.clone(),
+                log: job.log,
+                attempts: job.attempts,
+                logs: job.logs.clone(),
+            };
+            let added: AddedOwned = Added {
+                store: job.store.clone(),
+                token: job.token.clone(),
+                released: job.released,
+                run_at_ms: job.run_at_ms,
+                retry: job.retry.clone(),
+                attempt_base: job.attempt_base,
+                signature: job.signature.clone(),
+            };
+            let mut want = vec![RECORD_V2];
+            bincode::serialize_into(&mut want, &owned).unwrap();
+            bincode::serialize_into(&mut want, &serde_json::to_string(&added).unwrap()).unwrap();
+            let mut got = Vec::new();
+            to_record(&job, &mut got);
+            assert_eq!(got, want);
+        }
     }
 
     #[test]

@@ -112,7 +112,7 @@ pub fn circle_patterns(circle: &str) -> Vec<String> {
 
 /// Member of the lease set for one job.
 pub fn lease_member(q: &QueueName, id: u32) -> String {
-    format!("{}{id}", lease_prefix(q))
+    format!("{}:{}:{id}", q.circle(), q.topic())
 }
 
 /// What every lease member of a queue's jobs starts with (`circle:topic:`).

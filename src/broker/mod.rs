@@ -79,7 +79,7 @@ pub(crate) fn own_identity(
     mut job: Job,
     queue: &QueueName,
     id: u32,
-    key: &str,
+    key: impl FnOnce() -> String,
 ) -> Result<Job, String> {
     // The JSON of a job submitted here names its queue exactly (submit fixes the names):
     // compared as is first, fixed (an allocation and a walk of each name) only otherwise.
@@ -87,8 +87,11 @@ pub(crate) fn own_identity(
         || QueueName::new(&job.circle, &job.topic).ok().as_ref() == Some(queue);
     if (job.id != id && job.id != 0) || !same_queue {
         return Err(format!(
-            "job hash {key} holds the JSON of another job ({:?}/{:?}/{}): refused",
-            job.circle, job.topic, job.id
+            "job hash {} holds the JSON of another job ({:?}/{:?}/{}): refused",
+            key(),
+            job.circle,
+            job.topic,
+            job.id
         ));
     }
     job.id = id;

@@ -76,26 +76,19 @@ impl RedisBroker {
         let queues = if max == 0 { &[][..] } else { queues };
         let max = if queues.is_empty() { 0 } else { max };
         let deadline = now_ms() + lease.as_millis() as u64;
-        // Encoded once, outside the retry closure.
-        let fq: Vec<QueueName> = finished
-            .iter()
-            .map(|(j, _)| super::queue_of(j))
-            .collect::<Result<_, _>>()?;
         // The finished jobs' queues, each once: their scheduled set, dead set and outcome
         // bitmap are passed per queue, not per job (a batch is mostly one queue), and the
         // jobs go grouped by queue, so no job carries its queue's index. `sent[i]` is the
-        // index in `finished` of the i-th job sent.
-        let mut groups: Vec<(&QueueName, Vec<usize>)> = Vec::new();
-        for (i, q) in fq.iter().enumerate() {
-            match groups.iter_mut().find(|(g, _)| *g == q) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((q, vec![i])),
-            }
-        }
+        // index in `finished` of the i-th job sent. Encoded once, outside the retry closure.
+        let groups = group_by_queue(finished.iter().map(|(j, _)| j))?;
         let sent: Vec<usize> = groups.iter().flat_map(|(_, m)| m.iter().copied()).collect();
         let group_keys: Vec<[String; 3]> = groups
             .iter()
             .map(|(q, _)| [keys::scheduled(q), keys::dead(q), keys::outcomes(q)])
+            .collect();
+        let queue_of_sent: Vec<&QueueName> = groups
+            .iter()
+            .flat_map(|(q, m)| m.iter().map(move |_| q))
             .collect();
         let group_sizes: Vec<usize> = groups.iter().map(|(_, m)| m.len()).collect();
         let queue_keys: Vec<(String, String)> = queues
@@ -107,9 +100,9 @@ impl RedisBroker {
         // the outcome offset `#id`.
         let args: Vec<(String, String, String, String)> = sent
             .iter()
-            .map(|&i| {
+            .zip(&queue_of_sent)
+            .map(|(&i, q)| {
                 let (j, _) = &finished[i];
-                let q = &fq[i];
                 let status = match j.status {
                     JobStatus::Done => "done".to_string(),
                     // Not finished: waiting for its retry (see `Broker::finish_many`).
@@ -201,10 +194,10 @@ impl RedisBroker {
             let job = if attempt < 0 {
                 Err(String::new())
             } else {
-                let key = keys::job(queue, id);
+                // The key is spelled out only for an error (most takes have none).
                 codec::from_json(&json)
-                    .map_err(|e| format!("job hash {key}: {e}"))
-                    .and_then(|job| super::own_identity(job, queue, id, &key))
+                    .map_err(|e| format!("job hash {}: {e}", keys::job(queue, id)))
+                    .and_then(|job| super::own_identity(job, queue, id, || keys::job(queue, id)))
                     .map(|mut job| {
                         job.token = redis::from_redis_value(token).unwrap_or_default();
                         job.store = redis::from_redis_value(store).unwrap_or_default();
@@ -220,6 +213,25 @@ impl RedisBroker {
         }
         Ok((transitions, out, (next_due > 0).then_some(next_due)))
     }
+}
+
+/// The jobs' queues, each once, in order of first appearance, with the indexes of their
+/// jobs in order: the scripts take a batch grouped by queue. A job's names are compared
+/// with the groups' as they are; only a new queue's are checked (and copied).
+fn group_by_queue<'a>(
+    jobs: impl Iterator<Item = &'a Job>,
+) -> Result<Vec<(QueueName, Vec<usize>)>, BrokerError> {
+    let mut groups: Vec<(QueueName, Vec<usize>)> = Vec::new();
+    for (i, j) in jobs.enumerate() {
+        match groups
+            .iter_mut()
+            .find(|(q, _)| q.circle() == j.circle && q.topic() == j.topic)
+        {
+            Some((_, members)) => members.push(i),
+            None => groups.push((super::queue_of(j)?, vec![i])),
+        }
+    }
+    Ok(groups)
 }
 
 /// One engine's published counters: its name and (counter, value) pairs.
@@ -496,18 +508,7 @@ impl RedisBroker {
         // Jobs go grouped by queue (the script walks one queue at a time and needs no queue
         // index per job), each queue's in the order given: FIFO holds within a queue.
         // `sent[i]` is the index in `jobs` of the i-th job sent.
-        let names = jobs
-            .iter()
-            .map(super::queue_of)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            let q = keys::queue(name);
-            match groups.iter_mut().find(|(k, _)| *k == q) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((q, vec![i])),
-            }
-        }
+        let groups = group_by_queue(jobs.iter())?;
         let now = now_ms();
         let mut keys_ = Vec::with_capacity(3 + groups.len() + jobs.len());
         let mut args = Vec::with_capacity(2 + groups.len() + 4 * jobs.len());
@@ -517,12 +518,12 @@ impl RedisBroker {
         keys_.push(keys::SIGNAL.to_string());
         args.push(store.to_string());
         args.push(groups.len().to_string());
-        keys_.extend(groups.iter().map(|(q, _)| q.clone()));
-        for (_, members) in &groups {
+        keys_.extend(groups.iter().map(|(q, _)| keys::queue(q)));
+        for (q, members) in &groups {
             args.push(members.len().to_string());
             for &i in members {
                 let j = &jobs[i];
-                keys_.push(keys::job(&names[i], j.id));
+                keys_.push(keys::job(q, j.id));
                 args.push(j.id.to_string());
                 args.push(codec::to_json(j));
                 args.push(j.token.clone());
@@ -805,7 +806,7 @@ impl Broker for RedisBroker {
             None => Ok(None),
             Some(bytes) => codec::from_json(&bytes)
                 .map_err(|e| e.to_string())
-                .and_then(|job| super::own_identity(job, q, id, &key))
+                .and_then(|job| super::own_identity(job, q, id, || key.clone()))
                 .map(|mut job| {
                     job.token = token.unwrap_or_default();
                     job.store = store.unwrap_or_default();
