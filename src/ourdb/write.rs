@@ -483,6 +483,11 @@ impl Inner {
         };
         if let Some(m) = on_disk {
             if (m.file_nr, m.position) == (nr, pos) && m.next_id >= next {
+                // Nothing was appended since that mark, but entries may have been cleared
+                // since the table was last synced (a `delete` appends nothing, so no record
+                // past the mark can redo it on open): the table is synced all the same
+                // (cheap when nothing is dirty) before a delete is acknowledged.
+                Self::sync_table(&*self.current_maps()?)?;
                 self.note_mark(&mut ctl, m);
                 return Ok(());
             }
