@@ -17,6 +17,7 @@ use super::write::Writer;
 use super::{compact, dump, format, LOCK_FILE, OPEN_LOCK_FILE};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -126,9 +127,17 @@ pub(super) struct Replayed {
 /// Crash recovery: reads the data files from the mark on, record by record, and for every
 /// commit record whose CRC matches the records right before it, points each id it names at
 /// its record — unless the table already holds a later version of that id (a write that
-/// another handle published after it). Stops at the first bytes that are not a whole record
-/// (a torn tail, a `strict` writer's fill). Never hands out anything: it only raises the next
-/// id past the ids it met.
+/// another handle published after it, or one without a commit record). Stops at the first
+/// bytes that are not a whole record (a torn tail, a `strict` writer's fill). Never hands
+/// out anything: it only raises the next id past the ids it met.
+///
+/// "A later version" is believed only if the table's entry names an intact record past the
+/// mark, later than the committed one and not framed for another id. After a power loss an
+/// entry can be *torn*: six bytes may straddle two pages of the table, and the kernel may
+/// have written back one page and not the other, so the entry holds the file number of one
+/// version and the position of another — a location nobody wrote. Compared by append order
+/// alone it can look newer than the commit and send reads into the fill or the middle of a
+/// record; checked against the records the scan actually met, it cannot.
 pub(super) fn replay(
     lookup: &Lookup,
     files: &[Arc<DataFile>],
@@ -143,6 +152,11 @@ pub(super) fn replay(
     // Each record since the last commit record: location, data CRC, data length.
     let mut group: Vec<(Location, u32, u32)> = Vec::new();
     let mut crcs: Vec<(u32, u32)> = Vec::new();
+    // Every intact record past the mark, with the id a commit record framed it for (`None`:
+    // not framed, a write without a commit record).
+    let mut met: HashMap<Location, Option<u32>> = HashMap::new();
+    // The committed location of each id, the latest commit last.
+    let mut committed: Vec<(u32, Location)> = Vec::new();
     for (nr, file) in files.iter().enumerate().skip(m.file_nr as usize) {
         let nr = nr as u16;
         let mut pos = if nr == m.file_nr {
@@ -173,16 +187,8 @@ pub(super) fn replay(
                                 continue;
                             }
                             out.next = out.next.max(id as u64 + 1);
-                            let current = lookup.get(id, lookup.known_len())?;
-                            let newer = match current {
-                                None => true,
-                                Some(l) => l.is_none() || l.append_order() < r.0.append_order(),
-                            };
-                            if newer {
-                                lookup.ensure_capacity(id, lookup.known_len())?;
-                                lookup.set(id, r.0)?;
-                                out.applied += 1;
-                            }
+                            met.insert(r.0, Some(id));
+                            committed.push((id, r.0));
                         }
                     } else {
                         out.unframed |= !group.is_empty();
@@ -196,20 +202,42 @@ pub(super) fn replay(
             }
             match file.read_record(pos as u32, max, &mut buf) {
                 Ok(h) => {
-                    group.push((
-                        Location {
-                            file_nr: nr,
-                            position: pos as u32,
-                        },
-                        h.crc,
-                        h.data_len as u32,
-                    ));
+                    let at = Location {
+                        file_nr: nr,
+                        position: pos as u32,
+                    };
+                    met.entry(at).or_insert(None);
+                    group.push((at, h.crc, h.data_len as u32));
                     pos += h.total_len() as u64;
                 }
                 Err(_) => break,
             }
         }
         out.unframed |= !group.is_empty();
+    }
+    // Apply, in commit order (a later commit of an id is a later version of it).
+    for &(id, r) in &committed {
+        let current = lookup.get(id, lookup.known_len())?;
+        if current == Some(r) {
+            continue;
+        }
+        let later = current.is_some_and(|l| {
+            !l.is_none()
+                && l.append_order() > r.append_order()
+                && match met.get(&l) {
+                    // A write without a commit record (another handle's, not `strict`).
+                    Some(None) => true,
+                    // A later commit of this id (applied when its turn comes).
+                    Some(Some(framed)) => *framed == id,
+                    // No record starts there: a torn entry, or one naming another id's.
+                    None => false,
+                }
+        });
+        if !later {
+            lookup.ensure_capacity(id, lookup.known_len())?;
+            lookup.set(id, r)?;
+            out.applied += 1;
+        }
     }
     Ok(out)
 }
