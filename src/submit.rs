@@ -60,7 +60,7 @@ pub(crate) fn submit_many(
             groups.entry(q.clone()).or_default().push(i);
         }
         for (q, idx) in &groups {
-            let batch: Vec<Job> = idx.iter().map(|&i| prepared[i].1.clone()).collect();
+            let batch = subset(&prepared, idx);
             let mut reserve = |floor: u64, count: u64| {
                 broker
                     .reserve_ids(q, floor, count)
@@ -73,7 +73,7 @@ pub(crate) fn submit_many(
             }
         }
         sign(store, signers, &mut prepared, &todo)?;
-        let batch: Vec<Job> = todo.iter().map(|&i| prepared[i].1.clone()).collect();
+        let batch = subset(&prepared, &todo);
         let conflicts = match broker.enqueue(&batch) {
             Ok(c) => c,
             Err(source) => {
@@ -106,6 +106,15 @@ pub(crate) fn submit_many(
         queue: prepared[todo[0]].0.clone(),
         rounds: ROUNDS,
     })
+}
+
+/// The jobs at `idx` as one slice: a copy, unless there is one job (the usual submit) —
+/// the slice is then the job itself.
+fn subset<'a>(prepared: &'a [(QueueName, Job)], idx: &[usize]) -> std::borrow::Cow<'a, [Job]> {
+    match idx {
+        [i] => std::borrow::Cow::Borrowed(std::slice::from_ref(&prepared[*i].1)),
+        _ => std::borrow::Cow::Owned(idx.iter().map(|&i| prepared[i].1.clone()).collect()),
+    }
 }
 
 /// Refuses jobs whose record, as submitted, would leave no room under the database's

@@ -501,6 +501,59 @@ fn now_ms() -> u64 {
 }
 
 impl RedisBroker {
+    /// One `ENSURE` call; its codes in the order of `jobs` (6: to be written back, only
+    /// when not `full`). Jobs go grouped by queue, each queue's keys once.
+    fn ensure_call(&self, jobs: &[(Job, bool)], full: bool) -> Result<Vec<i64>, BrokerError> {
+        let groups = group_by_queue(jobs.iter().map(|(j, _)| j))?;
+        let sent: Vec<usize> = groups.iter().flat_map(|(_, m)| m.iter().copied()).collect();
+        let group_keys: Vec<[String; 3]> = groups
+            .iter()
+            .map(|(q, _)| [keys::queue(q), keys::scheduled(q), keys::outcomes(q)])
+            .collect();
+        // OurDB's copy goes back as new; encoded once, outside the retry closure.
+        let jsons: Vec<String> = if full {
+            sent.iter()
+                .map(|&i| {
+                    let mut j = jobs[i].0.clone();
+                    j.status = JobStatus::New;
+                    codec::to_json(&j)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let codes: Vec<i64> = self.run("recover jobs", true, |con| {
+            let mut inv = self.scripts.ensure.prepare_invoke();
+            inv.key(keys::REGISTRY).key(keys::LEASES);
+            for g in &group_keys {
+                inv.key(&g[0]).key(&g[1]).key(&g[2]);
+            }
+            inv.arg(if full { "1" } else { "0" }).arg(groups.len());
+            for (_, members) in &groups {
+                inv.arg(members.len());
+            }
+            for (k, &i) in sent.iter().enumerate() {
+                let (j, requeue) = &jobs[i];
+                inv.arg(j.id)
+                    .arg(j.status.as_str())
+                    .arg(j.attempts)
+                    .arg(if *requeue { "1" } else { "0" })
+                    .arg(&j.token)
+                    .arg(j.run_at_ms);
+                if full {
+                    inv.arg(&jsons[k]).arg(&j.store);
+                }
+            }
+            inv.invoke(con)
+        })?;
+        // Back in the order given.
+        let mut out = vec![0; jobs.len()];
+        for (code, &i) in codes.into_iter().zip(&sent) {
+            out[i] = code;
+        }
+        Ok(out)
+    }
+
     /// One `ENQUEUE` call for jobs of one submitting store (the script takes the store's
     /// identity once, not per job).
     fn enqueue_one_store(&self, jobs: &[Job]) -> Result<Vec<usize>, BrokerError> {
@@ -1097,33 +1150,16 @@ impl Broker for RedisBroker {
     fn ensure_queued_many(&self, jobs: &[(Job, bool)]) -> Result<Vec<Ensure>, BrokerError> {
         let mut out = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(500) {
-            let qs: Vec<QueueName> = chunk
-                .iter()
-                .map(|(j, _)| super::queue_of(j))
-                .collect::<Result<_, _>>()?;
-            let codes: Vec<i64> = self.run("recover jobs", true, |con| {
-                let mut inv = self.scripts.ensure.prepare_invoke();
-                inv.key(keys::REGISTRY).key(keys::LEASES);
-                for ((job, requeue), q) in chunk.iter().zip(&qs) {
-                    let mut j = job.clone();
-                    let stored_status = j.status;
-                    j.status = JobStatus::New;
-                    inv.key(keys::job(q, j.id));
-                    inv.key(keys::queue(q));
-                    inv.key(keys::scheduled(q));
-                    inv.key(keys::outcomes(q));
-                    inv.arg(codec::to_json(&j))
-                        .arg(j.id)
-                        .arg(keys::lease_member(q, j.id))
-                        .arg(stored_status.as_str())
-                        .arg(j.attempts)
-                        .arg(if *requeue { "1" } else { "0" })
-                        .arg(&j.token)
-                        .arg(&j.store)
-                        .arg(j.run_at_ms);
+            // Without the jobs' JSON first (Redis holds nearly all of them); the few it
+            // must write back go again, whole.
+            let mut codes = self.ensure_call(chunk, false)?;
+            let missing: Vec<usize> = (0..codes.len()).filter(|&i| codes[i] == 6).collect();
+            if !missing.is_empty() {
+                let again: Vec<(Job, bool)> = missing.iter().map(|&i| chunk[i].clone()).collect();
+                for (k, code) in self.ensure_call(&again, true)?.into_iter().enumerate() {
+                    codes[missing[k]] = code;
                 }
-                inv.invoke(con)
-            })?;
+            }
             out.extend(codes.into_iter().map(|c| match c {
                 1 => Ensure::Requeued,
                 2 => Ensure::Suspect,
