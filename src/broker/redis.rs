@@ -173,14 +173,19 @@ impl RedisBroker {
             transitions[i] = transition(code);
         }
         let mut out = Vec::new();
-        for chunk in taken.chunks(6) {
-            let [qi, id, json, attempt, token, store] = chunk else {
+        for chunk in taken.chunks(4) {
+            let [head, json, token, store] = chunk else {
                 break;
             };
-            let qi: usize = redis::from_redis_value(qi).unwrap_or(0);
-            let id: u32 = redis::from_redis_value(id).unwrap_or(0);
+            // '<queue index> <id> <attempt>': the id comes from the queue list (untrusted),
+            // so it is whatever lies between the first and the last space.
+            let head: String = redis::from_redis_value(head).unwrap_or_default();
+            let (qi, rest) = head.split_once(' ').unwrap_or_default();
+            let (id, attempt) = rest.rsplit_once(' ').unwrap_or_default();
+            let qi: usize = qi.parse().unwrap_or(0);
+            let id: u32 = id.parse().unwrap_or(0);
+            let attempt: i64 = attempt.parse().unwrap_or(0);
             let json: Vec<u8> = redis::from_redis_value(json).unwrap_or_default();
-            let attempt: i64 = redis::from_redis_value(attempt).unwrap_or(0);
             let Some(queue) = qi.checked_sub(1).and_then(|i| queues.get(i)) else {
                 continue;
             };

@@ -19,8 +19,10 @@
 -- (also when the job already holds exactly this record: a retried call whose reply was
 -- lost), 0 already finished (first finisher wins), -1 fenced (another attempt owns it), -2
 -- missing (the hash lacks `job`: Redis lost it; written back only when restoring). taken:
--- flat (queue index, id, json, attempt, token, store) sextuples; json '' with attempt -1
--- when the id has no hash, attempt 0 when the job had already finished (skipped). next_due:
+-- flat (head, json, token, store) quadruples, head '<queue index> <id> <attempt>' (one
+-- reply element where three were: the client parses each element at a cost); json '' with
+-- attempt -1 when the id has no hash, attempt 0 when the job had already finished
+-- (skipped). next_due:
 -- the earliest due time (ms) left in the scheduled sets of the queues taken from, 0 if
 -- none, so an idle dispatcher wakes for it.
 -- A retry puts the job back as new, into its scheduled set at its due time, and keeps its
@@ -146,16 +148,17 @@ for qi = 2, 1 + nq do
     if ids then
       -- {{...}}: filled in from broker/keys.rs when the script is loaded.
       local member = string.sub(KEYS[qi], {{QUEUE_PREFIX_LEN}} + 1) .. ':'
+      local qs = string.format('%d', qi - 1) .. ' '
       local prefix = '{{JOB_PREFIX}}' .. member
       for _, id in ipairs(ids) do
         taken = taken + 1
         local h = prefix .. id
         local f = redis.call('HMGET', h, 'job', 'status', 'attempt', 'token', 'store')
         if not f[1] then
-          out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = -1
+          out[#out + 1] = qs .. id .. ' -1'; out[#out + 1] = ''
           out[#out + 1] = ''; out[#out + 1] = ''
         elseif f[2] == 'done' or f[2] == 'error' then
-          out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = ''; out[#out + 1] = 0
+          out[#out + 1] = qs .. id .. ' 0'; out[#out + 1] = ''
           out[#out + 1] = ''; out[#out + 1] = ''
         else
           local att = tonumber(f[3] or '0') + 1
@@ -174,9 +177,10 @@ for qi = 2, 1 + nq do
               json = cjson.encode(j)
             end
           end
-          redis.call('HSET', h, 'job', json, 'status', 'active', 'attempt', string.format('%d', att))
+          local atts = string.format('%d', att)
+          redis.call('HSET', h, 'job', json, 'status', 'active', 'attempt', atts)
           leases[#leases + 1] = ARGV[3]; leases[#leases + 1] = member .. id
-          out[#out + 1] = qi - 1; out[#out + 1] = id; out[#out + 1] = json; out[#out + 1] = att
+          out[#out + 1] = qs .. id .. ' ' .. atts; out[#out + 1] = json
           out[#out + 1] = f[4] or ''; out[#out + 1] = f[5] or ''
         end
       end
