@@ -199,8 +199,9 @@ pub(crate) enum Ensure {
 /// Queues and live job state. One implementation talks to Redis; another keeps everything in
 /// process memory. All methods are blocking with bounded waits.
 pub(crate) trait Broker: Send + Sync {
-    /// For each job (id assigned): store it, push its id on its queue and register the
-    /// queue, atomically per job and in one round trip for the batch. A job already present
+    /// For each job (id assigned): store it and push its id on its queue (or, due later,
+    /// into its scheduled set), registering the queue when the push found it empty (a queue
+    /// holding ids is registered already), atomically and in one round trip for the batch. A job already present
     /// with the same submit token is left alone (a retried submit never queues twice). Returns
     /// the indexes of the jobs that met a *different* job under their id: those were not
     /// stored and must not be acknowledged.
@@ -303,7 +304,7 @@ pub(crate) trait Broker: Send + Sync {
     fn ensure_queued(&self, job: &Job, requeue: bool) -> Result<Ensure, BrokerError>;
 
     /// [`ensure_queued`](Broker::ensure_queued) for many jobs (one round trip per batch
-    /// where the broker can).
+    /// where the broker can, a second for the jobs it must write back).
     fn ensure_queued_many(&self, jobs: &[(Job, bool)]) -> Result<Vec<Ensure>, BrokerError> {
         jobs.iter()
             .map(|(j, r)| self.ensure_queued(j, *r))

@@ -106,7 +106,7 @@ impl RedisBroker {
                 let status = match j.status {
                     JobStatus::Done => "done".to_string(),
                     // Not finished: waiting for its retry (see `Broker::finish_many`).
-                    JobStatus::New | JobStatus::Active => j.run_at_ms.to_string(),
+                    JobStatus::New | JobStatus::Active => j.run_at_ms.min(MAX_DUE_MS).to_string(),
                     // A final error: indexed in the dead set.
                     JobStatus::Error => "error".to_string(),
                 };
@@ -179,12 +179,18 @@ impl RedisBroker {
             };
             // '<queue index> <id> <attempt>': the id comes from the queue list (untrusted),
             // so it is whatever lies between the first and the last space.
-            let head: String = redis::from_redis_value(head).unwrap_or_default();
-            let (qi, rest) = head.split_once(' ').unwrap_or_default();
-            let (id, attempt) = rest.rsplit_once(' ').unwrap_or_default();
-            let qi: usize = qi.parse().unwrap_or(0);
-            let id: u32 = id.parse().unwrap_or(0);
-            let attempt: i64 = attempt.parse().unwrap_or(0);
+            // Bytes, not a string: a planted id need not be UTF-8. Only an id in its
+            // canonical form counts (the script leased `c:t:<raw>`, so `007` is not 7).
+            let head: Vec<u8> = redis::from_redis_value(head).unwrap_or_default();
+            let (qi, rest) = split_at_byte(&head, b' ', false);
+            let (raw_id, attempt) = split_at_byte(rest, b' ', true);
+            let num = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<i64>().ok();
+            let qi = num(qi).and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+            let attempt = num(attempt).unwrap_or(0);
+            let id = num(raw_id)
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| n.to_string().as_bytes() == raw_id)
+                .unwrap_or(0);
             let json: Vec<u8> = redis::from_redis_value(json).unwrap_or_default();
             let Some(queue) = qi.checked_sub(1).and_then(|i| queues.get(i)) else {
                 continue;
@@ -219,6 +225,24 @@ impl RedisBroker {
         Ok((transitions, out, (next_due > 0).then_some(next_due)))
     }
 }
+
+/// `b` split around the first (or, with `last`, the last) `sep`; all of `b` and nothing when
+/// there is none.
+fn split_at_byte(b: &[u8], sep: u8, last: bool) -> (&[u8], &[u8]) {
+    let at = if last {
+        b.iter().rposition(|&c| c == sep)
+    } else {
+        b.iter().position(|&c| c == sep)
+    };
+    match at {
+        Some(i) => (&b[..i], &b[i + 1..]),
+        None => (b, &[]),
+    }
+}
+
+/// The largest due time (ms) a scheduled set takes as it is: a score is a double, exact for
+/// integers up to 2^53 (year 287,396); a later time is sent as this one.
+const MAX_DUE_MS: u64 = (1 << 53) - 1;
 
 /// The jobs' queues, each once, in order of first appearance, with the indexes of their
 /// jobs in order: the scripts take a batch grouped by queue. A job's names are compared
@@ -544,7 +568,7 @@ impl RedisBroker {
                     .arg(j.attempts)
                     .arg(if *requeue { "1" } else { "0" })
                     .arg(&j.token)
-                    .arg(j.run_at_ms);
+                    .arg(j.run_at_ms.min(MAX_DUE_MS));
                 if full {
                     inv.arg(&jsons[k]).arg(&j.store);
                 }
@@ -588,7 +612,7 @@ impl RedisBroker {
                 // Only a time still ahead goes to the scheduled set (the same clock as
                 // before: this process's).
                 args.push(if j.run_at_ms > now {
-                    j.run_at_ms.to_string()
+                    j.run_at_ms.min(MAX_DUE_MS).to_string()
                 } else {
                     "0".to_string()
                 });
@@ -1436,6 +1460,57 @@ mod tests {
             .query(&mut con)
             .unwrap();
         assert!(!exists, "a missing job is not written back without restore");
+    }
+
+    /// Queue entries planted in Redis that are not a job id as the script leases it (`007`
+    /// for job 7, an id with a space, bytes that are not UTF-8) and a hash whose attempt is
+    /// not a number are dropped from the take — the script does not stop half-way — and the
+    /// real jobs around them are taken.
+    #[test]
+    fn planted_queue_entries_are_dropped_and_the_take_goes_on() {
+        let redis = RedisServer::start();
+        let (_d, base) = base_dir();
+        let client = Client::connect(&redis.url(), &base).unwrap();
+        let broker = RedisBroker::new(RedisConfig::new(&redis.url())).unwrap();
+        let q = QueueName::new("c", "planted").unwrap();
+        let first = client.submit(tjob("c", "planted", "ok a")).unwrap().id();
+        let mut con = redis.conn();
+        let _: () = redis::cmd("HSET")
+            .arg("herojobs:c:planted:900")
+            .arg("job")
+            .arg("{}")
+            .arg("attempt")
+            .arg("many")
+            .query(&mut con)
+            .unwrap();
+        let planted: Vec<Vec<u8>> = vec![
+            format!("00{first}").into_bytes(),
+            b"1 2".to_vec(),
+            vec![0xff, 0xfe],
+            b"900".to_vec(),
+        ];
+        for p in &planted {
+            let _: () = redis::cmd("LPUSH")
+                .arg("heroqueue:c:planted")
+                .arg(p)
+                .query(&mut con)
+                .unwrap();
+        }
+        let last = client.submit(tjob("c", "planted", "ok b")).unwrap().id();
+        let (_, taken, _) = broker
+            .finish_and_take(&[], std::slice::from_ref(&q), 10, Duration::from_secs(30))
+            .unwrap();
+        let ok: Vec<u32> = taken
+            .iter()
+            .filter(|t| t.job.is_ok())
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ok, vec![first, last]);
+        let len: i64 = redis::cmd("LLEN")
+            .arg("heroqueue:c:planted")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(len, 0, "every entry was taken off the queue");
     }
 
     /// The scripts take jobs grouped by queue; a batch that mixes queues gets its answers

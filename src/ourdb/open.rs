@@ -124,6 +124,40 @@ pub(super) struct Replayed {
     pub(super) unframed: bool,
 }
 
+/// A record replay met past the mark.
+struct Met {
+    /// The id a commit record framed it for; `None` for a write without a commit record.
+    id: Option<u32>,
+    /// The location it replaced (its header's previous location).
+    prev: Location,
+}
+
+/// Whether the record at `from` is a later version of `id` than its committed record `r`:
+/// a later commit of `id`, or a write without a commit record whose chain of replaced
+/// locations leads back to `r` or to a later commit of `id` (a `set` replaces whatever the
+/// entry named when it was written, and everything written after `r` lies past the mark).
+/// A location replay did not meet — a torn entry — is not.
+fn replaces_back_to(met: &HashMap<Location, Met>, from: Location, id: u32, r: Location) -> bool {
+    let mut at = from;
+    // Each step goes to an earlier record; the bound only guards against a damaged chain.
+    for _ in 0..met.len().min(1 << 16) {
+        let Some(m) = met.get(&at) else {
+            return false;
+        };
+        if let Some(framed) = m.id {
+            return framed == id;
+        }
+        if m.prev == r {
+            return true;
+        }
+        if m.prev.is_none() || m.prev.append_order() >= at.append_order() {
+            return false;
+        }
+        at = m.prev;
+    }
+    false
+}
+
 /// Crash recovery: reads the data files from the mark on, record by record, and for every
 /// commit record whose CRC matches the records right before it, points each id it names at
 /// its record — unless the table already holds a later version of that id (a write that
@@ -132,7 +166,9 @@ pub(super) struct Replayed {
 /// out anything: it only raises the next id past the ids it met.
 ///
 /// "A later version" is believed only if the table's entry names an intact record past the
-/// mark, later than the committed one and not framed for another id. After a power loss an
+/// mark, later than the committed one, that is this id's: committed for it, or written
+/// without a commit record and replacing, link by link, the committed one
+/// ([`replaces_back_to`]). After a power loss an
 /// entry can be *torn*: six bytes may straddle two pages of the table, and the kernel may
 /// have written back one page and not the other, so the entry holds the file number of one
 /// version and the position of another — a location nobody wrote. Compared by append order
@@ -152,9 +188,9 @@ pub(super) fn replay(
     // Each record since the last commit record: location, data CRC, data length.
     let mut group: Vec<(Location, u32, u32)> = Vec::new();
     let mut crcs: Vec<(u32, u32)> = Vec::new();
-    // Every intact record past the mark, with the id a commit record framed it for (`None`:
-    // not framed, a write without a commit record).
-    let mut met: HashMap<Location, Option<u32>> = HashMap::new();
+    // Every intact record past the mark: the id a commit record framed it for (`None`: not
+    // framed, a write without a commit record) and the location it replaced.
+    let mut met: HashMap<Location, Met> = HashMap::new();
     // The committed location of each id, the latest commit last.
     let mut committed: Vec<(u32, Location)> = Vec::new();
     for (nr, file) in files.iter().enumerate().skip(m.file_nr as usize) {
@@ -187,7 +223,9 @@ pub(super) fn replay(
                                 continue;
                             }
                             out.next = out.next.max(id as u64 + 1);
-                            met.insert(r.0, Some(id));
+                            if let Some(m) = met.get_mut(&r.0) {
+                                m.id = Some(id);
+                            }
                             committed.push((id, r.0));
                         }
                     } else {
@@ -206,7 +244,10 @@ pub(super) fn replay(
                         file_nr: nr,
                         position: pos as u32,
                     };
-                    met.entry(at).or_insert(None);
+                    met.entry(at).or_insert(Met {
+                        id: None,
+                        prev: h.prev,
+                    });
                     group.push((at, h.crc, h.data_len as u32));
                     pos += h.total_len() as u64;
                 }
@@ -222,16 +263,7 @@ pub(super) fn replay(
             continue;
         }
         let later = current.is_some_and(|l| {
-            !l.is_none()
-                && l.append_order() > r.append_order()
-                && match met.get(&l) {
-                    // A write without a commit record (another handle's, not `strict`).
-                    Some(None) => true,
-                    // A later commit of this id (applied when its turn comes).
-                    Some(Some(framed)) => *framed == id,
-                    // No record starts there: a torn entry, or one naming another id's.
-                    None => false,
-                }
+            !l.is_none() && l.append_order() > r.append_order() && replaces_back_to(&met, l, id, r)
         });
         if !later {
             lookup.ensure_capacity(id, lookup.known_len())?;

@@ -154,14 +154,18 @@ for qi = 2, 1 + nq do
         taken = taken + 1
         local h = prefix .. id
         local f = redis.call('HMGET', h, 'job', 'status', 'attempt', 'token', 'store')
-        if not f[1] then
+        -- An attempt that is not a number (planted) counts as no hash: the id is dropped
+        -- and reported, as a script error here would keep what this call did so far.
+        local prior = tonumber(f[3] or '0')
+        if prior and not (prior >= 0 and prior < 4294967295) then prior = nil end
+        if not f[1] or not prior then
           out[#out + 1] = qs .. id .. ' -1'; out[#out + 1] = ''
           out[#out + 1] = ''; out[#out + 1] = ''
         elseif f[2] == 'done' or f[2] == 'error' then
           out[#out + 1] = qs .. id .. ' 0'; out[#out + 1] = ''
           out[#out + 1] = ''; out[#out + 1] = ''
         else
-          local att = tonumber(f[3] or '0') + 1
+          local att = prior + 1
           -- Our own JSON has exactly `"status":"new"` (quotes inside strings are escaped, so
           -- this cannot match inside a value): patch it in place with a plain find, far
           -- cheaper than a decode/encode (or a pattern gsub). JSON formatted otherwise
@@ -174,7 +178,10 @@ for qi = 2, 1 + nq do
             local ok, j = pcall(cjson.decode, f[1])
             if ok and type(j) == 'table' then
               j['status'] = 'active'; j['time_start'] = math.floor(now_ms / 1000); j['attempts'] = att
-              json = cjson.encode(j)
+              -- Protected too: a planted value (1e400 decodes to inf) must not stop the
+              -- script half-way; the JSON then goes as it was.
+              local encoded, text = pcall(cjson.encode, j)
+              if encoded then json = text end
             end
           end
           local atts = string.format('%d', att)
