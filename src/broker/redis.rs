@@ -81,14 +81,10 @@ impl RedisBroker {
         // jobs go grouped by queue, so no job carries its queue's index. `sent[i]` is the
         // index in `finished` of the i-th job sent. Encoded once, outside the retry closure.
         let groups = group_by_queue(finished.iter().map(|(j, _)| j))?;
-        let sent: Vec<usize> = groups.iter().flat_map(|(_, m)| m.iter().copied()).collect();
+        let sent = sent_order(&groups);
         let group_keys: Vec<[String; 3]> = groups
             .iter()
             .map(|(q, _)| [keys::scheduled(q), keys::dead(q), keys::outcomes(q)])
-            .collect();
-        let queue_of_sent: Vec<&QueueName> = groups
-            .iter()
-            .flat_map(|(q, m)| m.iter().map(move |_| q))
             .collect();
         let group_sizes: Vec<usize> = groups.iter().map(|(_, m)| m.len()).collect();
         let queue_keys: Vec<(String, String)> = queues
@@ -98,10 +94,10 @@ impl RedisBroker {
         let now_ms = now_ms();
         // Per job sent: json, status (a retry's due time in its place), lease member, and
         // the outcome offset `#id`.
-        let args: Vec<(String, String, String, String)> = sent
+        let args: Vec<(String, String, String, String)> = groups
             .iter()
-            .zip(&queue_of_sent)
-            .map(|(&i, q)| {
+            .flat_map(|(q, members)| members.iter().map(move |&i| (i, q)))
+            .map(|(i, q)| {
                 let (j, _) = &finished[i];
                 let status = match j.status {
                     JobStatus::Done => "done".to_string(),
@@ -167,11 +163,10 @@ impl RedisBroker {
                 }
                 inv.invoke(con)
             })?;
-        // Codes come in the order sent: put them back in the order given.
-        let mut transitions = vec![Transition::Missing; finished.len()];
-        for (code, &i) in codes.into_iter().zip(&sent) {
-            transitions[i] = transition(code);
-        }
+        let transitions = in_given_order(codes, &sent, -2)
+            .into_iter()
+            .map(transition)
+            .collect();
         let mut out = Vec::new();
         for chunk in taken.chunks(4) {
             let [head, json, token, store] = chunk else {
@@ -238,6 +233,22 @@ fn split_at_byte(b: &[u8], sep: u8, last: bool) -> (&[u8], &[u8]) {
         Some(i) => (&b[..i], &b[i + 1..]),
         None => (b, &[]),
     }
+}
+
+/// The order the jobs of `groups` go to a script in: `sent[k]` is the index (in the batch as
+/// given) of the k-th job sent.
+fn sent_order(groups: &[(QueueName, Vec<usize>)]) -> Vec<usize> {
+    groups.iter().flat_map(|(_, m)| m.iter().copied()).collect()
+}
+
+/// A script's answers, one per job in the order sent, put back in the order given (`none`
+/// for a job the script did not answer).
+fn in_given_order<T: Copy>(answers: Vec<T>, sent: &[usize], none: T) -> Vec<T> {
+    let mut out = vec![none; sent.len()];
+    for (answer, &i) in answers.into_iter().zip(sent) {
+        out[i] = answer;
+    }
+    out
 }
 
 /// The largest due time (ms) a scheduled set takes as it is: a score is a double, exact for
@@ -534,7 +545,7 @@ impl RedisBroker {
     /// when not `full`). Jobs go grouped by queue, each queue's keys once.
     fn ensure_call(&self, jobs: &[(Job, bool)], full: bool) -> Result<Vec<i64>, BrokerError> {
         let groups = group_by_queue(jobs.iter().map(|(j, _)| j))?;
-        let sent: Vec<usize> = groups.iter().flat_map(|(_, m)| m.iter().copied()).collect();
+        let sent = sent_order(&groups);
         let group_keys: Vec<[String; 3]> = groups
             .iter()
             .map(|(q, _)| [keys::queue(q), keys::scheduled(q), keys::outcomes(q)])
@@ -575,12 +586,7 @@ impl RedisBroker {
             }
             inv.invoke(con)
         })?;
-        // Back in the order given.
-        let mut out = vec![0; jobs.len()];
-        for (code, &i) in codes.into_iter().zip(&sent) {
-            out[i] = code;
-        }
-        Ok(out)
+        Ok(in_given_order(codes, &sent, 0))
     }
 
     /// One `ENQUEUE` call for jobs of one submitting store (the script takes the store's
@@ -594,7 +600,7 @@ impl RedisBroker {
         let now = now_ms();
         let mut keys_ = Vec::with_capacity(3 + groups.len() + jobs.len());
         let mut args = Vec::with_capacity(2 + groups.len() + 4 * jobs.len());
-        let mut sent = Vec::with_capacity(jobs.len());
+        let sent = sent_order(&groups);
         keys_.push(keys::REGISTRY.to_string());
         keys_.push(keys::SUBMITTED.to_string());
         keys_.push(keys::SIGNAL.to_string());
@@ -616,7 +622,6 @@ impl RedisBroker {
                 } else {
                     "0".to_string()
                 });
-                sent.push(i);
             }
         }
         // Safe to retry: a job already stored with its own token is skipped.
