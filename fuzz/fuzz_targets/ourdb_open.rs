@@ -6,7 +6,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use herojobs::ourdb::format::{encode_commit, encode_header, Location};
+use herojobs::ourdb::format::{encode_commit, encode_delete, encode_header, Location};
 use herojobs::ourdb::{Config, OurDb};
 use libfuzzer_sys::fuzz_target;
 
@@ -21,6 +21,8 @@ enum Tail {
     BadCommit(Vec<u32>, u32),
     /// Raw bytes (a torn write, a fill).
     Garbage(Vec<u8>),
+    /// A delete commit naming this id.
+    Delete(u32),
 }
 
 /// The mark file: both slots valid, naming this position in file 0 and this next id.
@@ -118,6 +120,10 @@ fuzz_target!(|d: Dir| {
                 recent.clear();
             }
             Tail::Garbage(bytes) => data0.extend_from_slice(&bytes[..bytes.len().min(64)]),
+            Tail::Delete(id) => {
+                encode_delete(id % 50_000 + 1, &mut data0);
+                recent.clear();
+            }
         }
     }
     write("0.db", &Some(data0));

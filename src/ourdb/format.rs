@@ -174,7 +174,8 @@ pub enum HeaderError {
     },
     /// An extended header whose length is not above the classic maximum or above the limit.
     BadExtendedLength(u64),
-    /// A commit record covering no records, or more than [`COMMIT_MAX_RECORDS`].
+    /// A commit record covering more than [`COMMIT_MAX_RECORDS`] records, or none without
+    /// naming the id it deletes.
     BadCommitCount(u32),
 }
 
@@ -187,7 +188,8 @@ impl std::fmt::Display for HeaderError {
             ),
             HeaderError::BadCommitCount(n) => write!(
                 f,
-                "commit record covers {n} records, outside 1..={COMMIT_MAX_RECORDS}"
+                "commit record covers {n} records, outside 0..={COMMIT_MAX_RECORDS} \
+                 (0 only with the id it deletes)"
             ),
             HeaderError::BadExtendedLength(n) => write!(
                 f,
@@ -321,6 +323,23 @@ impl CommitIds {
     }
 }
 
+/// Appends a *delete commit* for `id` to `out`: a commit record covering no records, whose
+/// first-id field names the id whose lookup entry the delete clears (its CRC covers bytes
+/// 6..14, as for any commit record with no list and no records). `delete` makes it durable
+/// before it touches the table: a table entry torn by a power loss in the middle of a delete
+/// (six bytes across two pages, one written back) is then cleared again by the replay, never
+/// left pointing at a place no version was written at.
+pub fn encode_delete(id: u32, out: &mut Vec<u8>) {
+    debug_assert_ne!(id, 0);
+    let start = out.len();
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&COMMIT_MARKER.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&id.to_le_bytes());
+    let crc = crc32fast::hash(&out[start + COMMIT_COUNT_OFFSET..start + COMMIT_CRC_OFFSET]);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
 /// Whether `bytes` starts like a commit record (size 0 and [`COMMIT_MARKER`]).
 pub fn is_commit(bytes: &[u8]) -> bool {
     bytes.len() >= 6 && bytes[0..2] == [0, 0] && bytes[2..6] == COMMIT_MARKER.to_le_bytes()
@@ -371,6 +390,14 @@ pub struct CommitHeader {
 }
 
 impl CommitHeader {
+    /// The id a delete commit ([`encode_delete`]) clears; `None` for a commit of records.
+    pub fn deleted(&self) -> Option<u32> {
+        match self.ids {
+            CommitIds::Consecutive { first, count: 0 } => Some(first),
+            _ => None,
+        }
+    }
+
     /// Whether the stored CRC matches these ids and the covered records' (data CRC, data
     /// length), in order: a commit record torn, or written over other records, never matches.
     pub fn matches(&self, records: &[(u32, u32)]) -> bool {
@@ -398,8 +425,8 @@ impl CommitHeader {
 }
 
 /// Parses the commit record at the start of `bytes` (which may extend past it). `Ok(None)`:
-/// not a commit record. An error: a commit record that cannot be whole (truncated, or a count
-/// of 0 or above [`COMMIT_MAX_RECORDS`]).
+/// not a commit record. An error: a commit record that cannot be whole (truncated, a count
+/// above [`COMMIT_MAX_RECORDS`], or a count of 0 without the id of a delete commit).
 pub fn parse_commit(bytes: &[u8]) -> Result<Option<CommitHeader>, HeaderError> {
     if !is_commit(bytes) {
         return Ok(None);
@@ -415,7 +442,7 @@ pub fn parse_commit(bytes: &[u8]) -> Result<Option<CommitHeader>, HeaderError> {
     let count = word(COMMIT_COUNT_OFFSET);
     let first = word(COMMIT_FIRST_OFFSET);
     let crc = word(COMMIT_CRC_OFFSET);
-    if count == 0 || count as usize > COMMIT_MAX_RECORDS {
+    if (count == 0 && first == 0) || count as usize > COMMIT_MAX_RECORDS {
         return Err(HeaderError::BadCommitCount(count));
     }
     if first != 0 {
@@ -611,6 +638,28 @@ mod tests {
         let h = parse_header(&out).unwrap();
         assert_eq!(h.data_len, 0);
         assert_ne!(h.crc, crc32fast::hash(b""));
+    }
+
+    #[test]
+    fn delete_commits_name_their_id_and_check_their_crc() {
+        let mut out = Vec::new();
+        encode_delete(682, &mut out);
+        assert_eq!(out.len(), COMMIT_FIXED);
+        let c = parse_commit(&out).unwrap().unwrap();
+        assert_eq!(c.deleted(), Some(682));
+        assert_eq!(c.total_len, COMMIT_FIXED);
+        assert!(c.matches(&[]));
+        // A torn id or CRC never matches; a commit of records is not a delete.
+        let mut torn = out.clone();
+        torn[COMMIT_FIRST_OFFSET] ^= 1;
+        assert!(!parse_commit(&torn).unwrap().unwrap().matches(&[]));
+        out.clear();
+        encode_commit(&[5], &[(1, 2)], &mut out);
+        assert_eq!(parse_commit(&out).unwrap().unwrap().deleted(), None);
+        // Covering nothing and naming nothing is not a record at all.
+        out[COMMIT_FIRST_OFFSET..COMMIT_FIRST_OFFSET + 4].copy_from_slice(&[0; 4]);
+        out[COMMIT_COUNT_OFFSET..COMMIT_COUNT_OFFSET + 4].copy_from_slice(&[0; 4]);
+        assert_eq!(parse_commit(&out), Err(HeaderError::BadCommitCount(0)));
     }
 
     #[test]

@@ -161,7 +161,8 @@ fn replaces_back_to(met: &HashMap<Location, Met>, from: Location, id: u32, r: Lo
 /// Crash recovery: reads the data files from the mark on, record by record, and for every
 /// commit record whose CRC matches the records right before it, points each id it names at
 /// its record — unless the table already holds a later version of that id (a write that
-/// another handle published after it, or one without a commit record). Stops at the first
+/// another handle published after it, or one without a commit record) — and for every delete
+/// commit, clears the entry of the id it names. Stops at the first
 /// bytes that are not a whole record (a torn tail, a `strict` writer's fill). Never hands
 /// out anything: it only raises the next id past the ids it met.
 ///
@@ -214,7 +215,13 @@ pub(super) fn replay(
                         crcs.extend(group[group.len() - n..].iter().map(|r| (r.1, r.2)));
                         c.matches(&crcs)
                     };
-                    if framed {
+                    if framed && n == 0 {
+                        // A delete commit: its id's entry is cleared ([`Inner::delete`]).
+                        out.unframed |= !group.is_empty();
+                        if let Some(id) = c.deleted() {
+                            committed.push((id, Location::NONE));
+                        }
+                    } else if framed {
                         out.unframed |= group.len() > n;
                         let first = group.len() - n;
                         for (i, r) in group[first..].iter().enumerate() {
@@ -259,6 +266,16 @@ pub(super) fn replay(
     // Apply, in commit order (a later commit of an id is a later version of it).
     for &(id, r) in &committed {
         let current = lookup.get(id, lookup.known_len())?;
+        if r.is_none() {
+            // A delete holds the writer lock until its checkpoint has moved the mark past
+            // its commit: one past the mark was cut off by the crash, nothing was written
+            // after it, and the entry — cleared, untouched or torn — is cleared.
+            if current.is_some_and(|l| !l.is_none()) {
+                lookup.set(id, r)?;
+                out.applied += 1;
+            }
+            continue;
+        }
         if current == Some(r) {
             continue;
         }
