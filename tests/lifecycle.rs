@@ -450,6 +450,75 @@ fn finished_jobs_leave_redis_after_their_ttl_and_get_answers_from_ourdb() {
     assert_eq!(engine.stats().done, 20);
 }
 
+/// Retention gives a finished hash its TTL; a retry makes the job live again, and its hash
+/// must not go with its failed run's expiry while it runs again.
+#[test]
+fn a_retried_job_outlives_the_retention_of_its_failed_run() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let release = Arc::new(AtomicBool::new(false));
+    let mut registry = test_registry();
+    let (runs, hold) = (Arc::new(Mutex::new(0u32)), Arc::clone(&release));
+    registry.register(ParamsType::Ai, move |_, _| {
+        let n = {
+            let mut g = runs.lock();
+            *g += 1;
+            *g
+        };
+        if n == 1 {
+            return Err("the first run fails".into());
+        }
+        while !hold.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok("second run".into())
+    });
+    let mut engine = test_engine(&redis.url(), &base, 2)
+        .registry(registry)
+        .retention({
+            let mut r = Retention::default();
+            r.finished_ttl = Duration::from_secs(1);
+            r
+        })
+        .build()
+        .unwrap();
+    engine.start().unwrap();
+    let id = client
+        .submit(Job::new("life", "rs", ParamsType::Ai, "x"))
+        .unwrap();
+    let j = client.wait(&id, Duration::from_secs(30)).unwrap();
+    assert_eq!(j.status, JobStatus::Error, "{j:?}");
+    let failed = Instant::now();
+    assert!(client.retry(&id).unwrap());
+    wait_until("the second run to start", Duration::from_secs(30), || {
+        client.get(&id).unwrap().status == JobStatus::Active
+    });
+    // Past the failed run's expiry, a job of another queue goes through the engine: its
+    // finish runs the retention sweep.
+    while failed.elapsed() < Duration::from_millis(1500) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let other = client.submit(tjob("life", "rs-other", "ok")).unwrap();
+    assert_eq!(
+        client.wait(&other, Duration::from_secs(30)).unwrap().status,
+        JobStatus::Done
+    );
+    let mut con = redis.conn();
+    let key = format!("herojobs:life:rs:{}", id.id());
+    let exists: bool = redis::cmd("EXISTS").arg(&key).query(&mut con).unwrap();
+    assert!(
+        exists,
+        "the running job's hash went with its failed run's retention"
+    );
+    release.store(true, Ordering::Release);
+    let j = client.wait(&id, Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        (j.status, j.result.as_str()),
+        (JobStatus::Done, "second run")
+    );
+}
+
 #[test]
 fn a_paused_queue_is_not_taken_until_resumed_and_the_cli_drives_the_lifecycle() {
     let redis = RedisServer::start();
