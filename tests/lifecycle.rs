@@ -23,6 +23,13 @@ fn unix_now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Retention with a finished TTL of one second: finished hashes leave Redis quickly.
+fn one_second_retention() -> Retention {
+    let mut r = Retention::default();
+    r.finished_ttl = Duration::from_secs(1);
+    r
+}
+
 /// A registry whose `ai` params type records when each run of each job started and fails
 /// its runs while the job's params say so: `fail N` fails the first N runs, `never`
 /// fails permanently, `ok` succeeds.
@@ -405,11 +412,7 @@ fn finished_jobs_leave_redis_after_their_ttl_and_get_answers_from_ourdb() {
     let (_d, base) = base_dir();
     let client = Client::connect(&redis.url(), &base).unwrap();
     let mut engine = test_engine(&redis.url(), &base, 2)
-        .retention({
-            let mut r = Retention::default();
-            r.finished_ttl = Duration::from_secs(1);
-            r
-        })
+        .retention(one_second_retention())
         .build()
         .unwrap();
     engine.start().unwrap();
@@ -476,11 +479,7 @@ fn a_retried_job_outlives_the_retention_of_its_failed_run() {
     });
     let mut engine = test_engine(&redis.url(), &base, 2)
         .registry(registry)
-        .retention({
-            let mut r = Retention::default();
-            r.finished_ttl = Duration::from_secs(1);
-            r
-        })
+        .retention(one_second_retention())
         .build()
         .unwrap();
     engine.start().unwrap();
