@@ -127,3 +127,59 @@ fn two_processes_add(per_process: usize, strict: bool) {
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(reader.next_id(), 2 * per_process as u64 + 1);
 }
+
+/// Where `lookup/mark` says the table is durable up to: (file number, position) of its valid
+/// slot with the higher sequence number (docs/ourdb-format.md, "`lookup/mark`").
+fn mark_location(dir: &std::path::Path) -> (u16, u64) {
+    let bytes = std::fs::read(dir.join("lookup/mark")).expect("mark");
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    let best = bytes
+        .chunks_exact(32)
+        .filter(|s| &s[0..4] == b"HJM1")
+        .filter(|s| u32::from_le_bytes(s[4..8].try_into().expect("4")) == crc32fast::hash(&s[8..]))
+        .max_by_key(|s| word(s, 8))
+        .expect("a valid mark slot");
+    let at = word(best, 24);
+    ((at >> 48) as u16, at & ((1 << 48) - 1))
+}
+
+/// A writer killed between checkpoints leaves records past the mark. A handle that was open
+/// beside it and wrote nothing makes them durable when it closes (moves the mark to the end)
+/// rather than leaving them to the kernel until some later writer checkpoints.
+#[test]
+fn a_reader_closing_after_a_killed_writer_moves_the_mark_past_its_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    OurDb::open(dir.path(), Config::default())
+        .expect("create")
+        .close()
+        .expect("close");
+    let reader = OurDb::open(dir.path(), Config::default()).expect("reader open");
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .args(["--exact", "child_adder", "--nocapture", "--test-threads=1"])
+        .env(DIR_VAR, dir.path())
+        .env(TAG_VAR, "killed")
+        .env(COUNT_VAR, "100000000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let out = child.stdout.take().expect("stdout");
+    let acks = BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.contains("ACK "))
+        .take(200)
+        .count();
+    assert_eq!(acks, 200, "the child acknowledged too few adds");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    let data_end = std::fs::metadata(dir.path().join("0.db"))
+        .expect("0.db")
+        .len();
+    assert!(
+        mark_location(dir.path()).1 < data_end,
+        "nothing lay past the mark"
+    );
+    reader.close().expect("reader close");
+    assert_eq!(mark_location(dir.path()), (0, data_end));
+}

@@ -444,8 +444,9 @@ impl OurDb {
         // A handle that wrote nothing has nothing to sync (an open + get + close costs no
         // fsync); one that did makes its writes durable, then the table up to the end of the
         // data (a checkpoint: the next open replays nothing and is O(1)).
-        // (Nor a checkpoint: the open moved the mark past anything a crash left, and a
-        // handle's own deletes checkpointed before they returned.)
+        // Nor a checkpoint, when the mark already stands at the end of the data (a handle's
+        // own deletes checkpoint before they return); otherwise another process appended
+        // past it (and may have died since), and this close makes that durable as before.
         let wrote = self.inner.dump.changes.load(Ordering::Acquire) > 0;
         let wrote_any = self.inner.sync.wrote_any();
         let res = if wrote_any {
@@ -462,7 +463,14 @@ impl OurDb {
         });
         let mut w = self.inner.writer.lock();
         let res = res.and_then(|()| {
-            if wrote_any {
+            let state = &self.inner.state;
+            let at_end = |m: &mark::Mark| {
+                (m.file_nr, m.position) == (state.file_nr(), state.append_pos())
+                    && m.next_id >= state.next_id().max(1)
+            };
+            if wrote_any
+                || !matches!(mark::read(&self.inner.dir)?, mark::Found::Valid(m) if at_end(&m))
+            {
                 self.inner.checkpoint(&mut w)
             } else {
                 Ok(())

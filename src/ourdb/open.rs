@@ -192,8 +192,9 @@ pub(super) fn replay(
     // Every intact record past the mark: the id a commit record framed it for (`None`: not
     // framed, a write without a commit record) and the location it replaced.
     let mut met: HashMap<Location, Met> = HashMap::new();
-    // The committed location of each id, the latest commit last.
-    let mut committed: Vec<(u32, Location)> = Vec::new();
+    // The committed location of each id, the latest commit last; for a delete commit,
+    // Location::NONE and where the delete commit lies.
+    let mut committed: Vec<(u32, Location, Option<Location>)> = Vec::new();
     for (nr, file) in files.iter().enumerate().skip(m.file_nr as usize) {
         let nr = nr as u16;
         let mut pos = if nr == m.file_nr {
@@ -219,7 +220,11 @@ pub(super) fn replay(
                         // A delete commit: its id's entry is cleared ([`Inner::delete`]).
                         out.unframed |= !group.is_empty();
                         if let Some(id) = c.deleted() {
-                            committed.push((id, Location::NONE));
+                            let at = Location {
+                                file_nr: nr,
+                                position: pos as u32,
+                            };
+                            committed.push((id, Location::NONE, Some(at)));
                         }
                     } else if framed {
                         out.unframed |= group.len() > n;
@@ -233,7 +238,7 @@ pub(super) fn replay(
                             if let Some(m) = met.get_mut(&r.0) {
                                 m.id = Some(id);
                             }
-                            committed.push((id, r.0));
+                            committed.push((id, r.0, None));
                         }
                     } else {
                         out.unframed |= !group.is_empty();
@@ -264,14 +269,23 @@ pub(super) fn replay(
         out.unframed |= !group.is_empty();
     }
     // Apply, in commit order (a later commit of an id is a later version of it).
-    for &(id, r) in &committed {
+    for &(id, r, deleted_at) in &committed {
         let current = lookup.get(id, lookup.known_len())?;
-        if r.is_none() {
-            // A delete holds the writer lock until its checkpoint has moved the mark past
-            // its commit: one past the mark was cut off by the crash, nothing was written
-            // after it, and the entry — cleared, untouched or torn — is cleared.
-            if current.is_some_and(|l| !l.is_none()) {
-                lookup.set(id, r)?;
+        if let Some(at) = deleted_at {
+            // A delete commit past the mark: the delete was cut off (its checkpoint moves
+            // the mark past it before it returns), and the entry — cleared, untouched or
+            // torn — is cleared, unless it names a later version of the id met past the
+            // commit (another process's write after a delete that died, or a write after a
+            // delete that failed after its commit was written). A later commit of the id is
+            // applied after this anyway; a write without one must lead back, link by link,
+            // to a new history (a `set` after a delete replaces nothing).
+            let later = current.is_some_and(|l| {
+                !l.is_none()
+                    && l.append_order() > at.append_order()
+                    && replaces_back_to(&met, l, id, Location::NONE)
+            });
+            if !later && current.is_some_and(|l| !l.is_none()) {
+                lookup.set(id, Location::NONE)?;
                 out.applied += 1;
             }
             continue;
