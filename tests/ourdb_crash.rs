@@ -355,6 +355,22 @@ fn a_torn_table_entry_does_not_outrank_a_replayed_commit() {
     assert!(db.check().unwrap().is_empty());
 }
 
+/// A closed database in `dir` holding ids 1..=700 (`payload(id, 0)`), keysize 6: id 682's
+/// entry lies at bytes 4092..4098 of `lookup/data`, across the first page boundary. Returns
+/// its configuration.
+fn seven_hundred_records(dir: &Path, durability: Durability) -> Config {
+    let cfg = Config {
+        durability,
+        keysize: Some(6),
+        ..Config::default()
+    };
+    let db = OurDb::open(dir, cfg.clone()).unwrap();
+    let data: Vec<Vec<u8>> = (1..=700u32).map(|i| payload(i, 0)).collect();
+    db.add_many(data.iter().map(|d| d.as_slice())).unwrap();
+    db.close().unwrap();
+    cfg
+}
+
 /// A delete cut off by a power loss, as the disk could hold it: the delete commit reached the
 /// data file (it is made durable first), the mark and the record are as before the delete,
 /// and the table entry of the id — six bytes across the 4 KiB page boundary — is torn: one
@@ -366,15 +382,7 @@ fn a_delete_cut_off_by_a_power_loss_leaves_no_torn_entry() {
     let id = 682u32;
     for old_half_kept in [0..4usize, 4..6] {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            durability: Durability::Strict,
-            keysize: Some(6),
-            ..Config::default()
-        };
-        let db = OurDb::open(dir.path(), cfg.clone()).unwrap();
-        let data: Vec<Vec<u8>> = (1..=700u32).map(|i| payload(i, 0)).collect();
-        db.add_many(data.iter().map(|d| d.as_slice())).unwrap();
-        db.close().unwrap();
+        let cfg = seven_hundred_records(dir.path(), Durability::Strict);
         let file = |p: &str| dir.path().join(p);
         let read = |p: &str| std::fs::read(file(p)).unwrap();
         let (mark_before, data_before, table_before) =
@@ -429,15 +437,7 @@ fn a_delete_cut_off_by_a_power_loss_leaves_no_torn_entry() {
 fn a_write_after_a_delete_commit_past_the_mark_survives_the_replay() {
     let id = 682u32;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        durability: Durability::Periodic,
-        keysize: Some(6),
-        ..Config::default()
-    };
-    let db = OurDb::open(dir.path(), cfg.clone()).unwrap();
-    let data: Vec<Vec<u8>> = (1..=700u32).map(|i| payload(i, 0)).collect();
-    db.add_many(data.iter().map(|d| d.as_slice())).unwrap();
-    db.close().unwrap();
+    let cfg = seven_hundred_records(dir.path(), Durability::Periodic);
     let mark_before = std::fs::read(dir.path().join("lookup/mark")).unwrap();
 
     let db = OurDb::open(dir.path(), cfg.clone()).unwrap();
