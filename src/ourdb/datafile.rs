@@ -189,7 +189,7 @@ impl DataFile {
         self.ensure_readable(pos, header.total_len() as u64, "record")?;
         self.map
             .copy_into_vec(pos + header.header_len as u64, header.data_len, out);
-        let computed = crc32fast::hash(out);
+        let computed = super::checksum::hash(out);
         if computed != header.crc {
             return Err(OurDbError::Crc {
                 path: self.path.clone(),

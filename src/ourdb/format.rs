@@ -246,7 +246,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<RecordHeader, HeaderError> {
 /// The caller checks `data.len() <= MAX_RECORD_SIZE`.
 pub fn encode_header(data: &[u8], prev: Location, out: &mut Vec<u8>) -> usize {
     out.clear();
-    push_header(data.len(), crc32fast::hash(data), prev, out);
+    push_header(data.len(), super::checksum::hash(data), prev, out);
     out.len()
 }
 
@@ -336,7 +336,7 @@ pub fn encode_delete(id: u32, out: &mut Vec<u8>) {
     out.extend_from_slice(&COMMIT_MARKER.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&id.to_le_bytes());
-    let crc = crc32fast::hash(&out[start + COMMIT_COUNT_OFFSET..start + COMMIT_CRC_OFFSET]);
+    let crc = super::checksum::hash(&out[start + COMMIT_COUNT_OFFSET..start + COMMIT_CRC_OFFSET]);
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
@@ -358,7 +358,7 @@ pub fn encode_commit(ids: &[u32], records: &[(u32, u32)], out: &mut Vec<u8>) {
     out.extend_from_slice(&COMMIT_MARKER.to_le_bytes());
     out.extend_from_slice(&count.to_le_bytes());
     out.extend_from_slice(&first.to_le_bytes());
-    let mut h = crc32fast::Hasher::new();
+    let mut h = super::checksum::Hasher::new();
     h.update(&out[start + COMMIT_COUNT_OFFSET..start + COMMIT_CRC_OFFSET]);
     let list_at = out.len() + 4;
     out.extend_from_slice(&[0; 4]);
@@ -404,7 +404,7 @@ impl CommitHeader {
         if records.len() != self.ids.count() {
             return false;
         }
-        let mut h = crc32fast::Hasher::new();
+        let mut h = super::checksum::Hasher::new();
         let (first, list) = match &self.ids {
             CommitIds::Consecutive { first, .. } => (*first, None),
             CommitIds::List(ids) => (0, Some(ids)),
@@ -473,7 +473,7 @@ pub fn parse_commit(bytes: &[u8]) -> Result<Option<CommitHeader>, HeaderError> {
 /// Appends the header and data of a record holding `data` to `out` (the batch buffer) and
 /// returns the header length and the data's CRC32. Same bytes as [`encode_header`] + data.
 pub fn append_record(data: &[u8], prev: Location, out: &mut Vec<u8>) -> (usize, u32) {
-    let crc = crc32fast::hash(data);
+    let crc = super::checksum::hash(data);
     let start = out.len();
     push_header(data.len(), crc, prev, out);
     let header_len = out.len() - start;

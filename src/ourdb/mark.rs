@@ -39,7 +39,7 @@ impl Mark {
         b[16..24].copy_from_slice(&self.next_id.to_le_bytes());
         let loc = ((self.file_nr as u64) << 48) | (self.position & ((1 << 48) - 1));
         b[24..32].copy_from_slice(&loc.to_le_bytes());
-        let crc = crc32fast::hash(&b[8..]);
+        let crc = super::checksum::hash(&b[8..]);
         b[4..8].copy_from_slice(&crc.to_le_bytes());
         b
     }
@@ -54,7 +54,7 @@ impl Mark {
             u64::from_le_bytes(w)
         };
         let crc = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-        if crc32fast::hash(&b[8..SLOT]) != crc {
+        if super::checksum::hash(&b[8..SLOT]) != crc {
             return None;
         }
         let loc = word(24);

@@ -44,6 +44,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod check;
+mod checksum;
 mod compact;
 mod config;
 mod datafile;
