@@ -222,6 +222,34 @@ fn check_fails_when_lookup_data_is_lost() {
     assert!(text.contains("30 intact records"), "{text}");
 }
 
+/// A database whose `lookup/` directory was taken away is rebuilt from herolib's dump when
+/// there is one; without it, open says what is missing instead of starting an empty table
+/// over records that would all be invisible.
+#[test]
+fn open_without_the_lookup_directory_rebuilds_from_the_dump_or_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_thirty(d);
+    std::fs::remove_dir_all(d.join("lookup")).unwrap();
+    let db = OurDb::open(d, Config::default()).unwrap();
+    assert_eq!(db.get(30).unwrap(), b"record 29");
+    db.close().unwrap();
+    std::fs::remove_dir_all(d.join("lookup")).unwrap();
+    std::fs::remove_dir_all(d.join("lookup_dump.db")).unwrap();
+    match OurDb::open(d, Config::default()) {
+        Err(OurDbError::Io { path, source, .. }) => {
+            assert!(path.ends_with("lookup/data"), "{}", path.display());
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("opened a database whose table is gone, as if it were empty"),
+    }
+    assert!(
+        !d.join("lookup").exists(),
+        "the failed open created lookup/"
+    );
+}
+
 #[test]
 fn check_fails_when_keysize_is_edited() {
     let dir = tempfile::tempdir().unwrap();

@@ -110,7 +110,7 @@ impl StoredConfig {
     /// Reads `ourdb.json` from `dir`, `None` if absent.
     pub fn load(dir: &Path) -> Result<Option<StoredConfig>> {
         let path = dir.join(CONFIG_FILE);
-        let text = match std::fs::read(&path) {
+        let text = match super::inner::read_small(&path, 512) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(OurDbError::io("read", &path, e)),

@@ -53,6 +53,26 @@ pub(super) fn open_rw(path: &Path, create: bool) -> Result<File> {
         .map_err(|e| OurDbError::io("open", path, e))
 }
 
+/// The whole of a small file (`ourdb.json`, `.inc`), read into a buffer of `hint` bytes
+/// first: an open, a read, the read that finds the end and a close — without the `stat`
+/// that `std::fs::read` makes to size its buffer (a fresh process's open + get is counted
+/// in system calls; see docs/performance.md).
+pub(super) fn read_small(path: &Path, hint: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(hint);
+    File::open(path)?.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// The first `n` bytes of a file (fewer if it is shorter), for a file of fixed layout whose
+/// reader looks at nothing past them (`lookup/mark`): usually one `read`.
+pub(super) fn read_prefix(path: &Path, n: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(n);
+    File::open(path)?.take(n as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 /// The open files of one generation of the database.
 pub(super) struct Maps {
     pub(super) generation: u64,

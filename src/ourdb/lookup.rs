@@ -38,6 +38,17 @@ impl Lookup {
         Self::from_file(path, file, keysize, true)
     }
 
+    /// Opens `path` for reading and writing if it exists (`None` if it does not).
+    pub fn open_existing(path: &Path, keysize: u8) -> Result<Option<Lookup>> {
+        match super::inner::open_rw(path, false) {
+            Ok(file) => Self::from_file(path, file, keysize, true).map(Some),
+            Err(OurDbError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Opens an existing `lookup/data` for reading only (a read-only handle; never written).
     pub fn open_read_only(path: &Path, keysize: u8) -> Result<Lookup> {
         let file = File::open(path).map_err(|e| OurDbError::io("open", path, e))?;
@@ -227,7 +238,7 @@ impl Lookup {
 /// Reads a `.inc` file: the next id as decimal text (surrounding whitespace allowed).
 /// Returns `None` if the file does not exist.
 pub fn read_inc(path: &Path) -> Result<Option<u64>> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match super::inner::read_small(path, 32) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(OurDbError::io("read", path, e)),

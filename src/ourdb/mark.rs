@@ -86,7 +86,7 @@ pub enum Found {
 /// Reads the mark file of `dir`.
 pub fn read(dir: &Path) -> Result<Found> {
     let p = path(dir);
-    let bytes = match std::fs::read(&p) {
+    let bytes = match super::inner::read_prefix(&p, 2 * SLOT) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Absent),
         Err(e) => return Err(OurDbError::io("read", &p, e)),

@@ -310,7 +310,8 @@ impl Inner {
         if config.read_only {
             return Self::open_read_only(dir, config);
         }
-        let existed = dir.join(CONFIG_FILE).exists()
+        let has_config = dir.join(CONFIG_FILE).exists();
+        let existed = has_config
             || dir.join("lookup").exists()
             || dir.join(dump::DUMP_DIR).exists()
             || dir.join("0.db").exists();
@@ -320,9 +321,13 @@ impl Inner {
         // Every step up to `ourdb.json` is idempotent (directories, empty lock files), and
         // whether the database exists is decided under the writer lock (`open_locked`): so
         // any number of first opens, in threads or processes, agree, and a creation cut short
-        // anywhere is completed by the next open.
-        std::fs::create_dir_all(dir.join("lookup"))
-            .map_err(|e| OurDbError::io("create directory", dir.join("lookup"), e))?;
+        // anywhere is completed by the next open. Creation makes `lookup/` before it writes
+        // `ourdb.json`, so with the config there the directory is too (and if it was taken
+        // away since, opening the table says so instead of starting an empty one).
+        if !has_config {
+            std::fs::create_dir_all(dir.join("lookup"))
+                .map_err(|e| OurDbError::io("create directory", dir.join("lookup"), e))?;
+        }
         let open_path = dir.join(OPEN_LOCK_FILE);
         let open_lock = open_rw(&open_path, true)?;
         let lock_path = dir.join(LOCK_FILE);
@@ -435,7 +440,11 @@ impl Inner {
         let dense = dir.join("lookup/data");
         let dump = dir.join(dump::DUMP_DIR);
         let mut dump_inc = None;
-        if !dense.exists() && dump.join("data").exists() {
+        // The table, if there is one (the usual case: one `open`, no `stat` before it).
+        let mut existing = Lookup::open_existing(&dense, stored.keysize)?;
+        if existing.is_none() && dump.join("data").exists() {
+            std::fs::create_dir_all(dir.join("lookup"))
+                .map_err(|e| OurDbError::io("create directory", dir.join("lookup"), e))?;
             dump_inc = lookup::import_sparse(&dump, &dense, stored.keysize)?;
             // A table built from herolib's dump: a mark left from before describes another
             // table. The dump's table is authoritative.
@@ -444,7 +453,10 @@ impl Inner {
                 std::fs::remove_file(&p).map_err(|e| OurDbError::io("remove", &p, e))?;
             }
         }
-        let lookup = Lookup::open(&dense, stored.keysize)?;
+        let lookup = match existing.take() {
+            Some(l) => l,
+            None => Lookup::open(&dense, stored.keysize)?,
+        };
         let mut files = vec![Arc::new(DataFile::open(dir, 0, true)?)];
         while dir
             .join(format::data_file_name(files.len() as u16))
