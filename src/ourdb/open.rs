@@ -310,7 +310,10 @@ impl Inner {
         if config.read_only {
             return Self::open_read_only(dir, config);
         }
-        let has_config = dir.join(CONFIG_FILE).exists();
+        // Read once, here: `ourdb.json` is written once, atomically, when the database is
+        // created, so a config found now is the one the locked part would read again.
+        let loaded = StoredConfig::load(&dir)?;
+        let has_config = loaded.is_some();
         let existed = has_config
             || dir.join("lookup").exists()
             || dir.join(dump::DUMP_DIR).exists()
@@ -346,7 +349,7 @@ impl Inner {
             let _ = lock.unlock();
             return Err(OurDbError::io("lock", &open_path, e));
         }
-        let opened = Self::open_locked(&dir, config, alone);
+        let opened = Self::open_locked(&dir, config, alone, loaded);
         // Whether open's scan raised the next id: read before the lock is released (after
         // it, another process's adds raise it too, and `check` would then take the value
         // from before them for the ids handed out).
@@ -385,18 +388,7 @@ impl Inner {
     /// it (a writable open); a read-only one only uses it.
     pub(super) fn resolve_config(dir: &Path, config: &Config, store: bool) -> Result<StoredConfig> {
         if let Some(s) = StoredConfig::load(dir)? {
-            if let Some(k) = config.keysize {
-                if k != s.keysize {
-                    return Err(OurDbError::KeysizeMismatch {
-                        path: dir.join(CONFIG_FILE),
-                        detail: format!(
-                            "database was created with keysize {}, opened with {k}",
-                            s.keysize
-                        ),
-                    });
-                }
-            }
-            return Ok(s);
+            return Self::accept_config(dir, config, s);
         }
         let data = has_data(dir);
         if !data && (!config.create || config.read_only) {
@@ -429,14 +421,36 @@ impl Inner {
     /// interrupted compaction, import herolib's dump if there is no table, replay the commit
     /// records past the mark (alone: after a crash), reconcile the shared state with the
     /// files, and move the mark to the end when anything was past it.
+    /// The stored config `s`, if the caller's keysize (when it gives one) agrees with it.
+    fn accept_config(dir: &Path, config: &Config, s: StoredConfig) -> Result<StoredConfig> {
+        if let Some(k) = config.keysize {
+            if k != s.keysize {
+                return Err(OurDbError::KeysizeMismatch {
+                    path: dir.join(CONFIG_FILE),
+                    detail: format!(
+                        "database was created with keysize {}, opened with {k}",
+                        s.keysize
+                    ),
+                });
+            }
+        }
+        Ok(s)
+    }
+
+    /// `loaded`: `ourdb.json` as read before the lock (`None`: there was none then, so it is
+    /// looked for again under the lock, and written if still absent).
     #[allow(clippy::type_complexity)]
     pub(super) fn open_locked(
         dir: &Path,
         config: &Config,
         alone: bool,
+        loaded: Option<StoredConfig>,
     ) -> Result<(StoredConfig, State, Maps, u64, Mark)> {
         let recovered = compact::recover(dir)?;
-        let stored = Self::resolve_config(dir, config, true)?;
+        let stored = match loaded {
+            Some(s) => Self::accept_config(dir, config, s)?,
+            None => Self::resolve_config(dir, config, true)?,
+        };
         let dense = dir.join("lookup/data");
         let dump = dir.join(dump::DUMP_DIR);
         let mut dump_inc = None;
