@@ -54,13 +54,26 @@ pub(super) fn open_rw(path: &Path, create: bool) -> Result<File> {
 }
 
 /// The whole of a small file (`ourdb.json`, `.inc`), read into a buffer of `hint` bytes
-/// first: an open, a read, the read that finds the end and a close — without the `stat`
-/// that `std::fs::read` makes to size its buffer (a fresh process's open + get is counted
-/// in system calls; see docs/performance.md).
+/// first: an open, a read, the read that finds the end and a close. (`std::fs::read`, and
+/// `File`'s own `read_to_end`, first `stat` the file to size the buffer; a fresh process's
+/// open + get is counted in system calls, see docs/performance.md.)
 pub(super) fn read_small(path: &Path, hint: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut buf = Vec::with_capacity(hint);
-    File::open(path)?.read_to_end(&mut buf)?;
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; hint.max(1)];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
     Ok(buf)
 }
 
