@@ -352,3 +352,24 @@ pub(super) fn spawn_background(
         .map_err(|e| OurDbError::io("spawn sync thread for", &inner.dir, e))?;
     Ok(syncer)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Files shorter than, as long as, and longer than the first buffer come back whole;
+    /// the prefix read stops where it is told.
+    #[test]
+    fn small_reads_return_the_whole_file_or_the_prefix_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 1, 31, 32, 33, 100, 5000] {
+            let p = dir.path().join(format!("f{len}"));
+            let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            std::fs::write(&p, &data).unwrap();
+            assert_eq!(super::read_small(&p, 32).unwrap(), data, "{len} bytes");
+            assert_eq!(super::read_small(&p, 0).unwrap(), data, "{len} bytes");
+            assert_eq!(super::read_prefix(&p, 64).unwrap(), data[..len.min(64)]);
+        }
+        let missing = dir.path().join("missing");
+        let e = super::read_small(&missing, 32).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
+}
