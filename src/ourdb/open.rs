@@ -185,6 +185,23 @@ pub(super) fn replay(
         next: 1,
         ..Replayed::default()
     };
+    // Nothing past the mark (a clean close): nothing to replay, and nothing to set up for it
+    // (its map's hasher is seeded from the OS: a system call a fresh open need not make).
+    let start = |nr: usize| {
+        if nr == m.file_nr as usize {
+            m.position.max(format::DATA_FILE_PREAMBLE)
+        } else {
+            format::DATA_FILE_PREAMBLE
+        }
+    };
+    let past = files
+        .iter()
+        .enumerate()
+        .skip(m.file_nr as usize)
+        .any(|(nr, f)| start(nr) < f.known_len());
+    if !past {
+        return Ok(out);
+    }
     let mut buf = Vec::new();
     // Each record since the last commit record: location, data CRC, data length.
     let mut group: Vec<(Location, u32, u32)> = Vec::new();
@@ -196,12 +213,8 @@ pub(super) fn replay(
     // Location::NONE and where the delete commit lies.
     let mut committed: Vec<(u32, Location, Option<Location>)> = Vec::new();
     for (nr, file) in files.iter().enumerate().skip(m.file_nr as usize) {
+        let mut pos = start(nr);
         let nr = nr as u16;
-        let mut pos = if nr == m.file_nr {
-            m.position.max(format::DATA_FILE_PREAMBLE)
-        } else {
-            format::DATA_FILE_PREAMBLE
-        };
         let len = file.known_len();
         if pos < len {
             out.beyond = true;
