@@ -13,6 +13,7 @@ use crate::codec;
 use crate::job::{Job, JobStatus};
 use parking_lot::Mutex;
 use redis::{Connection, RedisError, RedisResult};
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 /// How the broker connects and how hard it retries. Its `Debug` output redacts the URL's
@@ -94,24 +95,31 @@ impl RedisBroker {
         let now_ms = now_ms();
         // Per job sent: json, status (a retry's due time in its place), lease member, and
         // the outcome offset `#id`.
-        let args: Vec<(String, String, String, String)> = groups
+        // Built per group and per job without `format!` (its general path cost the dispatcher
+        // more than the rest of these arguments together, counted with callgrind).
+        let args: Vec<(String, Cow<'static, str>, String, String)> = groups
             .iter()
-            .flat_map(|(q, members)| members.iter().map(move |&i| (i, q)))
-            .map(|(i, q)| {
+            .flat_map(|(q, members)| {
+                let prefix = keys::lease_prefix(q);
+                members.iter().map(move |&i| (i, prefix.clone()))
+            })
+            .map(|(i, mut member)| {
                 let (j, _) = &finished[i];
                 let status = match j.status {
-                    JobStatus::Done => "done".to_string(),
+                    JobStatus::Done => Cow::Borrowed("done"),
                     // Not finished: waiting for its retry (see `Broker::finish_many`).
-                    JobStatus::New | JobStatus::Active => j.run_at_ms.min(MAX_DUE_MS).to_string(),
+                    JobStatus::New | JobStatus::Active => {
+                        Cow::Owned(j.run_at_ms.min(MAX_DUE_MS).to_string())
+                    }
                     // A final error: indexed in the dead set.
-                    JobStatus::Error => "error".to_string(),
+                    JobStatus::Error => Cow::Borrowed("error"),
                 };
-                (
-                    codec::to_json(j),
-                    status,
-                    keys::lease_member(q, j.id),
-                    format!("#{}", j.id),
-                )
+                let id = j.id.to_string();
+                member.push_str(&id);
+                let mut offset = String::with_capacity(id.len() + 1);
+                offset.push('#');
+                offset.push_str(&id);
+                (codec::to_json(j), status, member, offset)
             })
             .collect();
         // A finish alone is safe to retry (a second run finds the job finished). A take is
@@ -151,7 +159,7 @@ impl RedisBroker {
                 for ((json, status, member, offset), &i) in args.iter().zip(&sent) {
                     let (job, attempt) = &finished[i];
                     inv.arg(json)
-                        .arg(status)
+                        .arg(status.as_ref())
                         .arg(*attempt)
                         .arg(member)
                         .arg(offset);

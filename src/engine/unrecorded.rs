@@ -64,6 +64,14 @@ pub(crate) struct Unrecorded {
 fn by_queue<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Vec<(QueueName, Vec<&'a Job>)> {
     let mut groups: Vec<(QueueName, Vec<&Job>)> = Vec::new();
     for j in jobs {
+        // A batch is mostly one queue: a job of the last group's queue joins it without its
+        // names being checked again (they equal names already checked).
+        if let Some((g, v)) = groups.last_mut() {
+            if g.circle() == j.circle && g.topic() == j.topic {
+                v.push(j);
+                continue;
+            }
+        }
         let Some(q) = QueueName::from_fixed(&j.circle, &j.topic) else {
             log::error!(
                 "job {}/{}/{}: names not fixed; not recorded",
