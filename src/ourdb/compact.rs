@@ -610,6 +610,11 @@ fn apply(dir: &Path) -> Result<()> {
             step(dir, "renamed-data-file");
         }
     }
+    // The live `lookup/` is not made by every open (only while there is no `ourdb.json`):
+    // the staged table and mark need it to land in.
+    let lookup_dir = dir.join("lookup");
+    std::fs::create_dir_all(&lookup_dir)
+        .map_err(|e| OurDbError::io("create directory", &lookup_dir, e))?;
     let from = staging.join("lookup/data");
     if from.exists() {
         std::fs::rename(&from, dir.join("lookup/data"))
@@ -770,6 +775,11 @@ mod tests {
         }
         let committed_at = names.iter().position(|n| *n == "committed").unwrap();
         for (i, (name, copy)) in taken.iter().enumerate() {
+            if name == "committed" {
+                // The staged table and mark land even where the live `lookup/` was taken
+                // away (open makes it only for a database without `ourdb.json`).
+                std::fs::remove_dir_all(copy.join("lookup")).unwrap();
+            }
             let db = OurDb::open(copy, cfg(Durability::Strict))
                 .unwrap_or_else(|e| panic!("open after a crash at {name}: {e}"));
             assert!(!copy.join(STAGING).exists(), "{name}: staging left");

@@ -430,10 +430,6 @@ impl Inner {
         Ok(s)
     }
 
-    /// Open-time work that must not race another process's writer or compaction: finish an
-    /// interrupted compaction, import herolib's dump if there is no table, replay the commit
-    /// records past the mark (alone: after a crash), reconcile the shared state with the
-    /// files, and move the mark to the end when anything was past it.
     /// The stored config `s`, if the caller's keysize (when it gives one) agrees with it.
     fn accept_config(dir: &Path, config: &Config, s: StoredConfig) -> Result<StoredConfig> {
         if let Some(k) = config.keysize {
@@ -450,6 +446,11 @@ impl Inner {
         Ok(s)
     }
 
+    /// Open-time work that must not race another process's writer or compaction: finish an
+    /// interrupted compaction, import herolib's dump if there is no table, replay the commit
+    /// records past the mark (alone: after a crash), reconcile the shared state with the
+    /// files, and move the mark to the end when anything was past it.
+    ///
     /// `loaded`: `ourdb.json` as read before the lock (`None`: there was none then, so it is
     /// looked for again under the lock, and written if still absent).
     #[allow(clippy::type_complexity)]
