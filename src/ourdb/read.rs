@@ -9,6 +9,24 @@ use std::sync::Arc;
 /// How often a reader retries when the entry it read keeps changing under it.
 const READ_RETRIES: usize = 16;
 
+/// How often a reader tries again, waiting a little longer each time, when the entry read
+/// the same before and after yet names no readable record. A writer stores an entry's six
+/// bytes one at a time (`Map::store_bytes`): one preempted between them leaves the entry
+/// torn for up to a time slice, and a reader that reads it twice meanwhile sees the same
+/// torn value both times. Only while a writer may be storing (see
+/// [`Inner::writer_may_be_storing`]); up to about 75 ms in all, then the damage is reported.
+const TORN_RETRIES: u32 = 24;
+
+/// The wait before the `n`-th (from 1) torn-entry retry: a yield for the first few (the
+/// writer usually runs again at once), then 1–4 ms.
+fn torn_backoff(n: u32) {
+    if n <= 4 {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(std::time::Duration::from_millis(u64::from((n - 4).min(4))));
+    }
+}
+
 impl Inner {
     /// The lookup entry of `id` (`None`: beyond the table).
     pub(super) fn entry(&self, id: u32) -> Result<Option<Location>> {
@@ -25,7 +43,9 @@ impl Inner {
             return Err(OurDbError::ZeroId);
         }
         let mut last_err = None;
-        for _ in 0..READ_RETRIES {
+        let (mut changed, mut torn) = (0, 0);
+        while changed < READ_RETRIES {
+            changed += 1;
             // A guard, not an `Arc` clone: no shared reference count is touched per read, so
             // readers on different cores do not contend.
             let maps = self.maps.load();
@@ -51,9 +71,37 @@ impl Inner {
                 last_err = res.err();
                 continue;
             }
+            if res.is_err() && torn < TORN_RETRIES && self.writer_may_be_storing() {
+                // Possibly a torn entry (see TORN_RETRIES): give its writer time to finish.
+                torn += 1;
+                changed -= 1;
+                drop(maps);
+                torn_backoff(torn);
+                continue;
+            }
             return res.map(|h| (loc, h));
         }
         Err(last_err.unwrap_or(OurDbError::NotFound { id }))
+    }
+
+    /// Whether some writer, in this process or another, may be between the byte stores of a
+    /// lookup entry now. Asked only when a read failed (a few system calls at most): a writer
+    /// of this process is inside a write; or, when this process does not hold the writer
+    /// file lock, another process holds it.
+    fn writer_may_be_storing(&self) -> bool {
+        if self.writer.try_lock().is_none() {
+            return true;
+        }
+        if self.lock_held.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        let Ok(file) = std::fs::File::open(self.dir.join(super::LOCK_FILE)) else {
+            return false;
+        };
+        matches!(
+            file.try_lock_shared(),
+            Err(std::fs::TryLockError::WouldBlock)
+        )
     }
 
     /// Up to `depth` versions of `id`, newest first.
@@ -119,5 +167,50 @@ impl Inner {
             Ok(Some(l)) if !l.is_none() => Some(id as u32),
             _ => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ourdb::format::Location;
+    use crate::ourdb::{Config, OurDb};
+
+    /// A writer preempted between the byte stores of an entry leaves it torn: readers that
+    /// read it twice see the same unreadable location. They wait for the writer instead of
+    /// reporting damage (the compaction test under load met this: "record header runs past
+    /// the end of the file" for an entry one byte away from its new value).
+    #[test]
+    fn a_reader_waits_out_a_torn_entry_instead_of_reporting_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = OurDb::open(dir.path(), Config::default()).unwrap();
+        let id = db.add(b"the record").unwrap();
+        let lookup = db.inner.maps.load().lookup.clone();
+        let good = lookup
+            .get(id, db.inner.state.lookup_len())
+            .unwrap()
+            .unwrap();
+        // Torn: the new value's high bytes over the old one's low byte, past the data's end.
+        let torn = Location {
+            file_nr: good.file_nr,
+            position: good.position + 0x1_0000,
+        };
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (db, lookup) = (&db, &lookup);
+            let writer = s.spawn(move || {
+                // As a writer preempted inside its store: the write lock held, the entry torn.
+                let _w = db.inner.writer.lock();
+                lookup.set(id, torn).unwrap();
+                tx.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(15));
+                lookup.set(id, good).unwrap();
+            });
+            rx.recv().unwrap();
+            assert_eq!(db.get(id).unwrap(), b"the record");
+            writer.join().unwrap();
+        });
+        // With no writer inside a write, the same location is damage, reported at once.
+        lookup.set(id, torn).unwrap();
+        assert!(db.get(id).is_err());
     }
 }
