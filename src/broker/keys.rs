@@ -112,7 +112,9 @@ pub fn circle_patterns(circle: &str) -> Vec<String> {
 
 /// Member of the lease set for one job.
 pub fn lease_member(q: &QueueName, id: u32) -> String {
-    format!("{}:{}:{id}", q.circle(), q.topic())
+    let mut m = lease_prefix(q);
+    m.push_str(&id.to_string());
+    m
 }
 
 /// What every lease member of a queue's jobs starts with (`circle:topic:`).

@@ -210,8 +210,7 @@ impl Staged {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| OurDbError::io("remove", &dir, e))?;
         }
-        std::fs::create_dir_all(dir.join("lookup"))
-            .map_err(|e| OurDbError::io("create directory", &dir, e))?;
+        super::inner::make_lookup_dir(&dir)?;
         let lookup_path = dir.join("lookup/data");
         let lookup =
             File::create(&lookup_path).map_err(|e| OurDbError::io("create", &lookup_path, e))?;
@@ -612,9 +611,7 @@ fn apply(dir: &Path) -> Result<()> {
     }
     // The live `lookup/` is not made by every open (only while there is no `ourdb.json`):
     // the staged table and mark need it to land in.
-    let lookup_dir = dir.join("lookup");
-    std::fs::create_dir_all(&lookup_dir)
-        .map_err(|e| OurDbError::io("create directory", &lookup_dir, e))?;
+    super::inner::make_lookup_dir(dir)?;
     let from = staging.join("lookup/data");
     if from.exists() {
         std::fs::rename(&from, dir.join("lookup/data"))

@@ -53,6 +53,12 @@ pub(super) fn open_rw(path: &Path, create: bool) -> Result<File> {
         .map_err(|e| OurDbError::io("open", path, e))
 }
 
+/// Makes `dir/lookup/` (and `dir`) if missing: the table and mark live there.
+pub(super) fn make_lookup_dir(dir: &Path) -> Result<()> {
+    let lookup = dir.join("lookup");
+    std::fs::create_dir_all(&lookup).map_err(|e| OurDbError::io("create directory", lookup, e))
+}
+
 /// The whole of a small file (`ourdb.json`, `.inc`), read into a buffer of `hint` bytes
 /// first: an open, a read, the read that finds the end and a close. (`std::fs::read`, and
 /// `File`'s own `read_to_end`, first `stat` the file to size the buffer; a fresh process's

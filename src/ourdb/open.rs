@@ -341,8 +341,7 @@ impl Inner {
         // `ourdb.json`, so with the config there the directory is too (and if it was taken
         // away since, opening the table says so instead of starting an empty one).
         if !has_config {
-            std::fs::create_dir_all(dir.join("lookup"))
-                .map_err(|e| OurDbError::io("create directory", dir.join("lookup"), e))?;
+            super::inner::make_lookup_dir(&dir)?;
         }
         let open_path = dir.join(OPEN_LOCK_FILE);
         let open_lock = open_rw(&open_path, true)?;
@@ -471,8 +470,7 @@ impl Inner {
         // The table, if there is one (the usual case: one `open`, no `stat` before it).
         let mut existing = Lookup::open_existing(&dense, stored.keysize)?;
         if existing.is_none() && dump.join("data").exists() {
-            std::fs::create_dir_all(dir.join("lookup"))
-                .map_err(|e| OurDbError::io("create directory", dir.join("lookup"), e))?;
+            super::inner::make_lookup_dir(dir)?;
             dump_inc = lookup::import_sparse(&dump, &dense, stored.keysize)?;
             // A table built from herolib's dump: a mark left from before describes another
             // table. The dump's table is authoritative.
