@@ -165,6 +165,18 @@ pub enum OurDbError {
         /// for a writable open to finish it, ...).
         reason: String,
     },
+    /// The lookup entry of `id` stayed in the middle of a write for as long as a reader
+    /// waits ([`OurDb::get`](super::OurDb::get) and the other reads): a writer holding the
+    /// write lock stopped between the entry's bytes (suspended, or starved of CPU). Nothing
+    /// is wrong with the database; reading it half-written could have named another record,
+    /// so the read gives up instead. Try again.
+    #[error("the lookup entry of record {id} stayed mid-write for {waited_ms} ms; try again")]
+    EntryBusy {
+        /// The id read.
+        id: u32,
+        /// How long the reader waited, in milliseconds.
+        waited_ms: u64,
+    },
     /// A previous fsync failed; the database refuses further durable writes rather than
     /// pretend they are safe (after a failed fsync the kernel may have dropped dirty pages).
     #[error("an earlier fsync failed ({0}); reopen the database")]

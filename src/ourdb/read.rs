@@ -13,9 +13,27 @@ const READ_RETRIES: usize = 16;
 /// the same before and after yet names no readable record. A writer stores an entry's six
 /// bytes one at a time (`Map::store_bytes`): one preempted between them leaves the entry
 /// torn for up to a time slice, and a reader that reads it twice meanwhile sees the same
-/// torn value both times. Only while a writer may be storing (see
-/// [`Inner::writer_may_be_storing`]); up to about 75 ms in all, then the damage is reported.
+/// torn value both times. The entry sequence word tells readers so (see [`STORING_RETRIES`]);
+/// this is the fallback where it cannot: writers of herojobs versions before the word, and
+/// read-only handles (their state is a private copy). Only while a writer may be storing
+/// (see [`Inner::writer_may_be_storing`]); up to about 75 ms in all, then the damage is
+/// reported.
 const TORN_RETRIES: u32 = 24;
+
+/// How often a reader tries again while the entry sequence word says a writer is storing
+/// lookup entries (see `State::storing_entries`): about two seconds in all (1–4 ms waits
+/// after a few yields), then [`OurDbError::EntryBusy`]. Far longer than [`TORN_RETRIES`]:
+/// here the reader knows the entry may be torn, and a wrong record is worse than a wait. A
+/// writer stores a batch's entries in one odd span (microseconds) unless it is descheduled.
+const STORING_RETRIES: u32 = 520;
+
+/// A reader's waits for a writer storing entries (see [`Inner::wait_for_storing_writer`]).
+#[derive(Default)]
+struct StoringWait {
+    tries: u32,
+    /// Set at the first wait: a clock read per get would cost more than the entry check.
+    since: Option<std::time::Instant>,
+}
 
 /// The wait before the `n`-th (from 1) torn-entry retry: a yield for the first few (the
 /// writer usually runs again at once), then 1–4 ms.
@@ -28,9 +46,45 @@ fn torn_backoff(n: u32) {
 }
 
 impl Inner {
-    /// The lookup entry of `id` (`None`: beyond the table).
+    /// The lookup entry of `id` (`None`: beyond the table), read whole.
     pub(super) fn entry(&self, id: u32) -> Result<Option<Location>> {
-        self.current_maps()?.lookup.get(id, self.state.lookup_len())
+        let mut wait = StoringWait::default();
+        loop {
+            let maps = self.current_maps()?;
+            let seq = self.state.entry_seq();
+            let entry = maps.lookup.get(id, self.state.lookup_len())?;
+            if self.state.entry_read_whole(seq)
+                || !self.wait_for_storing_writer(id, seq, &mut wait)?
+            {
+                return Ok(entry);
+            }
+        }
+    }
+
+    /// Called when an entry of `id` was loaded while a writer stored entries (the sequence
+    /// word read `seq` before the load and moved, or was odd): the entry may be torn — a
+    /// location nobody wrote, possibly another record's start (whose CRC would pass), or
+    /// none for an id that has a record. Waits a little and returns `true` (load it again),
+    /// or returns `false` when the word is odd with no writer there: one died between the
+    /// bytes and nobody will finish, so the entry is taken as it is, as before the word
+    /// existed (open replays such a table when it is alone). After [`STORING_RETRIES`]
+    /// waits: [`OurDbError::EntryBusy`].
+    fn wait_for_storing_writer(&self, id: u32, seq: u64, wait: &mut StoringWait) -> Result<bool> {
+        wait.tries += 1;
+        #[cfg(test)]
+        tests::STORING_WAITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let since = *wait.since.get_or_insert_with(std::time::Instant::now);
+        if seq & 1 == 1 && wait.tries > 4 && !self.writer_may_be_storing() {
+            return Ok(false);
+        }
+        if wait.tries > STORING_RETRIES {
+            return Err(OurDbError::EntryBusy {
+                id,
+                waited_ms: since.elapsed().as_millis() as u64,
+            });
+        }
+        torn_backoff(wait.tries);
+        Ok(true)
     }
 
     /// The lock-free read path: entry → record → CRC → entry unchanged.
@@ -44,6 +98,7 @@ impl Inner {
         }
         let mut last_err = None;
         let (mut changed, mut torn) = (0, 0);
+        let mut wait = StoringWait::default();
         while changed < READ_RETRIES {
             changed += 1;
             // A guard, not an `Arc` clone: no shared reference count is touched per read, so
@@ -55,7 +110,17 @@ impl Inner {
                 continue;
             }
             let published = self.state.lookup_len();
-            let loc = match maps.lookup.get(id, published)? {
+            let seq = self.state.entry_seq();
+            let entry = maps.lookup.get(id, published)?;
+            // (Otherwise taken as it is: the checks below — record, CRC, entry unchanged —
+            // still apply.)
+            if !self.state.entry_read_whole(seq)
+                && self.wait_for_storing_writer(id, seq, &mut wait)?
+            {
+                changed -= 1;
+                continue;
+            }
+            let loc = match entry {
                 Some(l) if !l.is_none() => l,
                 _ => return Err(OurDbError::NotFound { id }),
             };
@@ -172,8 +237,104 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
+    use crate::ourdb::error::OurDbError;
     use crate::ourdb::format::Location;
     use crate::ourdb::{Config, OurDb};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// How often readers waited for a writer storing entries (all tests of this process).
+    pub(super) static STORING_WAITS: AtomicU64 = AtomicU64::new(0);
+
+    /// Waits (up to a generous deadline) until some reader has waited for a storing writer
+    /// more than `before` times in all.
+    fn until_a_reader_waits(before: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while STORING_WAITS.load(Ordering::Relaxed) <= before {
+            assert!(Instant::now() < deadline, "no reader waited for the writer");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The entry a reader loads while a writer is between its bytes can name *another*
+    /// record's start: that record's CRC is good, the entry reads the same twice while the
+    /// writer is descheduled, and without the sequence word the reader returned the other
+    /// record's data as this id's. With it, the reader waits for the writer.
+    #[test]
+    fn a_reader_never_takes_a_half_written_entry_that_names_another_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = OurDb::open(dir.path(), Config::default()).unwrap();
+        let mine = db.add(b"mine: the right record").unwrap();
+        let other = db.add(b"other: a wrong record!").unwrap();
+        let lookup = db.inner.maps.load().lookup.clone();
+        let len = db.inner.state.lookup_len();
+        let good = lookup.get(mine, len).unwrap().unwrap();
+        let wrong = lookup.get(other, len).unwrap().unwrap();
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (db, lookup) = (&db, &lookup);
+            let writer = s.spawn(move || {
+                // A writer descheduled between the entry's bytes, whose half-written value
+                // happens to be the other record's location.
+                let _w = db.inner.writer.lock();
+                db.inner.state.storing_entries(|| {
+                    let before = STORING_WAITS.load(Ordering::Relaxed);
+                    lookup.set(mine, wrong).unwrap();
+                    tx.send(()).unwrap();
+                    until_a_reader_waits(before);
+                    lookup.set(mine, good).unwrap();
+                });
+            });
+            rx.recv().unwrap();
+            assert_eq!(db.get(mine).unwrap(), b"mine: the right record");
+            assert_eq!(db.location(mine).unwrap(), Some(good));
+            writer.join().unwrap();
+        });
+    }
+
+    /// A writer that died between an entry's bytes leaves the word odd with nobody to finish:
+    /// readers take the entry as it is (they do not hang), and the next write makes the word
+    /// even again.
+    #[test]
+    fn a_word_left_odd_by_a_dead_writer_does_not_stop_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = OurDb::open(dir.path(), Config::default()).unwrap();
+        let id = db.add(b"the record").unwrap();
+        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            db.inner
+                .state
+                .storing_entries(|| panic!("the writer dies between the bytes"))
+        }));
+        assert!(died.is_err());
+        assert_eq!(db.inner.state.entry_seq() & 1, 1);
+        assert_eq!(db.get(id).unwrap(), b"the record");
+        db.add(b"a later write").unwrap();
+        assert_eq!(db.inner.state.entry_seq() & 1, 0);
+        assert_eq!(db.get(id).unwrap(), b"the record");
+    }
+
+    /// A writer that stays between an entry's bytes (suspended, holding the write lock) makes
+    /// readers give up with a clear error after their wait, not spin forever, and not read the
+    /// half-written entry.
+    #[test]
+    fn a_writer_stuck_between_the_bytes_gives_readers_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = OurDb::open(dir.path(), Config::default()).unwrap();
+        let id = db.add(b"the record").unwrap();
+        let writer = db.inner.writer.lock();
+        db.inner.state.storing_entries(|| match db.get(id) {
+            Err(OurDbError::EntryBusy {
+                id: busy,
+                waited_ms,
+            }) => {
+                assert_eq!(busy, id);
+                assert!(waited_ms >= 1_000, "gave up after {waited_ms} ms");
+            }
+            other => panic!("expected EntryBusy, got {other:?}"),
+        });
+        drop(writer);
+        assert_eq!(db.get(id).unwrap(), b"the record");
+    }
 
     /// A writer preempted between the byte stores of an entry leaves it torn: readers that
     /// read it twice see the same unreadable location. They wait for the writer instead of

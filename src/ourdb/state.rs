@@ -1,7 +1,8 @@
-//! `ourdb.state`: a 64-byte file every process that opens the database maps, holding what
+//! `ourdb.state`: a 128-byte file every process that opens the database maps, holding what
 //! writers must agree on (next id, current data file and its append position, lookup length,
-//! compaction generation). It is a herojobs addition; herolib neither writes nor needs it,
-//! and a database without one gets it rebuilt from the other files on open.
+//! compaction generation, live bytes) and the seqlock word readers check lookup entries by.
+//! It is a herojobs addition; herolib neither writes nor needs it, and a database without one
+//! gets it rebuilt from the other files on open.
 //!
 //! Fields are only changed under the writer file lock; anyone may read them at any time.
 
@@ -34,6 +35,9 @@ const OFF_ID_LIMIT: u64 = 48;
 const OFF_LIVE: u64 = 56;
 /// The append point (file number × 2^48 + position) the live count was last exact at.
 const OFF_LIVE_AT: u64 = 64;
+/// The lookup entries' sequence word: odd while a writer stores entries (see
+/// [`State::storing_entries`]).
+const OFF_ENTRY_SEQ: u64 = 72;
 
 /// The mapped state file, or (read-only handles) a private copy of it.
 pub struct State {
@@ -191,6 +195,49 @@ impl State {
         self.word(OFF_LIVE)
             .store(live.map_or(0, |l| l.saturating_add(1)), Ordering::Release);
     }
+    /// Runs `store` — a writer's stores of lookup entries — with the entry sequence word odd,
+    /// and makes it even again after: a seqlock, so that a reader can tell an entry it read
+    /// whole from one it read while a writer was between its bytes. Why: an entry is six
+    /// bytes that no single store covers, so a reader racing the writer can read a location
+    /// nobody wrote, and one that happens to name another record's start would pass every
+    /// check (that record's CRC is good). Writers only, under the writer lock; one odd span
+    /// per call, however many entries `store` writes.
+    ///
+    /// A writer that died inside leaves the word odd: the next one goes on from it (odd, then
+    /// even) and readers meanwhile ask whether any writer is there (see `Inner::read`).
+    pub fn storing_entries<T>(&self, store: impl FnOnce() -> T) -> T {
+        let Backing::Mapped { map, .. } = &self.backing else {
+            return store();
+        };
+        let word = map.atomic_u64(OFF_ENTRY_SEQ);
+        let odd = word.load(Ordering::Relaxed) | 1;
+        word.store(odd, Ordering::Relaxed);
+        // Orders the odd word before the entry bytes for any reader that sees one of them
+        // (pairs with the fence after the reader's entry load).
+        std::sync::atomic::fence(Ordering::Release);
+        let out = store();
+        word.store(odd.wrapping_add(1), Ordering::Release);
+        out
+    }
+
+    /// The entry sequence word, read before a reader loads an entry. A read-only handle's
+    /// private copy never moves, so it reads 0 (stable): such a handle relies on the other
+    /// checks of the read path, as it does against writers that predate the word.
+    pub fn entry_seq(&self) -> u64 {
+        match &self.backing {
+            Backing::Mapped { map, .. } => map.atomic_u64(OFF_ENTRY_SEQ).load(Ordering::Acquire),
+            Backing::Owned(_) => 0,
+        }
+    }
+
+    /// Whether an entry loaded after reading `before` from [`State::entry_seq`] was read
+    /// whole: no writer was storing entries when it started (even) and none stored any since
+    /// (unchanged). The entry load ends with an acquire fence (`Map::load_bytes`), so a
+    /// store of a byte it saw is ordered before this load of the word.
+    pub fn entry_read_whole(&self, before: u64) -> bool {
+        before & 1 == 0 && self.entry_seq() == before
+    }
+
     /// The append point as one word: file number × 2^48 + position.
     fn append_point(&self) -> u64 {
         ((self.file_nr() as u64) << 48) | (self.append_pos() & ((1 << 48) - 1))

@@ -430,10 +430,13 @@ impl Inner {
         let res = self.current_maps().and_then(|maps| {
             self.data_file(self.state.file_nr())?.sync()?;
             let published = !w.pending.is_empty();
-            for (id, loc) in w.pending.drain(..) {
-                // Capacity was ensured and the location checked when the record was written.
-                maps.lookup.set(id, loc)?;
-            }
+            self.state.storing_entries(|| {
+                w.pending.drain(..).try_for_each(|(id, loc)| {
+                    // Capacity was ensured and the location checked when the record was
+                    // written.
+                    maps.lookup.set(id, loc)
+                })
+            })?;
             if published {
                 self.dump.note_change();
             }
@@ -760,9 +763,11 @@ impl Inner {
             let Writer { pending, batch, .. } = w;
             pending.extend_from_slice(batch);
         } else {
-            for &(id, loc) in &w.batch {
-                lookup.set(id, loc)?;
-            }
+            self.state.storing_entries(|| {
+                w.batch
+                    .iter()
+                    .try_for_each(|&(id, loc)| lookup.set(id, loc))
+            })?;
             self.dump.note_change();
         }
         Ok(())
@@ -780,7 +785,7 @@ impl Inner {
             w.pending.push((id, loc));
             Ok(())
         } else {
-            lookup.set(id, loc)?;
+            self.state.storing_entries(|| lookup.set(id, loc))?;
             self.dump.note_change();
             Ok(())
         }
