@@ -268,6 +268,27 @@ pub(crate) trait Broker: Send + Sync {
         lease: Duration,
     ) -> Result<TakeResult, BrokerError>;
 
+    /// [`finish_and_take`](Broker::finish_and_take), running `meanwhile` while the broker
+    /// works on the call: after the request is sent, before the reply is read (first, for a
+    /// broker that cannot split the two). At most once: if the call fails before its request
+    /// is out, `meanwhile` has not run, and the caller does that work itself afterwards.
+    ///
+    /// Why: the engine's dispatcher writes the previous batch's outcomes to OurDB in
+    /// `meanwhile`, so that work overlaps the server's instead of following it; the
+    /// dispatcher's step and the server's alternate, and each one's time is the other's
+    /// wait.
+    fn finish_and_take_overlapped(
+        &self,
+        finished: &[(Job, u32)],
+        queues: &[QueueName],
+        max: usize,
+        lease: Duration,
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<TakeResult, BrokerError> {
+        meanwhile();
+        self.finish_and_take(finished, queues, max, lease)
+    }
+
     /// Blocks up to `timeout` until a job may have been submitted since the caller's last
     /// empty take from `queues` (a submit in between is not missed), to these queues or to
     /// one the caller does not know yet. Returning says nothing for sure: the caller takes

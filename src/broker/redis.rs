@@ -72,6 +72,7 @@ impl RedisBroker {
         queues: &[QueueName],
         max: usize,
         lease: Duration,
+        meanwhile: &mut dyn FnMut(),
     ) -> Result<super::TakeResult, BrokerError> {
         // The queues the script takes from: none when nothing is to be taken.
         let queues = if max == 0 { &[][..] } else { queues };
@@ -131,45 +132,52 @@ impl RedisBroker {
             ("finish and take jobs", false)
         };
         let r = &self.config.retention;
+        // The EVALSHA, encoded once (a retry sends the same bytes).
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.scripts.finish_take.get_hash())
+            .arg(1 + 2 * queue_keys.len() + 3 * group_keys.len())
+            .arg(keys::LEASES);
+        for (queue, _) in &queue_keys {
+            cmd.arg(queue);
+        }
+        for (_, sched) in &queue_keys {
+            cmd.arg(sched);
+        }
+        for g in &group_keys {
+            cmd.arg(&g[0]).arg(&g[1]).arg(&g[2]);
+        }
+        cmd.arg(queues.len())
+            .arg(max)
+            .arg(deadline)
+            .arg(if restore { "1" } else { "0" })
+            .arg(now_ms)
+            .arg(r.finished_ttl.as_secs())
+            .arg(r.dead_max)
+            .arg(r.dead_age.as_millis() as u64)
+            .arg(groups.len());
+        for size in &group_sizes {
+            cmd.arg(*size);
+        }
+        for ((json, status, member, offset), &i) in args.iter().zip(&sent) {
+            let (job, attempt) = &finished[i];
+            cmd.arg(json)
+                .arg(status.as_ref())
+                .arg(*attempt)
+                .arg(member)
+                .arg(offset);
+            // The submit's token and store stay in the hash; they are written only when the
+            // hash is restored, so they travel only then.
+            if restore {
+                cmd.arg(job.token.as_str()).arg(job.store.as_str());
+            }
+        }
+        let packed = cmd.get_packed_command();
+        let meanwhile = std::cell::RefCell::new(meanwhile);
         let (codes, taken, next_due): (Vec<i64>, Vec<redis::Value>, u64) =
             self.run(op, retry, |con| {
-                let mut inv = self.scripts.finish_take.prepare_invoke();
-                inv.key(keys::LEASES);
-                for (queue, _) in &queue_keys {
-                    inv.key(queue);
-                }
-                for (_, sched) in &queue_keys {
-                    inv.key(sched);
-                }
-                for g in &group_keys {
-                    inv.key(&g[0]).key(&g[1]).key(&g[2]);
-                }
-                inv.arg(queues.len())
-                    .arg(max)
-                    .arg(deadline)
-                    .arg(if restore { "1" } else { "0" })
-                    .arg(now_ms)
-                    .arg(r.finished_ttl.as_secs())
-                    .arg(r.dead_max)
-                    .arg(r.dead_age.as_millis() as u64)
-                    .arg(groups.len());
-                for size in &group_sizes {
-                    inv.arg(*size);
-                }
-                for ((json, status, member, offset), &i) in args.iter().zip(&sent) {
-                    let (job, attempt) = &finished[i];
-                    inv.arg(json)
-                        .arg(status.as_ref())
-                        .arg(*attempt)
-                        .arg(member)
-                        .arg(offset);
-                    // The submit's token and store stay in the hash; they are written only
-                    // when the hash is restored, so they travel only then.
-                    if restore {
-                        inv.arg(job.token.as_str()).arg(job.store.as_str());
-                    }
-                }
-                inv.invoke(con)
+                eval_overlapped(con, &self.scripts.finish_take, &packed, &mut || {
+                    (meanwhile.borrow_mut())()
+                })
             })?;
         let transitions = in_given_order(codes, &sent, -2)
             .into_iter()
@@ -226,6 +234,35 @@ impl RedisBroker {
             });
         }
         Ok((transitions, out, (next_due > 0).then_some(next_due)))
+    }
+}
+
+/// Sends `packed` (an `EVALSHA` of `script`), runs `meanwhile`, then reads the reply: the
+/// caller's work overlaps the server's. A server that does not know the script (restarted,
+/// or its scripts flushed) answers NOSCRIPT without running anything: the script is loaded
+/// and the call sent again, without the overlap.
+fn eval_overlapped<T: redis::FromRedisValue>(
+    con: &mut Connection,
+    script: &redis::Script,
+    packed: &[u8],
+    meanwhile: &mut dyn FnMut(),
+) -> RedisResult<T> {
+    use redis::ConnectionLike;
+    con.send_packed_command(packed)?;
+    meanwhile();
+    let reply = loop {
+        match con.recv_response()? {
+            // Out-of-band messages (RESP3 only) are not the reply.
+            redis::Value::Push { .. } => continue,
+            v => break v,
+        }
+    };
+    match reply.extract_error() {
+        Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+            script.prepare_invoke().load(con)?;
+            redis::from_owned_redis_value(con.req_packed_command(packed)?.extract_error()?)
+        }
+        reply => redis::from_owned_redis_value(reply?),
     }
 }
 
@@ -1076,10 +1113,22 @@ impl Broker for RedisBroker {
         max: usize,
         lease: Duration,
     ) -> Result<super::TakeResult, BrokerError> {
+        self.finish_and_take_overlapped(finished, queues, max, lease, &mut || {})
+    }
+
+    fn finish_and_take_overlapped(
+        &self,
+        finished: &[(Job, u32)],
+        queues: &[QueueName],
+        max: usize,
+        lease: Duration,
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<super::TakeResult, BrokerError> {
         if finished.is_empty() && (queues.is_empty() || max == 0) {
+            meanwhile();
             return Ok((Vec::new(), Vec::new(), None));
         }
-        self.finish_take(finished, false, queues, max, lease)
+        self.finish_take(finished, false, queues, max, lease, meanwhile)
     }
 
     fn wait_for_jobs(&self, _queues: &[QueueName], timeout: Duration) -> Result<(), BrokerError> {
@@ -1100,7 +1149,9 @@ impl Broker for RedisBroker {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(self.finish_take(jobs, restore, &[], 0, Duration::ZERO)?.0)
+        Ok(self
+            .finish_take(jobs, restore, &[], 0, Duration::ZERO, &mut || {})?
+            .0)
     }
 
     fn release(&self, job: &Job, attempt: u32, to_back: bool) -> Result<Transition, BrokerError> {
@@ -1371,6 +1422,53 @@ mod tests {
 
     /// The engine's one call per batch: finished jobs recorded and the next jobs taken, with the
     /// leases, statuses and verdicts the contract needs, straight against Redis.
+    /// The overlapped call runs the caller's work once, with the request out, and answers
+    /// as the plain call does; a server that lost its scripts (SCRIPT FLUSH, as a restart
+    /// does) answers NOSCRIPT without running anything, and the call loads the script and
+    /// sends again — each job taken once, the caller's work still done once.
+    #[test]
+    fn the_overlapped_take_runs_the_callers_work_once_and_survives_lost_scripts() {
+        let redis = RedisServer::start();
+        let (_d, base) = base_dir();
+        let client = Client::connect(&redis.url(), &base).unwrap();
+        let broker = RedisBroker::new(RedisConfig::new(&redis.url())).unwrap();
+        let q = QueueName::new("c", "ov").unwrap();
+        let ids: Vec<u32> = (0..4)
+            .map(|n| {
+                client
+                    .submit(tjob("c", "ov", &format!("ok {n}")))
+                    .unwrap()
+                    .id()
+            })
+            .collect();
+        let lease = Duration::from_secs(30);
+        let mut con = redis.conn();
+        for (round, want) in [(0, &ids[..2]), (1, &ids[2..])] {
+            if round == 1 {
+                let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut con).unwrap();
+            }
+            let mut runs = 0;
+            let (_, taken, _) = broker
+                .finish_and_take_overlapped(&[], &[], 0, lease, &mut || runs += 1)
+                .unwrap();
+            assert!(taken.is_empty());
+            assert_eq!(runs, 1, "nothing to send: the work still runs, once");
+            let mut runs = 0;
+            let (_, taken, _) = broker
+                .finish_and_take_overlapped(&[], std::slice::from_ref(&q), 2, lease, &mut || {
+                    runs += 1
+                })
+                .unwrap();
+            assert_eq!(runs, 1, "round {round}");
+            assert_eq!(taken.iter().map(|t| t.id).collect::<Vec<_>>(), want);
+        }
+        let left: u64 = redis::cmd("LLEN")
+            .arg(keys::queue(&q))
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+
     #[test]
     fn finish_and_take_records_and_takes_in_one_step() {
         let redis = RedisServer::start();

@@ -3,11 +3,13 @@
 //! hands them to the pool.
 
 use super::config::{QueuePattern, QueueSelection};
+use super::finisher::Deferred;
 use super::handoff::Handoff;
 use super::shared::{Ending, Outcome, Running, Shared, Work};
 use crate::broker::Taken;
 use crate::job::{unix_now, Job, JobStatus};
 use crate::names::{JobRef, QueueName};
+use parking_lot::MutexGuard;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +37,10 @@ pub(crate) struct Dispatcher {
     paused: Vec<(QueueName, Instant)>,
     /// State of the weighted order's random generator (xorshift).
     rng: u64,
+    /// Outcomes recorded in the broker, to be written to OurDB during the next broker call
+    /// (see [`finisher::record_and_take`](super::finisher::record_and_take)) or before any
+    /// wait.
+    deferred: Option<Deferred>,
 }
 
 /// How long a queue is skipped after a job of it was handed back.
@@ -72,6 +78,7 @@ pub(crate) fn run(shared: Arc<Shared>, work: Arc<Handoff<Work>>) {
     while !d.shared.stopping.load(Ordering::Acquire) {
         d.run_once();
     }
+    d.write_deferred();
     // Whatever outcomes are left are the finisher's.
     d.shared.set_dispatcher_collects(false);
 }
@@ -90,7 +97,14 @@ impl Dispatcher {
             woken: false,
             paused: Vec::new(),
             rng: u64::from_str_radix(&crate::store::random_hex(8), 16).unwrap_or(0x9e37_79b9) | 1,
+            deferred: None,
         }
+    }
+
+    /// Writes the deferred outcomes to OurDB now: before any wait, so that none waits
+    /// longer than one busy round trip.
+    fn write_deferred(&mut self) {
+        super::finisher::write_deferred(&self.shared, &mut self.deferred);
     }
 
     fn next_random(&mut self) -> u64 {
@@ -111,6 +125,9 @@ impl Dispatcher {
         let (batch, reserved, budget) = {
             let mut g = s.slots.lock();
             g.dispatcher_collects = true;
+            if g.available() == 0 && self.deferred.is_some() {
+                MutexGuard::unlocked(&mut g, || self.write_deferred());
+            }
             if g.available() == 0 {
                 g.dispatcher_wants = 1;
                 s.dispatch_cv.wait_for(&mut g, s.config.poll);
@@ -119,6 +136,9 @@ impl Dispatcher {
             // a batch per round trip instead of a round trip per job. Bounded, so long jobs
             // lose at most GATHER of a worker's time.
             if self.last_full && g.available() > 0 && g.available() < s.config.workers {
+                if self.deferred.is_some() {
+                    MutexGuard::unlocked(&mut g, || self.write_deferred());
+                }
                 g.dispatcher_wants = s.config.workers;
                 let until = Instant::now() + GATHER;
                 while g.available() < s.config.workers && Instant::now() < until {
@@ -153,11 +173,12 @@ impl Dispatcher {
             }
         };
         let woken = std::mem::take(&mut self.woken);
-        let (taken, next_due) = match super::finisher::record_and_take(&s, batch, reserved, &order)
-        {
-            Ok(t) => t,
-            Err(e) => return self.failed(&e.to_string()),
-        };
+        let (taken, next_due) =
+            match super::finisher::record_and_take(&s, batch, reserved, &order, &mut self.deferred)
+            {
+                Ok(t) => t,
+                Err(e) => return self.failed(&e.to_string()),
+            };
         self.backoff = Duration::from_millis(50);
         self.last_full = taken.len() == budget;
         let got = !taken.is_empty();
@@ -173,6 +194,7 @@ impl Dispatcher {
             // REFRESH, and a scheduled job starts at its due time), leaving outcomes that
             // arrive meanwhile to the finisher.
             s.set_dispatcher_collects(false);
+            self.write_deferred();
             let mut wait = s.config.poll.min(REFRESH);
             if let Some(due) = next_due {
                 let left = due.saturating_sub(crate::job::unix_now_ms());
@@ -189,7 +211,8 @@ impl Dispatcher {
     /// Puts the reserved slots back and the outcomes in the outbox for the finisher. Never
     /// records them here: recording retries through a broker outage, and the dispatcher must
     /// stay free to notice a shutdown (the finisher is stopped after it, with a deadline).
-    fn give_up(&self, batch: Vec<Outcome>, reserved: usize) {
+    fn give_up(&mut self, batch: Vec<Outcome>, reserved: usize) {
+        self.write_deferred();
         let s = &self.shared;
         s.slots.lock().free += reserved;
         s.dispatch_cv.notify_one();
@@ -356,6 +379,7 @@ impl Dispatcher {
     }
 
     fn failed(&mut self, err: &str) -> usize {
+        self.write_deferred();
         self.shared.set_dispatcher_collects(false);
         log::warn!("dispatcher: {err}; retrying in {:?}", self.backoff);
         std::thread::sleep(self.backoff);

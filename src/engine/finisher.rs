@@ -69,12 +69,33 @@ fn record(shared: &Shared, batch: Vec<Outcome>) {
     give_back(shared, freed, 0);
 }
 
+/// Outcomes the broker has recorded whose OurDB versions are not written yet: the
+/// dispatcher writes them while its next broker call is out (see [`record_and_take`]).
+pub(crate) struct Deferred {
+    finished: Vec<Outcome>,
+    transitions: Vec<Transition>,
+}
+
+/// Writes the deferred outcomes, if any, to OurDB.
+pub(crate) fn write_deferred(shared: &Shared, deferred: &mut Option<Deferred>) {
+    if let Some(d) = deferred.take() {
+        apply(shared, &d.finished, Some(&d.transitions));
+    }
+}
+
 /// Records `batch` and, in the same broker round trip, takes jobs from `queues` (the first
 /// queue first): as many as the `reserved` free slots plus the slots the batch's jobs free.
-/// Only once recorded in the broker and OurDB do the batch's jobs stop counting against the
-/// pool, and the taken ones start counting — in one step, so jobs taken and not yet recorded
-/// never exceed the workers. The caller took `reserved` out of the free count; what is not
-/// used goes back.
+/// Once recorded in the broker the batch's jobs stop counting against the pool and the taken
+/// ones start counting — in one step, so jobs taken and not yet recorded never exceed the
+/// workers. The caller took `reserved` out of the free count; what is not used goes back.
+///
+/// The batch's OurDB versions are left in `deferred`, and the ones left there by the previous
+/// call are written while this call's request is at the broker: the dispatcher's OurDB work
+/// overlaps the server's instead of adding to each round trip. A job's versions stay in
+/// order: its outcome is written before the reply that could hand it out again (a retry) is
+/// read, and its `active` version, written before it is handed out, before any outcome. The
+/// dispatcher writes `deferred` before it waits for anything else (workers, submits, a
+/// back-off), so versions wait at most one busy round trip.
 ///
 /// If the call fails, the batch goes back to the outbox for the finisher (which retries
 /// through outages) and the error is returned: the caller stops collecting and backs off.
@@ -85,6 +106,7 @@ pub(crate) fn record_and_take(
     batch: Vec<Outcome>,
     reserved: usize,
     queues: &[QueueName],
+    deferred: &mut Option<Deferred>,
 ) -> Result<(Vec<Taken>, Option<u64>), BrokerError> {
     let (releases, finished): (Vec<Outcome>, Vec<Outcome>) = batch
         .into_iter()
@@ -93,18 +115,23 @@ pub(crate) fn record_and_take(
     let freed = finished.iter().filter(|o| o.frees_slot).count();
     let pairs = pairs_of(&finished);
     let max = reserved + freed;
-    let (t, taken, next_due) =
-        match shared
-            .broker
-            .finish_and_take(&pairs, queues, max, shared.config.lease)
-        {
-            Ok(r) => r,
-            Err(e) => {
-                requeue(shared, finished);
-                give_back(shared, reserved, 0);
-                return Err(e);
-            }
-        };
+    let result = shared.broker.finish_and_take_overlapped(
+        &pairs,
+        queues,
+        max,
+        shared.config.lease,
+        &mut || write_deferred(shared, deferred),
+    );
+    // Not written yet if the call failed before its request went out.
+    write_deferred(shared, deferred);
+    let (t, taken, next_due) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            requeue(shared, finished);
+            give_back(shared, reserved, 0);
+            return Err(e);
+        }
+    };
     if finished.is_empty() {
         give_back(shared, reserved, taken.len());
         return Ok((taken, next_due));
@@ -127,7 +154,10 @@ pub(crate) fn record_and_take(
     } else {
         t
     };
-    apply(shared, &finished, Some(&t));
+    *deferred = Some(Deferred {
+        finished,
+        transitions: t,
+    });
     give_back(shared, reserved + freed, taken.len());
     Ok((taken, next_due))
 }
