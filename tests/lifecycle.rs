@@ -115,6 +115,73 @@ fn a_job_failing_twice_succeeds_on_its_third_attempt_after_the_backoff() {
     );
 }
 
+/// OurDB holds a job's versions in the order they happened, also when a retry is due at
+/// once on a busy engine: the script that records the failure can take the job again in the
+/// same call, and its waiting version must still reach OurDB before the next attempt's
+/// `active` one (the busy dispatcher writes a batch's outcomes during its next call).
+#[test]
+fn a_retry_due_at_once_on_a_busy_engine_keeps_its_versions_in_order() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let now = RetryPolicy::new(1, Backoff::Fixed, Duration::ZERO);
+    let mut retried = Vec::new();
+    let mut all = Vec::new();
+    for i in 0..600 {
+        let job = if i % 10 == 5 {
+            Job::new("life", "order", ParamsType::Ai, "fail 1").with_retry(now.clone())
+        } else {
+            Job::new("life", "order", ParamsType::Ai, "ok")
+        };
+        let id = client.submit(job).unwrap();
+        if i % 10 == 5 {
+            retried.push(id.clone());
+        }
+        all.push(id);
+    }
+    // Started once everything waits: the dispatcher stays busy, recording with its takes.
+    let mut engine = test_engine(&redis.url(), &base, 2)
+        .registry(recording(Arc::clone(&runs)))
+        .build()
+        .unwrap();
+    engine.start().unwrap();
+    for id in &all {
+        let j = client.wait(id, Duration::from_secs(60)).unwrap();
+        assert_eq!(j.status, JobStatus::Done, "{j:?}");
+    }
+    for id in &retried {
+        wait_until(
+            "OurDB to record the retry's outcome",
+            Duration::from_secs(30),
+            || {
+                client
+                    .stored(id)
+                    .unwrap()
+                    .is_some_and(|j| (j.status, j.attempts) == (JobStatus::Done, 2))
+            },
+        );
+        let mut versions: Vec<Job> = client
+            .history(id, 20)
+            .unwrap()
+            .into_iter()
+            .map(|v| v.unwrap())
+            .collect();
+        versions.reverse();
+        let attempts: Vec<u32> = versions.iter().map(|j| j.attempts).collect();
+        assert!(
+            attempts.windows(2).all(|w| w[0] <= w[1]),
+            "job {}: versions out of order: {:?}",
+            id.id(),
+            versions
+                .iter()
+                .map(|j| (j.status, j.attempts))
+                .collect::<Vec<_>>()
+        );
+    }
+    engine.stop();
+}
+
 #[test]
 fn an_exhausted_job_is_dead_until_retried_and_a_permanent_failure_is_never_retried() {
     let redis = RedisServer::start();

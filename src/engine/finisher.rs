@@ -92,8 +92,9 @@ pub(crate) fn write_deferred(shared: &Shared, deferred: &mut Option<Deferred>) {
 /// The batch's OurDB versions are left in `deferred`, and the ones left there by the previous
 /// call are written while this call's request is at the broker: the dispatcher's OurDB work
 /// overlaps the server's instead of adding to each round trip. A job's versions stay in
-/// order: its outcome is written before the reply that could hand it out again (a retry) is
-/// read, and its `active` version, written before it is handed out, before any outcome. The
+/// order: its outcome is written before it can be handed out again (a retry: before the
+/// next reply is read, or at once when this reply took jobs, as it may have taken the retry
+/// itself), and its `active` version, written before it is handed out, before any outcome. The
 /// dispatcher writes `deferred` before it waits for anything else (workers, submits, a
 /// back-off), so versions wait at most one busy round trip.
 ///
@@ -154,10 +155,18 @@ pub(crate) fn record_and_take(
     } else {
         t
     };
-    *deferred = Some(Deferred {
-        finished,
-        transitions: t,
-    });
+    // A retry due at once can be taken again by this very call (the script promotes due
+    // jobs before it takes): its waiting version must reach OurDB before the `active` one
+    // its hand-out writes, so a batch with a retry in it is written now when jobs came back.
+    let retry = |o: &Outcome| matches!(o.job.status, JobStatus::New | JobStatus::Active);
+    if !taken.is_empty() && finished.iter().any(retry) {
+        apply(shared, &finished, Some(&t));
+    } else {
+        *deferred = Some(Deferred {
+            finished,
+            transitions: t,
+        });
+    }
     give_back(shared, reserved + freed, taken.len());
     Ok((taken, next_due))
 }
