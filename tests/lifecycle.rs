@@ -1,4 +1,5 @@
-//! The life of a job against a real redis-server: retries with backoff, the dead set and
+//! The life of a job against a real redis-server: retries with backoff (through a rolling
+//! restart of the engine process, and due at once on a busy engine), the dead set and
 //! `retry`, permanent failures, delayed jobs (never early, on time, 10,000 at once, through
 //! a FLUSHALL), cancel of waiting, delayed and running jobs (the running one in another
 //! engine process), and retention (finished jobs leave Redis, OurDB answers).
@@ -398,6 +399,100 @@ fn child_engine() {
         std::thread::sleep(Duration::from_millis(50));
     }
     engine.stop();
+}
+
+/// Starts `child_engine` in a new process on `base` and waits until it runs.
+fn start_child_engine(redis: &RedisServer, base: &std::path::Path) -> std::process::Child {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_engine", "--nocapture", "--test-threads=1"])
+        .env("LIFE_REDIS", redis.url())
+        .env("LIFE_BASE", base)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.ends_with("READY") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the child engine to start");
+    child
+}
+
+/// A rolling restart while a job waits for its retry: the engine that ran the failed
+/// attempt stops (SIGINT, graceful) and a new process takes its place on the same base. The
+/// retry is not lost, not run early, and runs once: two runs in all, attempts 1 and 2.
+#[test]
+fn a_rolling_restart_during_a_retry_wait_loses_nothing() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let (_e, engine_base) = base_dir();
+    let (_l, logs) = base_dir();
+    let log = logs.join("runs");
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let mut old = start_child_engine(&redis, &engine_base);
+    let retry = RetryPolicy::new(1, Backoff::Fixed, Duration::from_secs(4));
+    let id = client
+        .submit(tjob("life", "roll", &format!("flaky 1 {}", log.display())).with_retry(retry))
+        .unwrap();
+    wait_until("the retry to be waiting", Duration::from_secs(30), || {
+        client
+            .get(&id)
+            .is_ok_and(|j| j.status == JobStatus::New && j.run_at_ms > 0)
+    });
+    let due = client.get(&id).unwrap().run_at_ms;
+    // The restart: the old process stops, then a new one starts on the same base.
+    let status = Command::new("kill")
+        .args(["-INT", &old.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        old.wait().unwrap().success(),
+        "the old engine stops cleanly"
+    );
+    let old_gone_before_due = unix_now_ms() < due;
+    let mut new = start_child_engine(&redis, &engine_base);
+    let j = client.wait(&id, Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        (j.status, j.attempts, j.result.as_str()),
+        (JobStatus::Done, 2, "attempt 2"),
+        "{j:?}"
+    );
+    // id, attempt, pid, start (unix ms) of each run.
+    let runs: Vec<Vec<u64>> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(runs.len(), 2, "two runs in all: {runs:?}");
+    assert_eq!((runs[0][1], runs[1][1]), (1, 2), "{runs:?}");
+    assert!(
+        runs[1][3] + 5 >= due,
+        "the retry ran early: {runs:?}, due {due}"
+    );
+    assert_eq!(
+        runs[0][2],
+        u64::from(old.id()),
+        "the old engine ran the first attempt"
+    );
+    if old_gone_before_due {
+        assert_eq!(
+            runs[1][2],
+            u64::from(new.id()),
+            "the new engine ran the retry"
+        );
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &new.id().to_string()])
+        .status();
+    let _ = new.wait();
 }
 
 #[test]

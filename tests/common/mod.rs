@@ -171,6 +171,32 @@ pub fn test_registry() -> herojobs::Registry {
                 Err("cancelled".into())
             }
             "fail" => Err(arg.into()),
+            // `flaky N FILE`: appends `id attempt pid unix_ms` to FILE, then fails attempts
+            // up to N.
+            "flaky" => {
+                use std::io::Write;
+                let (n, file) = arg.split_once(' ').ok_or("flaky N FILE")?;
+                let attempt = ctx.attempt();
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(file)?;
+                f.write_all(
+                    format!(
+                        "{} {attempt} {} {}\n",
+                        job.id,
+                        std::process::id(),
+                        now.as_millis()
+                    )
+                    .as_bytes(),
+                )?;
+                if attempt <= n.parse::<u32>()? {
+                    Err(format!("flaky attempt {attempt}").into())
+                } else {
+                    Ok(format!("attempt {attempt}"))
+                }
+            }
             "panic" => panic!("the test processor was told to panic"),
             "record" => {
                 use std::io::Write;
