@@ -289,6 +289,14 @@ pub(crate) trait Broker: Send + Sync {
         self.finish_and_take(finished, queues, max, lease)
     }
 
+    /// Whether [`finish_and_take_overlapped`](Broker::finish_and_take_overlapped) really
+    /// runs `meanwhile` while the broker works (a server across a socket). Where it cannot,
+    /// the engine does not defer work into it: deferring would gain nothing and only let
+    /// the work lag.
+    fn overlaps(&self) -> bool {
+        false
+    }
+
     /// Blocks up to `timeout` until a job may have been submitted since the caller's last
     /// empty take from `queues` (a submit in between is not missed), to these queues or to
     /// one the caller does not know yet. Returning says nothing for sure: the caller takes

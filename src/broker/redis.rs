@@ -1131,6 +1131,10 @@ impl Broker for RedisBroker {
         self.finish_take(finished, false, queues, max, lease, meanwhile)
     }
 
+    fn overlaps(&self) -> bool {
+        true
+    }
+
     fn wait_for_jobs(&self, _queues: &[QueueName], timeout: Duration) -> Result<(), BrokerError> {
         // Every enqueue pushes the wake-up list, so a submit between the caller's empty take
         // and this wait is not missed: the token is already there.

@@ -186,7 +186,9 @@ impl Dispatcher {
         if !self.last_full {
             if woken && !got {
                 // Woken by a submit, yet none of the known queues had a job: it went to a
-                // queue we do not know yet. Re-read the registry and take again at once.
+                // queue we do not know yet. Re-read the registry and take again at once
+                // (the registry's reads come first: what waits is written now).
+                self.write_deferred();
                 self.refreshed = None;
                 return handed;
             }

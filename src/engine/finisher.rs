@@ -89,12 +89,12 @@ pub(crate) fn write_deferred(shared: &Shared, deferred: &mut Option<Deferred>) {
 /// ones start counting — in one step, so jobs taken and not yet recorded never exceed the
 /// workers. The caller took `reserved` out of the free count; what is not used goes back.
 ///
-/// The batch's OurDB versions are left in `deferred`, and the ones left there by the previous
-/// call are written while this call's request is at the broker: the dispatcher's OurDB work
-/// overlaps the server's instead of adding to each round trip. A job's versions stay in
-/// order: its outcome is written before it can be handed out again (a retry: before the
-/// next reply is read, or at once when this reply took jobs, as it may have taken the retry
-/// itself), and its `active` version, written before it is handed out, before any outcome. The
+/// The ones left in `deferred` by the previous call are written while this call's request
+/// is at the broker, and this batch's OurDB versions are left there when the broker
+/// overlaps and every job of it is done: the dispatcher's OurDB work overlaps the server's
+/// instead of adding to each round trip. Errors and retries are written at once (others may
+/// act on them at once, see below); a job's `active` version, written before it is handed
+/// out, comes before any outcome. The
 /// dispatcher writes `deferred` before it waits for anything else (workers, submits, a
 /// back-off), so versions wait at most one busy round trip.
 ///
@@ -155,11 +155,13 @@ pub(crate) fn record_and_take(
     } else {
         t
     };
-    // A retry due at once can be taken again by this very call (the script promotes due
-    // jobs before it takes): its waiting version must reach OurDB before the `active` one
-    // its hand-out writes, so a batch with a retry in it is written now when jobs came back.
-    let retry = |o: &Outcome| matches!(o.job.status, JobStatus::New | JobStatus::Active);
-    if !taken.is_empty() && finished.iter().any(retry) {
+    // Only a batch of jobs done may wait, and only for a broker that overlaps: nothing acts
+    // on a done job but `delete`. A final error can be retried by a client at once
+    // (`Client::retry` writes its new version to OurDB), and a retry due at once can be
+    // taken again — by this very call (the script promotes due jobs before it takes) or by
+    // another engine — whose new versions must not be overtaken by this older one. Such a
+    // batch is written now, as before the overlap.
+    if !shared.broker.overlaps() || finished.iter().any(|o| o.job.status != JobStatus::Done) {
         apply(shared, &finished, Some(&t));
     } else {
         *deferred = Some(Deferred {

@@ -203,21 +203,51 @@ impl State {
     /// check (that record's CRC is good). Writers only, under the writer lock; one odd span
     /// per call, however many entries `store` writes.
     ///
-    /// A writer that died inside leaves the word odd: the next one goes on from it (odd, then
-    /// even) and readers meanwhile ask whether any writer is there (see `Inner::read`).
+    /// A process that died inside leaves the word odd: the next writer to take the file lock
+    /// makes it even ([`State::settle_entry_seq`]) and readers meanwhile ask whether any
+    /// writer is there (see `Inner::read`). A panic inside `store` makes it even on the way
+    /// out.
     pub fn storing_entries<T>(&self, store: impl FnOnce() -> T) -> T {
         let Backing::Mapped { map, .. } = &self.backing else {
             return store();
         };
+        /// Makes the word even again when dropped, however `store` ends.
+        struct Even<'a>(&'a AtomicU64, u64);
+        impl Drop for Even<'_> {
+            fn drop(&mut self) {
+                self.0.store(self.1, Ordering::Release);
+            }
+        }
         let word = map.atomic_u64(OFF_ENTRY_SEQ);
         let odd = word.load(Ordering::Relaxed) | 1;
         word.store(odd, Ordering::Relaxed);
         // Orders the odd word before the entry bytes for any reader that sees one of them
         // (pairs with the fence after the reader's entry load).
         std::sync::atomic::fence(Ordering::Release);
-        let out = store();
-        word.store(odd.wrapping_add(1), Ordering::Release);
-        out
+        let _even = Even(word, odd.wrapping_add(1));
+        store()
+    }
+
+    /// Makes a word left odd even: called by a writer that has just taken the file lock (and
+    /// holds its process's writer mutex), when nobody else can be storing entries — an odd
+    /// word then was left by a process that died between an entry's bytes.
+    pub fn settle_entry_seq(&self) {
+        if let Backing::Mapped { map, .. } = &self.backing {
+            let word = map.atomic_u64(OFF_ENTRY_SEQ);
+            let seq = word.load(Ordering::Relaxed);
+            if seq & 1 == 1 {
+                word.store(seq.wrapping_add(1), Ordering::Release);
+            }
+        }
+    }
+
+    /// Sets the entry sequence word, as a process that died between an entry's bytes leaves
+    /// it (tests).
+    #[cfg(test)]
+    pub fn force_entry_seq(&self, v: u64) {
+        if let Backing::Mapped { map, .. } = &self.backing {
+            map.atomic_u64(OFF_ENTRY_SEQ).store(v, Ordering::Release);
+        }
     }
 
     /// The entry sequence word, read before a reader loads an entry. A read-only handle's

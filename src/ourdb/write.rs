@@ -333,6 +333,7 @@ impl Inner {
             w.held = true;
             w.held_since = Instant::now();
             self.lock_held.store(true, Ordering::Release);
+            self.state.settle_entry_seq();
             self.sync.wake();
         }
         Ok(())
@@ -791,11 +792,13 @@ impl Inner {
         }
     }
 
-    /// The entry of `id` as the writer sees it: its own unpublished writes first.
+    /// The entry of `id` as the writer sees it: its own unpublished writes first. Read
+    /// directly, not through the sequence word: the caller holds the writer mutex and the
+    /// file lock, so no one else is storing entries, and it is not inside a store itself.
     pub(super) fn writer_entry(&self, w: &Writer, id: u32) -> Result<Option<Location>> {
         match w.pending.iter().rev().find(|(i, _)| *i == id) {
             Some(&(_, loc)) => Ok(Some(loc)),
-            None => self.entry(id),
+            None => self.current_maps()?.lookup.get(id, self.state.lookup_len()),
         }
     }
 }
