@@ -12,9 +12,9 @@ mod common;
 use common::{base_dir, jref, RedisServer};
 use herojobs::{EngineConfig, Job, JobStatus, ParamsType, Registry, WatchDog};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -102,31 +102,14 @@ fn child_watchdog() {
 }
 
 fn spawn_watchdog(redis: &RedisServer, base: &Path, log: &Path) -> Child {
-    let mut child = Command::new(std::env::current_exe().expect("exe"))
-        .args([
-            "--exact",
-            "child_watchdog",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("CHAOS_REDIS", redis.url())
-        .env("CHAOS_BASE", base)
-        .env("CHAOS_LOG", log)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child watchdog");
-    let out = child.stdout.take().expect("child stdout");
-    let mut lines = BufReader::new(out).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("READY") => break,
-            Some(Ok(_)) => continue,
-            _ => panic!("child watchdog exited before it was ready"),
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    child
+    common::spawn_ready_child(
+        "child_watchdog",
+        &[
+            ("CHAOS_REDIS", redis.url().into()),
+            ("CHAOS_BASE", base.into()),
+            ("CHAOS_LOG", log.into()),
+        ],
+    )
 }
 
 /// A chaos event: what, and the interval of wall-clock ms in which it happened.

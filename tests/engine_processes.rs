@@ -9,8 +9,7 @@ mod common;
 use common::{base_dir, queue, test_engine, tjob, wait_until, RedisServer};
 use herojobs::{Client, JobRef, JobStatus};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,28 +49,15 @@ fn spawn_engine(
     workers: usize,
     grace_ms: u64,
 ) -> Child {
-    let mut child = Command::new(std::env::current_exe().expect("exe"))
-        .args(["--exact", "child_engine", "--nocapture", "--test-threads=1"])
-        .env("CHILD_REDIS", redis.url())
-        .env("CHILD_BASE", base)
-        .env("CHILD_WORKERS", workers.to_string())
-        .env("CHILD_GRACE_MS", grace_ms.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child engine");
-    let out = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(out).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("READY") => break,
-            Some(_) => continue,
-            None => panic!("child engine exited before it was ready"),
-        }
-    }
-    // Keep draining its stdout so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    child
+    common::spawn_ready_child(
+        "child_engine",
+        &[
+            ("CHILD_REDIS", redis.url().into()),
+            ("CHILD_BASE", base.into()),
+            ("CHILD_WORKERS", workers.to_string().into()),
+            ("CHILD_GRACE_MS", grace_ms.to_string().into()),
+        ],
+    )
 }
 
 fn sigint(child: &Child) {

@@ -10,9 +10,8 @@ mod common;
 use common::{base_dir, jref, queue, test_engine, test_registry, tjob, wait_until, RedisServer};
 use herojobs::{Client, Job, JobRef, JobStatus, ParamsType, Registry};
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,31 +36,13 @@ fn child_watchdog() {
 }
 
 fn spawn_watchdog(redis: &RedisServer, base: &Path) -> Child {
-    let mut child = Command::new(std::env::current_exe().expect("exe"))
-        .args([
-            "--exact",
-            "child_watchdog",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("FLEET_REDIS", redis.url())
-        .env("FLEET_BASE", base)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child watchdog");
-    let out = child.stdout.take().expect("child stdout");
-    let mut lines = BufReader::new(out).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("READY") => break,
-            Some(Ok(_)) => continue,
-            _ => panic!("child watchdog exited before it was ready"),
-        }
-    }
-    // Keep reading so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    child
+    common::spawn_ready_child(
+        "child_watchdog",
+        &[
+            ("FLEET_REDIS", redis.url().into()),
+            ("FLEET_BASE", base.into()),
+        ],
+    )
 }
 
 /// The reproduction of the issue: two bases submit into one circle; a watchdog with a third

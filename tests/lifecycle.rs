@@ -403,26 +403,13 @@ fn child_engine() {
 
 /// Starts `child_engine` in a new process on `base` and waits until it runs.
 fn start_child_engine(redis: &RedisServer, base: &std::path::Path) -> std::process::Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_engine", "--nocapture", "--test-threads=1"])
-        .env("LIFE_REDIS", redis.url())
-        .env("LIFE_BASE", base)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.ends_with("READY") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the child engine to start");
-    child
+    common::spawn_ready_child(
+        "child_engine",
+        &[
+            ("LIFE_REDIS", redis.url().into()),
+            ("LIFE_BASE", base.into()),
+        ],
+    )
 }
 
 /// A rolling restart while a job waits for its retry: the engine that ran the failed

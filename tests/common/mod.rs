@@ -10,6 +10,31 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Starts this test binary again running only the test `name` — a child that sets itself
+/// up from `envs` and prints `READY` once it runs — and returns once it has. The child's
+/// stdout is then drained by a thread, so it never blocks on a full pipe.
+pub fn spawn_ready_child(name: &str, envs: &[(&str, std::ffi::OsString)]) -> Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the child");
+    let mut lines = BufReader::new(child.stdout.take().expect("child stdout")).lines();
+    loop {
+        match lines.next() {
+            // The harness may print the test's name on the same line first.
+            Some(Ok(l)) if l.ends_with("READY") => break,
+            Some(_) => continue,
+            None => panic!("child {name} exited before it was ready"),
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
 /// A redis-server owned by one test. Killed on drop.
 pub struct RedisServer {
     pub port: u16,
