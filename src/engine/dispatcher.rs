@@ -39,7 +39,7 @@ pub(crate) struct Dispatcher {
     rng: u64,
     /// Outcomes recorded in the broker, to be written to OurDB during the next broker call
     /// (see [`finisher::record_and_take`](super::finisher::record_and_take)) or before any
-    /// wait.
+    /// wait that can be long.
     deferred: Option<Deferred>,
 }
 
@@ -101,8 +101,9 @@ impl Dispatcher {
         }
     }
 
-    /// Writes the deferred outcomes to OurDB now: before any wait, so that none waits
-    /// longer than one busy round trip.
+    /// Writes the deferred outcomes to OurDB now: before any wait that can be long (all
+    /// workers busy, submits, a back-off), so that none waits longer than one busy round
+    /// trip and the gather (at most [`GATHER`]).
     fn write_deferred(&mut self) {
         super::finisher::write_deferred(&self.shared, &mut self.deferred);
     }
@@ -135,10 +136,9 @@ impl Dispatcher {
             // Under load (the last take was full), wait briefly for more workers to finish:
             // a batch per round trip instead of a round trip per job. Bounded, so long jobs
             // lose at most GATHER of a worker's time.
+            // (What waits for OurDB stays waiting through this wait: it is short, and the
+            // next call, right after it, is where that work overlaps Redis.)
             if self.last_full && g.available() > 0 && g.available() < s.config.workers {
-                if self.deferred.is_some() {
-                    MutexGuard::unlocked(&mut g, || self.write_deferred());
-                }
                 g.dispatcher_wants = s.config.workers;
                 let until = Instant::now() + GATHER;
                 while g.available() < s.config.workers && Instant::now() < until {

@@ -94,9 +94,9 @@ pub(crate) fn write_deferred(shared: &Shared, deferred: &mut Option<Deferred>) {
 /// overlaps and every job of it is done: the dispatcher's OurDB work overlaps the server's
 /// instead of adding to each round trip. Errors and retries are written at once (others may
 /// act on them at once, see below); a job's `active` version, written before it is handed
-/// out, comes before any outcome. The
-/// dispatcher writes `deferred` before it waits for anything else (workers, submits, a
-/// back-off), so versions wait at most one busy round trip.
+/// out, comes before any outcome. The dispatcher writes `deferred` before any wait that can
+/// be long (all workers busy, submits, a back-off), so versions wait at most one busy round
+/// trip and the 200 µs it may wait to gather a batch.
 ///
 /// If the call fails, the batch goes back to the outbox for the finisher (which retries
 /// through outages) and the error is returned: the caller stops collecting and backs off.
