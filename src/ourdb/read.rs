@@ -21,11 +21,27 @@ const READ_RETRIES: usize = 16;
 const TORN_RETRIES: u32 = 24;
 
 /// How often a reader tries again while the entry sequence word says a writer is storing
-/// lookup entries (see `State::storing_entries`): about two seconds in all (1–4 ms waits
-/// after a few yields), then [`OurDbError::EntryBusy`]. Far longer than [`TORN_RETRIES`]:
-/// here the reader knows the entry may be torn, and a wrong record is worse than a wait. A
-/// writer stores a batch's entries in one odd span (microseconds) unless it is descheduled.
-const STORING_RETRIES: u32 = 520;
+/// lookup entries (see `State::storing_entries`): [`STORING_YIELDS`] yields, then 1–4 ms
+/// waits, about two seconds in all, then [`OurDbError::EntryBusy`]. Far longer than
+/// [`TORN_RETRIES`]: here the reader knows the entry may be torn, and a wrong record is
+/// worse than a wait.
+const STORING_RETRIES: u32 = 580;
+
+/// Retries that only yield: a writer stores a batch's entries in one odd span, microseconds
+/// for one entry and up to a few hundred for a large batch, so a reader spins that long
+/// before it sleeps (a sleep would make its read take a millisecond or more).
+const STORING_YIELDS: u32 = 64;
+
+/// The wait before the `n`-th (from 1) retry for a storing writer (see [`STORING_YIELDS`]).
+fn storing_backoff(n: u32) {
+    if n <= STORING_YIELDS {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(std::time::Duration::from_millis(u64::from(
+            (n - STORING_YIELDS).min(4),
+        )));
+    }
+}
 
 /// A reader's waits for a writer storing entries (see [`Inner::wait_for_storing_writer`]).
 #[derive(Default)]
@@ -76,8 +92,10 @@ impl Inner {
         let since = *wait.since.get_or_insert_with(std::time::Instant::now);
         // Taken as it is only if the word did not move meanwhile: a word that moved on from
         // a stale odd value was moved by a live writer, whose store the load may have torn.
+        // Asked only once the yields are over (it costs system calls when the writer is in
+        // another process).
         if seq & 1 == 1
-            && wait.tries > 4
+            && wait.tries > STORING_YIELDS
             && !self.writer_may_be_storing()
             && self.state.entry_seq() == seq
         {
@@ -89,7 +107,7 @@ impl Inner {
                 waited_ms: since.elapsed().as_millis() as u64,
             });
         }
-        torn_backoff(wait.tries);
+        storing_backoff(wait.tries);
         Ok(true)
     }
 
