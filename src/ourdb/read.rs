@@ -32,17 +32,6 @@ const STORING_RETRIES: u32 = 580;
 /// before it sleeps (a sleep would make its read take a millisecond or more).
 const STORING_YIELDS: u32 = 64;
 
-/// The wait before the `n`-th (from 1) retry for a storing writer (see [`STORING_YIELDS`]).
-fn storing_backoff(n: u32) {
-    if n <= STORING_YIELDS {
-        std::thread::yield_now();
-    } else {
-        std::thread::sleep(std::time::Duration::from_millis(u64::from(
-            (n - STORING_YIELDS).min(4),
-        )));
-    }
-}
-
 /// A reader's waits for a writer storing entries (see [`Inner::wait_for_storing_writer`]).
 #[derive(Default)]
 struct StoringWait {
@@ -51,13 +40,18 @@ struct StoringWait {
     since: Option<std::time::Instant>,
 }
 
-/// The wait before the `n`-th (from 1) torn-entry retry: a yield for the first few (the
-/// writer usually runs again at once), then 1–4 ms.
-fn torn_backoff(n: u32) {
-    if n <= 4 {
+/// Torn-entry retries that only yield (the writer usually runs again at once).
+const TORN_YIELDS: u32 = 4;
+
+/// The wait before the `n`-th (from 1) retry for a writer: a yield for the first `yields`,
+/// then 1–4 ms.
+fn backoff(n: u32, yields: u32) {
+    if n <= yields {
         std::thread::yield_now();
     } else {
-        std::thread::sleep(std::time::Duration::from_millis(u64::from((n - 4).min(4))));
+        std::thread::sleep(std::time::Duration::from_millis(u64::from(
+            (n - yields).min(4),
+        )));
     }
 }
 
@@ -107,7 +101,7 @@ impl Inner {
                 waited_ms: since.elapsed().as_millis() as u64,
             });
         }
-        storing_backoff(wait.tries);
+        backoff(wait.tries, STORING_YIELDS);
         Ok(true)
     }
 
@@ -165,7 +159,7 @@ impl Inner {
                 torn += 1;
                 changed -= 1;
                 drop(maps);
-                torn_backoff(torn);
+                backoff(torn, TORN_YIELDS);
                 continue;
             }
             return res.map(|h| (loc, h));

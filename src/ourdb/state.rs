@@ -208,7 +208,7 @@ impl State {
     /// writer is there (see `Inner::read`). A panic inside `store` makes it even on the way
     /// out.
     pub fn storing_entries<T>(&self, store: impl FnOnce() -> T) -> T {
-        let Backing::Mapped { map, .. } = &self.backing else {
+        let Some(word) = self.entry_seq_word() else {
             return store();
         };
         /// Makes the word even again when dropped, however `store` ends.
@@ -218,7 +218,6 @@ impl State {
                 self.0.store(self.1, Ordering::Release);
             }
         }
-        let word = map.atomic_u64(OFF_ENTRY_SEQ);
         let odd = word.load(Ordering::Relaxed) | 1;
         word.store(odd, Ordering::Relaxed);
         // Orders the odd word before the entry bytes for any reader that sees one of them
@@ -232,8 +231,7 @@ impl State {
     /// holds its process's writer mutex), when nobody else can be storing entries — an odd
     /// word then was left by a process that died between an entry's bytes.
     pub fn settle_entry_seq(&self) {
-        if let Backing::Mapped { map, .. } = &self.backing {
-            let word = map.atomic_u64(OFF_ENTRY_SEQ);
+        if let Some(word) = self.entry_seq_word() {
             let seq = word.load(Ordering::Relaxed);
             if seq & 1 == 1 {
                 word.store(seq.wrapping_add(1), Ordering::Release);
@@ -245,8 +243,8 @@ impl State {
     /// it (tests).
     #[cfg(test)]
     pub fn force_entry_seq(&self, v: u64) {
-        if let Backing::Mapped { map, .. } = &self.backing {
-            map.atomic_u64(OFF_ENTRY_SEQ).store(v, Ordering::Release);
+        if let Some(word) = self.entry_seq_word() {
+            word.store(v, Ordering::Release);
         }
     }
 
@@ -254,9 +252,16 @@ impl State {
     /// private copy never moves, so it reads 0 (stable): such a handle relies on the other
     /// checks of the read path, as it does against writers that predate the word.
     pub fn entry_seq(&self) -> u64 {
+        self.entry_seq_word()
+            .map_or(0, |word| word.load(Ordering::Acquire))
+    }
+
+    /// The shared entry sequence word; none in a read-only handle's private copy, which
+    /// no writer moves.
+    fn entry_seq_word(&self) -> Option<&AtomicU64> {
         match &self.backing {
-            Backing::Mapped { map, .. } => map.atomic_u64(OFF_ENTRY_SEQ).load(Ordering::Acquire),
-            Backing::Owned(_) => 0,
+            Backing::Mapped { map, .. } => Some(map.atomic_u64(OFF_ENTRY_SEQ)),
+            Backing::Owned(_) => None,
         }
     }
 
