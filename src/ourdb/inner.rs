@@ -60,7 +60,7 @@ pub(super) fn make_lookup_dir(dir: &Path) -> Result<()> {
 }
 
 /// The whole of a small file (`ourdb.json`, `.inc`), read into a buffer of `hint` bytes
-/// first: an open, a read, the read that finds the end and a close. (`std::fs::read`, and
+/// first: an open, one read (a short read is the end: see below) and a close. (`std::fs::read`, and
 /// `File`'s own `read_to_end`, first `stat` the file to size the buffer; a fresh process's
 /// open + get is counted in system calls, see docs/performance.md.)
 pub(super) fn read_small(path: &Path, hint: usize) -> std::io::Result<Vec<u8>> {
@@ -72,8 +72,15 @@ pub(super) fn read_small(path: &Path, hint: usize) -> std::io::Result<Vec<u8>> {
         if len == buf.len() {
             buf.resize(len * 2, 0);
         }
+        let want = buf.len() - len;
         match file.read(&mut buf[len..]) {
             Ok(0) => break,
+            // A regular file's `read` stops short only at its end: no second call to see
+            // the 0 that says so (one system call of the few an open makes).
+            Ok(n) if n < want => {
+                len += n;
+                break;
+            }
             Ok(n) => len += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

@@ -565,4 +565,39 @@ mod tests {
             db.close().unwrap();
         }
     }
+
+    /// A reopen that finds the shared state exact writes nothing into it: its page is never
+    /// faulted writable, which on a shared file mapping dirties the page and the inode (the
+    /// kernel stamps the file's mtime at that fault). A fresh process's open + get pays for
+    /// that fault otherwise (docs/performance.md, open + get).
+    #[test]
+    fn a_reopen_of_an_exact_state_leaves_the_state_file_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = OurDb::open(dir.path(), Config::default()).unwrap();
+        let id = db.add(b"kept").unwrap();
+        db.close().unwrap();
+        let path = dir.path().join(state::STATE_FILE);
+        let long_ago =
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let mtime = || std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        assert_eq!(mtime(), long_ago);
+        let bytes = std::fs::read(&path).unwrap();
+        let db = OurDb::open(dir.path(), Config::default()).unwrap();
+        assert_eq!(db.get(id).unwrap(), b"kept");
+        assert_eq!(mtime(), long_ago, "open wrote into the state file");
+        db.close().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        // A change is still written: the next add moves the next id.
+        let db = OurDb::open(dir.path(), Config::default()).unwrap();
+        let next = db.add(b"more").unwrap();
+        assert_eq!(next, id + 1);
+        assert_ne!(mtime(), long_ago);
+        db.close().unwrap();
+    }
 }

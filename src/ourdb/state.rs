@@ -118,7 +118,20 @@ impl State {
 
     /// Marks the file valid (after its fields are filled in).
     pub fn set_valid(&self) {
-        self.word(OFF_MAGIC).store(STATE_MAGIC, Ordering::Release);
+        self.put(OFF_MAGIC, STATE_MAGIC);
+    }
+
+    /// Stores `v` at `off` unless the word already holds it. Why: an open that finds the
+    /// state exact (the usual reopen) then writes nothing, so the page is never faulted
+    /// writable — on a shared file mapping that fault dirties the page and the inode (a
+    /// journal update for the new mtime), a good part of a fresh process's open. The
+    /// skipped store publishes nothing a reader needs: every value a writer sets follows
+    /// the writes it describes, and an unchanged value describes nothing new.
+    fn put(&self, off: u64, v: u64) {
+        let word = self.word(off);
+        if word.load(Ordering::Relaxed) != v {
+            word.store(v, Ordering::Release);
+        }
     }
 
     /// The next id `add` hands out.
@@ -127,7 +140,7 @@ impl State {
     }
     /// Sets the next id.
     pub fn set_next_id(&self, v: u64) {
-        self.word(OFF_NEXT_ID).store(v, Ordering::Release)
+        self.put(OFF_NEXT_ID, v)
     }
     /// Where the next record goes in the current data file.
     pub fn append_pos(&self) -> u64 {
@@ -135,7 +148,7 @@ impl State {
     }
     /// Sets the append position.
     pub fn set_append_pos(&self, v: u64) {
-        self.word(OFF_APPEND_POS).store(v, Ordering::Release)
+        self.put(OFF_APPEND_POS, v)
     }
     /// The data file new records go to.
     pub fn file_nr(&self) -> u16 {
@@ -143,7 +156,7 @@ impl State {
     }
     /// Sets the current data file.
     pub fn set_file_nr(&self, v: u16) {
-        self.word(OFF_FILE_NR).store(v as u64, Ordering::Release)
+        self.put(OFF_FILE_NR, v as u64)
     }
     /// Length of `lookup/data` as last grown by any writer.
     pub fn lookup_len(&self) -> u64 {
@@ -151,7 +164,7 @@ impl State {
     }
     /// Publishes a new lookup length (after the file was grown).
     pub fn set_lookup_len(&self, v: u64) {
-        self.word(OFF_LOOKUP_LEN).store(v, Ordering::Release)
+        self.put(OFF_LOOKUP_LEN, v)
     }
     /// Bumped by every compaction, so other handles know to re-open the files.
     pub fn generation(&self) -> u64 {
@@ -159,7 +172,7 @@ impl State {
     }
     /// Sets the compaction generation.
     pub fn set_generation(&self, v: u64) {
-        self.word(OFF_GENERATION).store(v, Ordering::Release)
+        self.put(OFF_GENERATION, v)
     }
 
     /// End (exclusive) of the id block `add` may hand out from; 0: no block (unlimited).
@@ -168,7 +181,7 @@ impl State {
     }
     /// Sets the end of the id block.
     pub fn set_id_limit(&self, v: u64) {
-        self.word(OFF_ID_LIMIT).store(v, Ordering::Release)
+        self.put(OFF_ID_LIMIT, v)
     }
 
     /// Bytes of the current versions of every live id (header + data), if known.

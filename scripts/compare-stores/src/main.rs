@@ -205,7 +205,15 @@ fn run(args: &Args) -> Result<()> {
         .prefix(&format!("cmp-{}-{}-", args.kind.name(), args.workload_name))
         .tempdir_in(&args.dir)
         .with_context(|| format!("creating a temporary directory in {}", args.dir.display()))?;
-    let dir = tmp.path();
+    // COMPARE_KEEP=1 leaves the database behind (for tracing an open-once child by hand).
+    let tmp_path = tmp.path().to_path_buf();
+    let keep = if std::env::var_os("COMPARE_KEEP").is_some() {
+        let _ = tmp.into_path();
+        None
+    } else {
+        Some(tmp)
+    };
+    let dir = tmp_path.as_path();
     let probe = fsync_probe_us(dir)?;
     let started = Instant::now();
     let mut out = match args.workload {
@@ -240,7 +248,7 @@ fn run(args: &Args) -> Result<()> {
     });
     merge(&mut line, &mut env);
     println!("{line}");
-    drop(tmp);
+    drop(keep);
     Ok(())
 }
 
