@@ -140,7 +140,8 @@ impl JobLog {
         lines
     }
 
-    /// Its limits.
+    /// Its limits (the Rhai processor cuts its `print` lines to them).
+    #[cfg_attr(not(feature = "rhai"), allow(dead_code))]
     pub(crate) fn limits(&self) -> LogLimits {
         self.limits
     }

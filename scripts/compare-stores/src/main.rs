@@ -208,7 +208,7 @@ fn run(args: &Args) -> Result<()> {
     // COMPARE_KEEP=1 leaves the database behind (for tracing an open-once child by hand).
     let tmp_path = tmp.path().to_path_buf();
     let keep = if std::env::var_os("COMPARE_KEEP").is_some() {
-        let _ = tmp.into_path();
+        let _ = tmp.keep();
         None
     } else {
         Some(tmp)
