@@ -8,9 +8,11 @@
 #   e.g. open-ab.sh 150 old=/tmp/cs-old:ourdb new=/tmp/cs-new:ourdb lmdb=/tmp/cs-new:lmdb
 #
 # BINARY is a compare-stores build (one per herojobs version); STORE is ourdb or lmdb. The
-# databases (N records, default 1,000,000: COMPARE_N) are built once by the first binary and
-# kept in $COMPARE_DATA/open-ab-*. Each round runs every LABEL once, the starting one
-# rotating; it prints each LABEL's median (ms) and its median per-round ratio to the first.
+# databases (COMPARE_N records, default 1,000,000) are built once, by the first BINARY that
+# keeps them (COMPARE_KEEP, in compare-stores since 2026-12-06: an older build can still be
+# measured, just not first), in a temporary directory under $COMPARE_DATA removed at the
+# end. Each round runs every LABEL once, the starting one rotating; it prints each LABEL's
+# median (ms) and its median per-round ratio to the first, and fails if any child did.
 #
 # The binaries are copied first, all at once: a cold process's time depends on how its
 # executable sits in the page cache, and the same binary copied at another time measured up
@@ -29,7 +31,9 @@ trap 'rm -rf "$WORK"' EXIT
 labels=() bins=() stores=()
 for spec in "$@"; do
   label=${spec%%=*} rest=${spec#*=}
-  bin=${rest%%:*} store=${rest#*:}
+  bin=${rest%:*} store=${rest##*:}
+  [[ $label =~ ^[A-Za-z0-9_.-]+$ ]] || { echo "open-ab.sh: label '$label': letters, digits, _ . - only" >&2; exit 2; }
+  [[ " ${labels[*]} " != *" $label "* ]] || { echo "open-ab.sh: label $label given twice" >&2; exit 2; }
   [ -x "$bin" ] || { echo "open-ab.sh: $bin is not an executable" >&2; exit 2; }
   case $store in ourdb | lmdb) ;; *) echo "open-ab.sh: store $store: ourdb or lmdb" >&2; exit 2 ;; esac
   copy="$WORK/bin-${#labels[@]}"
@@ -37,16 +41,23 @@ for spec in "$@"; do
   labels+=("$label") bins+=("$copy") stores+=("$store")
 done
 
-# One database per store, built (and closed) by the first binary, kept for the children.
+# One database per store, built (and closed) by the first binary that keeps it.
 declare -A dbs
 for store in $(printf '%s\n' "${stores[@]}" | sort -u); do
-  COMPARE_KEEP=1 "${bins[0]}" "$store" open-get --n "$RECORDS" --opens 1 --dir "$WORK/$store" >/dev/null
-  dbs[$store]=$(ls -d "$WORK/$store"/cmp-"$store"-open-get-*)
+  for bin in "${bins[@]}"; do
+    COMPARE_KEEP=1 "$bin" "$store" open-get --n "$RECORDS" --opens 1 --dir "$WORK/$store" >/dev/null
+    kept=$(find "$WORK/$store" -maxdepth 1 -name "cmp-$store-open-get-*" | head -n 1)
+    if [ -n "$kept" ]; then
+      dbs[$store]=$kept
+      break
+    fi
+  done
+  [ -n "${dbs[$store]:-}" ] || { echo "open-ab.sh: no BINARY keeps a database (COMPARE_KEEP)" >&2; exit 2; }
 done
 
 n=${#labels[@]}
 for ((i = 1; i <= N; i++)); do
-  key=$(((i * 7919) % (RECORDS - 1) + 1))
+  key=$(((i * 7919) % RECORDS + 1))
   for ((j = 0; j < n; j++)); do
     k=$(((i + j) % n))
     out=$("${bins[$k]}" "${stores[$k]}" open-once --n "$RECORDS" --key "$key" \
@@ -55,15 +66,18 @@ for ((i = 1; i <= N; i++)); do
   done
 done | python3 -c '
 import collections, json, statistics, sys
-first = sys.argv[1]
+rounds, first = int(sys.argv[1]), sys.argv[2]
 times = collections.defaultdict(dict)
 for line in sys.stdin:
     i, label, js = line.split(None, 2)
     times[label][int(i)] = json.loads(js)["open_get_ms"]
-for label in sys.argv[1:]:
+short = [l for l in sys.argv[2:] if len(times[l]) != rounds]
+if short:
+    sys.exit("open-ab.sh: a child failed; rounds incomplete for " + ", ".join(short))
+for label in sys.argv[2:]:
     t = times[label]
     ratios = [t[i] / times[first][i] for i in t if i in times[first]]
     print("%-10s median %.4f ms (min %.4f)  per-round ratio to %s: median %.3f"
           % (label, statistics.median(t.values()), min(t.values()), first,
              statistics.median(ratios)))
-' "${labels[@]}"
+' "$N" "${labels[@]}"

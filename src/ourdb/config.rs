@@ -110,7 +110,10 @@ impl StoredConfig {
     /// Reads `ourdb.json` from `dir`, `None` if absent.
     pub fn load(dir: &Path) -> Result<Option<StoredConfig>> {
         let path = dir.join(CONFIG_FILE);
-        let text = match super::inner::read_small(&path, 512) {
+        // One read when it returns the whole object: `ourdb.json` is one flat JSON object,
+        // so its last non-blank byte is the only `}` that can end it.
+        let whole = |b: &[u8]| b.trim_ascii_end().last() == Some(&b'}');
+        let text = match super::inner::read_small(&path, 512, whole) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(OurDbError::io("read", &path, e)),

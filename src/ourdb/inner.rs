@@ -60,10 +60,20 @@ pub(super) fn make_lookup_dir(dir: &Path) -> Result<()> {
 }
 
 /// The whole of a small file (`ourdb.json`, `.inc`), read into a buffer of `hint` bytes
-/// first: an open, one read (a short read is the end: see below) and a close. (`std::fs::read`, and
+/// first: an open, a read, the read that finds the end and a close. (`std::fs::read`, and
 /// `File`'s own `read_to_end`, first `stat` the file to size the buffer; a fresh process's
 /// open + get is counted in system calls, see docs/performance.md.)
-pub(super) fn read_small(path: &Path, hint: usize) -> std::io::Result<Vec<u8>> {
+///
+/// `complete` may spare the read that finds the end: when a read stops short and
+/// `complete` says the bytes so far are a whole file, they are taken. A regular file's read
+/// on a local filesystem stops short only at its end, but one on NFS, CIFS or FUSE may stop
+/// anywhere, so only a file whose end can be recognised passes one (`ourdb.json`, a JSON
+/// object); `.inc` does not, since a number cut short still parses.
+pub(super) fn read_small(
+    path: &Path,
+    hint: usize,
+    complete: impl Fn(&[u8]) -> bool,
+) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut file = File::open(path)?;
     let mut buf = vec![0u8; hint.max(1)];
@@ -75,13 +85,12 @@ pub(super) fn read_small(path: &Path, hint: usize) -> std::io::Result<Vec<u8>> {
         let want = buf.len() - len;
         match file.read(&mut buf[len..]) {
             Ok(0) => break,
-            // A regular file's `read` stops short only at its end: no second call to see
-            // the 0 that says so (one system call of the few an open makes).
-            Ok(n) if n < want => {
+            Ok(n) => {
                 len += n;
-                break;
+                if n < want && complete(&buf[..len]) {
+                    break;
+                }
             }
-            Ok(n) => len += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -377,12 +386,22 @@ mod tests {
             let p = dir.path().join(format!("f{len}"));
             let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
             std::fs::write(&p, &data).unwrap();
-            assert_eq!(super::read_small(&p, 32).unwrap(), data, "{len} bytes");
-            assert_eq!(super::read_small(&p, 0).unwrap(), data, "{len} bytes");
+            for complete in [|_: &[u8]| false, |_: &[u8]| true] {
+                assert_eq!(
+                    super::read_small(&p, 32, complete).unwrap(),
+                    data,
+                    "{len} bytes"
+                );
+                assert_eq!(
+                    super::read_small(&p, 0, complete).unwrap(),
+                    data,
+                    "{len} bytes"
+                );
+            }
             assert_eq!(super::read_prefix(&p, 64).unwrap(), data[..len.min(64)]);
         }
         let missing = dir.path().join("missing");
-        let e = super::read_small(&missing, 32).unwrap_err();
+        let e = super::read_small(&missing, 32, |_| false).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -238,7 +238,8 @@ impl Lookup {
 /// Reads a `.inc` file: the next id as decimal text (surrounding whitespace allowed).
 /// Returns `None` if the file does not exist.
 pub fn read_inc(path: &Path) -> Result<Option<u64>> {
-    let bytes = match super::inner::read_small(path, 32) {
+    // A short read is not taken as the end: "123" parses as well as "123456".
+    let bytes = match super::inner::read_small(path, 32, |_| false) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(OurDbError::io("read", path, e)),

@@ -39,6 +39,12 @@ const OFF_LIVE_AT: u64 = 64;
 /// [`State::storing_entries`]).
 const OFF_ENTRY_SEQ: u64 = 72;
 
+#[cfg(test)]
+thread_local! {
+    /// Stores [`State::put`] made on this thread (tests: a reopen of an exact state makes none).
+    pub static PUT_STORES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// The mapped state file, or (read-only handles) a private copy of it.
 pub struct State {
     path: PathBuf,
@@ -123,14 +129,17 @@ impl State {
 
     /// Stores `v` at `off` unless the word already holds it. Why: an open that finds the
     /// state exact (the usual reopen) then writes nothing, so the page is never faulted
-    /// writable — on a shared file mapping that fault dirties the page and the inode (a
-    /// journal update for the new mtime), a good part of a fresh process's open. The
+    /// writable — on a shared file mapping that fault dirties the page and (on ext4, xfs,
+    /// btrfs) the inode, whose mtime it stamps: a good part of a fresh process's open. The
     /// skipped store publishes nothing a reader needs: every value a writer sets follows
-    /// the writes it describes, and an unchanged value describes nothing new.
+    /// the writes it describes, and an unchanged value describes nothing new. (The live
+    /// count and the entry sequence word are stored directly: they change when set.)
     fn put(&self, off: u64, v: u64) {
         let word = self.word(off);
         if word.load(Ordering::Relaxed) != v {
             word.store(v, Ordering::Release);
+            #[cfg(test)]
+            PUT_STORES.with(|n| n.set(n.get() + 1));
         }
     }
 
