@@ -152,6 +152,17 @@ struct OpenDb {
     used: AtomicU64,
 }
 
+/// What [`JobStore::update_many`] does with a job that has no record in OurDB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Absent {
+    /// Write it: its first version in this store (a job submitted through another store and
+    /// taken here, or a version kept while the database refused writes).
+    Create,
+    /// Leave it out: the record was deleted. For an outcome, whose job's `active` version
+    /// this store wrote before it ran: a client's `delete` in between is not undone.
+    Skip,
+}
+
 /// All job databases under one base directory.
 pub(crate) struct JobStore {
     base: PathBuf,
@@ -415,19 +426,21 @@ impl JobStore {
 
     /// Writes a new version of a job (its status changed).
     pub(crate) fn update(&self, job: &Job) -> Result<(), StoreError> {
-        self.update_many(std::iter::once(job))
+        self.update_many(std::iter::once(job), Absent::Create)
             .into_iter()
             .next()
             .map_or(Ok(()), Err)
     }
 
     /// Writes new versions of several jobs: one OurDB batch (one lock, one fsync round in
-    /// `strict`) per circle and topic, in the order given. Returns the failures, one per
-    /// database that could not be written, each naming it.
+    /// `strict`) per circle and topic, in the order given. `absent` says what becomes of a
+    /// job with no record in OurDB. Returns the failures, one per database that could not
+    /// be written, each naming it.
     #[must_use = "failures name the databases whose jobs were not recorded"]
     pub(crate) fn update_many<'a>(
         &self,
         jobs: impl IntoIterator<Item = &'a Job>,
+        absent: Absent,
     ) -> Vec<StoreError> {
         /// The records of one database, in order.
         struct Group {
@@ -456,11 +469,20 @@ impl JobStore {
             }
         }
         for Group { q, records } in groups {
-            // `put`: the job may have been submitted by another store (its id handed out
-            // there), and this store records the outcome of what it ran.
-            let res = self.db(&q).and_then(|db| {
-                db.put_many(records.iter().map(|(id, r)| (*id, r.as_slice())))
-                    .map_err(|e| self.db_err(&q, e))
+            let items = records.iter().map(|(id, r)| (*id, r.as_slice()));
+            let res = self.db(&q).and_then(|db| match absent {
+                // `put`: the job may have been submitted by another store (its id handed
+                // out there), and this store records what it runs.
+                Absent::Create => db.put_many(items).map_err(|e| self.db_err(&q, e)),
+                Absent::Skip => {
+                    let left = db.replace_many(items).map_err(|e| self.db_err(&q, e))?;
+                    for id in left {
+                        log::info!(
+                            "job {q}/{id}: deleted meanwhile; its new version is not written"
+                        );
+                    }
+                    Ok(())
+                }
             });
             if let Err(e) = res {
                 failures.push(e);

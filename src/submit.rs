@@ -9,7 +9,7 @@ use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::job::{unix_now, Job, JobStatus};
 use crate::names::{JobRef, QueueName};
-use crate::store::JobStore;
+use crate::store::{Absent, JobStore};
 use std::collections::{BTreeMap, HashMap};
 
 /// Fresh ids a job may take in a row when each meets another job under it in the broker
@@ -148,7 +148,7 @@ fn sign(
         }
     }
     if let Some(e) = store
-        .update_many(signed.iter().map(|&i| &jobs[i].1))
+        .update_many(signed.iter().map(|&i| &jobs[i].1), Absent::Create)
         .into_iter()
         .next()
     {

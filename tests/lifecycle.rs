@@ -602,6 +602,60 @@ fn finished_jobs_leave_redis_after_their_ttl_and_get_answers_from_ourdb() {
     assert_eq!(engine.stats().done, 20);
 }
 
+/// A job deleted from OurDB after the engine took it — as a client's `delete` of a job it
+/// saw done lands between the broker's verdict and the engine's OurDB write — stays
+/// deleted: the engine writes an outcome only over a record that exists. (Before, the done
+/// version re-created the record.) Here the delete comes while the job runs, which puts it
+/// before the outcome's write for sure.
+#[test]
+fn a_job_deleted_before_its_outcome_is_written_stays_deleted() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let mut engine = test_engine(&redis.url(), &base, 1).build().unwrap();
+    engine.start().unwrap();
+    let q = queue("life", "del");
+    let gone = client.submit(tjob("life", "del", "sleep 1500")).unwrap();
+    wait_until(
+        "the job to be active in OurDB",
+        Duration::from_secs(30),
+        || {
+            client
+                .stored(&gone)
+                .unwrap()
+                .is_some_and(|j| j.status == JobStatus::Active)
+        },
+    );
+    let db = herojobs::ourdb::OurDb::open(client.db_dir(&q), herojobs::ourdb::Config::default())
+        .unwrap();
+    db.delete(gone.id()).unwrap();
+    db.close().unwrap();
+    // The broker's verdict: done (Redis answers).
+    let j = client.wait(&gone, Duration::from_secs(30)).unwrap();
+    assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "slept"));
+    // One worker: the next job runs after the first's outcome was handled, and its own
+    // outcome is written after the first's.
+    let next = client.submit(tjob("life", "del", "ok next")).unwrap();
+    client.wait(&next, Duration::from_secs(30)).unwrap();
+    wait_until(
+        "the next job done in OurDB",
+        Duration::from_secs(30),
+        || {
+            client
+                .stored(&next)
+                .unwrap()
+                .is_some_and(|j| j.status == JobStatus::Done)
+        },
+    );
+    engine.stop();
+    assert!(
+        client.stored(&gone).unwrap().is_none(),
+        "the deleted job came back: {:?}",
+        client.stored(&gone).unwrap()
+    );
+    assert_eq!(engine.stats().done, 2);
+}
+
 /// Retention gives a finished hash its TTL; a retry makes the job live again, and its hash
 /// must not go with its failed run's expiry while it runs again.
 #[test]

@@ -9,6 +9,7 @@ use super::shared::{Ending, Outcome, Running, Shared, Work};
 use crate::broker::Taken;
 use crate::job::{unix_now, Job, JobStatus};
 use crate::names::{JobRef, QueueName};
+use crate::store::Absent;
 use parking_lot::MutexGuard;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -333,6 +334,8 @@ impl Dispatcher {
             &s.store,
             s.draining.load(Ordering::Acquire),
             batch.iter().map(|w| &w.job).collect(),
+            // Created if absent: the job may have been submitted through another store.
+            Absent::Create,
             "recording taken jobs active",
         );
         if let Err(back) = self.work.send_all(batch) {

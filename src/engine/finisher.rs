@@ -11,6 +11,7 @@ use super::shared::{Ending, Outcome, Shared};
 use super::stats::Stats;
 use crate::broker::{BrokerError, QueueName, Taken, Transition};
 use crate::job::JobStatus;
+use crate::store::Absent;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -207,10 +208,15 @@ fn apply(shared: &Shared, finished: &[Outcome], transitions: Option<&[Transition
     );
     // One OurDB batch for the lot: in `strict` mode one fsync round instead of one per job.
     // A database that keeps refusing is blocked, its outcomes kept until it stores again.
+    // Written only over a record that exists: the job's `active` version was written (or
+    // is kept, with the database blocked) before it ran, so a job without a record was
+    // deleted meanwhile — by a client that saw it done, between the broker's verdict and
+    // this write — and stays deleted.
     shared.unrecorded.store(
         &shared.store,
         shared.draining.load(Ordering::Acquire),
         winners.iter().map(|o| &o.job).collect(),
+        Absent::Skip,
         "recording finished jobs",
     );
 }

@@ -14,7 +14,7 @@
 
 use crate::job::Job;
 use crate::names::QueueName;
-use crate::store::{JobStore, StoreError};
+use crate::store::{Absent, JobStore, StoreError};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -90,9 +90,9 @@ fn by_queue<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Vec<(QueueName, Vec<
 }
 
 /// Writes one database's jobs (one OurDB batch).
-fn write(store: &JobStore, jobs: &[&Job]) -> Result<(), StoreError> {
+fn write(store: &JobStore, jobs: &[&Job], absent: Absent) -> Result<(), StoreError> {
     store
-        .update_many(jobs.iter().copied())
+        .update_many(jobs.iter().copied(), absent)
         .into_iter()
         .next()
         .map_or(Ok(()), Err)
@@ -102,12 +102,12 @@ fn write(store: &JobStore, jobs: &[&Job]) -> Result<(), StoreError> {
 /// write (the kernel may have dropped its dirty pages), so the database is opened afresh —
 /// but only once its directory takes a probe file: opening maps the files, and on a full
 /// tmpfs even reading a hole in a shared map needs a page the filesystem no longer has.
-fn rewrite(store: &JobStore, q: &QueueName, jobs: &[&Job]) -> Result<(), String> {
+fn rewrite(store: &JobStore, q: &QueueName, jobs: &[&Job], absent: Absent) -> Result<(), String> {
     let dir = store.db_dir(q);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     super::probe_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     store.close(q);
-    write(store, jobs).map_err(|e| e.to_string())
+    write(store, jobs, absent).map_err(|e| e.to_string())
 }
 
 impl Unrecorded {
@@ -153,7 +153,18 @@ impl Unrecorded {
     /// order). `what` names the write in the log.
     /// While the engine drains (`draining`), a refusing database is blocked after one
     /// retry, so shutdown is not held up.
-    pub(crate) fn store(&self, store: &JobStore, draining: bool, jobs: Vec<&Job>, what: &str) {
+    ///
+    /// `absent`: what becomes of a job without a record (see [`Absent`]). Kept versions are
+    /// always created when written later: a job's `active` version may be among them,
+    /// never written, and an outcome replaces it there.
+    pub(crate) fn store(
+        &self,
+        store: &JobStore,
+        draining: bool,
+        jobs: Vec<&Job>,
+        absent: Absent,
+        what: &str,
+    ) {
         for (q, group) in by_queue(jobs) {
             if self.count.load(Ordering::Acquire) > 0 {
                 let mut g = self.blocked.lock();
@@ -164,7 +175,7 @@ impl Unrecorded {
                     continue;
                 }
             }
-            let mut res = write(store, &group).map_err(|e| e.to_string());
+            let mut res = write(store, &group, absent).map_err(|e| e.to_string());
             for pause in RETRIES {
                 let Err(e) = &res else { break };
                 if draining && pause > RETRIES[0] {
@@ -172,7 +183,7 @@ impl Unrecorded {
                 }
                 log::warn!("{what} in OurDB {q}: {e}; retrying in {pause:?}");
                 std::thread::sleep(pause);
-                res = rewrite(store, &q, &group);
+                res = rewrite(store, &q, &group, absent);
             }
             if let Err(e) = res {
                 self.block(&q, group, e);
@@ -220,7 +231,7 @@ impl Unrecorded {
             let jobs: Vec<&Job> = b.jobs.values().collect();
             // A database blocked by a failed `active` write may hold only versions that a
             // later outcome replaced: either way, what is kept is the latest.
-            match rewrite(store, q, &jobs) {
+            match rewrite(store, q, &jobs, Absent::Create) {
                 Ok(()) => {
                     log::warn!(
                         "OurDB {q} stores again after {:?}: {} kept version(s) written; its queue is served again",
@@ -274,6 +285,7 @@ mod tests {
     use crate::broker::memory::MemoryBroker;
     use crate::broker::QueueName;
     use crate::job::{Job, JobStatus, ParamsType};
+    use crate::store::Absent;
     use std::sync::Arc;
 
     fn job(circle: &str, id: u32, status: JobStatus) -> Job {
@@ -305,8 +317,13 @@ mod tests {
         let active = job("bad", 1, JobStatus::Active);
         let done = job("bad", 1, JobStatus::Done);
         let other = job("good", 1, JobStatus::Done);
-        s.unrecorded
-            .store(&s.store, false, vec![&active, &other], "test");
+        s.unrecorded.store(
+            &s.store,
+            false,
+            vec![&active, &other],
+            Absent::Create,
+            "test",
+        );
         assert!(s.unrecorded.is_blocked(&bad));
         assert!(!s.unrecorded.is_blocked(&good));
         assert_eq!(
@@ -314,7 +331,8 @@ mod tests {
             JobStatus::Done
         );
         // A blocked database's later version replaces the kept one, written to nobody.
-        s.unrecorded.store(&s.store, false, vec![&done], "test");
+        s.unrecorded
+            .store(&s.store, false, vec![&done], Absent::Skip, "test");
         assert_eq!(s.unrecorded.waiting(), 1);
         assert_eq!(
             s.unrecorded.retry(&s.store, true),

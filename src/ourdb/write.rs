@@ -215,6 +215,53 @@ impl Inner {
         self.after_write(seq)
     }
 
+    /// Writes new versions of the ids of `items` that have a current record, in order, as
+    /// one batch; returns the ids left out (no record: deleted, or never written here). The
+    /// check and the writes are one step under the writer lock, so a `delete` is either
+    /// before it (the id is left out) or after it (it deletes the new version): a version
+    /// written by this call never brings back a record deleted before it. An id named twice
+    /// is written twice if it has a record.
+    pub(super) fn replace_many<'a>(
+        &self,
+        items: impl IntoIterator<Item = (u32, &'a [u8])>,
+    ) -> Result<Vec<u32>> {
+        let items: Vec<(u32, &[u8])> = items.into_iter().collect();
+        for &(id, data) in &items {
+            if id == 0 {
+                return Err(OurDbError::ZeroId);
+            }
+            self.check_size(data)?;
+        }
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ((missing, wrote), seq) = self.write(|w| {
+            let mut ids = Vec::with_capacity(items.len());
+            let mut data = Vec::with_capacity(items.len());
+            let mut missing = Vec::new();
+            let mut live = std::collections::HashSet::with_capacity(items.len());
+            for &(id, d) in &items {
+                let has_record = live.contains(&id)
+                    || matches!(self.writer_entry(w, id)?, Some(l) if !l.is_none());
+                if has_record {
+                    live.insert(id);
+                    ids.push(id);
+                    data.push(d);
+                } else {
+                    missing.push(id);
+                }
+            }
+            if !ids.is_empty() {
+                self.write_batch(w, &ids, &data, Chain::Previous)?;
+            }
+            Ok((missing, !ids.is_empty()))
+        })?;
+        if wrote {
+            self.after_write(seq)?;
+        }
+        Ok(missing)
+    }
+
     /// Deletes `id`: clears its lookup entry and zeroes its current record (as herolib does;
     /// older versions stay until compaction). All of it as the one writer, in this order:
     ///
