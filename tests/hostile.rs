@@ -171,3 +171,66 @@ fn one_broken_database_does_not_stop_recovery_of_the_others() {
     assert_eq!((j.status, j.result.as_str()), (JobStatus::Done, "a"));
     engine.stop();
 }
+
+/// A job planted in Redis at an id no store was given (4294967295, the top of the id
+/// space) fails there and touches nothing on disk. Before, the engine recorded it: the
+/// lookup table grew to cover that id (24 GiB, allocated) and the database's next id
+/// passed the end of the id space, so every later submit to the queue failed. With the
+/// fleet's id counter gone too (as after Redis lost its data), an id far beyond the
+/// store's is refused the same way; the queue goes on working.
+#[test]
+fn a_job_planted_at_an_id_never_issued_fails_in_redis_and_costs_no_disk() {
+    let redis = RedisServer::start();
+    let (_d, base) = base_dir();
+    let client = Client::connect(&redis.url(), &base).unwrap();
+    let mut engine = test_engine(&redis.url(), &base, 2).build().unwrap();
+    engine.start().unwrap();
+    let before = client.submit(tjob("x", "t", "ok before")).unwrap();
+    client.wait(&before, Duration::from_secs(30)).unwrap();
+    let table = client.db_dir(&queue("x", "t")).join("lookup/data");
+    let table_len = || std::fs::metadata(&table).unwrap().len();
+    let len_before = table_len();
+    let mut con = redis.conn();
+    let mut plant = |id: u32| {
+        let evil = format!(
+            r#"{{"jobid":{id},"circleid":"x","topic":"t","params":"ok planted","params_type":"heroscript","status":"new"}}"#
+        );
+        cmd(
+            &mut con,
+            &["HSET", &format!("herojobs:x:t:{id}"), "job", &evil],
+        );
+        cmd(&mut con, &["LPUSH", "heroqueue:x:t", &id.to_string()]);
+        cmd(&mut con, &["SADD", "heroqueues", "heroqueue:x:t"]);
+        cmd(&mut con, &["LPUSH", "herojobs-signal", "1"]);
+    };
+    let failed = |id: u32| {
+        wait_until("the planted job to fail", Duration::from_secs(30), || {
+            client
+                .get(&jref("x", "t", id))
+                .is_ok_and(|j| j.status.is_finished())
+        });
+        let j = client.get(&jref("x", "t", id)).unwrap();
+        assert_eq!(j.status, JobStatus::Error, "{j:?}");
+        j.error
+    };
+    plant(u32::MAX);
+    let error = failed(u32::MAX);
+    assert!(error.contains("never issued"), "{error}");
+    assert!(client.stored(&jref("x", "t", u32::MAX)).unwrap().is_none());
+    // Without the counter: refused as beyond the store's ids by more than OurDB allows.
+    cmd(&mut redis.conn(), &["DEL", "herojobs-ids:x:t"]);
+    plant(1 << 30);
+    let error = failed(1 << 30);
+    assert!(error.contains("missing"), "{error}");
+    assert_eq!(engine.stats().refused_ids, 2);
+    assert_eq!(table_len(), len_before, "the table grew for a planted id");
+    // The queue is unharmed: a submit gets an ordinary id and runs.
+    let after = client.submit(tjob("x", "t", "ok after")).unwrap();
+    assert!(after.id() < 1 << 20, "{after:?}");
+    assert_eq!(
+        client.wait(&after, Duration::from_secs(30)).unwrap().result,
+        "after"
+    );
+    engine.stop();
+    assert_eq!(table_len(), len_before);
+}

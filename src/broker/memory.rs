@@ -440,6 +440,10 @@ impl Broker for MemoryBroker {
         Ok((start, end))
     }
 
+    fn ids_issued(&self, q: &QueueName) -> Result<Option<u64>, BrokerError> {
+        Ok(self.state.lock().counters.get(q).copied())
+    }
+
     fn get(&self, q: &QueueName, id: u32) -> Result<Option<Job>, BrokerError> {
         Ok(self
             .state

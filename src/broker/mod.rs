@@ -220,6 +220,11 @@ pub(crate) trait Broker: Send + Sync {
         count: u64,
     ) -> Result<(u64, u64), BrokerError>;
 
+    /// The highest id the fleet's counter of `queue` has reserved (`None`: no counter, or
+    /// not a number). Every id a store hands out was reserved from it, so a job at a higher
+    /// id was never submitted by any store (it was planted in the broker).
+    fn ids_issued(&self, queue: &QueueName) -> Result<Option<u64>, BrokerError>;
+
     /// The live job, `None` if the broker does not hold it.
     fn get(&self, queue: &QueueName, id: u32) -> Result<Option<Job>, BrokerError>;
 

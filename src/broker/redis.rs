@@ -917,6 +917,15 @@ impl Broker for RedisBroker {
         Ok((start, end))
     }
 
+    fn ids_issued(&self, q: &QueueName) -> Result<Option<u64>, BrokerError> {
+        let key = keys::ids(q);
+        let raw: Option<Vec<u8>> = self.run("read the id counter", true, |con| {
+            redis::cmd("GET").arg(&key).query(con)
+        })?;
+        // Redis content is untrusted: anything but a decimal number counts as no counter.
+        Ok(raw.and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok()))
+    }
+
     fn get(&self, q: &QueueName, id: u32) -> Result<Option<Job>, BrokerError> {
         let key = keys::job(q, id);
         #[allow(clippy::type_complexity)]

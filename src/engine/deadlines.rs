@@ -2,7 +2,7 @@
 //! "timeout after N s"; a result that arrives later is dropped), renews the leases of running
 //! jobs, and publishes the counters.
 
-use super::shared::{Ending, Outcome, Shared};
+use super::shared::{Ending, Outcome, Shared, Stored};
 use super::stats::Stats;
 use crate::job::{unix_now, JobStatus};
 use std::sync::atomic::Ordering;
@@ -59,6 +59,7 @@ impl Deadlines {
                     attempt: r.attempt,
                     ending: Ending::TimedOut,
                     frees_slot: false,
+                    stored: Stored::Active,
                 });
             }
         }

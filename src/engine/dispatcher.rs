@@ -5,12 +5,13 @@
 use super::config::{QueuePattern, QueueSelection};
 use super::finisher::Deferred;
 use super::handoff::Handoff;
-use super::shared::{Ending, Outcome, Running, Shared, Work};
+use super::shared::{Ending, Outcome, Running, Shared, Stored, Work};
 use crate::broker::Taken;
 use crate::job::{unix_now, Job, JobStatus};
 use crate::names::{JobRef, QueueName};
 use crate::store::Absent;
 use parking_lot::MutexGuard;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +43,8 @@ pub(crate) struct Dispatcher {
     /// (see [`finisher::record_and_take`](super::finisher::record_and_take)) or before any
     /// wait that can be long.
     deferred: Option<Deferred>,
+    /// The fleet's id counter per queue as last read (see [`Dispatcher::issued`]).
+    issued: HashMap<QueueName, u64>,
 }
 
 /// How long a queue is skipped after a job of it was handed back.
@@ -99,7 +102,59 @@ impl Dispatcher {
             paused: Vec::new(),
             rng: u64::from_str_radix(&crate::store::random_hex(8), 16).unwrap_or(0x9e37_79b9) | 1,
             deferred: None,
+            issued: HashMap::new(),
         }
+    }
+
+    /// Whether job `id` of `q` may be recorded in OurDB. Its record makes the lookup table
+    /// cover every id up to it (six bytes an id, allocated), and moves the database's next
+    /// id past it: one job planted in the broker at id 4294967295 cost 24 GiB of disk and
+    /// left the queue no id to hand out. So an id at or above the database's next id (one
+    /// the table does not cover yet) must be one the fleet's counter reserved. The counter
+    /// is read again only when an id passes the value last read (once a block of ids, in
+    /// steady state: no round trip on the usual path). Without a counter (the broker lost
+    /// it, and no store has reserved since) the bound is the database's next id plus
+    /// OurDB's own limit on a next id beyond the table ([`MAX_ID_GAP`]). Returns the
+    /// reason when it may not.
+    ///
+    /// [`MAX_ID_GAP`]: crate::ourdb::format::MAX_ID_GAP
+    fn issued(&mut self, q: &QueueName, id: u32) -> Result<(), String> {
+        let s = &self.shared;
+        let next = match s.store.db(q) {
+            Ok(db) => db.next_id(),
+            // The active write will meet (and report) the same error.
+            Err(_) => return Ok(()),
+        };
+        let id = u64::from(id);
+        if id < next || self.issued.get(q).is_some_and(|c| id <= *c) {
+            return Ok(());
+        }
+        let counter = match s.broker.ids_issued(q) {
+            Ok(c) => c,
+            Err(e) => {
+                // Unverifiable now; the broker just answered the take, so this is rare.
+                log::warn!("job {q}/{id}: reading the fleet's id counter: {e}; taken as issued");
+                return Ok(());
+            }
+        };
+        if let Some(c) = counter {
+            self.issued.insert(q.clone(), c);
+        }
+        let bound = counter.unwrap_or(next.saturating_add(crate::ourdb::format::MAX_ID_GAP - 1));
+        if id <= bound {
+            return Ok(());
+        }
+        Err(match counter {
+            Some(c) => format!(
+                "id {id} was never issued: the fleet's id counter of {q} is at {c} \
+                 (a job planted in the broker; not recorded in OurDB)"
+            ),
+            None => format!(
+                "id {id} is beyond this store's ids (next {next}) by more than {} and the \
+                 fleet's id counter of {q} is missing (not recorded in OurDB)",
+                crate::ourdb::format::MAX_ID_GAP
+            ),
+        })
     }
 
     /// Writes the deferred outcomes to OurDB now: before any wait that can be long (all
@@ -311,6 +366,26 @@ impl Dispatcher {
         for t in taken {
             super::stats::Stats::inc(&s.stats.taken);
             let r = t.queue.job(t.id);
+            if let Err(reason) = self.issued(&t.queue, t.id) {
+                log::warn!("job {r}: {reason}");
+                super::stats::Stats::inc(&s.stats.refused_ids);
+                match t.job {
+                    // Failed in the broker only: nothing of it goes to OurDB.
+                    Ok(job) => self.fail(job, t.attempt, reason, Stored::Never),
+                    Err(broker_reason) if !broker_reason.is_empty() => {
+                        let job = Job {
+                            id: t.id,
+                            circle: t.queue.circle().to_string(),
+                            topic: t.queue.topic().to_string(),
+                            ..Job::default()
+                        };
+                        self.fail(job, t.attempt, reason, Stored::Never);
+                    }
+                    // No hash in the broker either: nothing to fail (as `fallback` does).
+                    Err(_) => s.release_worker(),
+                }
+                continue;
+            }
             let (job, attempt) = match t.job {
                 Ok(job) => (job, t.attempt),
                 Err(reason) => match self.fallback(&t.queue, t.id, t.attempt, &reason) {
@@ -347,6 +422,7 @@ impl Dispatcher {
                     attempt: w.attempt,
                     ending: Ending::Release,
                     frees_slot: false,
+                    stored: Stored::Active,
                 });
             }
             return 0;
@@ -373,13 +449,14 @@ impl Dispatcher {
                 attempt,
                 ending: Ending::HandBack,
                 frees_slot: true,
+                stored: Stored::Maybe,
             });
         } else {
             let error = format!(
                 "no engine of the fleet runs params type {t:?} (none claimed it for {} s)",
                 within.as_secs()
             );
-            self.fail(job, attempt, error);
+            self.fail(job, attempt, error, Stored::Maybe);
         }
     }
 
@@ -434,13 +511,16 @@ impl Dispatcher {
             job,
             attempt,
             format!("invalid job data in the broker: {reason}"),
+            Stored::Maybe,
         );
         None
     }
 
     /// Records a taken job as failed without running it. Like any outcome, its slot comes
     /// back once the failure is recorded.
-    fn fail(&self, mut job: Job, attempt: u32, error: String) {
+    /// Fails a job that does not run here: before its `active` version was written, so its
+    /// record is created if there is none (`Stored::Maybe`), unless `stored` says otherwise.
+    fn fail(&self, mut job: Job, attempt: u32, error: String, stored: Stored) {
         job.attempts = job.attempts.max(attempt);
         job.status = JobStatus::Error;
         job.error = error;
@@ -450,6 +530,7 @@ impl Dispatcher {
             attempt,
             ending: Ending::Finished,
             frees_slot: true,
+            stored,
         });
     }
 
@@ -484,7 +565,7 @@ impl Dispatcher {
                 "gave up after {} attempts (the engines running it stopped without finishing it)",
                 counted - 1
             );
-            self.fail(job, attempt, error);
+            self.fail(job, attempt, error, Stored::Maybe);
             return None;
         }
         let cancel = Arc::new(AtomicBool::new(false));

@@ -7,7 +7,7 @@
 //! arrive while it blocks waiting for submits, or that free no slot (timeouts), or that sat
 //! in the outbox longer than [`STALE`].
 
-use super::shared::{Ending, Outcome, Shared};
+use super::shared::{Ending, Outcome, Shared, Stored};
 use super::stats::Stats;
 use crate::broker::{BrokerError, QueueName, Taken, Transition};
 use crate::job::JobStatus;
@@ -208,17 +208,32 @@ fn apply(shared: &Shared, finished: &[Outcome], transitions: Option<&[Transition
     );
     // One OurDB batch for the lot: in `strict` mode one fsync round instead of one per job.
     // A database that keeps refusing is blocked, its outcomes kept until it stores again.
-    // Written only over a record that exists: the job's `active` version was written (or
-    // is kept, with the database blocked) before it ran, so a job without a record was
-    // deleted meanwhile — by a client that saw it done, between the broker's verdict and
-    // this write — and stays deleted.
-    shared.unrecorded.store(
-        &shared.store,
-        shared.draining.load(Ordering::Acquire),
-        winners.iter().map(|o| &o.job).collect(),
-        Absent::Skip,
-        "recording finished jobs",
-    );
+    // A job that ran is written only over a record that exists: its `active` version was
+    // written (or is kept, with the database blocked) before it ran, so a job without a
+    // record was deleted meanwhile — by a client that saw it done, between the broker's
+    // verdict and this write — and stays deleted. One failed before it ran may have no
+    // record here (submitted through another store): created. An id the fleet never issued
+    // is not written at all (see `Stored::Never`).
+    let draining = shared.draining.load(Ordering::Acquire);
+    for (stored, absent) in [
+        (Stored::Active, Absent::Skip),
+        (Stored::Maybe, Absent::Create),
+    ] {
+        let jobs: Vec<&crate::job::Job> = winners
+            .iter()
+            .filter(|o| o.stored == stored)
+            .map(|o| &o.job)
+            .collect();
+        if !jobs.is_empty() {
+            shared.unrecorded.store(
+                &shared.store,
+                draining,
+                jobs,
+                absent,
+                "recording finished jobs",
+            );
+        }
+    }
 }
 
 /// Slot accounting after a record: `freed` slots come back, `taken` are in use.

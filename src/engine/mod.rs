@@ -41,7 +41,7 @@ pub use config::{Authenticator, Compaction, EngineConfig, QueuePattern, QueueSel
 pub use stats::EngineStats;
 
 use crate::error::{Error, Result};
-use shared::{Ending, Outcome, Running, Shared, Work};
+use shared::{Ending, Outcome, Running, Shared, Stored, Work};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -284,6 +284,7 @@ impl WatchDog {
                 attempt: r.attempt,
                 ending: Ending::Release,
                 frees_slot: false,
+                stored: Stored::Active,
             });
         }
         let mut i = 0;

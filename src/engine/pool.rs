@@ -2,7 +2,7 @@
 //! type. A processor that panics fails its job, not the worker.
 
 use super::handoff::{Handoff, Recv};
-use super::shared::{Ending, Outcome, Shared, Work};
+use super::shared::{Ending, Outcome, Shared, Stored, Work};
 use crate::job::{unix_now, Job, JobStatus};
 use crate::names::JobRef;
 use crate::processor::{JobContext, JobError, JobLog};
@@ -88,6 +88,7 @@ pub(crate) fn run_one(shared: &Shared, w: Work) {
             attempt,
             ending: Ending::Release,
             frees_slot: true,
+            stored: Stored::Active,
         });
         return;
     }
@@ -165,6 +166,7 @@ pub(crate) fn run_one(shared: &Shared, w: Work) {
                 attempt,
                 ending,
                 frees_slot: true,
+                stored: Stored::Active,
             });
         }
         // The watchdog already recorded the timeout: nothing more to record.

@@ -76,6 +76,23 @@ pub(crate) struct Outcome {
     /// The worker slot it held is given back once this is recorded (so jobs taken and not
     /// yet recorded never exceed the workers).
     pub(crate) frees_slot: bool,
+    /// What this engine's OurDB holds of the job, which says how the outcome is written.
+    pub(crate) stored: Stored,
+}
+
+/// What an engine's OurDB holds of a job when its outcome comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// Its `active` version, written before it ran (or kept while the database refused
+    /// writes): the outcome replaces it, and a job whose record is gone by then was deleted
+    /// meanwhile and stays deleted.
+    Active,
+    /// Maybe nothing: it failed before it ran, and it may come from another store. The
+    /// outcome creates the record if there is none.
+    Maybe,
+    /// Nothing, and nothing is to be written: an id the fleet never issued (planted in the
+    /// broker), whose record would grow the table up to that id. The broker has the outcome.
+    Never,
 }
 
 /// The dispatcher's budget and the outcomes waiting to be recorded, under one lock so the
@@ -278,6 +295,7 @@ mod tests {
             attempt: 1,
             ending: Ending::Finished,
             frees_slot,
+            stored: Stored::Active,
         }
     }
 

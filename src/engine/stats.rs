@@ -58,6 +58,9 @@ pub(crate) struct Stats {
     pub cancelled: AtomicU64,
     /// Jobs refused before running (bad or missing signature, or the authenticator said no).
     pub refused: AtomicU64,
+    /// Jobs taken at an id the fleet never issued (planted in the broker): failed there,
+    /// never recorded in OurDB.
+    pub refused_ids: AtomicU64,
     /// Workers given up on at shutdown (their job ignored its cancel past `give_up_after`).
     pub gave_up: AtomicU64,
     /// Outcomes per queue (one lock per recorded batch, not per job).
@@ -115,6 +118,9 @@ pub struct EngineStats {
     pub cancelled: u64,
     /// Jobs refused before running (bad or missing signature, or the authenticator said no).
     pub refused: u64,
+    /// Jobs taken at an id the fleet never issued (planted in the broker): failed there,
+    /// never recorded in OurDB.
+    pub refused_ids: u64,
     /// Workers given up on at shutdown (their job ignored its cancel past `give_up_after`).
     pub gave_up: u64,
     /// Times an OurDB database refused writes after retries and was blocked (its queue not
@@ -170,6 +176,7 @@ impl Stats {
             retried: l(&self.retried),
             cancelled: l(&self.cancelled),
             refused: l(&self.refused),
+            refused_ids: l(&self.refused_ids),
             gave_up: l(&self.gave_up),
             dbs_blocked: now.dbs_blocked,
             dbs_unblocked: now.dbs_unblocked,
@@ -247,6 +254,7 @@ impl EngineStats {
             ("retried", self.retried),
             ("cancelled", self.cancelled),
             ("refused", self.refused),
+            ("refused_ids", self.refused_ids),
             ("gave_up", self.gave_up),
             ("dbs_blocked", self.dbs_blocked),
             ("dbs_unblocked", self.dbs_unblocked),

@@ -192,6 +192,11 @@ pub(crate) fn render(app: &App) -> Result<String, String> {
         engine_counter("recovered"),
     );
     s.counter(
+        "herojobs_jobs_refused_ids_total",
+        "Jobs an engine took at an id the fleet's id counter never issued (planted in Redis): failed there, never written to OurDB.",
+        engine_counter("refused_ids"),
+    );
+    s.counter(
         "herojobs_jobs_started_total",
         "Runs started by an engine's workers.",
         engine_counter("started"),
