@@ -43,7 +43,8 @@ pub(crate) struct Dispatcher {
     /// (see [`finisher::record_and_take`](super::finisher::record_and_take)) or before any
     /// wait that can be long.
     deferred: Option<Deferred>,
-    /// The fleet's id counter per queue as last read (see [`Dispatcher::issued`]).
+    /// Per queue, the highest id known to be recordable: below a next id its database had,
+    /// or at most the fleet's id counter as last read (see [`Dispatcher::issued`]).
     issued: HashMap<QueueName, u64>,
 }
 
@@ -119,29 +120,43 @@ impl Dispatcher {
     ///
     /// [`MAX_ID_GAP`]: crate::ourdb::format::MAX_ID_GAP
     fn issued(&mut self, q: &QueueName, id: u32) -> Result<(), String> {
+        let id = u64::from(id);
+        // Ids up to the cached bound are fine: below a next id the database had (its table
+        // never shrinks) or at most a counter value read (the counter only grows). One map
+        // lookup per job on the usual path.
+        if self.issued.get(q).is_some_and(|b| id <= *b) {
+            return Ok(());
+        }
         let s = &self.shared;
         let next = match s.store.db(q) {
             Ok(db) => db.next_id(),
             // The active write will meet (and report) the same error.
             Err(_) => return Ok(()),
         };
-        let id = u64::from(id);
-        if id < next || self.issued.get(q).is_some_and(|c| id <= *c) {
-            return Ok(());
-        }
-        let counter = match s.broker.ids_issued(q) {
-            Ok(c) => c,
-            Err(e) => {
-                // Unverifiable now; the broker just answered the take, so this is rare.
-                log::warn!("job {q}/{id}: reading the fleet's id counter: {e}; taken as issued");
-                return Ok(());
+        let mut bound = next.saturating_sub(1);
+        let counter = if id < next {
+            None
+        } else {
+            match s.broker.ids_issued(q) {
+                Ok(c) => c,
+                Err(e) => {
+                    // Unverifiable now; the broker just answered the take, so this is rare.
+                    log::warn!(
+                        "job {q}/{id}: reading the fleet's id counter: {e}; taken as issued"
+                    );
+                    return Ok(());
+                }
             }
         };
-        if let Some(c) = counter {
-            self.issued.insert(q.clone(), c);
+        bound = bound.max(counter.unwrap_or(0));
+        let known = self.issued.entry(q.clone()).or_insert(0);
+        *known = (*known).max(bound);
+        if id < next || counter.is_some_and(|c| id <= c) {
+            return Ok(());
         }
-        let bound = counter.unwrap_or(next.saturating_add(crate::ourdb::format::MAX_ID_GAP - 1));
-        if id <= bound {
+        // No counter (the broker lost it and no store has reserved since): OurDB's own
+        // bound on a next id beyond the table.
+        if counter.is_none() && id < next.saturating_add(crate::ourdb::format::MAX_ID_GAP) {
             return Ok(());
         }
         Err(match counter {
