@@ -432,6 +432,16 @@ impl JobStore {
             .map_or(Ok(()), Err)
     }
 
+    /// Writes a new version of a job over its record, if it still has one (see
+    /// [`Absent::Skip`]); for copies onto a record just read, which a `delete` meanwhile
+    /// must not see undone.
+    pub(crate) fn replace(&self, job: &Job) -> Result<(), StoreError> {
+        self.update_many(std::iter::once(job), Absent::Skip)
+            .into_iter()
+            .next()
+            .map_or(Ok(()), Err)
+    }
+
     /// Writes new versions of several jobs: one OurDB batch (one lock, one fsync round in
     /// `strict`) per circle and topic, in the order given. `absent` says what becomes of a
     /// job with no record in OurDB. Returns the failures, one per database that could not

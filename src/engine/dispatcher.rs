@@ -43,8 +43,8 @@ pub(crate) struct Dispatcher {
     /// (see [`finisher::record_and_take`](super::finisher::record_and_take)) or before any
     /// wait that can be long.
     deferred: Option<Deferred>,
-    /// Per queue, the highest id known to be recordable: below a next id its database had,
-    /// or at most the fleet's id counter as last read (see [`Dispatcher::issued`]).
+    /// Per queue, the top of the window of recordable ids as last computed (see
+    /// [`Dispatcher::issued`]).
     issued: HashMap<QueueName, u64>,
 }
 
@@ -108,23 +108,25 @@ impl Dispatcher {
     }
 
     /// Whether job `id` of `q` may be recorded in OurDB. Its record makes the lookup table
-    /// cover every id up to it (six bytes an id, allocated), and moves the database's next
-    /// id past it: one job planted in the broker at id 4294967295 cost 24 GiB of disk and
-    /// left the queue no id to hand out. So an id at or above the database's next id (one
-    /// the table does not cover yet) must be one the fleet's counter reserved. The counter
-    /// is read again only when an id passes the value last read (once a block of ids, in
-    /// steady state: no round trip on the usual path). Without a counter (the broker lost
-    /// it, and no store has reserved since) the bound is the database's next id plus
-    /// OurDB's own limit on a next id beyond the table ([`MAX_ID_GAP`]). Returns the
-    /// reason when it may not.
+    /// cover every id up to it (six bytes an id, allocated) and moves the database's next id
+    /// past it: one job planted in the broker at id 4294967295 cost 24 GiB of disk and left
+    /// the queue no id to hand out. So an id is recordable if it lies within OurDB's own
+    /// window above the database's next id ([`MAX_ID_GAP`], the bound open puts on a next
+    /// id beyond the table: 96 MiB of table at most), or the fleet's id counter issued it.
+    /// Not the counter alone: it can be behind ids stores are using (Redis restored from
+    /// an older snapshot, a promoted replica, an evicted key, a counter restarted after a
+    /// loss), and a job failed for that would be a real job lost. The counter is read only
+    /// for an id beyond the window (rare for real jobs: this database would have to be
+    /// millions of ids behind the fleet), and what it says is not cached, so a counter raised
+    /// for a moment does not open the way for later jobs. Returns the reason when not.
     ///
     /// [`MAX_ID_GAP`]: crate::ourdb::format::MAX_ID_GAP
     fn issued(&mut self, q: &QueueName, id: u32) -> Result<(), String> {
+        use crate::ourdb::format::MAX_ID_GAP;
         let id = u64::from(id);
-        // Ids up to the cached bound are fine: below a next id the database had (its table
-        // never shrinks) or at most a counter value read (the counter only grows). One map
+        // The window as last computed (it only moves up: the next id only grows). One map
         // lookup per job on the usual path.
-        if self.issued.get(q).is_some_and(|b| id <= *b) {
+        if self.issued.get(q).is_some_and(|w| id <= *w) {
             return Ok(());
         }
         let s = &self.shared;
@@ -133,43 +135,29 @@ impl Dispatcher {
             // The active write will meet (and report) the same error.
             Err(_) => return Ok(()),
         };
-        let mut bound = next.saturating_sub(1);
-        let counter = if id < next {
-            None
-        } else {
-            match s.broker.ids_issued(q) {
-                Ok(c) => c,
-                Err(e) => {
-                    // Unverifiable now; the broker just answered the take, so this is rare.
-                    log::warn!(
-                        "job {q}/{id}: reading the fleet's id counter: {e}; taken as issued"
-                    );
-                    return Ok(());
-                }
+        let window = next.max(1) - 1 + MAX_ID_GAP;
+        let known = self.issued.entry(q.clone()).or_insert(0);
+        *known = (*known).max(window);
+        if id <= window {
+            return Ok(());
+        }
+        let counter = match s.broker.ids_issued(q) {
+            Ok(c) => c,
+            Err(e) => {
+                // Unverifiable now; the broker just answered the take, so this is rare.
+                log::warn!("job {q}/{id}: reading the fleet's id counter: {e}; taken as issued");
+                return Ok(());
             }
         };
-        bound = bound.max(counter.unwrap_or(0));
-        let known = self.issued.entry(q.clone()).or_insert(0);
-        *known = (*known).max(bound);
-        if id < next || counter.is_some_and(|c| id <= c) {
+        if counter.is_some_and(|c| id <= c) {
             return Ok(());
         }
-        // No counter (the broker lost it and no store has reserved since): OurDB's own
-        // bound on a next id beyond the table.
-        if counter.is_none() && id < next.saturating_add(crate::ourdb::format::MAX_ID_GAP) {
-            return Ok(());
-        }
-        Err(match counter {
-            Some(c) => format!(
-                "id {id} was never issued: the fleet's id counter of {q} is at {c} \
-                 (a job planted in the broker; not recorded in OurDB)"
-            ),
-            None => format!(
-                "id {id} is beyond this store's ids (next {next}) by more than {} and the \
-                 fleet's id counter of {q} is missing (not recorded in OurDB)",
-                crate::ourdb::format::MAX_ID_GAP
-            ),
-        })
+        let counter = counter.map_or_else(|| "missing".to_string(), |c| format!("at {c}"));
+        Err(format!(
+            "id {id} was never issued: more than {MAX_ID_GAP} above this store's next id \
+             ({next}) and above the fleet's id counter of {q} ({counter}); a job planted in \
+             the broker, not recorded in OurDB"
+        ))
     }
 
     /// Writes the deferred outcomes to OurDB now: before any wait that can be long (all

@@ -257,7 +257,7 @@ impl Recovery {
                                 && !here
                                 && (local_new || done.time_end + 5 < crate::job::unix_now()) =>
                         {
-                            if let Err(e) = s.store.update(&done) {
+                            if let Err(e) = s.store.replace(&done) {
                                 log::warn!(
                                     "recovery: recording the outcome of {q}/{}: {e}",
                                     done.id
@@ -360,7 +360,7 @@ impl Recovery {
                         j.error = note.into();
                     }
                     j.time_end = crate::job::unix_now();
-                    if let Err(e) = self.shared.store.update(&j) {
+                    if let Err(e) = self.shared.store.replace(&j) {
                         log::warn!("recovery: job {q}/{}: {e}", job.id);
                     }
                 }
@@ -389,7 +389,7 @@ impl Recovery {
                     "its id was taken in Redis by another job after Redis lost its data; submitted again as {q}/{new_id}"
                 );
                 old.time_end = crate::job::unix_now();
-                if let Err(e) = s.store.update(&old) {
+                if let Err(e) = s.store.replace(&old) {
                     log::error!("recovery: job {q}/{}: {e}", job.id);
                 }
                 log::warn!("recovery: job {q}/{} met another job under its id; submitted again as {new_id}", job.id);
