@@ -426,17 +426,18 @@ impl JobStore {
 
     /// Writes a new version of a job (its status changed).
     pub(crate) fn update(&self, job: &Job) -> Result<(), StoreError> {
-        self.update_many(std::iter::once(job), Absent::Create)
-            .into_iter()
-            .next()
-            .map_or(Ok(()), Err)
+        self.update_one(job, Absent::Create)
     }
 
     /// Writes a new version of a job over its record, if it still has one (see
     /// [`Absent::Skip`]); for copies onto a record just read, which a `delete` meanwhile
     /// must not see undone.
     pub(crate) fn replace(&self, job: &Job) -> Result<(), StoreError> {
-        self.update_many(std::iter::once(job), Absent::Skip)
+        self.update_one(job, Absent::Skip)
+    }
+
+    fn update_one(&self, job: &Job, absent: Absent) -> Result<(), StoreError> {
+        self.update_many(std::iter::once(job), absent)
             .into_iter()
             .next()
             .map_or(Ok(()), Err)

@@ -48,6 +48,17 @@ pub(crate) struct Dispatcher {
     issued: HashMap<QueueName, u64>,
 }
 
+/// A job known only by its address (its broker copy is garbage and OurDB has none), to
+/// record its failure under.
+fn bare_job(q: &QueueName, id: u32) -> Job {
+    Job {
+        id,
+        circle: q.circle().to_string(),
+        topic: q.topic().to_string(),
+        ..Job::default()
+    }
+}
+
 /// How long a queue is skipped after a job of it was handed back.
 const HANDBACK_PAUSE: Duration = Duration::from_millis(250);
 
@@ -376,13 +387,7 @@ impl Dispatcher {
                     // Failed in the broker only: nothing of it goes to OurDB.
                     Ok(job) => self.fail(job, t.attempt, reason, Stored::Never),
                     Err(broker_reason) if !broker_reason.is_empty() => {
-                        let job = Job {
-                            id: t.id,
-                            circle: t.queue.circle().to_string(),
-                            topic: t.queue.topic().to_string(),
-                            ..Job::default()
-                        };
-                        self.fail(job, t.attempt, reason, Stored::Never);
+                        self.fail(bare_job(&t.queue, t.id), t.attempt, reason, Stored::Never)
                     }
                     // No hash in the broker either: nothing to fail (as `fallback` does).
                     Err(_) => s.release_worker(),
@@ -504,12 +509,7 @@ impl Dispatcher {
             return Some(job);
         }
         log::warn!("{reason}");
-        let job = stored.unwrap_or_else(|| Job {
-            id,
-            circle: q.circle().to_string(),
-            topic: q.topic().to_string(),
-            ..Job::default()
-        });
+        let job = stored.unwrap_or_else(|| bare_job(q, id));
         self.fail(
             job,
             attempt,
@@ -520,9 +520,8 @@ impl Dispatcher {
     }
 
     /// Records a taken job as failed without running it. Like any outcome, its slot comes
-    /// back once the failure is recorded.
-    /// Fails a job that does not run here: before its `active` version was written, so its
-    /// record is created if there is none (`Stored::Maybe`), unless `stored` says otherwise.
+    /// back once the failure is recorded. `stored`: what OurDB holds of it — its `active`
+    /// version was not written, so `Stored::Maybe` (created if absent), or `Stored::Never`.
     fn fail(&self, mut job: Job, attempt: u32, error: String, stored: Stored) {
         job.attempts = job.attempts.max(attempt);
         job.status = JobStatus::Error;

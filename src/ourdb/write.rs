@@ -191,15 +191,9 @@ impl Inner {
         items: impl IntoIterator<Item = (u32, &'a [u8])>,
         foreign_ids: bool,
     ) -> Result<()> {
-        let items: Vec<(u32, &[u8])> = items.into_iter().collect();
+        let items = self.checked_items(items)?;
         if items.is_empty() {
             return Ok(());
-        }
-        for &(id, data) in &items {
-            if id == 0 {
-                return Err(OurDbError::ZeroId);
-            }
-            self.check_size(data)?;
         }
         let ids: Vec<u32> = items.iter().map(|(id, _)| *id).collect();
         let data: Vec<&[u8]> = items.iter().map(|(_, d)| *d).collect();
@@ -221,10 +215,12 @@ impl Inner {
     /// before it (the id is left out) or after it (it deletes the new version): a version
     /// written by this call never brings back a record deleted before it. An id named twice
     /// is written twice if it has a record.
-    pub(super) fn replace_many<'a>(
+    /// The items of a write by id, each checked (no id 0, no record too large) before
+    /// anything is written: a bad item fails the call with nothing written.
+    fn checked_items<'a>(
         &self,
         items: impl IntoIterator<Item = (u32, &'a [u8])>,
-    ) -> Result<Vec<u32>> {
+    ) -> Result<Vec<(u32, &'a [u8])>> {
         let items: Vec<(u32, &[u8])> = items.into_iter().collect();
         for &(id, data) in &items {
             if id == 0 {
@@ -232,6 +228,14 @@ impl Inner {
             }
             self.check_size(data)?;
         }
+        Ok(items)
+    }
+
+    pub(super) fn replace_many<'a>(
+        &self,
+        items: impl IntoIterator<Item = (u32, &'a [u8])>,
+    ) -> Result<Vec<u32>> {
+        let items = self.checked_items(items)?;
         if items.is_empty() {
             return Ok(Vec::new());
         }
